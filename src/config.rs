@@ -1,0 +1,244 @@
+//! One `Config` for the whole server, read from command-line flags and the environment variables
+//! documented in the README. Every value is validated here, at start, so that a bad setting stops
+//! the server with a message naming the variable instead of failing later on a user's request.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// termpool: a multi-user web terminal server.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about, long_about = None)]
+pub struct Config {
+    /// Run each session in a Docker container of the pool (true) or as a local PTY (false).
+    #[arg(long, env = "USE_CONTAINERS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub use_containers: bool,
+
+    /// Address to listen on [default: 127.0.0.1 in local mode, 0.0.0.0 in container mode].
+    #[arg(long, env = "BIND_ADDRESS")]
+    pub bind: Option<IpAddr>,
+
+    /// TCP port (0 picks a free one; the chosen address is printed on stdout).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Shell command line of a local-mode session (split on whitespace).
+    #[arg(long, env = "SHELL_COMMAND", default_value = "/bin/bash -l")]
+    pub shell: String,
+
+    /// Extra origins allowed to open a WebSocket, comma-separated (the server's own is always allowed).
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
+    pub allowed_origins: Vec<String>,
+
+    /// Largest WebSocket frame accepted from a client, in bytes; a larger one closes the socket (1009).
+    #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = 1 << 20)]
+    pub max_frame_bytes: usize,
+
+    /// Live sessions one user may hold at once; one more is refused with 429.
+    #[arg(long, env = "MAX_SESSIONS_PER_USER", default_value_t = 10)]
+    pub max_sessions_per_user: usize,
+
+    /// New sessions one user may open per minute; more are refused with 429 (0 = no limit).
+    #[arg(long, env = "MAX_NEW_SESSIONS_PER_MINUTE", default_value_t = 60)]
+    pub max_new_sessions_per_minute: u32,
+
+    /// Seconds between the server's WebSocket pings; a peer silent for 3 intervals is closed.
+    #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = 30)]
+    pub ping_interval_secs: u64,
+
+    /// HTTP worker threads (0 = one per core).
+    #[arg(long, env = "WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Directory for persistent state: the cookie key, and the placement store in container mode
+    /// [default: none in local mode (cookies end with the process), ./termpool-data in container mode].
+    #[arg(long, env = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Number of containers in the pool.
+    #[arg(long, env = "MAX_CONTAINERS", default_value_t = 10)]
+    pub max_containers: usize,
+
+    /// Users placed on one container (1 = a container per user).
+    #[arg(long, env = "USERS_PER_CONTAINER", default_value_t = 20)]
+    pub users_per_container: usize,
+
+    /// Image of the user containers (built from Dockerfile.user).
+    #[arg(long, env = "CONTAINER_IMAGE", default_value = "terminal-multi-user:latest")]
+    pub container_image: String,
+
+    /// Memory limit of one user container, in MiB (swap is set equal: no swap).
+    #[arg(long, env = "CONTAINER_MEMORY_MB", default_value_t = 512)]
+    pub container_memory_mb: u64,
+
+    /// CPU limit of one user container, in cores.
+    #[arg(long, env = "CONTAINER_CPUS", default_value_t = 0.5)]
+    pub container_cpus: f64,
+
+    /// Process limit of one user container.
+    #[arg(long, env = "CONTAINER_PIDS_LIMIT", default_value_t = 1024)]
+    pub container_pids_limit: i64,
+
+    /// Processes one Linux user may run inside a container (ulimit nproc).
+    #[arg(long, env = "USER_NPROC", default_value_t = 256)]
+    pub user_nproc: i64,
+
+    /// Docker volume mounted at /workspace in every container of the pool.
+    #[arg(long, env = "WORKSPACE_VOLUME", default_value = "termpool-workspace")]
+    pub workspace_volume: String,
+
+    /// Network mode of the user containers (bridge, none, or a network name).
+    #[arg(long, env = "CONTAINER_NETWORK", default_value = "bridge")]
+    pub container_network: String,
+
+    /// Name prefix (and pool label) of the user containers.
+    #[arg(long, env = "CONTAINER_PREFIX", default_value = "termpool-user")]
+    pub container_prefix: String,
+}
+
+/// A setting that cannot work, named by its environment variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Refuses settings that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.shell_argv().is_empty() {
+            return Err(invalid("SHELL_COMMAND", "is empty"));
+        }
+        if !(1024..=64 << 20).contains(&self.max_frame_bytes) {
+            return Err(invalid("MAX_FRAME_BYTES", "must be 1024..=67108864"));
+        }
+        if self.max_sessions_per_user == 0 {
+            return Err(invalid("MAX_SESSIONS_PER_USER", "must be at least 1"));
+        }
+        if self.ping_interval_secs == 0 {
+            return Err(invalid("PING_INTERVAL_SECS", "must be at least 1"));
+        }
+        for origin in self.extra_origins() {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(invalid(
+                    "ALLOWED_ORIGINS",
+                    format!("{origin:?} is not an http(s) origin"),
+                ));
+            }
+        }
+        if self.use_containers {
+            self.validate_pool()?;
+        }
+        Ok(())
+    }
+
+    fn validate_pool(&self) -> Result<(), ConfigError> {
+        if !(1..=1000).contains(&self.max_containers) {
+            return Err(invalid("MAX_CONTAINERS", "must be 1..=1000"));
+        }
+        if !(1..=1000).contains(&self.users_per_container) {
+            return Err(invalid("USERS_PER_CONTAINER", "must be 1..=1000"));
+        }
+        if self.container_memory_mb < 16 {
+            return Err(invalid("CONTAINER_MEMORY_MB", "must be at least 16"));
+        }
+        if !(self.container_cpus > 0.0 && self.container_cpus <= 1024.0) {
+            return Err(invalid("CONTAINER_CPUS", "must be > 0"));
+        }
+        if self.container_pids_limit < 16 {
+            return Err(invalid("CONTAINER_PIDS_LIMIT", "must be at least 16"));
+        }
+        if self.user_nproc < 8 {
+            return Err(invalid("USER_NPROC", "must be at least 8"));
+        }
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        if !name_ok(&self.container_prefix) {
+            return Err(invalid("CONTAINER_PREFIX", "use letters, digits, - _ ."));
+        }
+        if !name_ok(&self.workspace_volume) {
+            return Err(invalid("WORKSPACE_VOLUME", "use letters, digits, - _ ."));
+        }
+        Ok(())
+    }
+
+    pub fn bind_address(&self) -> IpAddr {
+        self.bind.unwrap_or(if self.use_containers {
+            IpAddr::from([0, 0, 0, 0])
+        } else {
+            IpAddr::from([127, 0, 0, 1])
+        })
+    }
+
+    pub fn shell_argv(&self) -> Vec<String> {
+        self.shell.split_whitespace().map(str::to_owned).collect()
+    }
+
+    pub fn extra_origins(&self) -> impl Iterator<Item = &str> {
+        self.allowed_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/'))
+            .filter(|o| !o.is_empty())
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs)
+    }
+
+    pub fn mode_name(&self) -> &'static str {
+        if self.use_containers {
+            "container"
+        } else {
+            "local"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("termpool").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_local_binds_loopback() {
+        let c = parse(&[]);
+        c.validate().unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.bind_address().to_string(), "127.0.0.1");
+        assert_eq!(c.max_frame_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn container_mode_binds_all_interfaces_by_default() {
+        let c = parse(&["--use-containers", "true"]);
+        assert_eq!(c.bind_address().to_string(), "0.0.0.0");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let err = parse(&["--shell", "  "]).validate().unwrap_err();
+        assert_eq!(err.var, "SHELL_COMMAND");
+        let err = parse(&["--allowed-origins", "evil.com"]).validate().unwrap_err();
+        assert_eq!(err.var, "ALLOWED_ORIGINS");
+        let err = parse(&["--use-containers", "true", "--users-per-container", "0"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.var, "USERS_PER_CONTAINER");
+    }
+}

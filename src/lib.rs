@@ -1,0 +1,11 @@
+//! termpool: a multi-user web terminal server. See README.md for what it does and DESIGN.md (in
+//! the project's shared folder) for why it is built this way.
+
+pub mod config;
+pub mod identity;
+pub mod metrics;
+pub mod protocol;
+pub mod relay;
+pub mod session;
+pub mod tty;
+pub mod web;

@@ -1,0 +1,51 @@
+//! The `termpool` binary: configuration, logging, the chosen backend, and the web server.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+
+use termpool::config::Config;
+use termpool::identity::CookieSigner;
+use termpool::metrics::Metrics;
+use termpool::session::Registry;
+use termpool::tty::local::LocalBackend;
+use termpool::tty::Backend;
+use termpool::web::{self, AppState};
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = Config::parse();
+    if let Err(e) = config.validate() {
+        eprintln!("termpool: {e}");
+        std::process::exit(2);
+    }
+    if let Err(e) = actix_web::rt::System::new().block_on(run(config)) {
+        eprintln!("termpool: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let backend: Arc<dyn Backend> = if config.use_containers {
+        anyhow::bail!("container mode is not built into this version yet");
+    } else {
+        Arc::new(LocalBackend::new(config.shell_argv()))
+    };
+    let signer = match &config.data_dir {
+        Some(dir) => CookieSigner::persistent(dir)
+            .with_context(|| format!("cannot keep the cookie key in {}", dir.display()))?,
+        None => CookieSigner::ephemeral(),
+    };
+    let state = AppState {
+        registry: Registry::new(
+            config.max_sessions_per_user,
+            config.max_new_sessions_per_minute,
+        ),
+        backend,
+        signer,
+        metrics: Arc::new(Metrics::default()),
+        config,
+    };
+    web::serve(state).await
+}

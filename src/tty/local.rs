@@ -1,0 +1,400 @@
+//! The local backend: a login shell on a PTY of the server's own machine (portable-pty).
+//!
+//! portable-pty opens the PTY and spawns the shell (setsid + controlling TTY); everything after
+//! that is done on a non-blocking duplicate of the master fd registered with tokio, so a session
+//! costs no threads and a keystroke crosses no thread boundary. The shell's exit is watched with a
+//! pidfd for the same reason.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
+use tokio::io::unix::AsyncFd;
+
+use super::{Backend, Placement, Spawned, Tty, TtyError, TtyOutput};
+use crate::protocol::TermSize;
+
+/// How long a hung-up shell may take to exit before it is killed.
+const HANGUP_GRACE: Duration = Duration::from_secs(3);
+/// The most output relayed in one frame; bigger bursts become several frames.
+const MAX_CHUNK: usize = 64 * 1024;
+/// The environment a session may inherit from the server; everything else is cleared.
+const INHERITED_ENV: &[&str] = &["PATH", "LANG", "TZ"];
+
+/// Spawns shells on local PTYs, as the server's own user.
+pub struct LocalBackend {
+    argv: Vec<String>,
+    user: String,
+    home: String,
+}
+
+impl LocalBackend {
+    pub fn new(argv: Vec<String>) -> Self {
+        let (user, home) = current_user();
+        LocalBackend { argv, user, home }
+    }
+
+    fn command(&self) -> CommandBuilder {
+        let mut cmd = CommandBuilder::new(&self.argv[0]);
+        cmd.args(&self.argv[1..]);
+        // CommandBuilder starts from the server's whole environment: clear it, then allow a few.
+        cmd.env_clear();
+        for name in INHERITED_ENV {
+            if let Some(value) = std::env::var_os(name) {
+                cmd.env(name, value);
+            }
+        }
+        if std::env::var_os("LANG").is_none() {
+            cmd.env("LANG", "C.UTF-8");
+        }
+        cmd.env("TERM", "xterm-256color");
+        cmd.env("COLORTERM", "truecolor");
+        cmd.env("HOME", &self.home);
+        cmd.env("USER", &self.user);
+        cmd.env("LOGNAME", &self.user);
+        cmd.env("SHELL", &self.argv[0]);
+        cmd.cwd(&self.home);
+        cmd
+    }
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn mode(&self) -> &'static str {
+        "local"
+    }
+
+    async fn place(
+        &self,
+        _identity: &str,
+        _has_live_session: &(dyn Fn(&str) -> bool + Send + Sync),
+    ) -> Result<Placement, TtyError> {
+        Ok(Placement {
+            user: self.user.clone(),
+            container: None,
+            container_id: None,
+            home: self.home.clone(),
+        })
+    }
+
+    async fn spawn(&self, _placement: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
+        let pair = native_pty_system()
+            .openpty(pty_size(size))
+            .map_err(io::Error::other)?;
+        let child = pair
+            .slave
+            .spawn_command(self.command())
+            .map_err(io::Error::other)?;
+        // The slave must not stay open here, or reading the master never reports the end.
+        drop(pair.slave);
+        let pid = child
+            .process_id()
+            .ok_or_else(|| io::Error::other("spawned shell has no pid"))? as libc::pid_t;
+        // Reaping is done through the pidfd below; the portable-pty handle is not needed.
+        drop(child);
+        let process = Arc::new(ShellProcess::new(pid)?);
+        let master_fd = pair
+            .master
+            .as_raw_fd()
+            .ok_or_else(|| io::Error::other("PTY master has no fd"))?;
+        // SAFETY: the OwnedFd is a fresh duplicate that only this AsyncFd owns and closes.
+        let fd = unsafe { AsyncFd::register(dup_nonblocking(master_fd)?) }.map_err(io::Error::from)?;
+        let fd = Arc::new(fd);
+        let tty = Arc::new(LocalTty {
+            fd: fd.clone(),
+            master: Mutex::new(Some(pair.master)),
+            process: process.clone(),
+            hung_up: AtomicBool::new(false),
+        });
+        let output = Box::new(LocalOutput {
+            fd,
+            process,
+            shell_exited: false,
+        });
+        Ok(Spawned { tty, output })
+    }
+
+    async fn health(&self) -> Result<serde_json::Value, String> {
+        Ok(serde_json::json!({ "shell": self.argv[0] }))
+    }
+}
+
+fn pty_size(size: TermSize) -> PtySize {
+    PtySize {
+        rows: size.rows,
+        cols: size.cols,
+        pixel_width: 0,
+        pixel_height: 0,
+    }
+}
+
+struct LocalTty {
+    fd: Arc<AsyncFd<OwnedFd>>,
+    /// Kept for resizing; dropped on hangup.
+    master: Mutex<Option<Box<dyn MasterPty + Send>>>,
+    process: Arc<ShellProcess>,
+    hung_up: AtomicBool,
+}
+
+#[async_trait]
+impl Tty for LocalTty {
+    async fn write(&self, mut data: &[u8]) -> Result<(), TtyError> {
+        while !data.is_empty() {
+            let mut guard = self.fd.writable().await?;
+            match guard.try_io(|fd| sys_write(fd.get_ref().as_raw_fd(), data)) {
+                Ok(Ok(n)) => data = &data[n..],
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Err(TtyError::Closed),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_would_block) => continue,
+            }
+        }
+        Ok(())
+    }
+
+    async fn resize(&self, size: TermSize) -> Result<(), TtyError> {
+        let master = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        let master = master.as_ref().ok_or(TtyError::Closed)?;
+        master.resize(pty_size(size)).map_err(io::Error::other)?;
+        Ok(())
+    }
+
+    async fn hangup(&self) {
+        if self.hung_up.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        signal_session(self.process.pid, libc::SIGHUP);
+        self.master.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let process = self.process.clone();
+        tokio::spawn(async move {
+            if tokio::time::timeout(HANGUP_GRACE, process.wait()).await.is_err() {
+                log::warn!("shell {} ignored SIGHUP; killing it", process.pid);
+                signal_session(process.pid, libc::SIGKILL);
+                process.wait().await;
+            }
+        });
+    }
+}
+
+struct LocalOutput {
+    fd: Arc<AsyncFd<OwnedFd>>,
+    process: Arc<ShellProcess>,
+    shell_exited: bool,
+}
+
+#[async_trait]
+impl TtyOutput for LocalOutput {
+    async fn read(&mut self) -> Option<Bytes> {
+        loop {
+            if self.shell_exited {
+                // A background job may hold the TTY open forever: once the shell is gone, relay
+                // only what is already buffered.
+                return read_available(&self.fd).ok().flatten();
+            }
+            let readable = tokio::select! {
+                biased;
+                ready = self.fd.readable() => Some(ready),
+                _ = self.process.wait() => None,
+            };
+            let Some(ready) = readable else {
+                self.shell_exited = true;
+                continue;
+            };
+            let mut guard = ready.ok()?;
+            match guard.try_io(|fd| read_chunk(fd.get_ref().as_raw_fd())) {
+                Ok(result) => return result.ok().flatten(),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    async fn exit_code(&mut self) -> Option<i32> {
+        self.process.wait().await
+    }
+}
+
+/// Reads what the PTY has now; `Ok(None)` at its end, `WouldBlock` when nothing is there.
+fn read_available(fd: &AsyncFd<OwnedFd>) -> io::Result<Option<Bytes>> {
+    match read_chunk(fd.get_ref().as_raw_fd()) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        other => other,
+    }
+}
+
+/// Reads up to `MAX_CHUNK` bytes, coalescing several reads (a PTY hands out at most a few KiB at a
+/// time) so that a burst of output becomes few WebSocket frames.
+fn read_chunk(fd: RawFd) -> io::Result<Option<Bytes>> {
+    let mut buf = [0u8; MAX_CHUNK];
+    let mut len = 0;
+    while len < MAX_CHUNK {
+        match sys_read(fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && len > 0 => break,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+            // Linux reports the end of a PTY whose every slave fd is closed as EIO.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((len > 0).then(|| Bytes::copy_from_slice(&buf[..len])))
+}
+
+fn sys_read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for writes of buf.len() bytes.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn sys_write(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: data is valid for reads of data.len() bytes.
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// A duplicate of `fd` that is non-blocking and closed on exec.
+fn dup_nonblocking(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: plain fcntl calls on a valid fd; the new fd is owned by the OwnedFd.
+    unsafe {
+        let new = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0);
+        if new < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let owned = OwnedFd::from_raw_fd(new);
+        let flags = libc::fcntl(new, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(new, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(owned)
+    }
+}
+
+/// The shell process, watched through a pidfd and reaped exactly once.
+struct ShellProcess {
+    pid: libc::pid_t,
+    pidfd: AsyncFd<OwnedFd>,
+    status: Mutex<Option<Option<i32>>>,
+}
+
+impl ShellProcess {
+    fn new(pid: libc::pid_t) -> io::Result<Self> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor that nothing else owns.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        Ok(ShellProcess {
+            pid,
+            // SAFETY: the pidfd is owned by this AsyncFd alone and closed only with it.
+            pidfd: unsafe { AsyncFd::register(pidfd) }.map_err(io::Error::from)?,
+            status: Mutex::new(None),
+        })
+    }
+
+    /// Waits for the shell to exit; its exit code, or 128 + signal as shells report it.
+    async fn wait(&self) -> Option<i32> {
+        loop {
+            if let Some(status) = *self.status.lock().unwrap_or_else(|e| e.into_inner()) {
+                return status;
+            }
+            // A pidfd becomes readable, and stays so, once the process has exited.
+            let Ok(mut guard) = self.pidfd.readable().await else {
+                return None;
+            };
+            guard.retain_ready();
+            self.reap();
+        }
+    }
+
+    fn reap(&self) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if status.is_some() {
+            return;
+        }
+        let mut raw = 0;
+        // SAFETY: waitpid on our own child with a valid out pointer.
+        let r = unsafe { libc::waitpid(self.pid, &mut raw, libc::WNOHANG) };
+        *status = match r {
+            0 => return, // not exited yet (spurious wake-up)
+            r if r < 0 => Some(None),
+            _ if libc::WIFEXITED(raw) => Some(Some(libc::WEXITSTATUS(raw))),
+            _ if libc::WIFSIGNALED(raw) => Some(Some(128 + libc::WTERMSIG(raw))),
+            _ => Some(None),
+        };
+    }
+}
+
+/// Sends `signal` to every process of the terminal session led by `leader` (the shell and all it
+/// started, including jobs in other process groups), and SIGCONT so stopped jobs see it.
+fn signal_session(leader: libc::pid_t, signal: libc::c_int) {
+    for pid in session_members(leader) {
+        // SAFETY: kill has no memory effects.
+        unsafe {
+            libc::kill(pid, signal);
+            libc::kill(pid, libc::SIGCONT);
+        }
+    }
+}
+
+/// The processes whose session id is `leader`, found in /proc.
+pub(crate) fn session_members(leader: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![leader];
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|&pid| process_session(pid) == Some(leader))
+        .collect()
+}
+
+/// Field 6 of /proc/<pid>/stat, read after the command name, which may itself hold spaces or ')'.
+fn process_session(pid: libc::pid_t) -> Option<libc::pid_t> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The server's own user name and home directory.
+fn current_user() -> (String, String) {
+    // SAFETY: getpwuid returns a pointer into static storage or null; read at once, single use at
+    // start.
+    unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        if pw.is_null() {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/".into());
+            return (format!("uid{}", libc::geteuid()), home);
+        }
+        let name = CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned();
+        let home = CStr::from_ptr((*pw).pw_dir).to_string_lossy().into_owned();
+        (name, home)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_field_survives_odd_command_names() {
+        // Our own process: its session id must parse even though we can't control its name.
+        let me = std::process::id() as libc::pid_t;
+        // SAFETY: getsid(0) has no memory effects.
+        let sid = unsafe { libc::getsid(0) };
+        assert_eq!(process_session(me), Some(sid));
+    }
+}

@@ -1,0 +1,412 @@
+//! Test harness shared by the integration tests and the benchmark: starts the real `termpool`
+//! binary on 127.0.0.1 port 0 and drives it like a client, over a real WebSocket.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A shell that starts fast and predictably: no profile, no rc, a fixed prompt.
+pub const TEST_SHELL: &str = "/bin/bash --noprofile --norc";
+
+/// A running server process, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts the server in local mode with a fast shell plus `args`.
+    pub fn local(args: &[&str]) -> Server {
+        let mut all = vec!["--shell", TEST_SHELL];
+        all.extend_from_slice(args);
+        Server::start(&all, &[])
+    }
+
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_termpool"));
+        cmd.args(["--port", "0", "--bind", "127.0.0.1"])
+            .args(args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start termpool");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.strip_prefix("listening on http://") {
+                        break rest.trim().to_owned();
+                    }
+                }
+                _ => panic!("termpool exited before listening (status {:?})", child.wait()),
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, addr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Loads the page like a browser and returns the identity cookie (`name=value`) it set.
+    pub async fn new_identity(&self) -> String {
+        let (status, headers, _) = http_get(&self.addr, "/", &[]).await;
+        assert_eq!(status, 200);
+        let set_cookie = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.clone())
+            .expect("the page sets an identity cookie");
+        set_cookie.split(';').next().unwrap().trim().to_owned()
+    }
+
+    /// Opens a session as a new user.
+    pub async fn connect(&self, query: &str) -> Client {
+        let cookie = self.new_identity().await;
+        self.connect_as(&cookie, query).await
+    }
+
+    pub async fn connect_as(&self, cookie: &str, query: &str) -> Client {
+        self.try_connect(cookie, query, None)
+            .await
+            .unwrap_or_else(|(status, body)| panic!("upgrade refused: {status} {body}"))
+    }
+
+    /// Opens `/ws?query`; on refusal, the HTTP status and body.
+    pub async fn try_connect(
+        &self,
+        cookie: &str,
+        query: &str,
+        origin: Option<&str>,
+    ) -> Result<Client, (u16, String)> {
+        self.try_connect_path("/ws", cookie, query, origin).await
+    }
+
+    pub async fn try_connect_path(
+        &self,
+        path: &str,
+        cookie: &str,
+        query: &str,
+        origin: Option<&str>,
+    ) -> Result<Client, (u16, String)> {
+        let url = format!("ws://{}{path}?{query}", self.addr);
+        let mut request = url.into_client_request().unwrap();
+        if !cookie.is_empty() {
+            request
+                .headers_mut()
+                .insert("Cookie", HeaderValue::from_str(cookie).unwrap());
+        }
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("Origin", HeaderValue::from_str(origin).unwrap());
+        }
+        match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+            Ok((ws, _)) => Ok(Client { ws, pending: Vec::new() }),
+            Err(tungstenite::Error::Http(response)) => {
+                let status = response.status();
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err((status.as_u16(), body))
+            }
+            Err(e) => panic!("WebSocket connect failed: {e}"),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 GET over a fresh connection: status, headers, body.
+pub async fn http_get(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    (status, headers, raw[split + 4..].to_vec())
+}
+
+/// One frame as the client sees it.
+#[derive(Debug)]
+pub enum Frame {
+    Json(Value),
+    Bytes(Vec<u8>),
+    Ping,
+    Closed(Option<u16>),
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Terminal output received but not consumed by `expect_output` yet.
+    pub pending: Vec<u8>,
+}
+
+pub const WAIT: Duration = Duration::from_secs(15);
+
+impl Client {
+    /// The next frame, or `None` after `timeout`.
+    pub async fn next_frame(&mut self, timeout: Duration) -> Option<Frame> {
+        let msg = tokio::time::timeout(timeout, self.ws.next()).await.ok()?;
+        Some(match msg {
+            None => Frame::Closed(None),
+            Some(Err(_)) => Frame::Closed(None),
+            Some(Ok(Message::Text(t))) => {
+                Frame::Json(serde_json::from_str(&t).expect("text frames are JSON"))
+            }
+            Some(Ok(Message::Binary(b))) => Frame::Bytes(b.to_vec()),
+            Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => Frame::Ping,
+            Some(Ok(Message::Close(c))) => Frame::Closed(c.map(|c| u16::from(c.code))),
+            Some(Ok(Message::Frame(_))) => Frame::Ping,
+        })
+    }
+
+    /// The first frame, which must be `ready`.
+    pub async fn ready(&mut self) -> Value {
+        match self.next_frame(WAIT).await {
+            Some(Frame::Json(v)) if v["type"] == "ready" => v,
+            other => panic!("expected ready first, got {other:?}"),
+        }
+    }
+
+    /// The next JSON frame, collecting any output before it into `pending`.
+    pub async fn next_json(&mut self) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_frame(left).await {
+                Some(Frame::Json(v)) => return v,
+                Some(Frame::Bytes(b)) => self.pending.extend_from_slice(&b),
+                Some(Frame::Ping) => {}
+                other => panic!("expected a JSON frame, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.ws
+            .send(Message::Binary(bytes.to_vec().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_json(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .expect("send");
+    }
+
+    /// Types a command line.
+    pub async fn run(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\r").as_bytes()).await;
+    }
+
+    /// Waits until the output contains `needle`; returns everything up to and including it.
+    pub async fn expect_output(&mut self, needle: &str) -> String {
+        self.expect_bytes(needle.as_bytes()).await;
+        let text = String::from_utf8_lossy(&self.pending).into_owned();
+        let end = text.find(needle).unwrap() + needle.len();
+        let seen = text[..end].to_owned();
+        self.pending.drain(..seen.len().min(self.pending.len()));
+        seen
+    }
+
+    /// Waits until the output holds `needle`; panics with what was seen after `WAIT`.
+    pub async fn expect_bytes(&mut self, needle: &[u8]) {
+        let deadline = Instant::now() + WAIT;
+        let mut searched: usize = 0;
+        loop {
+            // Only the new bytes (and a needle's length before them) need searching.
+            let from = searched.saturating_sub(needle.len());
+            if contains(&self.pending[from..], needle) {
+                return;
+            }
+            searched = self.pending.len();
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_frame(left).await {
+                Some(Frame::Bytes(b)) => self.pending.extend_from_slice(&b),
+                Some(Frame::Ping) => {}
+                other => panic!(
+                    "waiting for {:?}: got {other:?}; output so far ends with {:?}",
+                    String::from_utf8_lossy(needle),
+                    tail(&self.pending)
+                ),
+            }
+        }
+    }
+
+    /// Waits for the shell prompt to be ready by round-tripping a marker through it.
+    pub async fn sync(&mut self) {
+        // The typed line shows `$((40+2))`; only the shell's output shows `42`.
+        self.run("echo SYNC$((40+2))").await;
+        self.expect_output("SYNC42").await;
+        self.pending.clear();
+    }
+
+    /// The pid of the shell, via `$$`.
+    pub async fn shell_pid(&mut self) -> i32 {
+        // The quotes keep the typed line's echo from matching `PID:<digits>:`.
+        self.run("echo \"P\"\"ID:$$:\"").await;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = String::from_utf8_lossy(&self.pending).into_owned();
+            let found = text.match_indices("PID:").find_map(|(i, _)| {
+                let digits: String = text[i + 4..].chars().take_while(char::is_ascii_digit).collect();
+                let end = i + 4 + digits.len();
+                (!digits.is_empty() && text[end..].starts_with(':')).then(|| (digits, end + 1))
+            });
+            if let Some((digits, end)) = found {
+                self.pending.drain(..end);
+                return digits.parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "no PID in {:?}", tail(&self.pending));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(Frame::Bytes(b)) = self.next_frame(left).await {
+                self.pending.extend_from_slice(&b);
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self
+            .ws
+            .close(Some(CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            }))
+            .await;
+        // Read until the server's close answer, so the close is fully delivered.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+    }
+}
+
+/// The last few hundred bytes of `bytes`, for failure messages.
+pub fn tail(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(400)..]).into_owned()
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Processes that are still alive (not zombies) among `pids`.
+pub fn alive(pids: &[i32]) -> Vec<i32> {
+    pids.iter()
+        .copied()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Pids whose command line contains `needle`.
+pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| contains(&c, needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Direct children of `pid` that are alive.
+pub fn children_of(pid: u32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.rsplit(')').next()?.to_owned();
+                    let mut f = rest.split_whitespace();
+                    let state = f.next()?;
+                    let ppid: u32 = f.next()?.parse().ok()?;
+                    Some(ppid == pid && state != "Z")
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Polls `cond` until true or `timeout`; returns its last value.
+pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

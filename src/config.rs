@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::pool::PoolConfig;
+
 /// termpool: a multi-user web terminal server.
 #[derive(Parser, Debug, Clone)]
 #[command(version, about, long_about = None)]
@@ -196,6 +198,32 @@ impl Config {
 
     pub fn ping_interval(&self) -> Duration {
         Duration::from_secs(self.ping_interval_secs)
+    }
+
+    /// Where persistent state lives: DATA_DIR, or ./termpool-data in container mode.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        match (&self.data_dir, self.use_containers) {
+            (Some(dir), _) => Some(dir.clone()),
+            (None, true) => Some(PathBuf::from("termpool-data")),
+            (None, false) => None,
+        }
+    }
+
+    pub fn pool_config(&self) -> PoolConfig {
+        PoolConfig {
+            max_containers: self.max_containers,
+            users_per_container: self.users_per_container,
+            image: self.container_image.clone(),
+            memory_bytes: (self.container_memory_mb * 1024 * 1024) as i64,
+            nano_cpus: (self.container_cpus * 1e9) as i64,
+            pids_limit: self.container_pids_limit,
+            user_nproc: self.user_nproc,
+            volume: self.workspace_volume.clone(),
+            network_mode: self.container_network.clone(),
+            name_prefix: self.container_prefix.clone(),
+            pool_label: self.container_prefix.clone(),
+            ..PoolConfig::default()
+        }
     }
 
     pub fn mode_name(&self) -> &'static str {

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod identity;
 pub mod metrics;
+pub mod pool;
 pub mod protocol;
 pub mod relay;
 pub mod session;

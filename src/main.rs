@@ -9,6 +9,8 @@ use termpool::config::Config;
 use termpool::identity::CookieSigner;
 use termpool::metrics::Metrics;
 use termpool::session::Registry;
+use termpool::pool::{Pool, SqliteStore};
+use termpool::tty::docker::DockerBackend;
 use termpool::tty::local::LocalBackend;
 use termpool::tty::Backend;
 use termpool::web::{self, AppState};
@@ -28,12 +30,12 @@ fn main() {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let backend: Arc<dyn Backend> = if config.use_containers {
-        anyhow::bail!("container mode is not built into this version yet");
+        Arc::new(container_backend(&config).await?)
     } else {
         Arc::new(LocalBackend::new(config.shell_argv()))
     };
-    let signer = match &config.data_dir {
-        Some(dir) => CookieSigner::persistent(dir)
+    let signer = match config.data_dir() {
+        Some(dir) => CookieSigner::persistent(&dir)
             .with_context(|| format!("cannot keep the cookie key in {}", dir.display()))?,
         None => CookieSigner::ephemeral(),
     };
@@ -48,4 +50,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config,
     };
     web::serve(state).await
+}
+
+/// Opens the placement store and brings the container pool up. Refuses to start rather than
+/// run without the store: placements and UIDs must never be lost or reused.
+async fn container_backend(config: &Config) -> anyhow::Result<DockerBackend> {
+    let dir = config.data_dir().unwrap_or_default();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create DATA_DIR {}", dir.display()))?;
+    let path = dir.join("placements.sqlite");
+    let store = SqliteStore::open(&path)
+        .with_context(|| format!("cannot open the placement store {}", path.display()))?;
+    let pool = Pool::start(config.pool_config(), Box::new(store))
+        .await
+        .context("cannot start the container pool")?;
+    DockerBackend::new(pool).context("cannot reach the container engine")
 }

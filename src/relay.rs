@@ -89,9 +89,19 @@ async fn relay_output(
             None => break,
         }
     }
-    let code = output.exit_code().await;
-    let _ = ws.text(ServerFrame::Exit { code }.to_json()).await;
-    let _ = ws.close(Some(CloseCode::Normal.into())).await;
+    match output.exit_code().await {
+        Ok(code) => {
+            let _ = ws.text(ServerFrame::Exit { code }.to_json()).await;
+            let _ = ws.close(Some(CloseCode::Normal.into())).await;
+        }
+        Err(e) => {
+            metrics.errors.fetch_add(1, Ordering::Relaxed);
+            let message = e.to_string();
+            let code = ErrorCode::BackendUnavailable;
+            let _ = ws.text(ServerFrame::Error { code, message: &message }.to_json()).await;
+            let _ = ws.close(Some(CloseCode::Error.into())).await;
+        }
+    }
 }
 
 struct Inbound {

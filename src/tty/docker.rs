@@ -1,1 +1,432 @@
+//! The container backend: each session is a `docker exec` with a TTY, as the user's own account,
+//! in the container the pool placed the user on.
+//!
+//! bollard creates, resizes and inspects the exec, but the attach itself is done here, on a raw
+//! HTTP upgrade of the Engine API: bollard's attach decoder guesses the stream framing from the
+//! first byte of each read, so output starting with bytes 0x00-0x02 would be taken for a
+//! multiplexing header and mangled. A TTY exec's stream is raw bytes, so none of that is needed.
+//!
+//! Docker has no call to signal an exec, and closing the attach does not hang the shell up. So the
+//! exec starts through a tiny `sh` wrapper that sets the TTY size (the Engine API of Debian's
+//! docker.io 20.10 can't create an exec at a size), reports its own PID (in the container's PID
+//! namespace) in an OSC sequence that is stripped here before any output is relayed, and `exec`s
+//! the login shell. The session's processes get SIGHUP from a short exec *as the same user*: root in
+//! the container holds no CAP_KILL, and the user can only ever signal their own processes.
 
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::exec::StartExecOptions;
+use bollard::models::ExecConfig;
+use bollard::query_parameters::ResizeExecOptionsBuilder;
+use bollard::Docker;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Mutex;
+
+use super::{Backend, IsLive, Placement, Spawned, Tty, TtyError, TtyOutput};
+use crate::pool::{Pool, PoolError};
+use crate::protocol::TermSize;
+
+/// Starts the login shell at the requested size and reports its PID first. `$1`/`$2` are the
+/// size, passed as arguments so that nothing is ever interpolated into the script.
+const SESSION_WRAPPER: &str =
+    "stty cols \"$1\" rows \"$2\" 2>/dev/null; printf '\\033]5379;termpool-pid=%s\\007' \"$$\"; exec /bin/bash -l";
+const PID_MARK_START: &[u8] = b"\x1b]5379;termpool-pid=";
+const PID_MARK_END: u8 = 0x07;
+/// How long a new exec may take to report its PID before the session is given up.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const READ_CHUNK: usize = 64 * 1024;
+/// Docker scans exec input for "detach keys" and ends the attach when it sees them; the default,
+/// Ctrl-P Ctrl-Q, is an ordinary emacs/readline chord. Docker cannot switch this off, so the
+/// sequence is made six bytes that no keyboard or text paste produces in a row.
+const DETACH_KEYS: &str = "ctrl-^,ctrl-_,ctrl-@,ctrl-^,ctrl-_,ctrl-@";
+
+/// Sessions in the container pool.
+pub struct DockerBackend {
+    pool: Arc<Pool>,
+    endpoint: Endpoint,
+}
+
+impl DockerBackend {
+    pub fn new(pool: Arc<Pool>) -> Result<Self, TtyError> {
+        Ok(DockerBackend {
+            pool,
+            endpoint: Endpoint::from_env()?,
+        })
+    }
+
+    fn docker(&self) -> &Docker {
+        self.pool.docker()
+    }
+
+    async fn create_exec(&self, p: &Placement, size: TermSize) -> Result<String, TtyError> {
+        let container = p.container_id.as_deref().ok_or(TtyError::Closed)?;
+        let env = [
+            "TERM=xterm-256color".to_owned(),
+            "COLORTERM=truecolor".to_owned(),
+            "LANG=C.UTF-8".to_owned(),
+            format!("HOME={}", p.home),
+            format!("USER={}", p.user),
+            format!("LOGNAME={}", p.user),
+            "SHELL=/bin/bash".to_owned(),
+            format!("PATH={PATH}"),
+        ];
+        let cmd = [
+            "/bin/sh",
+            "-c",
+            SESSION_WRAPPER,
+            "termpool-session",
+            &size.cols.to_string(),
+            &size.rows.to_string(),
+        ];
+        let config = ExecConfig {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(true),
+            detach_keys: Some(DETACH_KEYS.into()),
+            // Never privileged: a privileged exec gets every capability.
+            privileged: Some(false),
+            user: Some(p.user.clone()),
+            working_dir: Some(p.home.clone()),
+            env: Some(env.to_vec()),
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        let created = self
+            .docker()
+            .create_exec(container, config)
+            .await
+            .map_err(|e| self.exec_failed(p, e))?;
+        Ok(created.id)
+    }
+
+    /// Maps an Engine error; a container that vanished is reported to the pool for replacement.
+    fn exec_failed(&self, p: &Placement, e: bollard::errors::Error) -> TtyError {
+        if let Some(name) = &p.container {
+            self.pool.container_failed(name);
+        }
+        TtyError::Unavailable(format!("container engine: {e}"))
+    }
+}
+
+#[async_trait]
+impl Backend for DockerBackend {
+    fn mode(&self) -> &'static str {
+        "container"
+    }
+
+    async fn place(
+        &self,
+        identity: &str,
+        has_live_session: &IsLive,
+    ) -> Result<Placement, TtyError> {
+        let p = self
+            .pool
+            .place(identity, has_live_session)
+            .await
+            .map_err(|e| match e {
+                PoolError::PoolFull => TtyError::Unavailable(e.to_string()),
+                other => {
+                    log::warn!("placement failed: {other}");
+                    TtyError::Unavailable(other.to_string())
+                }
+            })?;
+        Ok(Placement {
+            user: p.username,
+            container: Some(p.container_name),
+            container_id: Some(p.container_id),
+            home: p.home,
+        })
+    }
+
+    async fn spawn(&self, placement: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
+        let exec_id = self.create_exec(placement, size).await?;
+        let (mut reader, writer) = self.endpoint.start_exec(&exec_id).await?;
+        let (pid, early_output) = tokio::time::timeout(START_TIMEOUT, read_pid_mark(&mut reader))
+            .await
+            .map_err(|_| TtyError::Unavailable("the container did not start the shell".into()))??;
+        let session = Arc::new(ExecSession {
+            docker: self.docker().clone(),
+            exec_id,
+            container: placement.container_id.clone().unwrap_or_default(),
+            user: placement.user.clone(),
+            pid,
+            writer: Mutex::new(Some(writer)),
+            hung_up: AtomicBool::new(false),
+        });
+        // The Engine API of docker 20.10 cannot create an exec at a size; the wrapper set it from
+        // inside, and this makes Docker's own idea of the size agree.
+        let _ = session.resize(size).await;
+        let output = Box::new(ExecOutput {
+            session: session.clone(),
+            reader,
+            early_output,
+            failed: None,
+        });
+        Ok(Spawned {
+            tty: session,
+            output,
+        })
+    }
+
+    async fn health(&self) -> Result<serde_json::Value, String> {
+        let stats = self.pool.stats();
+        self.docker()
+            .ping()
+            .await
+            .map_err(|e| format!("container engine unreachable: {e}"))?;
+        Ok(serde_json::to_value(stats).unwrap_or_default())
+    }
+}
+
+type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Reads up to the wrapper's PID report; returns the PID and any output that followed it.
+async fn read_pid_mark(reader: &mut BoxRead) -> Result<(u32, Bytes), TtyError> {
+    let mut buf = BytesMut::with_capacity(256);
+    loop {
+        if let Some(end) = buf.iter().position(|&b| b == PID_MARK_END) {
+            let mark = buf.split_to(end + 1);
+            let pid = mark
+                .strip_prefix(PID_MARK_START)
+                .and_then(|rest| std::str::from_utf8(&rest[..rest.len() - 1]).ok())
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| TtyError::Unavailable("the session did not start properly".into()))?;
+            return Ok((pid, buf.freeze()));
+        }
+        if buf.len() > 4096 || reader.read_buf(&mut buf).await? == 0 {
+            return Err(TtyError::Unavailable(format!(
+                "the shell ended at once: {}",
+                String::from_utf8_lossy(&buf).trim()
+            )));
+        }
+    }
+}
+
+struct ExecSession {
+    docker: Docker,
+    exec_id: String,
+    container: String,
+    user: String,
+    /// The shell's PID inside the container: the session id of everything it starts.
+    pid: u32,
+    writer: Mutex<Option<BoxWrite>>,
+    hung_up: AtomicBool,
+}
+
+impl ExecSession {
+    /// Runs `script` with `$1` = the shell's PID, as the session's user, without waiting.
+    async fn signal(&self, script: &str) -> Result<(), bollard::errors::Error> {
+        let config = ExecConfig {
+            user: Some(self.user.clone()),
+            privileged: Some(false),
+            env: Some(vec![format!("PATH={PATH}")]),
+            cmd: Some(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                script.into(),
+                "termpool-hangup".into(),
+                self.pid.to_string(),
+            ]),
+            ..Default::default()
+        };
+        let exec = self.docker.create_exec(&self.container, config).await?;
+        let detached = StartExecOptions {
+            detach: true,
+            ..Default::default()
+        };
+        self.docker.start_exec(&exec.id, Some(detached)).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Tty for ExecSession {
+    async fn write(&self, data: &[u8]) -> Result<(), TtyError> {
+        let mut writer = self.writer.lock().await;
+        let writer = writer.as_mut().ok_or(TtyError::Closed)?;
+        match writer.write_all(data).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(TtyError::Closed),
+            Err(e) => Err(TtyError::Unavailable(format!("container connection lost: {e}"))),
+        }
+    }
+
+    async fn resize(&self, size: TermSize) -> Result<(), TtyError> {
+        let options = ResizeExecOptionsBuilder::new()
+            .w(i32::from(size.cols))
+            .h(i32::from(size.rows))
+            .build();
+        self.docker
+            .resize_exec(&self.exec_id, options)
+            .await
+            .map_err(|e| TtyError::Unavailable(format!("resize failed: {e}")))
+    }
+
+    async fn hangup(&self) {
+        if self.hung_up.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(mut writer) = self.writer.lock().await.take() {
+            let _ = writer.shutdown().await;
+        }
+        // SIGHUP to the whole session, SIGCONT so stopped jobs see it; the shell itself is killed
+        // if it is still there 3 s later (a shell may ignore SIGHUP). Jobs started with nohup or in
+        // their own session (tmux) live on, as on a real terminal.
+        let script = "pkill -HUP -s \"$1\"; pkill -CONT -s \"$1\"; sleep 3; kill -KILL \"$1\" 2>/dev/null; true";
+        if let Err(e) = self.signal(script).await {
+            log::warn!("could not hang up exec {}: {e}", self.exec_id);
+        }
+    }
+}
+
+struct ExecOutput {
+    session: Arc<ExecSession>,
+    reader: BoxRead,
+    early_output: Bytes,
+    failed: Option<String>,
+}
+
+#[async_trait]
+impl TtyOutput for ExecOutput {
+    async fn read(&mut self) -> Option<Bytes> {
+        if !self.early_output.is_empty() {
+            return Some(std::mem::take(&mut self.early_output));
+        }
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        match self.reader.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some(buf.freeze()),
+            Err(e) => {
+                self.failed = Some(format!("container connection lost: {e}"));
+                None
+            }
+        }
+    }
+
+    async fn exit_code(&mut self) -> Result<Option<i32>, TtyError> {
+        if let Some(reason) = self.failed.take() {
+            return Err(TtyError::Unavailable(reason));
+        }
+        // The stream can end a moment before the Engine records the exit code.
+        for _ in 0..50 {
+            let info = self
+                .session
+                .docker
+                .inspect_exec(&self.session.exec_id)
+                .await
+                .map_err(|e| TtyError::Unavailable(format!("container engine: {e}")))?;
+            if info.running != Some(true) {
+                return Ok(info.exit_code.and_then(|c| i32::try_from(c).ok()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(None)
+    }
+}
+
+/// Where the Engine API listens, as the Docker CLI reads `DOCKER_HOST`.
+#[derive(Debug, Clone)]
+enum Endpoint {
+    Unix(String),
+    Tcp(String),
+}
+
+impl Endpoint {
+    fn from_env() -> Result<Self, TtyError> {
+        let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+        if host.is_empty() {
+            return Ok(Endpoint::Unix("/var/run/docker.sock".into()));
+        }
+        if let Some(path) = host.strip_prefix("unix://") {
+            return Ok(Endpoint::Unix(path.into()));
+        }
+        if let Some(addr) = host.strip_prefix("tcp://").or(host.strip_prefix("http://")) {
+            if std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty()) {
+                return Err(TtyError::Unavailable(
+                    "DOCKER_TLS_VERIFY is set, but TLS to the Engine API is not supported: use a unix socket or an SSH tunnel".into(),
+                ));
+            }
+            return Ok(Endpoint::Tcp(addr.trim_end_matches('/').into()));
+        }
+        Err(TtyError::Unavailable(format!(
+            "DOCKER_HOST={host:?} is not supported: use unix:// or tcp://"
+        )))
+    }
+
+    /// `POST /exec/{id}/start` upgraded to a raw stream: the exec's TTY, both ways.
+    async fn start_exec(&self, exec_id: &str) -> Result<(BoxRead, BoxWrite), TtyError> {
+        let unavailable = |e: io::Error| TtyError::Unavailable(format!("container engine: {e}"));
+        let (mut read, mut write): (BoxRead, BoxWrite) = match self {
+            Endpoint::Unix(path) => {
+                let s = tokio::net::UnixStream::connect(path).await.map_err(unavailable)?;
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Endpoint::Tcp(addr) => {
+                let s = tokio::net::TcpStream::connect(addr.as_str()).await.map_err(unavailable)?;
+                s.set_nodelay(true).map_err(unavailable)?;
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+        };
+        let body = r#"{"Detach":false,"Tty":true}"#;
+        let request = format!(
+            "POST /v1.41/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\n\
+             Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        write.write_all(request.as_bytes()).await.map_err(unavailable)?;
+        let head = read_response_head(&mut read).await.map_err(unavailable)?;
+        let status = head.split_whitespace().nth(1).unwrap_or("");
+        if status != "101" && status != "200" {
+            return Err(TtyError::Unavailable(format!(
+                "container engine refused the exec: {}",
+                head.lines().next().unwrap_or("")
+            )));
+        }
+        Ok((read, write))
+    }
+}
+
+/// Reads an HTTP response head byte by byte, so that no byte of the raw stream after it is taken.
+async fn read_response_head(read: &mut BoxRead) -> io::Result<String> {
+    let mut head = Vec::with_capacity(256);
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 * 1024 {
+            return Err(io::Error::other("response head too large"));
+        }
+        let byte = read.read_u8().await?;
+        head.push(byte);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_pid_mark_is_stripped_and_following_bytes_kept() {
+        let stream: &[u8] = b"\x1b]5379;termpool-pid=42\x07\x00\x01\x02rest";
+        let mut reader: BoxRead = Box::new(stream);
+        let (pid, early) = read_pid_mark(&mut reader).await.unwrap();
+        assert_eq!(pid, 42);
+        assert_eq!(&early[..], b"\x00\x01\x02rest");
+    }
+
+    #[tokio::test]
+    async fn a_shell_that_dies_at_once_is_an_error() {
+        let mut reader: BoxRead = Box::new(&b"unable to find user"[..]);
+        let err = read_pid_mark(&mut reader).await.unwrap_err();
+        assert!(err.to_string().contains("unable to find user"));
+    }
+}

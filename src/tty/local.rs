@@ -17,7 +17,7 @@ use bytes::Bytes;
 use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
 use tokio::io::unix::AsyncFd;
 
-use super::{Backend, Placement, Spawned, Tty, TtyError, TtyOutput};
+use super::{Backend, IsLive, Placement, Spawned, Tty, TtyError, TtyOutput};
 use crate::protocol::TermSize;
 
 /// How long a hung-up shell may take to exit before it is killed.
@@ -73,7 +73,7 @@ impl Backend for LocalBackend {
     async fn place(
         &self,
         _identity: &str,
-        _has_live_session: &(dyn Fn(&str) -> bool + Send + Sync),
+        _has_live_session: &IsLive,
     ) -> Result<Placement, TtyError> {
         Ok(Placement {
             user: self.user.clone(),
@@ -213,8 +213,8 @@ impl TtyOutput for LocalOutput {
         }
     }
 
-    async fn exit_code(&mut self) -> Option<i32> {
-        self.process.wait().await
+    async fn exit_code(&mut self) -> Result<Option<i32>, TtyError> {
+        Ok(self.process.wait().await)
     }
 }
 

@@ -13,6 +13,9 @@ use bytes::Bytes;
 
 use crate::protocol::TermSize;
 
+/// Tells whether a Linux account has a live session right now.
+pub type IsLive = dyn for<'s> Fn(&'s str) -> bool + Send + Sync;
+
 /// Where a user's sessions run, decided before the WebSocket upgrade.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
@@ -60,8 +63,9 @@ pub trait TtyOutput: Send {
     /// The next bytes the terminal produced, in order; `None` once the shell has ended and its
     /// output is drained. Not calling it is the flow control: the program blocks on a full TTY.
     async fn read(&mut self) -> Option<Bytes>;
-    /// The shell's exit code after `read` returned `None` (`None` when unknown, e.g. killed).
-    async fn exit_code(&mut self) -> Option<i32>;
+    /// The shell's exit code after `read` returned `None` (`None` when unknown), or why the
+    /// backend lost the session (e.g. the container engine went away).
+    async fn exit_code(&mut self) -> Result<Option<i32>, TtyError>;
 }
 
 /// A freshly spawned shell.
@@ -80,7 +84,7 @@ pub trait Backend: Send + Sync {
     async fn place(
         &self,
         identity: &str,
-        has_live_session: &(dyn Fn(&str) -> bool + Send + Sync),
+        has_live_session: &IsLive,
     ) -> Result<Placement, TtyError>;
     /// Starts a login shell for a placed user on a TTY of the given size.
     async fn spawn(&self, placement: &Placement, size: TermSize) -> Result<Spawned, TtyError>;

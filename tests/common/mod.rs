@@ -290,7 +290,7 @@ impl Client {
                 Some(Frame::Ping) => {}
                 other => panic!(
                     "waiting for {:?}: got {other:?}; output so far ends with {:?}",
-                    String::from_utf8_lossy(needle),
+                    String::from_utf8_lossy(&needle[..needle.len().min(40)]),
                     tail(&self.pending)
                 ),
             }
@@ -347,7 +347,7 @@ impl Client {
 
 /// The last few hundred bytes of `bytes`, for failure messages.
 pub fn tail(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(400)..]).into_owned()
+    format!("{:?}", &bytes[bytes.len().saturating_sub(400)..]).replace(", ", " ")
 }
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -409,4 +409,99 @@ pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A container pool of its own for one test: unique container names, volume and data dir, all
+/// removed when dropped (even when the test fails).
+pub struct TestPool {
+    pub prefix: String,
+    pub volume: String,
+    pub data_dir: std::path::PathBuf,
+}
+
+impl TestPool {
+    /// Panics (the test fails) when no Docker engine answers: container tests never pass without one.
+    pub fn new(tag: &str) -> TestPool {
+        require_docker();
+        let id = &uuid_simple()[..8];
+        let prefix = format!("tpt-{tag}-{id}");
+        let data_dir = std::env::temp_dir().join(format!("{prefix}-data"));
+        TestPool {
+            volume: format!("{prefix}-ws"),
+            prefix,
+            data_dir,
+        }
+    }
+
+    /// Starts a container-mode server on this pool (network `none`).
+    pub fn server(&self, containers: usize, users_each: usize, extra: &[&str]) -> Server {
+        let (c, u) = (containers.to_string(), users_each.to_string());
+        let data = self.data_dir.to_string_lossy().into_owned();
+        let mut args = vec![
+            "--use-containers", "true",
+            "--max-containers", &c,
+            "--users-per-container", &u,
+            "--container-network", "none",
+            "--container-prefix", &self.prefix,
+            "--workspace-volume", &self.volume,
+            "--data-dir", &data,
+        ];
+        args.extend_from_slice(extra);
+        Server::start(&args, &[])
+    }
+
+    /// Runs `docker ARGS` and returns stdout; panics on failure.
+    pub fn docker(args: &[&str]) -> String {
+        let out = Command::new("docker").args(args).output().expect("run docker");
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Processes of `user` in `container`, as the host sees them (`docker top`).
+    pub fn processes_of(container: &str, user: &str) -> Vec<String> {
+        Self::docker(&["top", container, "-eo", "user:32,pid,args"])
+            .lines()
+            .skip(1)
+            .filter(|l| l.split_whitespace().next() == Some(user))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for TestPool {
+    fn drop(&mut self) {
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("name=^{}-", self.prefix)])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).output();
+        }
+        let _ = Command::new("docker").args(["volume", "rm", "-f", &self.volume]).output();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+pub fn require_docker() {
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "these tests need a running Docker engine and the user image: run scripts/install-test-deps.sh"
+    );
+}
+
+fn uuid_simple() -> String {
+    let mut bytes = [0u8; 16];
+    let f = std::fs::read("/proc/sys/kernel/random/uuid").unwrap_or_default();
+    bytes.iter_mut().zip(f.iter()).for_each(|(b, s)| *b = *s);
+    String::from_utf8_lossy(&f).trim().replace('-', "")
 }

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs and starts everything the test suite needs on a fresh Debian machine: the Docker engine,
+# the base and user images, headless Chromium and the browser test's npm packages. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs npm)
+command -v pkill >/dev/null || missing+=(procps)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-test-deps: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+scripts/install-docker.sh
+scripts/build-user-image.sh
+
+if [ ! -d tests/browser/node_modules ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi

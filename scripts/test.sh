@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test of termpool: formatting and lints, unit and integration tests (local PTY and the
+# real Docker engine), and the browser test in headless Chromium. Installs what they need first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --all-targets
+echo "== browser test (headless Chromium)"
+node --test --test-concurrency=1 tests/browser/

@@ -1,0 +1,205 @@
+//! The container pool: where each web user's shells run in container mode.
+//!
+//! This module exists so that everything about "which container, which Linux account" lives in one
+//! place that knows nothing about HTTP or WebSockets. The web layer hands it an opaque identity and
+//! a predicate telling which users have a live session; it answers with a [`Placement`] (container,
+//! account, UID, home) whose container is running with `/proc` hidden (hidepid) and whose account
+//! exists, or with a [`PoolError`] fit for a 503 body.
+//!
+//! - [`assign`]: the pure least-loaded, sticky assigner (all the placement rules, no I/O).
+//! - [`store`]: persistence of users, UIDs and containers (SQLite behind a small trait).
+//! - `provision`: Docker calls: containers with their limits, the hidepid helper, root execs.
+//! - `state`: the in-memory mirror of the store plus per-container readiness and account caches,
+//!   which lets a returning user be placed without any Docker or disk I/O.
+//! - `manager`: [`Pool`] itself, which ties the above together and runs the background tasks.
+
+pub mod assign;
+mod manager;
+mod provision;
+mod state;
+pub mod store;
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+pub use manager::Pool;
+pub use store::{SqliteStore, Store, StoreError};
+
+/// Hex digits of the identity's SHA-256 that make up a Linux username (after the `u`).
+const USERNAME_HEX_DIGITS: usize = 12;
+
+/// The Linux account name of an identity: `u` + the first 12 hex digits of SHA-256(identity).
+///
+/// Deterministic, so the same person always gets the same account; 32 chars max, starts with a
+/// letter, lowercase: valid for `useradd` everywhere.
+pub fn linux_username(identity: &str) -> String {
+    let hex = identity_hash(identity);
+    format!("u{}", &hex[..USERNAME_HEX_DIGITS])
+}
+
+/// The full hex SHA-256 of an identity: the store's key for a user (the raw identity is never
+/// stored).
+pub fn identity_hash(identity: &str) -> String {
+    let digest = Sha256::digest(identity.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The home directory of an account inside every container (on the shared volume).
+pub fn home_of(username: &str) -> String {
+    format!("{WORKSPACE}/{username}")
+}
+
+/// Where the shared volume is mounted in every user container.
+pub const WORKSPACE: &str = "/workspace";
+
+/// Settings of the pool. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Number of containers (slots) in the pool.
+    pub max_containers: usize,
+    /// Users assigned to one container at most.
+    pub users_per_container: usize,
+    /// Image of the user containers (built from Dockerfile.user).
+    pub image: String,
+    /// Memory limit of one container; swap is set equal (no swap).
+    pub memory_bytes: i64,
+    /// CPU limit of one container in billionths of a CPU.
+    pub nano_cpus: i64,
+    /// Process limit of one container.
+    pub pids_limit: i64,
+    /// `ulimit -u` (nproc) inside the containers: counted per UID, so it caps each user.
+    pub user_nproc: i64,
+    /// Docker volume mounted at /workspace in every container of the pool.
+    pub volume: String,
+    /// Network mode of the containers (`bridge`, `none`, or a network name).
+    pub network_mode: String,
+    /// Container names are `<name_prefix>-<slot>`.
+    pub name_prefix: String,
+    /// Value of the `termpool.pool` label that marks this pool's containers (adopted at start).
+    pub pool_label: String,
+    /// How often the background task checks that every container still runs.
+    pub health_interval: Duration,
+    /// How often the last-seen times of returning users are written to the store.
+    pub flush_interval: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        let prefix = "termpool-user".to_string();
+        PoolConfig {
+            max_containers: 10,
+            users_per_container: 20,
+            image: "terminal-multi-user:latest".into(),
+            memory_bytes: 512 * 1024 * 1024,
+            nano_cpus: 500_000_000,
+            pids_limit: 1024,
+            user_nproc: 256,
+            volume: "termpool-workspace".into(),
+            network_mode: "bridge".into(),
+            pool_label: prefix.clone(),
+            name_prefix: prefix,
+            health_interval: Duration::from_secs(10),
+            flush_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The name of the container in `slot`.
+    pub fn container_name(&self, slot: usize) -> String {
+        format!("{}-{slot}", self.name_prefix)
+    }
+}
+
+/// Where a user's sessions run: the answer of [`Pool::place`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub container_name: String,
+    pub container_id: String,
+    pub username: String,
+    pub uid: u32,
+    pub home: String,
+}
+
+/// Numbers for /metrics and /healthz.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PoolStats {
+    /// Containers the pool is configured to run.
+    pub containers: usize,
+    /// Containers running with hidepid verified, ready to take users.
+    pub containers_ready: usize,
+    /// Users that currently hold a slot.
+    pub users_assigned: usize,
+    /// Users the store knows (with or without a slot).
+    pub users_known: usize,
+    /// Slots in total (`containers * users_per_container`).
+    pub capacity: usize,
+}
+
+/// Why a user could not be placed. The messages are fit for a 503 body.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// Every slot is held by a user with a live session.
+    #[error("pool full: every terminal slot is in use, try again later")]
+    PoolFull,
+    /// The Docker engine cannot be reached (or does not answer).
+    #[error("container engine unavailable: {0}")]
+    DockerUnavailable(String),
+    /// The store failed (disk full, unwritable, corrupt).
+    #[error("placement store failed: {0}")]
+    Store(#[from] StoreError),
+    /// Docker answered, but a container or account could not be set up.
+    #[error("container provisioning failed: {0}")]
+    Provision(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_username(s: &str) -> bool {
+        s.len() == 13
+            && s.starts_with('u')
+            && s[1..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    }
+
+    #[test]
+    fn username_is_deterministic_and_well_formed() {
+        for id in [
+            "",
+            "alice",
+            "bob@example.com",
+            "ünïcødé",
+            &"x".repeat(10_000),
+        ] {
+            let a = linux_username(id);
+            assert_eq!(a, linux_username(id), "same identity, same name");
+            assert!(is_username(&a), "{a:?} must match ^u[0-9a-f]{{12}}$");
+        }
+        assert_ne!(linux_username("alice"), linux_username("bob"));
+    }
+
+    #[test]
+    fn username_is_the_sha256_prefix() {
+        // SHA-256("abc") = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+        assert_eq!(linux_username("abc"), "uba7816bf8f01");
+        assert!(identity_hash("abc").starts_with(&linux_username("abc")[1..]));
+        assert_eq!(identity_hash("abc").len(), 64);
+    }
+
+    #[test]
+    fn home_is_under_workspace() {
+        assert_eq!(home_of("uabc"), "/workspace/uabc");
+    }
+
+    #[test]
+    fn default_config_matches_the_documented_defaults() {
+        let c = PoolConfig::default();
+        assert_eq!((c.max_containers, c.users_per_container), (10, 20));
+        assert_eq!(c.memory_bytes, 536_870_912);
+        assert_eq!(c.container_name(3), "termpool-user-3");
+    }
+}

@@ -1,0 +1,171 @@
+//! Container mode end to end: the real server, the real Docker engine and the user image, driven
+//! over a real WebSocket. Each test has a pool of its own (network `none`), removed afterwards.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, Frame, TestPool, WAIT};
+use serde_json::json;
+
+fn text(v: &serde_json::Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_session_is_a_login_shell_of_the_users_own_account() {
+    let pool = TestPool::new("acct");
+    let server = pool.server(1, 4, &[]);
+    let mut c = server.connect("cols=90&rows=20").await;
+    let ready = c.ready().await;
+    assert_eq!(ready["mode"], "container");
+    let user = text(&ready, "user");
+    let container = text(&ready, "container");
+    assert!(user.starts_with('u') && user.len() == 13, "{user}");
+    assert_eq!(container, format!("{}-0", pool.prefix));
+    c.run("echo W=$(whoami)=$(pwd)=$(stat -c %a $HOME)=$(id -u)=E$((1))").await;
+    let out = c.expect_output("=E1").await;
+    let fields: Vec<&str> = out.rsplit("W=").next().unwrap().split('=').collect();
+    assert_eq!(fields[0], user);
+    assert_eq!(fields[1], format!("/workspace/{user}"));
+    assert_eq!(fields[2], "700");
+    assert!(fields[3].parse::<u32>().unwrap() >= 200_000, "{}", fields[3]);
+    c.run("container-info").await;
+    c.expect_output(&format!("container: {container}")).await;
+    c.expect_output(&format!("user: {user}")).await;
+    c.run("echo SIZE=$(stty size)=").await;
+    c.expect_output("SIZE=20 90=").await;
+    c.run("echo CAP=$(grep CapEff /proc/self/status)=").await;
+    c.expect_output("CAP=CapEff: 0000000000000000=").await;
+}
+
+#[tokio::test]
+async fn the_same_browser_finds_its_files_and_container_again() {
+    let pool = TestPool::new("sticky");
+    let server = pool.server(2, 4, &[]);
+    let cookie = server.new_identity().await;
+    let mut c = server.connect_as(&cookie, "").await;
+    let first = c.ready().await;
+    c.run("echo kept-$((6*7)) > note.txt; echo W$((1))W").await;
+    c.expect_output("W1W").await;
+    c.close().await;
+    let mut c = server.connect_as(&cookie, "").await;
+    let second = c.ready().await;
+    assert_eq!(first["user"], second["user"]);
+    assert_eq!(first["container"], second["container"]);
+    assert_ne!(first["session"], second["session"]);
+    c.run("cat note.txt").await;
+    c.expect_output("kept-42").await;
+}
+
+#[tokio::test]
+async fn users_cannot_see_each_others_files_or_processes() {
+    let pool = TestPool::new("iso");
+    let server = pool.server(1, 4, &[]);
+    let mut a = server.connect("").await;
+    let mut b = server.connect("").await;
+    let ra = a.ready().await;
+    let rb = b.ready().await;
+    assert_eq!(ra["container"], rb["container"], "same container: the hard case");
+    let user_b = text(&rb, "user");
+    b.run("echo secret > mine.txt; sleep 7777 & echo B$((1))B").await;
+    b.expect_output("B1B").await;
+    a.run(&format!("cat /workspace/{user_b}/mine.txt; ls /workspace/{user_b}; ls /workspace; echo A$((1))A")).await;
+    let out = a.expect_output("A1A").await;
+    assert!(!out.contains("secret\r\n"), "{out}");
+    assert_eq!(out.matches("Permission denied").count(), 3, "{out}");
+    a.run("echo C=$(ps aux | grep -c 'sleep 777[7]')=$((1))").await;
+    a.expect_output("C=0=1").await;
+    a.run(&format!("kill -9 $(pgrep -u {user_b}) ; echo K$((1))K")).await;
+    a.expect_output("K1K").await;
+    b.run("jobs; echo J$((1))J").await;
+    let out = b.expect_output("J1J").await;
+    assert!(out.contains("Running"), "B's job survived A: {out}");
+}
+
+#[tokio::test]
+async fn exit_codes_resize_and_binary_output_through_docker() {
+    let pool = TestPool::new("tty");
+    let server = pool.server(1, 4, &[]);
+    let mut c = server.connect("").await;
+    c.ready().await;
+    c.run("trap 'echo WINCH$((1+1))' WINCH").await;
+    c.sync().await;
+    c.send_json(json!({"type":"resize","cols":132,"rows":43})).await;
+    c.expect_output("WINCH2").await;
+    c.run("echo SIZE=$(stty size)=$(tput cols)=").await;
+    c.expect_output("SIZE=43 132=132=").await;
+
+    // Bytes 0x00-0x02 at the very start of a read are what bollard's decoder would mangle.
+    c.run("stty raw -echo -iexten; printf 'RA''W>'; cat").await;
+    c.expect_output("RAW>").await;
+    let all: Vec<u8> = (0..=255u8).collect();
+    c.send_bytes(&all).await;
+    c.expect_bytes(&all).await;
+    c.send_bytes(b"\x03").await; // stty raw: no SIGINT; end cat by closing instead
+
+    let mut d = server.connect("").await;
+    d.ready().await;
+    d.run("exit 3").await;
+    assert_eq!(d.next_json().await, json!({"type":"exit","code":3}));
+    match d.next_frame(WAIT).await {
+        Some(Frame::Closed(code)) => assert_eq!(code, Some(1000)),
+        other => panic!("expected close 1000, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn closed_sessions_leave_no_process_behind() {
+    let pool = TestPool::new("hup");
+    let server = pool.server(
+        1,
+        4,
+        &["--max-sessions-per-user", "60", "--max-new-sessions-per-minute", "0"],
+    );
+    let cookie = server.new_identity().await;
+    let mut first = server.connect_as(&cookie, "").await;
+    let ready = first.ready().await;
+    let (user, container) = (text(&ready, "user"), text(&ready, "container"));
+    first.close().await;
+    for batch in 0..5 {
+        let opened = (0..10).map(|i| {
+            let (server, cookie) = (&server, cookie.clone());
+            async move {
+                let mut c = server.connect_as(&cookie, "").await;
+                c.ready().await;
+                c.run(&format!("sleep 5{batch}{i}1 & sleep 5{batch}{i}2")).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                c.close().await;
+            }
+        });
+        futures_util::future::join_all(opened).await;
+    }
+    let gone = eventually(Duration::from_secs(20), || {
+        TestPool::processes_of(&container, &user).is_empty()
+    })
+    .await;
+    assert!(gone, "left behind: {:?}", TestPool::processes_of(&container, &user));
+}
+
+#[tokio::test]
+async fn a_full_pool_refuses_with_503_before_the_upgrade() {
+    let pool = TestPool::new("full");
+    let server = pool.server(1, 1, &[]);
+    let mut a = server.connect("").await;
+    a.ready().await;
+    let other = server.new_identity().await;
+    let refused = server.try_connect(&other, "", None).await.err().unwrap();
+    assert_eq!(refused.0, 503);
+    assert!(refused.1.contains("pool full"), "{}", refused.1);
+    // Once A has no live session, its slot may go to the newcomer.
+    a.close().await;
+    let mut admitted = None;
+    for _ in 0..100 {
+        if let Ok(c) = server.try_connect(&other, "", None).await {
+            admitted = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    admitted.expect("the idle user's slot moves").ready().await;
+}

@@ -46,6 +46,10 @@ pub struct Config {
     #[arg(long, env = "MAX_NEW_SESSIONS_PER_MINUTE", default_value_t = 60)]
     pub max_new_sessions_per_minute: u32,
 
+    /// Seconds a session whose socket dropped waits for a re-attach before it is hung up (0: at once).
+    #[arg(long, env = "REATTACH_GRACE_SECS", default_value_t = 300)]
+    pub reattach_grace_secs: u64,
+
     /// Seconds between the server's WebSocket pings; a peer silent for 3 intervals is closed.
     #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = 30)]
     pub ping_interval_secs: u64,

@@ -1,6 +1,7 @@
 //! The `termpool` binary: configuration, logging, the chosen backend, and the web server.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -8,7 +9,7 @@ use clap::Parser;
 use termpool::config::Config;
 use termpool::identity::CookieSigner;
 use termpool::metrics::Metrics;
-use termpool::session::Registry;
+use termpool::session::{Limits, Registry};
 use termpool::pool::{Pool, SqliteStore};
 use termpool::tty::docker::DockerBackend;
 use termpool::tty::local::LocalBackend;
@@ -39,14 +40,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot keep the cookie key in {}", dir.display()))?,
         None => CookieSigner::ephemeral(),
     };
+    let metrics = Arc::new(Metrics::default());
+    let limits = Limits {
+        max_live: config.max_sessions_per_user,
+        max_per_minute: config.max_new_sessions_per_minute,
+        grace: Duration::from_secs(config.reattach_grace_secs),
+    };
     let state = AppState {
-        registry: Registry::new(
-            config.max_sessions_per_user,
-            config.max_new_sessions_per_minute,
-        ),
+        registry: Registry::new(limits, metrics.clone()),
         backend,
         signer,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         config,
     };
     web::serve(state).await

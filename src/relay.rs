@@ -1,47 +1,57 @@
-//! One session's loop: WebSocket frames to and from a `Tty`.
+//! One WebSocket attached to one session: client frames to the TTY, session events to the client.
 //!
 //! The two directions run as two halves of one task, joined rather than selected, so that a
-//! program that is not reading its input (a writer blocked on the TTY) never stops its output from
-//! flowing, and a slow browser (a full send queue) never stops keystrokes from arriving. Flow
-//! control is simply not reading the TTY while the client has asked for a pause: the program then
-//! blocks on its own output, and nothing is lost or buffered without bound.
+//! program that is not reading its input (a write blocked on the TTY) never stops its output from
+//! flowing, and a slow browser (a full send queue) never stops keystrokes from arriving. The
+//! session's pump (session.rs) reads the TTY; pausing simply tells it to stop reading, so the
+//! program blocks on its own output and nothing is lost or buffered without bound.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::protocol::{parse_client_text, ErrorCode, Request, ServerFrame};
-use crate::tty::{Tty, TtyError, TtyOutput};
+use crate::session::{Attached, Event, LiveSession};
+use crate::tty::TtyError;
 
-/// What the relay needs to know about its session, besides the TTY.
+/// Close code for a socket whose session was re-attached from another socket.
+const CLOSE_TAKEN_OVER: u16 = 4001;
+
+/// What the relay needs besides the session.
 pub struct RelayConfig {
     pub ping_interval: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
-/// Relays between `ws` and the TTY until the shell exits or the client goes away, then hangs the
-/// TTY up. `ready` is the already-encoded first frame.
+/// Relays between `ws` and `session` until the shell ends, the client goes away (the session
+/// then waits for a re-attach), or another socket takes the session over. `greeting` holds the
+/// text frames to send first (`ready`, and maybe an `error`).
 pub async fn run(
     ws: Session,
     stream: AggregatedMessageStream,
-    tty: Arc<dyn Tty>,
-    output: Box<dyn TtyOutput>,
-    ready: String,
+    session: Arc<LiveSession>,
+    attached: Attached,
+    greeting: Vec<String>,
     cfg: RelayConfig,
-    metrics: Arc<Metrics>,
 ) {
-    if ws.clone().text(ready).await.is_ok() {
-        let (paused_tx, paused_rx) = watch::channel(false);
+    let Attached {
+        id,
+        events,
+        paused,
+        screen,
+    } = attached;
+    if greet(ws.clone(), greeting, screen).await.is_ok() {
         let (client_gone_tx, client_gone_rx) = watch::channel(false);
         let (output_done_tx, output_done_rx) = watch::channel(false);
         let inbound = Inbound {
             ws: ws.clone(),
-            tty: tty.clone(),
-            paused: paused_tx,
-            metrics: metrics.clone(),
+            session: session.clone(),
+            paused,
+            metrics: cfg.metrics.clone(),
             last_heard: Instant::now(),
         };
         let inbound = async move {
@@ -49,64 +59,73 @@ pub async fn run(
             let _ = client_gone_tx.send(true);
         };
         let outbound = async move {
-            relay_output(ws, output, paused_rx, client_gone_rx, metrics).await;
+            relay_events(ws, events, client_gone_rx, cfg.metrics).await;
             let _ = output_done_tx.send(true);
         };
         tokio::join!(inbound, outbound);
     }
-    tty.hangup().await;
+    session.detach(id);
 }
 
-/// Copies TTY output to the socket until the shell exits (then sends `exit` and closes with 1000)
-/// or `done` says the client is gone.
-async fn relay_output(
+async fn greet(mut ws: Session, frames: Vec<String>, screen: Vec<u8>) -> Result<(), actix_ws::Closed> {
+    for frame in frames {
+        ws.text(frame).await?;
+    }
+    if !screen.is_empty() {
+        ws.binary(screen).await?;
+    }
+    Ok(())
+}
+
+/// Copies session events to the socket until the session ends (then `exit` and close 1000, or
+/// `error` and close 1011), another socket takes over (close 4001), or the client is gone.
+async fn relay_events(
     mut ws: Session,
-    mut output: Box<dyn TtyOutput>,
-    mut paused: watch::Receiver<bool>,
-    mut done: watch::Receiver<bool>,
+    mut events: mpsc::Receiver<Event>,
+    mut client_gone: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) {
     loop {
-        if *paused.borrow_and_update() {
-            tokio::select! {
-                _ = paused.changed() => continue,
-                _ = done.changed() => return,
-            }
-        }
-        let chunk = tokio::select! {
+        let event = tokio::select! {
             biased;
-            _ = done.changed() => return,
-            _ = paused.changed() => continue,
-            chunk = output.read() => chunk,
+            _ = client_gone.changed() => return,
+            event = events.recv() => event,
         };
-        match chunk {
-            Some(bytes) => {
+        match event {
+            Some(Event::Output(bytes)) => {
                 metrics.bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 if ws.binary(bytes).await.is_err() {
                     return;
                 }
             }
-            None => break,
-        }
-    }
-    match output.exit_code().await {
-        Ok(code) => {
-            let _ = ws.text(ServerFrame::Exit { code }.to_json()).await;
-            let _ = ws.close(Some(CloseCode::Normal.into())).await;
-        }
-        Err(e) => {
-            metrics.errors.fetch_add(1, Ordering::Relaxed);
-            let message = e.to_string();
-            let code = ErrorCode::BackendUnavailable;
-            let _ = ws.text(ServerFrame::Error { code, message: &message }.to_json()).await;
-            let _ = ws.close(Some(CloseCode::Error.into())).await;
+            Some(Event::Ended(Ok(code))) => {
+                let _ = ws.text(ServerFrame::Exit { code }.to_json()).await;
+                let _ = ws.close(Some(CloseCode::Normal.into())).await;
+                return;
+            }
+            Some(Event::Ended(Err(message))) => {
+                metrics.errors.fetch_add(1, Ordering::Relaxed);
+                let code = ErrorCode::BackendUnavailable;
+                let frame = ServerFrame::Error { code, message: &message };
+                let _ = ws.text(frame.to_json()).await;
+                let _ = ws.close(Some(CloseCode::Error.into())).await;
+                return;
+            }
+            None => {
+                let reason = CloseReason {
+                    code: CloseCode::Other(CLOSE_TAKEN_OVER),
+                    description: Some("session attached from another connection".into()),
+                };
+                let _ = ws.close(Some(reason)).await;
+                return;
+            }
         }
     }
 }
 
 struct Inbound {
     ws: Session,
-    tty: Arc<dyn Tty>,
+    session: Arc<LiveSession>,
     paused: watch::Sender<bool>,
     metrics: Arc<Metrics>,
     last_heard: Instant,
@@ -132,7 +151,7 @@ impl Inbound {
                     }
                     continue;
                 }
-                // The shell exited and the outbound half has closed the socket.
+                // The outbound half has closed the socket.
                 _ = output_done.changed() => return,
             };
             self.last_heard = Instant::now();
@@ -163,7 +182,7 @@ impl Inbound {
         true
     }
 
-    /// Handles one client message; false when the session is over.
+    /// Handles one client message; false when the socket is done.
     async fn handle(&mut self, message: AggregatedMessage) -> bool {
         match message {
             AggregatedMessage::Binary(bytes) => self.write(&bytes).await,
@@ -181,7 +200,7 @@ impl Inbound {
         self.metrics
             .bytes_in
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        match self.tty.write(bytes).await {
+        match self.session.tty.write(bytes).await {
             Ok(()) | Err(TtyError::Closed) => true,
             Err(e) => self.report(ErrorCode::BackendUnavailable, &e.to_string()).await,
         }
@@ -194,8 +213,12 @@ impl Inbound {
         };
         match request {
             Request::Input(data) => self.write(data.as_bytes()).await,
-            Request::Resize(size) => match self.tty.resize(size).await {
-                Ok(()) | Err(TtyError::Closed) => true,
+            Request::Resize(size) => match self.session.tty.resize(size).await {
+                Ok(()) => {
+                    self.session.resized(size);
+                    true
+                }
+                Err(TtyError::Closed) => true,
                 Err(e) => self.report(ErrorCode::BackendUnavailable, &e.to_string()).await,
             },
             Request::Pause => {

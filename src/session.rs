@@ -1,12 +1,36 @@
-//! The registry of live sessions: how many each user holds, how fast they open new ones, and which
-//! Linux accounts have a session right now (the pool frees only slots of users without one).
-//! Admission happens here, before the WebSocket upgrade, so a refusal is a plain HTTP 429.
+//! Live sessions, which outlive their WebSockets.
+//!
+//! A session is a shell on a TTY plus a *pump* task that reads its output, keeps a terminal
+//! emulator's screen up to date (vt100), and forwards the bytes to whichever socket is attached.
+//! When a socket drops without the shell exiting, the session waits for a grace period; a new
+//! socket of the same user may re-attach and is first sent the current screen. When the grace
+//! period ends the shell is hung up, as when a real terminal is closed.
+//!
+//! The registry also admits sessions: live sessions per user, new sessions per minute, and which
+//! Linux accounts have a live session (the pool frees only slots of users without one).
+//! Admission happens before the WebSocket upgrade, so a refusal is a plain HTTP 429.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use crate::metrics::Metrics;
+use crate::protocol::TermSize;
+use crate::tty::{Placement, Spawned, Tty, TtyOutput};
+
 const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// The screen kept for re-attach is at most this large (columns, rows): about 1 MiB of cells.
+/// A larger terminal is restored clipped to it.
+pub const SCREEN_LIMIT: TermSize = TermSize {
+    cols: 250,
+    rows: 100,
+};
+/// Output chunks queued for a slow client before the pump (and so the program) waits.
+const ATTACH_QUEUE: usize = 16;
 
 /// Why a user may not open another session now.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -29,20 +53,31 @@ struct Inner {
     users: HashMap<String, UserEntry>,
     /// Live sessions per Linux account.
     accounts: HashMap<String, usize>,
+    /// Live sessions by id.
+    sessions: HashMap<String, Arc<LiveSession>>,
+}
+
+/// Limits and timing of sessions.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_live: usize,
+    pub max_per_minute: u32,
+    /// How long a detached session waits for a re-attach (zero: hang up at once).
+    pub grace: Duration,
 }
 
 pub struct Registry {
     inner: Mutex<Inner>,
-    max_live: usize,
-    max_per_minute: u32,
+    limits: Limits,
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
-    pub fn new(max_live: usize, max_per_minute: u32) -> Arc<Self> {
+    pub fn new(limits: Limits, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Registry {
             inner: Mutex::default(),
-            max_live,
-            max_per_minute,
+            limits,
+            metrics,
         })
     }
 
@@ -63,24 +98,81 @@ impl Registry {
         {
             entry.opened.pop_front();
         }
-        if entry.live >= self.max_live {
-            return Err(Refusal::TooManySessions(self.max_live));
+        if entry.live >= self.limits.max_live {
+            return Err(Refusal::TooManySessions(self.limits.max_live));
         }
-        if self.max_per_minute > 0 && entry.opened.len() >= self.max_per_minute as usize {
-            return Err(Refusal::TooFast(self.max_per_minute));
+        let per_minute = self.limits.max_per_minute;
+        if per_minute > 0 && entry.opened.len() >= per_minute as usize {
+            return Err(Refusal::TooFast(per_minute));
         }
         entry.live += 1;
         entry.opened.push_back(now);
         Ok(SessionSlot {
-            registry: self.clone(),
+            registry: Arc::downgrade(self),
             identity: identity.to_owned(),
             account: None,
         })
     }
 
-    /// Whether the Linux account has a live session right now.
+    /// Whether the Linux account has a live session right now (attached or waiting for one).
     pub fn account_is_live(&self, account: &str) -> bool {
         self.lock().accounts.get(account).is_some_and(|n| *n > 0)
+    }
+
+    /// The live session `id` if it belongs to `identity`.
+    pub fn find(&self, id: &str, identity: &str) -> Option<Arc<LiveSession>> {
+        let inner = self.lock();
+        let session = inner.sessions.get(id)?;
+        (session.identity == identity).then(|| session.clone())
+    }
+
+    /// Starts the pump of a freshly spawned shell and registers the session.
+    pub fn start(
+        self: &Arc<Self>,
+        slot: SessionSlot,
+        placement: Placement,
+        spawned: Spawned,
+        size: TermSize,
+    ) -> Arc<LiveSession> {
+        let (generation, generation_rx) = watch::channel(0);
+        let session = Arc::new(LiveSession {
+            id: uuid::Uuid::new_v4().to_string(),
+            identity: slot.identity.clone(),
+            placement,
+            tty: spawned.tty,
+            registry: Arc::downgrade(self),
+            shared: Mutex::new(Shared {
+                screen: vt100::Parser::new(
+                    size.rows.min(SCREEN_LIMIT.rows),
+                    size.cols.min(SCREEN_LIMIT.cols),
+                    0,
+                ),
+                attachment: None,
+                next_attach: 0,
+                output_seen: false,
+                ended: false,
+            }),
+            generation,
+            slot: Mutex::new(Some(slot)),
+        });
+        self.lock()
+            .sessions
+            .insert(session.id.clone(), session.clone());
+        self.metrics.sessions_open.fetch_add(1, Ordering::Relaxed);
+        self.metrics.sessions_total.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(pump(session.clone(), spawned.output, generation_rx));
+        session
+    }
+
+    /// Live sessions right now.
+    pub fn live_sessions(&self) -> Vec<Arc<LiveSession>> {
+        self.lock().sessions.values().cloned().collect()
+    }
+
+    fn forget(&self, session: &LiveSession) {
+        if self.lock().sessions.remove(&session.id).is_some() {
+            self.metrics.sessions_open.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn release(&self, identity: &str, account: Option<&str>) {
@@ -104,7 +196,7 @@ impl Registry {
 
 /// One admitted session. Dropping it gives the place back.
 pub struct SessionSlot {
-    registry: Arc<Registry>,
+    registry: Weak<Registry>,
     identity: String,
     account: Option<String>,
 }
@@ -116,9 +208,11 @@ impl SessionSlot {
 
     /// Records the Linux account the session runs as, once placed.
     pub fn bind_account(&mut self, account: &str) {
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
         if self.account.is_none() {
-            *self
-                .registry
+            *registry
                 .lock()
                 .accounts
                 .entry(account.to_owned())
@@ -130,18 +224,245 @@ impl SessionSlot {
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
-        self.registry
-            .release(&self.identity, self.account.as_deref());
+        if let Some(registry) = self.registry.upgrade() {
+            registry.release(&self.identity, self.account.as_deref());
+        }
     }
+}
+
+/// What the pump sends to the attached socket.
+pub enum Event {
+    Output(Bytes),
+    /// The shell ended (its exit code), or the backend lost it (why).
+    Ended(Result<Option<i32>, String>),
+}
+
+/// The socket attached to a session: its output queue and its pause switch.
+struct Attachment {
+    id: u64,
+    tx: mpsc::Sender<Event>,
+    paused: watch::Receiver<bool>,
+}
+
+struct Shared {
+    screen: vt100::Parser,
+    attachment: Option<Attachment>,
+    next_attach: u64,
+    /// Whether the shell has printed anything yet (a blank screen needs no redraw).
+    output_seen: bool,
+    ended: bool,
+}
+
+/// What a socket gets when it attaches.
+pub struct Attached {
+    pub id: u64,
+    /// Output and the end of the session, in order. Closes without `Ended` when another socket
+    /// took the session over.
+    pub events: mpsc::Receiver<Event>,
+    /// `true` while the client has asked for a pause.
+    pub paused: watch::Sender<bool>,
+    /// The current screen as escape sequences (empty while the shell has printed nothing): what
+    /// a re-attaching client shows, and what a new one missed between spawn and attach.
+    pub screen: Vec<u8>,
+}
+
+pub struct LiveSession {
+    pub id: String,
+    identity: String,
+    pub placement: Placement,
+    pub tty: Arc<dyn Tty>,
+    registry: Weak<Registry>,
+    shared: Mutex<Shared>,
+    /// Bumped whenever the attachment changes, to wake the pump.
+    generation: watch::Sender<u64>,
+    slot: Mutex<Option<SessionSlot>>,
+}
+
+impl LiveSession {
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Attaches a socket, replacing (and so disconnecting) any other. `None` once the session
+    /// has ended. The screen is resized to the new client's size: its size wins.
+    pub fn attach(&self, size: TermSize) -> Option<Attached> {
+        let (tx, events) = mpsc::channel(ATTACH_QUEUE);
+        let (paused_tx, paused) = watch::channel(false);
+        let mut shared = self.shared();
+        if shared.ended {
+            return None;
+        }
+        shared.screen.screen_mut().set_size(
+            size.rows.min(SCREEN_LIMIT.rows),
+            size.cols.min(SCREEN_LIMIT.cols),
+        );
+        let screen = if shared.output_seen {
+            render_screen(shared.screen.screen())
+        } else {
+            Vec::new()
+        };
+        shared.next_attach += 1;
+        let id = shared.next_attach;
+        shared.attachment = Some(Attachment { id, tx, paused });
+        drop(shared);
+        self.generation.send_modify(|g| *g += 1);
+        Some(Attached {
+            id,
+            events,
+            paused: paused_tx,
+            screen,
+        })
+    }
+
+    /// Keeps the screen's size in step with the TTY's.
+    pub fn resized(&self, size: TermSize) {
+        self.shared().screen.screen_mut().set_size(
+            size.rows.min(SCREEN_LIMIT.rows),
+            size.cols.min(SCREEN_LIMIT.cols),
+        );
+    }
+
+    /// The socket of attachment `id` went away without the shell ending: wait for a re-attach
+    /// for the grace period, then hang up.
+    pub fn detach(self: &Arc<Self>, id: u64) {
+        {
+            let mut shared = self.shared();
+            if shared.attachment.as_ref().map(|a| a.id) != Some(id) {
+                return; // another socket has taken over already
+            }
+            shared.attachment = None;
+        }
+        self.generation.send_modify(|g| *g += 1);
+        let grace = self.registry.upgrade().map(|r| r.limits.grace);
+        let session = self.clone();
+        tokio::spawn(async move {
+            let grace = grace.unwrap_or_default();
+            if !grace.is_zero() {
+                tokio::time::sleep(grace).await;
+            }
+            let still_detached = {
+                let shared = session.shared();
+                !shared.ended && shared.attachment.is_none()
+            };
+            if still_detached {
+                log::info!("session {} not re-attached in {grace:?}: hanging up", session.id);
+                session.tty.hangup().await;
+            }
+        });
+    }
+
+    /// Feeds output to the screen; returns where to send it.
+    fn record(&self, chunk: &[u8]) -> Option<mpsc::Sender<Event>> {
+        let mut shared = self.shared();
+        shared.screen.process(chunk);
+        shared.output_seen = true;
+        shared.attachment.as_ref().map(|a| a.tx.clone())
+    }
+
+    /// The attached client's pause switch, if one is attached.
+    fn pause_switch(&self) -> Option<watch::Receiver<bool>> {
+        self.shared().attachment.as_ref().map(|a| a.paused.clone())
+    }
+
+    async fn end(&self, result: Result<Option<i32>, String>) {
+        let target = {
+            let mut shared = self.shared();
+            shared.ended = true;
+            shared.attachment.take().map(|a| a.tx)
+        };
+        if let Some(tx) = target {
+            let _ = tx.send(Event::Ended(result)).await;
+        }
+        // Jobs the shell left behind get their SIGHUP too.
+        self.tty.hangup().await;
+        if let Some(registry) = self.registry.upgrade() {
+            registry.forget(self);
+        }
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// Reads the shell's output until it ends: into the screen, and to the attached socket if any.
+/// Not reading while the client has paused is the flow control: the program then blocks.
+async fn pump(
+    session: Arc<LiveSession>,
+    mut output: Box<dyn TtyOutput>,
+    mut generation: watch::Receiver<u64>,
+) {
+    loop {
+        if let Some(mut paused) = session.pause_switch() {
+            if *paused.borrow_and_update() {
+                tokio::select! {
+                    _ = paused.changed() => {}
+                    _ = generation.changed() => {}
+                }
+                continue;
+            }
+            let chunk = tokio::select! {
+                biased;
+                _ = generation.changed() => continue,
+                changed = paused.changed() => {
+                    if changed.is_err() {
+                        // The socket is going away; its detach will bump the generation.
+                        let _ = generation.changed().await;
+                    }
+                    continue;
+                }
+                chunk = output.read() => chunk,
+            };
+            let Some(chunk) = chunk else { break };
+            forward(&session, chunk).await;
+        } else {
+            let chunk = tokio::select! {
+                biased;
+                _ = generation.changed() => continue,
+                chunk = output.read() => chunk,
+            };
+            let Some(chunk) = chunk else { break };
+            forward(&session, chunk).await;
+        }
+    }
+    let result = output.exit_code().await.map_err(|e| e.to_string());
+    session.end(result).await;
+}
+
+async fn forward(session: &LiveSession, chunk: Bytes) {
+    if let Some(tx) = session.record(&chunk) {
+        // A slow client makes this wait (backpressure); a client that went away makes it fail.
+        let _ = tx.send(Event::Output(chunk)).await;
+    }
+}
+
+/// Escape sequences that redraw `screen` on a fresh or stale terminal: leave any alternate
+/// screen, enter it again if the program is in one (vim, top, less), then the contents with their
+/// colours, the cursor and the input modes.
+fn render_screen(screen: &vt100::Screen) -> Vec<u8> {
+    let mut out = b"\x1b[?1049l\x1b[0m\x1b[H\x1b[2J".to_vec();
+    if screen.alternate_screen() {
+        out.extend_from_slice(b"\x1b[?1049h");
+    }
+    out.extend_from_slice(&screen.state_formatted());
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn registry(max_live: usize, per_minute: u32) -> Arc<Registry> {
+        Registry::new(
+            Limits {
+                max_live,
+                max_per_minute: per_minute,
+                grace: Duration::ZERO,
+            },
+            Arc::default(),
+        )
+    }
+
     #[test]
     fn live_limit_is_per_user_and_released_on_drop() {
-        let reg = Registry::new(2, 0);
+        let reg = registry(2, 0);
         let a1 = reg.admit("a").unwrap();
         let _a2 = reg.admit("a").unwrap();
         assert_eq!(reg.admit("a").err(), Some(Refusal::TooManySessions(2)));
@@ -152,7 +473,7 @@ mod tests {
 
     #[test]
     fn rate_limit_counts_openings_not_live_sessions() {
-        let reg = Registry::new(100, 3);
+        let reg = registry(100, 3);
         for _ in 0..3 {
             drop(reg.admit("a").unwrap());
         }
@@ -162,7 +483,7 @@ mod tests {
 
     #[test]
     fn accounts_are_live_while_a_slot_is_bound() {
-        let reg = Registry::new(5, 0);
+        let reg = registry(5, 0);
         let mut s1 = reg.admit("a").unwrap();
         let mut s2 = reg.admit("a").unwrap();
         s1.bind_account("u1");
@@ -173,5 +494,24 @@ mod tests {
         drop(s2);
         assert!(!reg.account_is_live("u1"));
         assert!(reg.lock().users.contains_key("a"), "rate history kept for a minute");
+    }
+
+    #[test]
+    fn the_rendered_screen_restores_text_colour_cursor_and_alternate_screen() {
+        let mut p = vt100::Parser::new(5, 20, 0);
+        p.process(b"plain \x1b[31mred\x1b[0m\r\nsecond");
+        let mut copy = vt100::Parser::new(5, 20, 0);
+        copy.process(b"stale junk\x1b[?1049h");
+        copy.process(&render_screen(p.screen()));
+        assert_eq!(copy.screen().contents(), p.screen().contents());
+        assert_eq!(copy.screen().cursor_position(), (1, 6));
+        assert_eq!(copy.screen().cell(0, 6).unwrap().fgcolor(), vt100::Color::Idx(1));
+        assert!(!copy.screen().alternate_screen());
+
+        p.process(b"\x1b[?1049h\x1b[Hvim buffer");
+        let mut copy = vt100::Parser::new(5, 20, 0);
+        copy.process(&render_screen(p.screen()));
+        assert!(copy.screen().alternate_screen());
+        assert_eq!(copy.screen().contents(), "vim buffer");
     }
 }

@@ -120,7 +120,11 @@ async fn closed_sessions_leave_no_process_behind() {
     let server = pool.server(
         1,
         4,
-        &["--max-sessions-per-user", "60", "--max-new-sessions-per-minute", "0"],
+        &[
+            "--max-sessions-per-user", "60",
+            "--max-new-sessions-per-minute", "0",
+            "--reattach-grace-secs", "0",
+        ],
     );
     let cookie = server.new_identity().await;
     let mut first = server.connect_as(&cookie, "").await;
@@ -150,7 +154,7 @@ async fn closed_sessions_leave_no_process_behind() {
 #[tokio::test]
 async fn a_full_pool_refuses_with_503_before_the_upgrade() {
     let pool = TestPool::new("full");
-    let server = pool.server(1, 1, &[]);
+    let server = pool.server(1, 1, &["--reattach-grace-secs", "0"]);
     let mut a = server.connect("").await;
     a.ready().await;
     let other = server.new_identity().await;

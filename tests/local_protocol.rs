@@ -157,7 +157,7 @@ async fn identity_cookie_is_required_and_must_be_genuine() {
 
 #[tokio::test]
 async fn sessions_per_user_are_limited() {
-    let server = Server::local(&["--max-sessions-per-user", "2"]);
+    let server = Server::local(&["--max-sessions-per-user", "2", "--reattach-grace-secs", "0"]);
     let cookie = server.new_identity().await;
     let mut a = server.connect_as(&cookie, "").await;
     let mut b = server.connect_as(&cookie, "").await;
@@ -314,7 +314,11 @@ async fn pause_stops_output_and_resume_loses_nothing() {
 
 #[tokio::test]
 async fn fifty_sessions_at_once() {
-    let server = Server::local(&["--max-sessions-per-user", "60", "--max-new-sessions-per-minute", "0"]);
+    let server = Server::local(&[
+        "--max-sessions-per-user", "60",
+        "--max-new-sessions-per-minute", "0",
+        "--reattach-grace-secs", "0",
+    ]);
     let cookie = server.new_identity().await;
     let sessions = (0..50).map(|i| {
         let server = &server;
@@ -344,7 +348,11 @@ async fn fifty_sessions_at_once() {
 /// all get SIGHUP, and nothing is left after 100 sessions.
 #[tokio::test]
 async fn closing_hangs_up_every_process_of_the_session() {
-    let server = Server::local(&["--max-sessions-per-user", "100", "--max-new-sessions-per-minute", "0"]);
+    let server = Server::local(&[
+        "--max-sessions-per-user", "100",
+        "--max-new-sessions-per-minute", "0",
+        "--reattach-grace-secs", "0",
+    ]);
     let cookie = server.new_identity().await;
     let marker = format!("{}", 40000 + std::process::id() % 20000);
     let mut shells = Vec::new();
@@ -380,7 +388,7 @@ async fn closing_hangs_up_every_process_of_the_session() {
 
 #[tokio::test]
 async fn a_peer_that_stops_answering_pings_is_dropped() {
-    let server = Server::local(&["--ping-interval-secs", "1"]);
+    let server = Server::local(&["--ping-interval-secs", "1", "--reattach-grace-secs", "0"]);
     let mut c = server.connect("").await;
     c.ready().await;
     let pid = c.shell_pid().await;

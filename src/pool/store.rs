@@ -325,6 +325,11 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
             path: path.to_path_buf(),
             reason,
         },
+        // A full disk often shows as an I/O error on the WAL index, not as SQLITE_FULL.
+        Some(ErrorCode::SystemIoFailure) => StoreError::Unwritable {
+            path: path.to_path_buf(),
+            reason: format!("{reason} (is the disk full?)"),
+        },
         _ => StoreError::Unwritable {
             path: path.to_path_buf(),
             reason,

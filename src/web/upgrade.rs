@@ -1,7 +1,8 @@
-//! `GET /ws`: checks origin, identity, limits and placement, spawns the shell, and only then
-//! upgrades the connection and hands it to the relay.
+//! `GET /ws`: checks origin, identity, limits and placement, then re-attaches to the session the
+//! client names or spawns a new shell, and only then upgrades the connection and hands it to the
+//! relay. Anything refused here is a plain HTTP status, never a half-open socket.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
@@ -10,8 +11,9 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::identity;
-use crate::protocol::{ServerFrame, TermSize, PROTOCOL_VERSION, SIZE_RANGE};
+use crate::protocol::{ErrorCode, ServerFrame, TermSize, PROTOCOL_VERSION, SIZE_RANGE};
 use crate::relay::{self, RelayConfig};
+use crate::session::{Attached, LiveSession};
 use crate::tty::TtyError;
 
 /// The query of `/ws`. Strings, so that a bad number gets our message rather than serde's.
@@ -19,6 +21,13 @@ use crate::tty::TtyError;
 struct WsQuery {
     cols: Option<String>,
     rows: Option<String>,
+    session: Option<String>,
+}
+
+/// What the `/ws` query asks for, checked.
+struct WsRequest {
+    size: TermSize,
+    session: Option<String>,
 }
 
 /// An upgrade refused before the WebSocket opened.
@@ -44,15 +53,10 @@ pub(super) async fn websocket(
         Ok(parts) => parts,
         Err(e) => return refused(&state, refuse(StatusCode::BAD_REQUEST, e.to_string())),
     };
-    let prepared = match prepare(&req, &state).await {
-        Ok(prepared) => prepared,
+    let (session, attached, greeting) = match open(&req, &state).await {
+        Ok(opened) => opened,
         Err(r) => return refused(&state, r),
     };
-    let Prepared {
-        slot,
-        spawned,
-        ready,
-    } = prepared;
     let limit = state.config.max_frame_bytes;
     let stream = stream
         .max_frame_size(limit)
@@ -60,16 +64,10 @@ pub(super) async fn websocket(
         .max_continuation_size(limit);
     let cfg = RelayConfig {
         ping_interval: state.config.ping_interval(),
+        metrics: state.metrics.clone(),
     };
-    let metrics = state.metrics.clone();
-    metrics.sessions_open.fetch_add(1, Ordering::Relaxed);
-    metrics.sessions_total.fetch_add(1, Ordering::Relaxed);
     // actix-ws's stream is not Send: the relay stays on this worker's local executor.
-    actix_web::rt::spawn(async move {
-        relay::run(ws, stream, spawned.tty, spawned.output, ready, cfg, metrics.clone()).await;
-        metrics.sessions_open.fetch_sub(1, Ordering::Relaxed);
-        drop(slot);
-    });
+    actix_web::rt::spawn(relay::run(ws, stream, session, attached, greeting, cfg));
     response
 }
 
@@ -81,24 +79,51 @@ fn refused(state: &AppState, r: Refused) -> HttpResponse {
         .body(r.message)
 }
 
-struct Prepared {
-    slot: crate::session::SessionSlot,
-    spawned: crate::tty::Spawned,
-    ready: String,
-}
-
-async fn prepare(req: &HttpRequest, state: &AppState) -> Result<Prepared, Refused> {
+/// Checks the request, then re-attaches to the session it names or starts a new one. Returns the
+/// session, its attachment and the text frames to greet the client with.
+async fn open(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<(Arc<LiveSession>, Attached, Vec<String>), Refused> {
     check_origin(req, state)?;
     let identity = identify(req, state)?;
-    let size = requested_size(req)?;
+    let WsRequest { size, session } = parse_query(req)?;
+    let mut notice = None;
+    if let Some(id) = session {
+        if let Some(session) = state.registry.find(&id, &identity) {
+            if let Some(attached) = session.attach(size) {
+                // The re-attaching client's size wins.
+                let _ = session.tty.resize(size).await;
+                let ready = ready_frame(state, &session, size, true);
+                return Ok((session, attached, vec![ready]));
+            }
+        }
+        let message = "that session has ended or is not yours: this is a new one";
+        let code = ErrorCode::SessionNotFound;
+        notice = Some(ServerFrame::Error { code, message }.to_json());
+    }
+    let session = start_session(state, &identity, size).await?;
+    let attached = session
+        .attach(size)
+        .ok_or_else(|| refuse(StatusCode::SERVICE_UNAVAILABLE, "the shell ended at once"))?;
+    let mut greeting = vec![ready_frame(state, &session, size, false)];
+    greeting.extend(notice);
+    Ok((session, attached, greeting))
+}
+
+async fn start_session(
+    state: &AppState,
+    identity: &str,
+    size: TermSize,
+) -> Result<Arc<LiveSession>, Refused> {
     let mut slot = state
         .registry
-        .admit(&identity)
+        .admit(identity)
         .map_err(|e| refuse(StatusCode::TOO_MANY_REQUESTS, e.to_string()))?;
     let registry = state.registry.clone();
     let placement = state
         .backend
-        .place(&identity, &move |account| registry.account_is_live(account))
+        .place(identity, &move |account| registry.account_is_live(account))
         .await
         .map_err(backend_refusal)?;
     slot.bind_account(&placement.user);
@@ -107,23 +132,21 @@ async fn prepare(req: &HttpRequest, state: &AppState) -> Result<Prepared, Refuse
         .spawn(&placement, size)
         .await
         .map_err(backend_refusal)?;
-    let session = uuid::Uuid::new_v4().to_string();
-    let ready = ServerFrame::Ready {
+    Ok(state.registry.start(slot, placement, spawned, size))
+}
+
+fn ready_frame(state: &AppState, session: &LiveSession, size: TermSize, resumed: bool) -> String {
+    ServerFrame::Ready {
         protocol: PROTOCOL_VERSION,
-        session: &session,
-        user: &placement.user,
-        container: placement.container.as_deref(),
+        session: &session.id,
+        user: &session.placement.user,
+        container: session.placement.container.as_deref(),
         mode: state.backend.mode(),
         cols: size.cols,
         rows: size.rows,
-        resumed: false,
+        resumed,
     }
-    .to_json();
-    Ok(Prepared {
-        slot,
-        spawned,
-        ready,
-    })
+    .to_json()
 }
 
 fn backend_refusal(e: TtyError) -> Refused {
@@ -173,7 +196,7 @@ fn identify(req: &HttpRequest, state: &AppState) -> Result<String, Refused> {
         })
 }
 
-fn requested_size(req: &HttpRequest) -> Result<TermSize, Refused> {
+fn parse_query(req: &HttpRequest) -> Result<WsRequest, Refused> {
     let query = web::Query::<WsQuery>::from_query(req.query_string())
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("bad query: {e}")))?;
     let default = TermSize::default();
@@ -190,8 +213,11 @@ fn requested_size(req: &HttpRequest) -> Result<TermSize, Refused> {
                 )
             }),
     };
-    Ok(TermSize {
+    let size = TermSize {
         cols: dim(&query.cols, "cols", default.cols)?,
         rows: dim(&query.rows, "rows", default.rows)?,
-    })
+    };
+    // Any string may name a session: only a live one of this very user is ever found.
+    let session = query.session.clone().filter(|s| !s.is_empty());
+    Ok(WsRequest { size, session })
 }

@@ -1,0 +1,202 @@
+//! Sessions survive a dropped socket (PROTOCOL.md, Reconnect), in both backends: the same shell,
+//! its state, and its screen, including output written while nobody was attached.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{alive, eventually, Client, Frame, Server, TestPool, WAIT};
+use serde_json::{json, Value};
+
+/// Drops the socket without a close handshake, like a network blink or a killed tab.
+fn drop_socket(c: Client) {
+    drop(c);
+}
+
+/// Everything the server sends until `needle` shows up (screen snapshot and live output).
+async fn screen_until(c: &mut Client, needle: &str) -> String {
+    c.expect_output(needle).await
+}
+
+async fn reattach(server: &Server, cookie: &str, id: &str, query: &str) -> (Client, Value) {
+    let q = if query.is_empty() { format!("session={id}") } else { format!("session={id}&{query}") };
+    let mut c = server.connect_as(cookie, &q).await;
+    let ready = c.ready().await;
+    (c, ready)
+}
+
+async fn shell_state_survives_a_drop(server: &Server) {
+    let cookie = server.new_identity().await;
+    let mut c = server.connect_as(&cookie, "").await;
+    let ready = c.ready().await;
+    let id = ready["session"].as_str().unwrap().to_owned();
+    c.run("export X=42").await;
+    c.sync().await;
+    // Output written while detached must be on the screen at re-attach.
+    c.run("(sleep 1; echo LATE$((1+1))) &").await;
+    c.sync().await;
+    drop_socket(c);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let (mut c, ready) = reattach(server, &cookie, &id, "cols=100&rows=30").await;
+    assert_eq!(ready["resumed"], true);
+    assert_eq!(ready["session"], id.as_str());
+    screen_until(&mut c, "LATE2").await;
+    c.run("echo V=$X=$(stty size)=").await;
+    c.expect_output("V=42=30 100=").await;
+}
+
+async fn alternate_screen_is_restored(server: &Server) {
+    let cookie = server.new_identity().await;
+    let mut c = server.connect_as(&cookie, "cols=80&rows=24").await;
+    let id = c.ready().await["session"].as_str().unwrap().to_owned();
+    // The echoed command line holds "%s", never "line two": only vim's screen does.
+    c.run("printf 'line %s\\n' one two > /tmp/reattach-$$.txt; vim -u NONE /tmp/reattach-$$.txt").await;
+    c.expect_output("line two").await;
+    c.send_bytes(b"ggAAPPENDED\x1b").await; // append on line 1, back to normal mode
+    c.expect_output("APPENDED").await;
+    drop_socket(c);
+
+    let (mut c, ready) = reattach(server, &cookie, &id, "cols=80&rows=24").await;
+    assert_eq!(ready["resumed"], true);
+    let Some(Frame::Bytes(screen)) = c.next_frame(WAIT).await else {
+        panic!("the screen comes right after ready");
+    };
+    let text = String::from_utf8_lossy(&screen);
+    assert!(text.contains("\x1b[?1049h"), "vim alternate screen is re-entered: {text:?}");
+    assert!(text.contains("line oneAPPENDED"), "the buffer is shown: {text:?}");
+    // The cursor stays where vim left it: typing goes on at the same place.
+    c.send_bytes(b"a!\x1b:wq\r").await;
+    c.expect_output("written").await;
+    c.run("cat /tmp/reattach-$$.txt").await;
+    c.expect_output("line oneAPPENDED!").await;
+}
+
+async fn foreign_and_ended_ids_get_a_new_session(server: &Server) {
+    let alice = server.new_identity().await;
+    let mut a = server.connect_as(&alice, "").await;
+    let alice_id = a.ready().await["session"].as_str().unwrap().to_owned();
+
+    let mallory = server.new_identity().await;
+    let (mut m, ready) = reattach(server, &mallory, &alice_id, "").await;
+    assert_eq!(ready["resumed"], false);
+    assert_ne!(ready["session"], alice_id.as_str());
+    let err = m.next_json().await;
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["code"], "session_not_found");
+    // Mallory's shell is her own, and Alice's session is untouched.
+    a.run("echo A$((1+1))A").await;
+    a.expect_output("A2A").await;
+
+    a.run("exit").await;
+    assert_eq!(a.next_json().await["type"], "exit");
+    let (mut again, ready) = reattach(server, &alice, &alice_id, "").await;
+    assert_eq!(ready["resumed"], false);
+    assert_eq!(again.next_json().await["code"], "session_not_found");
+    let (_, ready) = reattach(server, &alice, "not-a-session", "").await;
+    assert_eq!(ready["resumed"], false);
+}
+
+async fn a_second_socket_takes_the_session_over(server: &Server) {
+    let cookie = server.new_identity().await;
+    let mut first = server.connect_as(&cookie, "").await;
+    let id = first.ready().await["session"].as_str().unwrap().to_owned();
+    first.sync().await;
+    let (mut second, _) = reattach(server, &cookie, &id, "").await;
+    loop {
+        match first.next_frame(WAIT).await {
+            Some(Frame::Closed(code)) => {
+                assert_eq!(code, Some(4001));
+                break;
+            }
+            Some(Frame::Bytes(_)) | Some(Frame::Ping) => {}
+            other => panic!("expected the first socket to be closed, got {other:?}"),
+        }
+    }
+    second.run("echo T$((2+2))T").await;
+    second.expect_output("T4T").await;
+}
+
+#[tokio::test]
+async fn local_shell_state_survives_a_drop() {
+    shell_state_survives_a_drop(&Server::local(&[])).await;
+}
+
+#[tokio::test]
+async fn local_alternate_screen_is_restored() {
+    alternate_screen_is_restored(&Server::local(&[])).await;
+}
+
+#[tokio::test]
+async fn local_foreign_and_ended_ids_get_a_new_session() {
+    foreign_and_ended_ids_get_a_new_session(&Server::local(&[])).await;
+}
+
+#[tokio::test]
+async fn local_a_second_socket_takes_the_session_over() {
+    a_second_socket_takes_the_session_over(&Server::local(&[])).await;
+}
+
+#[tokio::test]
+async fn container_shell_state_survives_a_drop() {
+    let pool = TestPool::new("re1");
+    shell_state_survives_a_drop(&pool.server(1, 4, &[])).await;
+}
+
+#[tokio::test]
+async fn container_alternate_screen_is_restored() {
+    let pool = TestPool::new("re2");
+    alternate_screen_is_restored(&pool.server(1, 4, &[])).await;
+}
+
+#[tokio::test]
+async fn container_foreign_and_ended_ids_get_a_new_session() {
+    let pool = TestPool::new("re3");
+    foreign_and_ended_ids_get_a_new_session(&pool.server(1, 4, &[])).await;
+}
+
+#[tokio::test]
+async fn the_grace_period_ends_with_a_hangup() {
+    let server = Server::local(&["--reattach-grace-secs", "2"]);
+    let cookie = server.new_identity().await;
+    let mut c = server.connect_as(&cookie, "").await;
+    let id = c.ready().await["session"].as_str().unwrap().to_owned();
+    let pid = c.shell_pid().await;
+    drop_socket(c);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(alive(&[pid]), vec![pid], "alive while waiting for a re-attach");
+    let started = Instant::now();
+    assert!(eventually(Duration::from_secs(10), || alive(&[pid]).is_empty()).await);
+    assert!(started.elapsed() >= Duration::from_millis(1000), "not before the grace period");
+    let (mut c, ready) = reattach(&server, &cookie, &id, "").await;
+    assert_eq!(ready["resumed"], false);
+    assert_eq!(c.next_json().await["code"], "session_not_found");
+}
+
+#[tokio::test]
+async fn grace_zero_hangs_up_at_once() {
+    let server = Server::local(&["--reattach-grace-secs", "0"]);
+    let mut c = server.connect("").await;
+    c.ready().await;
+    let pid = c.shell_pid().await;
+    drop_socket(c);
+    assert!(eventually(Duration::from_secs(3), || alive(&[pid]).is_empty()).await);
+}
+
+#[tokio::test]
+async fn reattach_is_fast() {
+    let server = Server::local(&[]);
+    let cookie = server.new_identity().await;
+    let mut c = server.connect_as(&cookie, "").await;
+    let id = c.ready().await["session"].as_str().unwrap().to_owned();
+    c.sync().await;
+    drop_socket(c);
+    let (mut c, ready) = reattach(&server, &cookie, &id, "").await;
+    assert_eq!(ready["resumed"], true);
+    c.send_json(json!({"type":"ping","id":1})).await;
+    loop {
+        if c.next_json().await["type"] == "pong" {
+            break;
+        }
+    }
+}

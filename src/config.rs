@@ -31,7 +31,12 @@ pub struct Config {
     pub shell: String,
 
     /// Extra origins allowed to open a WebSocket, comma-separated (the server's own is always allowed).
-    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub allowed_origins: Vec<String>,
 
     /// Largest WebSocket frame accepted from a client, in bytes; a larger one closes the socket (1009).
@@ -49,6 +54,10 @@ pub struct Config {
     /// Seconds a session whose socket dropped waits for a re-attach before it is hung up (0: at once).
     #[arg(long, env = "REATTACH_GRACE_SECS", default_value_t = 300)]
     pub reattach_grace_secs: u64,
+
+    /// Seconds an account may have no live session before its leftover processes are ended.
+    #[arg(long, env = "IDLE_REAP_SECS", default_value_t = 86400)]
+    pub idle_reap_secs: u64,
 
     /// Seconds between the server's WebSocket pings; a peer silent for 3 intervals is closed.
     #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = 30)]
@@ -72,7 +81,11 @@ pub struct Config {
     pub users_per_container: usize,
 
     /// Image of the user containers (built from Dockerfile.user).
-    #[arg(long, env = "CONTAINER_IMAGE", default_value = "terminal-multi-user:latest")]
+    #[arg(
+        long,
+        env = "CONTAINER_IMAGE",
+        default_value = "terminal-multi-user:latest"
+    )]
     pub container_image: String,
 
     /// Memory limit of one user container, in MiB (swap is set equal: no swap).
@@ -130,6 +143,9 @@ impl Config {
         }
         if self.max_sessions_per_user == 0 {
             return Err(invalid("MAX_SESSIONS_PER_USER", "must be at least 1"));
+        }
+        if self.idle_reap_secs == 0 {
+            return Err(invalid("IDLE_REAP_SECS", "must be at least 1"));
         }
         if self.ping_interval_secs == 0 {
             return Err(invalid("PING_INTERVAL_SECS", "must be at least 1"));
@@ -266,7 +282,9 @@ mod tests {
     fn bad_values_name_their_variable() {
         let err = parse(&["--shell", "  "]).validate().unwrap_err();
         assert_eq!(err.var, "SHELL_COMMAND");
-        let err = parse(&["--allowed-origins", "evil.com"]).validate().unwrap_err();
+        let err = parse(&["--allowed-origins", "evil.com"])
+            .validate()
+            .unwrap_err();
         assert_eq!(err.var, "ALLOWED_ORIGINS");
         let err = parse(&["--use-containers", "true", "--users-per-container", "0"])
             .validate()

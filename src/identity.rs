@@ -143,8 +143,14 @@ mod tests {
     fn persistent_key_survives_reopen() {
         let dir = std::env::temp_dir().join(format!("termpool-key-{}", uuid::Uuid::new_v4()));
         let (_, value) = CookieSigner::persistent(&dir).unwrap().issue();
-        assert!(CookieSigner::persistent(&dir).unwrap().verify(&value).is_some());
-        let mode = fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode();
+        assert!(CookieSigner::persistent(&dir)
+            .unwrap()
+            .verify(&value)
+            .is_some());
+        let mode = fs::metadata(dir.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         fs::remove_dir_all(dir).unwrap();
     }

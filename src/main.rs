@@ -9,8 +9,8 @@ use clap::Parser;
 use termpool::config::Config;
 use termpool::identity::CookieSigner;
 use termpool::metrics::Metrics;
-use termpool::session::{Limits, Registry};
 use termpool::pool::{Pool, SqliteStore};
+use termpool::session::{Limits, Registry};
 use termpool::tty::docker::DockerBackend;
 use termpool::tty::local::LocalBackend;
 use termpool::tty::Backend;
@@ -45,6 +45,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         max_live: config.max_sessions_per_user,
         max_per_minute: config.max_new_sessions_per_minute,
         grace: Duration::from_secs(config.reattach_grace_secs),
+        idle_reap: Duration::from_secs(config.idle_reap_secs),
     };
     let state = AppState {
         registry: Registry::new(limits, metrics.clone()),

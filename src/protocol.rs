@@ -91,7 +91,8 @@ pub enum ServerFrame<'a> {
 impl ServerFrame<'_> {
     pub fn to_json(&self) -> String {
         // Serializing these plain structs cannot fail: no maps with non-string keys, no floats.
-        serde_json::to_string(self).unwrap_or_else(|_| r#"{"type":"error","code":"internal","message":"encoding"}"#.into())
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| r#"{"type":"error","code":"internal","message":"encoding"}"#.into())
     }
 }
 
@@ -149,15 +150,24 @@ mod tests {
         );
         assert_eq!(
             parse_client_text(r#"{"type":"resize","cols":120,"rows":40}"#),
-            Ok(Request::Resize(TermSize { cols: 120, rows: 40 }))
+            Ok(Request::Resize(TermSize {
+                cols: 120,
+                rows: 40
+            }))
         );
         assert_eq!(parse_client_text(r#"{"type":"pause"}"#), Ok(Request::Pause));
-        assert_eq!(parse_client_text(r#"{"type":"resume"}"#), Ok(Request::Resume));
+        assert_eq!(
+            parse_client_text(r#"{"type":"resume"}"#),
+            Ok(Request::Resume)
+        );
         assert_eq!(
             parse_client_text(r#"{"type":"ping","id":{"a":[1]}}"#),
             Ok(Request::Ping(serde_json::json!({"a":[1]})))
         );
-        assert_eq!(parse_client_text(r#"{"type":"ping"}"#), Ok(Request::Ping(Value::Null)));
+        assert_eq!(
+            parse_client_text(r#"{"type":"ping"}"#),
+            Ok(Request::Ping(Value::Null))
+        );
     }
 
     #[test]
@@ -189,9 +199,19 @@ mod tests {
 
     #[test]
     fn out_of_range_sizes_are_refused() {
-        for (c, r) in [(0, 24), (80, 0), (1001, 24), (80, 1001), (-1, 5), (i64::MAX, 1)] {
+        for (c, r) in [
+            (0, 24),
+            (80, 0),
+            (1001, 24),
+            (80, 1001),
+            (-1, 5),
+            (i64::MAX, 1),
+        ] {
             let text = format!(r#"{{"type":"resize","cols":{c},"rows":{r}}}"#);
-            assert_eq!(parse_client_text(&text).unwrap_err().code, ErrorCode::ResizeRefused);
+            assert_eq!(
+                parse_client_text(&text).unwrap_err().code,
+                ErrorCode::ResizeRefused
+            );
         }
         assert!(TermSize::checked(1, 1).is_some());
         assert!(TermSize::checked(1000, 1000).is_some());
@@ -213,10 +233,22 @@ mod tests {
             ready.to_json(),
             r#"{"type":"ready","protocol":1,"session":"s","user":"u","container":null,"mode":"local","cols":80,"rows":24,"resumed":false}"#
         );
-        assert_eq!(ServerFrame::Exit { code: Some(3) }.to_json(), r#"{"type":"exit","code":3}"#);
-        let err = ServerFrame::Error { code: ErrorCode::ResizeRefused, message: "m" };
-        assert_eq!(err.to_json(), r#"{"type":"error","code":"resize_refused","message":"m"}"#);
+        assert_eq!(
+            ServerFrame::Exit { code: Some(3) }.to_json(),
+            r#"{"type":"exit","code":3}"#
+        );
+        let err = ServerFrame::Error {
+            code: ErrorCode::ResizeRefused,
+            message: "m",
+        };
+        assert_eq!(
+            err.to_json(),
+            r#"{"type":"error","code":"resize_refused","message":"m"}"#
+        );
         let id = serde_json::json!(7);
-        assert_eq!(ServerFrame::Pong { id: &id }.to_json(), r#"{"type":"pong","id":7}"#);
+        assert_eq!(
+            ServerFrame::Pong { id: &id }.to_json(),
+            r#"{"type":"pong","id":7}"#
+        );
     }
 }

@@ -67,7 +67,11 @@ pub async fn run(
     session.detach(id);
 }
 
-async fn greet(mut ws: Session, frames: Vec<String>, screen: Vec<u8>) -> Result<(), actix_ws::Closed> {
+async fn greet(
+    mut ws: Session,
+    frames: Vec<String>,
+    screen: Vec<u8>,
+) -> Result<(), actix_ws::Closed> {
     for frame in frames {
         ws.text(frame).await?;
     }
@@ -93,7 +97,9 @@ async fn relay_events(
         };
         match event {
             Some(Event::Output(bytes)) => {
-                metrics.bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                metrics
+                    .bytes_out
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 if ws.binary(bytes).await.is_err() {
                     return;
                 }
@@ -103,10 +109,23 @@ async fn relay_events(
                 let _ = ws.close(Some(CloseCode::Normal.into())).await;
                 return;
             }
+            Some(Event::ShuttingDown) => {
+                let message =
+                    "the server is shutting down (restart or upgrade): reconnect in a moment";
+                let code = ErrorCode::BackendUnavailable;
+                let _ = ws
+                    .text(ServerFrame::Error { code, message }.to_json())
+                    .await;
+                let _ = ws.close(Some(CloseCode::Away.into())).await;
+                return;
+            }
             Some(Event::Ended(Err(message))) => {
                 metrics.errors.fetch_add(1, Ordering::Relaxed);
                 let code = ErrorCode::BackendUnavailable;
-                let frame = ServerFrame::Error { code, message: &message };
+                let frame = ServerFrame::Error {
+                    code,
+                    message: &message,
+                };
                 let _ = ws.text(frame.to_json()).await;
                 let _ = ws.close(Some(CloseCode::Error.into())).await;
                 return;
@@ -138,10 +157,8 @@ impl Inbound {
         mut output_done: watch::Receiver<bool>,
         ping_interval: Duration,
     ) {
-        let mut pings = tokio::time::interval_at(
-            tokio::time::Instant::now() + ping_interval,
-            ping_interval,
-        );
+        let mut pings =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
         loop {
             let message = tokio::select! {
                 message = stream.recv() => message,
@@ -202,7 +219,10 @@ impl Inbound {
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         match self.session.tty.write(bytes).await {
             Ok(()) | Err(TtyError::Closed) => true,
-            Err(e) => self.report(ErrorCode::BackendUnavailable, &e.to_string()).await,
+            Err(e) => {
+                self.report(ErrorCode::BackendUnavailable, &e.to_string())
+                    .await
+            }
         }
     }
 
@@ -219,7 +239,10 @@ impl Inbound {
                     true
                 }
                 Err(TtyError::Closed) => true,
-                Err(e) => self.report(ErrorCode::BackendUnavailable, &e.to_string()).await,
+                Err(e) => {
+                    self.report(ErrorCode::BackendUnavailable, &e.to_string())
+                        .await
+                }
             },
             Request::Pause => {
                 self.paused.send_replace(true);

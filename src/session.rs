@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::protocol::TermSize;
-use crate::tty::{Placement, Spawned, Tty, TtyOutput};
+use crate::tty::{Backend, Placement, Spawned, Tty, TtyOutput};
 
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// The screen kept for re-attach is at most this large (columns, rows): about 1 MiB of cells.
@@ -55,6 +55,8 @@ struct Inner {
     accounts: HashMap<String, usize>,
     /// Live sessions by id.
     sessions: HashMap<String, Arc<LiveSession>>,
+    /// Accounts with no live session: since when, and where they ran (for idle reaping).
+    idle: HashMap<String, (Instant, Placement)>,
 }
 
 /// Limits and timing of sessions.
@@ -64,6 +66,8 @@ pub struct Limits {
     pub max_per_minute: u32,
     /// How long a detached session waits for a re-attach (zero: hang up at once).
     pub grace: Duration,
+    /// How long an account may have no live session before its leftover processes are ended.
+    pub idle_reap: Duration,
 }
 
 pub struct Registry {
@@ -110,7 +114,7 @@ impl Registry {
         Ok(SessionSlot {
             registry: Arc::downgrade(self),
             identity: identity.to_owned(),
-            account: None,
+            placement: None,
         })
     }
 
@@ -175,7 +179,7 @@ impl Registry {
         }
     }
 
-    fn release(&self, identity: &str, account: Option<&str>) {
+    fn release(&self, identity: &str, placement: Option<&Placement>) {
         let mut inner = self.lock();
         if let Some(entry) = inner.users.get_mut(identity) {
             entry.live -= 1;
@@ -183,13 +187,61 @@ impl Registry {
                 inner.users.remove(identity);
             }
         }
-        if let Some(account) = account {
-            if let Some(n) = inner.accounts.get_mut(account) {
+        if let Some(placement) = placement {
+            if let Some(n) = inner.accounts.get_mut(&placement.user) {
                 *n -= 1;
                 if *n == 0 {
-                    inner.accounts.remove(account);
+                    inner.accounts.remove(&placement.user);
+                    let idle = (Instant::now(), placement.clone());
+                    inner.idle.insert(placement.user.clone(), idle);
                 }
             }
+        }
+    }
+
+    /// Accounts idle for `limit` or longer, taken off the idle list.
+    fn take_idle(&self, limit: Duration) -> Vec<Placement> {
+        let mut inner = self.lock();
+        let due: Vec<String> = inner
+            .idle
+            .iter()
+            .filter(|(_, (since, _))| since.elapsed() >= limit)
+            .map(|(account, _)| account.clone())
+            .collect();
+        due.iter()
+            .filter_map(|account| inner.idle.remove(account).map(|(_, p)| p))
+            .collect()
+    }
+
+    /// Ends the leftover processes (nohup jobs, daemons) of accounts that have had no live
+    /// session for `Limits::idle_reap`; their files stay. Runs until the process ends.
+    pub async fn reap_idle_forever(self: Arc<Self>, backend: Arc<dyn Backend>) {
+        let limit = self.limits.idle_reap;
+        let every = (limit / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
+        loop {
+            tokio::time::sleep(every).await;
+            for placement in self.take_idle(limit) {
+                log::info!(
+                    "reaping processes of {} (idle for {limit:?})",
+                    placement.user
+                );
+                if let Err(e) = backend.reap(&placement).await {
+                    log::warn!("could not reap {}: {e}", placement.user);
+                }
+            }
+        }
+    }
+
+    /// Tells every attached client that the server is going away, and hangs every session up.
+    pub async fn shutdown(&self) {
+        let sessions = self.live_sessions();
+        let closing = sessions.iter().map(|s| s.shut_down());
+        let all = futures_util::future::join_all(closing);
+        if tokio::time::timeout(Duration::from_secs(5), all)
+            .await
+            .is_err()
+        {
+            log::warn!("some sessions did not close within 5 s");
         }
     }
 }
@@ -198,7 +250,7 @@ impl Registry {
 pub struct SessionSlot {
     registry: Weak<Registry>,
     identity: String,
-    account: Option<String>,
+    placement: Option<Placement>,
 }
 
 impl SessionSlot {
@@ -206,18 +258,16 @@ impl SessionSlot {
         &self.identity
     }
 
-    /// Records the Linux account the session runs as, once placed.
-    pub fn bind_account(&mut self, account: &str) {
+    /// Records where the session runs, once placed: its account is live from now on.
+    pub fn bind(&mut self, placement: &Placement) {
         let Some(registry) = self.registry.upgrade() else {
             return;
         };
-        if self.account.is_none() {
-            *registry
-                .lock()
-                .accounts
-                .entry(account.to_owned())
-                .or_default() += 1;
-            self.account = Some(account.to_owned());
+        if self.placement.is_none() {
+            let mut inner = registry.lock();
+            *inner.accounts.entry(placement.user.clone()).or_default() += 1;
+            inner.idle.remove(&placement.user);
+            self.placement = Some(placement.clone());
         }
     }
 }
@@ -225,7 +275,7 @@ impl SessionSlot {
 impl Drop for SessionSlot {
     fn drop(&mut self) {
         if let Some(registry) = self.registry.upgrade() {
-            registry.release(&self.identity, self.account.as_deref());
+            registry.release(&self.identity, self.placement.as_ref());
         }
     }
 }
@@ -233,6 +283,8 @@ impl Drop for SessionSlot {
 /// What the pump sends to the attached socket.
 pub enum Event {
     Output(Bytes),
+    /// The server is stopping: the session ends with it.
+    ShuttingDown,
     /// The shell ended (its exit code), or the backend lost it (why).
     Ended(Result<Option<i32>, String>),
 }
@@ -345,7 +397,10 @@ impl LiveSession {
                 !shared.ended && shared.attachment.is_none()
             };
             if still_detached {
-                log::info!("session {} not re-attached in {grace:?}: hanging up", session.id);
+                log::info!(
+                    "session {} not re-attached in {grace:?}: hanging up",
+                    session.id
+                );
                 session.tty.hangup().await;
             }
         });
@@ -362,6 +417,15 @@ impl LiveSession {
     /// The attached client's pause switch, if one is attached.
     fn pause_switch(&self) -> Option<watch::Receiver<bool>> {
         self.shared().attachment.as_ref().map(|a| a.paused.clone())
+    }
+
+    /// The server is stopping: tell the attached client why, then hang up.
+    async fn shut_down(&self) {
+        let target = self.shared().attachment.as_ref().map(|a| a.tx.clone());
+        if let Some(tx) = target {
+            let _ = tx.send(Event::ShuttingDown).await;
+        }
+        self.tty.hangup().await;
     }
 
     async fn end(&self, result: Result<Option<i32>, String>) {
@@ -455,6 +519,7 @@ mod tests {
                 max_live,
                 max_per_minute: per_minute,
                 grace: Duration::ZERO,
+                idle_reap: Duration::from_secs(60),
             },
             Arc::default(),
         )
@@ -493,7 +558,10 @@ mod tests {
         assert!(reg.account_is_live("u1"));
         drop(s2);
         assert!(!reg.account_is_live("u1"));
-        assert!(reg.lock().users.contains_key("a"), "rate history kept for a minute");
+        assert!(
+            reg.lock().users.contains_key("a"),
+            "rate history kept for a minute"
+        );
     }
 
     #[test]
@@ -505,7 +573,10 @@ mod tests {
         copy.process(&render_screen(p.screen()));
         assert_eq!(copy.screen().contents(), p.screen().contents());
         assert_eq!(copy.screen().cursor_position(), (1, 6));
-        assert_eq!(copy.screen().cell(0, 6).unwrap().fgcolor(), vt100::Color::Idx(1));
+        assert_eq!(
+            copy.screen().cell(0, 6).unwrap().fgcolor(),
+            vt100::Color::Idx(1)
+        );
         assert!(!copy.screen().alternate_screen());
 
         p.process(b"\x1b[?1049h\x1b[Hvim buffer");

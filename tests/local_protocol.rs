@@ -18,7 +18,10 @@ async fn ready_comes_first_with_the_requested_size() {
     assert_eq!(ready["mode"], "local");
     assert_eq!(ready["resumed"], false);
     assert_eq!(ready["container"], serde_json::Value::Null);
-    assert_eq!((ready["cols"].as_u64(), ready["rows"].as_u64()), (Some(100), Some(30)));
+    assert_eq!(
+        (ready["cols"].as_u64(), ready["rows"].as_u64()),
+        (Some(100), Some(30))
+    );
     assert!(uuid_like(ready["session"].as_str().unwrap()));
     assert!(!ready["user"].as_str().unwrap().is_empty());
     // The TTY had this size from the start: no resize raced the first prompt.
@@ -31,7 +34,10 @@ async fn default_size_is_80x24() {
     let server = Server::local(&[]);
     let mut c = server.connect("").await;
     let ready = c.ready().await;
-    assert_eq!((ready["cols"].as_u64(), ready["rows"].as_u64()), (Some(80), Some(24)));
+    assert_eq!(
+        (ready["cols"].as_u64(), ready["rows"].as_u64()),
+        (Some(80), Some(24))
+    );
     c.run("echo SIZE=$(stty size)=").await;
     c.expect_output("SIZE=24 80=").await;
 }
@@ -40,7 +46,13 @@ async fn default_size_is_80x24() {
 async fn bad_initial_sizes_are_refused_before_the_upgrade() {
     let server = Server::local(&[]);
     let cookie = server.new_identity().await;
-    for query in ["cols=0", "rows=1001", "cols=abc", "cols=-5&rows=10", "rows=99999999999"] {
+    for query in [
+        "cols=0",
+        "rows=1001",
+        "cols=abc",
+        "cols=-5&rows=10",
+        "rows=99999999999",
+    ] {
         let err = server.try_connect(&cookie, query, None).await.err();
         assert_eq!(err.map(|e| e.0), Some(400), "{query}");
     }
@@ -53,7 +65,8 @@ async fn resize_changes_the_tty_and_signals_the_program() {
     c.ready().await;
     c.run("trap 'echo WINCH$((1+1))' WINCH").await;
     c.sync().await;
-    c.send_json(json!({"type":"resize","cols":120,"rows":40})).await;
+    c.send_json(json!({"type":"resize","cols":120,"rows":40}))
+        .await;
     c.expect_output("WINCH2").await;
     c.run("echo SIZE=$(stty size)=").await;
     c.expect_output("SIZE=40 120=").await;
@@ -70,7 +83,10 @@ async fn bad_frames_get_error_frames_and_the_session_goes_on() {
         (r#"{"type":"input"}"#, "bad_request"),
         (r#"{"type":"resize","cols":"wide","rows":2}"#, "bad_request"),
         (r#"{"type":"resize","cols":0,"rows":24}"#, "resize_refused"),
-        (r#"{"type":"resize","cols":80,"rows":1001}"#, "resize_refused"),
+        (
+            r#"{"type":"resize","cols":80,"rows":1001}"#,
+            "resize_refused",
+        ),
         (r#"{"type":"resize","cols":-3,"rows":10}"#, "resize_refused"),
     ];
     for (text, code) in cases {
@@ -89,7 +105,8 @@ async fn text_input_frames_type_like_binary_ones() {
     let server = Server::local(&[]);
     let mut c = server.connect("").await;
     c.ready().await;
-    c.send_json(json!({"type":"input","data":"echo T$((2*3))X\r"})).await;
+    c.send_json(json!({"type":"input","data":"echo T$((2*3))X\r"}))
+        .await;
     c.expect_output("T6X").await;
 }
 
@@ -124,7 +141,9 @@ async fn origin_must_be_this_server_or_allowed() {
     let server = Server::local(&["--allowed-origins", "https://term.example.org"]);
     let cookie = server.new_identity().await;
     let own = format!("http://{}", server.addr);
-    let refused = server.try_connect(&cookie, "", Some("https://evil.example")).await;
+    let refused = server
+        .try_connect(&cookie, "", Some("https://evil.example"))
+        .await;
     assert_eq!(refused.err().map(|e| e.0), Some(403));
     let refused = server.try_connect(&cookie, "", Some("null")).await;
     assert_eq!(refused.err().map(|e| e.0), Some(403));
@@ -141,18 +160,35 @@ async fn identity_cookie_is_required_and_must_be_genuine() {
     assert!(cookie.starts_with("termpool_id="));
     let (status, headers, _) = common::http_get(&server.addr, "/", &[]).await;
     assert_eq!(status, 200);
-    let set = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).unwrap();
+    let set = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .unwrap();
     assert!(set.1.contains("HttpOnly") && set.1.contains("SameSite=Strict"));
 
     let no_cookie = server.try_connect("", "", None).await.err().unwrap();
     assert_eq!(no_cookie.0, 401);
     let value = cookie.split_once('=').unwrap().1;
-    let forged = format!("termpool_id={}", value.replacen(|c: char| c.is_ascii_digit(), "f", 1));
+    let forged = format!(
+        "termpool_id={}",
+        value.replacen(|c: char| c.is_ascii_digit(), "f", 1)
+    );
     assert_ne!(forged, cookie);
-    assert_eq!(server.try_connect(&forged, "", None).await.err().unwrap().0, 401);
+    assert_eq!(
+        server.try_connect(&forged, "", None).await.err().unwrap().0,
+        401
+    );
     let other_server = Server::local(&[]);
     let foreign = other_server.new_identity().await;
-    assert_eq!(server.try_connect(&foreign, "", None).await.err().unwrap().0, 401);
+    assert_eq!(
+        server
+            .try_connect(&foreign, "", None)
+            .await
+            .err()
+            .unwrap()
+            .0,
+        401
+    );
 }
 
 #[tokio::test]
@@ -179,7 +215,10 @@ async fn sessions_per_user_are_limited() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    again.expect("a closed session frees its place").ready().await;
+    again
+        .expect("a closed session frees its place")
+        .ready()
+        .await;
 }
 
 #[tokio::test]
@@ -219,7 +258,8 @@ async fn a_large_paste_arrives_intact() {
     c.ready().await;
     let paste: Vec<u8> = (0..900_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let digest = format!("{:x}", Md5::digest(&paste));
-    c.run("stty raw -echo; printf 'GO''>'; head -c 900000 | md5sum; stty sane").await;
+    c.run("stty raw -echo; printf 'GO''>'; head -c 900000 | md5sum; stty sane")
+        .await;
     c.expect_output("GO>").await;
     c.send_bytes(&paste).await;
     c.expect_output(&digest).await;
@@ -238,7 +278,11 @@ async fn all_256_byte_values_pass_through_untouched() {
     c.expect_bytes(&all).await;
     let got = std::mem::take(&mut c.pending);
     let start = got.windows(256).position(|w| w == all.as_slice()).unwrap();
-    assert_eq!(&got[start..], all.as_slice(), "nothing added after the bytes");
+    assert_eq!(
+        &got[start..],
+        all.as_slice(),
+        "nothing added after the bytes"
+    );
 }
 
 #[tokio::test]
@@ -248,7 +292,8 @@ async fn multibyte_utf8_split_across_reads_arrives_in_order() {
     c.ready().await;
     c.sync().await;
     // The euro sign's three bytes leave the program in two writes, 200 ms apart.
-    c.run(r"printf '<\342\202'; sleep 0.2; printf '\254>\n'").await;
+    c.run(r"printf '<\342\202'; sleep 0.2; printf '\254>\n'")
+        .await;
     let mut frames_with_euro_bytes = 0;
     while !common::contains(&c.pending, "<€>".as_bytes()) {
         match c.next_frame(WAIT).await {
@@ -262,7 +307,10 @@ async fn multibyte_utf8_split_across_reads_arrives_in_order() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(frames_with_euro_bytes >= 2, "the character really was split across frames");
+    assert!(
+        frames_with_euro_bytes >= 2,
+        "the character really was split across frames"
+    );
 }
 
 /// Output held back by a pause is delivered whole after the resume.
@@ -297,7 +345,10 @@ async fn pause_stops_output_and_resume_loses_nothing() {
         }
     }
     assert!(quiet, "output kept flowing while paused");
-    assert!(!common::contains(&received, b"DONE2"), "paused before the end");
+    assert!(
+        !common::contains(&received, b"DONE2"),
+        "paused before the end"
+    );
     c.send_json(json!({"type":"resume"})).await;
     c.pending = received;
     c.expect_bytes(b"DONE2").await;
@@ -309,15 +360,21 @@ async fn pause_stops_output_and_resume_loses_nothing() {
         .collect();
     let first = numbers.iter().position(|&n| n == 1).expect("line 1");
     let seq = &numbers[first..first + 3_000_000];
-    assert!(seq.iter().enumerate().all(|(i, &n)| n == i as u64 + 1), "every line, in order");
+    assert!(
+        seq.iter().enumerate().all(|(i, &n)| n == i as u64 + 1),
+        "every line, in order"
+    );
 }
 
 #[tokio::test]
 async fn fifty_sessions_at_once() {
     let server = Server::local(&[
-        "--max-sessions-per-user", "60",
-        "--max-new-sessions-per-minute", "0",
-        "--reattach-grace-secs", "0",
+        "--max-sessions-per-user",
+        "60",
+        "--max-new-sessions-per-minute",
+        "0",
+        "--reattach-grace-secs",
+        "0",
     ]);
     let cookie = server.new_identity().await;
     let sessions = (0..50).map(|i| {
@@ -349,9 +406,12 @@ async fn fifty_sessions_at_once() {
 #[tokio::test]
 async fn closing_hangs_up_every_process_of_the_session() {
     let server = Server::local(&[
-        "--max-sessions-per-user", "100",
-        "--max-new-sessions-per-minute", "0",
-        "--reattach-grace-secs", "0",
+        "--max-sessions-per-user",
+        "100",
+        "--max-new-sessions-per-minute",
+        "0",
+        "--reattach-grace-secs",
+        "0",
     ]);
     let cookie = server.new_identity().await;
     let marker = format!("{}", 40000 + std::process::id() % 20000);
@@ -440,8 +500,28 @@ async fn the_page_is_served_on_both_paths() {
         let (status, headers, body) = common::http_get(&server.addr, path, &[]).await;
         assert_eq!(status, 200, "{path}");
         assert!(String::from_utf8_lossy(&body).contains("<"), "{path}");
-        let csp = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-security-policy"));
+        let csp = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-security-policy"));
         assert!(csp.is_some(), "{path} sends a CSP");
+    }
+    // Every asset the page references is served.
+    let (_, _, index) = common::http_get(&server.addr, "/", &[]).await;
+    let index = String::from_utf8(index).unwrap();
+    let assets: Vec<&str> = index
+        .split('"')
+        .filter(|s| s.starts_with("/assets/"))
+        .collect();
+    // Only a build that skipped the page (TERMPOOL_SKIP_FRONTEND, never in CI) has no assets.
+    let skipped = std::env::var_os("TERMPOOL_SKIP_FRONTEND").is_some();
+    assert!(
+        skipped || !assets.is_empty(),
+        "the page references its assets: {index}"
+    );
+    for asset in assets {
+        let (status, _, body) = common::http_get(&server.addr, asset, &[]).await;
+        assert_eq!(status, 200, "{asset}");
+        assert!(!body.is_empty(), "{asset}");
     }
     let cookie = server.new_identity().await;
     let mut c = server

@@ -19,7 +19,11 @@ async fn screen_until(c: &mut Client, needle: &str) -> String {
 }
 
 async fn reattach(server: &Server, cookie: &str, id: &str, query: &str) -> (Client, Value) {
-    let q = if query.is_empty() { format!("session={id}") } else { format!("session={id}&{query}") };
+    let q = if query.is_empty() {
+        format!("session={id}")
+    } else {
+        format!("session={id}&{query}")
+    };
     let mut c = server.connect_as(cookie, &q).await;
     let ready = c.ready().await;
     (c, ready)
@@ -51,7 +55,8 @@ async fn alternate_screen_is_restored(server: &Server) {
     let mut c = server.connect_as(&cookie, "cols=80&rows=24").await;
     let id = c.ready().await["session"].as_str().unwrap().to_owned();
     // The echoed command line holds "%s", never "line two": only vim's screen does.
-    c.run("printf 'line %s\\n' one two > /tmp/reattach-$$.txt; vim -u NONE /tmp/reattach-$$.txt").await;
+    c.run("printf 'line %s\\n' one two > /tmp/reattach-$$.txt; vim -u NONE /tmp/reattach-$$.txt")
+        .await;
     c.expect_output("line two").await;
     c.send_bytes(b"ggAAPPENDED\x1b").await; // append on line 1, back to normal mode
     c.expect_output("APPENDED").await;
@@ -63,8 +68,14 @@ async fn alternate_screen_is_restored(server: &Server) {
         panic!("the screen comes right after ready");
     };
     let text = String::from_utf8_lossy(&screen);
-    assert!(text.contains("\x1b[?1049h"), "vim alternate screen is re-entered: {text:?}");
-    assert!(text.contains("line oneAPPENDED"), "the buffer is shown: {text:?}");
+    assert!(
+        text.contains("\x1b[?1049h"),
+        "vim alternate screen is re-entered: {text:?}"
+    );
+    assert!(
+        text.contains("line oneAPPENDED"),
+        "the buffer is shown: {text:?}"
+    );
     // The cursor stays where vim left it: typing goes on at the same place.
     c.send_bytes(b"a!\x1b:wq\r").await;
     c.expect_output("written").await;
@@ -164,10 +175,17 @@ async fn the_grace_period_ends_with_a_hangup() {
     let pid = c.shell_pid().await;
     drop_socket(c);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(alive(&[pid]), vec![pid], "alive while waiting for a re-attach");
+    assert_eq!(
+        alive(&[pid]),
+        vec![pid],
+        "alive while waiting for a re-attach"
+    );
     let started = Instant::now();
     assert!(eventually(Duration::from_secs(10), || alive(&[pid]).is_empty()).await);
-    assert!(started.elapsed() >= Duration::from_millis(1000), "not before the grace period");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "not before the grace period"
+    );
     let (mut c, ready) = reattach(&server, &cookie, &id, "").await;
     assert_eq!(ready["resumed"], false);
     assert_eq!(c.next_json().await["code"], "session_not_found");
@@ -199,4 +217,109 @@ async fn reattach_is_fast() {
             break;
         }
     }
+}
+
+/// Idle reaping: a `nohup` job survives the hang-up, but not the account's idle time.
+async fn idle_accounts_are_reaped(
+    server: &Server,
+    file: &str,
+    still_running: impl Fn(&str) -> bool,
+) {
+    let mut c = server.connect("").await;
+    c.ready().await;
+    let marker = format!("{}", 30000 + std::process::id() % 30000);
+    c.run(&format!(
+        "nohup sleep {marker}7 >/dev/null 2>&1 & echo kept > {file}; echo N$((1))N"
+    ))
+    .await;
+    c.expect_output("N1N").await;
+    let job = format!("sleep {marker}7");
+    // Hang up only once nohup has made the job immune (it runs `sleep` only after that).
+    assert!(
+        eventually(WAIT, || still_running(&job)).await,
+        "the job started"
+    );
+    c.close().await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        still_running(&job),
+        "a nohup job outlives the terminal's hang-up"
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || !still_running(&job)).await,
+        "the idle account's leftover job was ended"
+    );
+}
+
+#[tokio::test]
+async fn local_idle_accounts_are_reaped() {
+    let server = Server::local(&["--reattach-grace-secs", "0", "--idle-reap-secs", "3"]);
+    let file = std::env::temp_dir().join(format!("termpool-reaped-{}", std::process::id()));
+    let file = file.to_string_lossy().into_owned();
+    idle_accounts_are_reaped(&server, &file, |job| {
+        !common::pids_with_cmdline(job).is_empty()
+    })
+    .await;
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "kept");
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[tokio::test]
+async fn container_idle_accounts_are_reaped_and_files_stay() {
+    let pool = TestPool::new("reap");
+    let server = pool.server(
+        1,
+        4,
+        &["--reattach-grace-secs", "0", "--idle-reap-secs", "3"],
+    );
+    let container = format!("{}-0", pool.prefix);
+    let c2 = container.clone();
+    idle_accounts_are_reaped(&server, "reaped.txt", move |job| {
+        TestPool::docker(&["top", &c2, "-eo", "pid,args"]).contains(job)
+    })
+    .await;
+    let found = TestPool::docker(&[
+        "exec",
+        &container,
+        "sh",
+        "-c",
+        "cat /workspace/*/reaped.txt",
+    ]);
+    assert_eq!(found.trim(), "kept", "files stay");
+}
+
+#[tokio::test]
+async fn sigterm_closes_sessions_with_a_reason_and_hangs_them_up() {
+    let mut server = Server::local(&[]);
+    let mut c = server.connect("").await;
+    c.ready().await;
+    let pid = c.shell_pid().await;
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) };
+    let err = c.next_json().await;
+    assert_eq!(err["type"], "error");
+    assert!(
+        err["message"].as_str().unwrap().contains("shutting down"),
+        "{err}"
+    );
+    loop {
+        match c.next_frame(WAIT).await {
+            Some(Frame::Closed(code)) => {
+                assert_eq!(code, Some(1001));
+                break;
+            }
+            Some(Frame::Bytes(_)) | Some(Frame::Ping) => {}
+            other => panic!("expected close 1001, got {other:?}"),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server stops within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(eventually(Duration::from_secs(5), || alive(&[pid]).is_empty()).await);
 }

@@ -106,6 +106,18 @@ impl DockerBackend {
         Ok(created.id)
     }
 
+    /// Explains a shell that ended before it started, with the exec's exit code.
+    async fn start_failed(&self, exec_id: &str, e: TtyError) -> TtyError {
+        let code = self
+            .docker()
+            .inspect_exec(exec_id)
+            .await
+            .ok()
+            .and_then(|i| i.exit_code);
+        log::warn!("exec {exec_id} ended before the shell started (exit code {code:?}): {e}");
+        e
+    }
+
     /// Maps an Engine error; a container that vanished is reported to the pool for replacement.
     fn exec_failed(&self, p: &Placement, e: bollard::errors::Error) -> TtyError {
         if let Some(name) = &p.container {
@@ -148,9 +160,16 @@ impl Backend for DockerBackend {
     async fn spawn(&self, placement: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
         let exec_id = self.create_exec(placement, size).await?;
         let (mut reader, writer) = self.endpoint.start_exec(&exec_id).await?;
-        let (pid, early_output) = tokio::time::timeout(START_TIMEOUT, read_pid_mark(&mut reader))
-            .await
-            .map_err(|_| TtyError::Unavailable("the container did not start the shell".into()))??;
+        let started = tokio::time::timeout(START_TIMEOUT, read_pid_mark(&mut reader)).await;
+        let (pid, early_output) = match started {
+            Ok(Ok(started)) => started,
+            Ok(Err(e)) => return Err(self.start_failed(&exec_id, e).await),
+            Err(_) => {
+                return Err(TtyError::Unavailable(
+                    "the container did not start the shell in time".into(),
+                ))
+            }
+        };
         let session = Arc::new(ExecSession {
             docker: self.docker().clone(),
             exec_id,
@@ -173,6 +192,27 @@ impl Backend for DockerBackend {
             tty: session,
             output,
         })
+    }
+
+    async fn reap(&self, placement: &Placement) -> Result<(), TtyError> {
+        let container = placement.container_id.as_deref().ok_or(TtyError::Closed)?;
+        // As the user: they may end only their own processes, and root here holds no CAP_KILL.
+        let script = "pkill -KILL -u \"$1\"; true";
+        exec_detached_as(
+            self.docker(),
+            container,
+            &placement.user,
+            script,
+            &placement.user,
+        )
+        .await
+        .map_err(|e| TtyError::Unavailable(format!("container engine: {e}")))
+    }
+
+    async fn shutdown(&self) {
+        if let Err(e) = self.pool.flush().await {
+            log::error!("could not flush the placement store: {e}");
+        }
     }
 
     async fn health(&self) -> Result<serde_json::Value, String> {
@@ -198,7 +238,9 @@ async fn read_pid_mark(reader: &mut BoxRead) -> Result<(u32, Bytes), TtyError> {
                 .strip_prefix(PID_MARK_START)
                 .and_then(|rest| std::str::from_utf8(&rest[..rest.len() - 1]).ok())
                 .and_then(|s| s.parse().ok())
-                .ok_or_else(|| TtyError::Unavailable("the session did not start properly".into()))?;
+                .ok_or_else(|| {
+                    TtyError::Unavailable("the session did not start properly".into())
+                })?;
             return Ok((pid, buf.freeze()));
         }
         if buf.len() > 4096 || reader.read_buf(&mut buf).await? == 0 {
@@ -208,6 +250,36 @@ async fn read_pid_mark(reader: &mut BoxRead) -> Result<(u32, Bytes), TtyError> {
             )));
         }
     }
+}
+
+/// Runs `script` (with `$1` = `arg`) in `container` as `user`, without waiting for it.
+async fn exec_detached_as(
+    docker: &Docker,
+    container: &str,
+    user: &str,
+    script: &str,
+    arg: &str,
+) -> Result<(), bollard::errors::Error> {
+    let config = ExecConfig {
+        user: Some(user.to_owned()),
+        privileged: Some(false),
+        env: Some(vec![format!("PATH={PATH}")]),
+        cmd: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            script.into(),
+            "termpool".into(),
+            arg.into(),
+        ]),
+        ..Default::default()
+    };
+    let exec = docker.create_exec(container, config).await?;
+    let detached = StartExecOptions {
+        detach: true,
+        ..Default::default()
+    };
+    docker.start_exec(&exec.id, Some(detached)).await?;
+    Ok(())
 }
 
 struct ExecSession {
@@ -221,32 +293,6 @@ struct ExecSession {
     hung_up: AtomicBool,
 }
 
-impl ExecSession {
-    /// Runs `script` with `$1` = the shell's PID, as the session's user, without waiting.
-    async fn signal(&self, script: &str) -> Result<(), bollard::errors::Error> {
-        let config = ExecConfig {
-            user: Some(self.user.clone()),
-            privileged: Some(false),
-            env: Some(vec![format!("PATH={PATH}")]),
-            cmd: Some(vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                script.into(),
-                "termpool-hangup".into(),
-                self.pid.to_string(),
-            ]),
-            ..Default::default()
-        };
-        let exec = self.docker.create_exec(&self.container, config).await?;
-        let detached = StartExecOptions {
-            detach: true,
-            ..Default::default()
-        };
-        self.docker.start_exec(&exec.id, Some(detached)).await?;
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl Tty for ExecSession {
     async fn write(&self, data: &[u8]) -> Result<(), TtyError> {
@@ -255,7 +301,9 @@ impl Tty for ExecSession {
         match writer.write_all(data).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(TtyError::Closed),
-            Err(e) => Err(TtyError::Unavailable(format!("container connection lost: {e}"))),
+            Err(e) => Err(TtyError::Unavailable(format!(
+                "container connection lost: {e}"
+            ))),
         }
     }
 
@@ -281,7 +329,10 @@ impl Tty for ExecSession {
         // if it is still there 3 s later (a shell may ignore SIGHUP). Jobs started with nohup or in
         // their own session (tmux) live on, as on a real terminal.
         let script = "pkill -HUP -s \"$1\"; pkill -CONT -s \"$1\"; sleep 3; kill -KILL \"$1\" 2>/dev/null; true";
-        if let Err(e) = self.signal(script).await {
+        let pid = self.pid.to_string();
+        let signalled =
+            exec_detached_as(&self.docker, &self.container, &self.user, script, &pid).await;
+        if let Err(e) = signalled {
             log::warn!("could not hang up exec {}: {e}", self.exec_id);
         }
     }
@@ -366,12 +417,16 @@ impl Endpoint {
         let unavailable = |e: io::Error| TtyError::Unavailable(format!("container engine: {e}"));
         let (mut read, mut write): (BoxRead, BoxWrite) = match self {
             Endpoint::Unix(path) => {
-                let s = tokio::net::UnixStream::connect(path).await.map_err(unavailable)?;
+                let s = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(unavailable)?;
                 let (r, w) = s.into_split();
                 (Box::new(r), Box::new(w))
             }
             Endpoint::Tcp(addr) => {
-                let s = tokio::net::TcpStream::connect(addr.as_str()).await.map_err(unavailable)?;
+                let s = tokio::net::TcpStream::connect(addr.as_str())
+                    .await
+                    .map_err(unavailable)?;
                 s.set_nodelay(true).map_err(unavailable)?;
                 let (r, w) = s.into_split();
                 (Box::new(r), Box::new(w))
@@ -384,7 +439,10 @@ impl Endpoint {
              Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        write.write_all(request.as_bytes()).await.map_err(unavailable)?;
+        write
+            .write_all(request.as_bytes())
+            .await
+            .map_err(unavailable)?;
         let head = read_response_head(&mut read).await.map_err(unavailable)?;
         let status = head.split_whitespace().nth(1).unwrap_or("");
         if status != "101" && status != "200" {

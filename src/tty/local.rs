@@ -32,12 +32,20 @@ pub struct LocalBackend {
     argv: Vec<String>,
     user: String,
     home: String,
+    /// Every shell spawned (its pid, which is its session id, and its start time), so that idle
+    /// reaping can find the jobs they left behind.
+    sessions: Mutex<Vec<(libc::pid_t, u64)>>,
 }
 
 impl LocalBackend {
     pub fn new(argv: Vec<String>) -> Self {
         let (user, home) = current_user();
-        LocalBackend { argv, user, home }
+        LocalBackend {
+            argv,
+            user,
+            home,
+            sessions: Mutex::default(),
+        }
     }
 
     fn command(&self) -> CommandBuilder {
@@ -95,16 +103,22 @@ impl Backend for LocalBackend {
         drop(pair.slave);
         let pid = child
             .process_id()
-            .ok_or_else(|| io::Error::other("spawned shell has no pid"))? as libc::pid_t;
+            .ok_or_else(|| io::Error::other("spawned shell has no pid"))?
+            as libc::pid_t;
         // Reaping is done through the pidfd below; the portable-pty handle is not needed.
         drop(child);
+        if let Some(start) = process_start_time(pid) {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            sessions.push((pid, start));
+        }
         let process = Arc::new(ShellProcess::new(pid)?);
         let master_fd = pair
             .master
             .as_raw_fd()
             .ok_or_else(|| io::Error::other("PTY master has no fd"))?;
         // SAFETY: the OwnedFd is a fresh duplicate that only this AsyncFd owns and closes.
-        let fd = unsafe { AsyncFd::register(dup_nonblocking(master_fd)?) }.map_err(io::Error::from)?;
+        let fd =
+            unsafe { AsyncFd::register(dup_nonblocking(master_fd)?) }.map_err(io::Error::from)?;
         let fd = Arc::new(fd);
         let tty = Arc::new(LocalTty {
             fd: fd.clone(),
@@ -122,6 +136,21 @@ impl Backend for LocalBackend {
 
     async fn health(&self) -> Result<serde_json::Value, String> {
         Ok(serde_json::json!({ "shell": self.argv[0] }))
+    }
+
+    /// Kills what the ended sessions left running (nohup jobs). Every local session runs as the
+    /// server's own account, so this is called only when no session at all is live.
+    async fn reap(&self, _placement: &Placement) -> Result<(), TtyError> {
+        let ended = std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|e| e.into_inner()));
+        for (sid, started) in ended {
+            // A live process with the leader's pid but another start time means the pid, and so
+            // any session of that id, now belongs to somebody else.
+            if process_start_time(sid).is_some_and(|t| t != started) {
+                continue;
+            }
+            signal_session(sid, libc::SIGKILL);
+        }
+        Ok(())
     }
 }
 
@@ -172,7 +201,10 @@ impl Tty for LocalTty {
         self.master.lock().unwrap_or_else(|e| e.into_inner()).take();
         let process = self.process.clone();
         tokio::spawn(async move {
-            if tokio::time::timeout(HANGUP_GRACE, process.wait()).await.is_err() {
+            if tokio::time::timeout(HANGUP_GRACE, process.wait())
+                .await
+                .is_err()
+            {
                 log::warn!("shell {} ignored SIGHUP; killing it", process.pid);
                 signal_session(process.pid, libc::SIGKILL);
                 process.wait().await;
@@ -362,11 +394,22 @@ pub(crate) fn session_members(leader: libc::pid_t) -> Vec<libc::pid_t> {
         .collect()
 }
 
-/// Field 6 of /proc/<pid>/stat, read after the command name, which may itself hold spaces or ')'.
-fn process_session(pid: libc::pid_t) -> Option<libc::pid_t> {
+/// Field `n` (1-based, n >= 3) of /proc/<pid>/stat, counted after the command name, which may
+/// itself hold spaces or ')'.
+fn stat_field(pid: libc::pid_t, n: usize) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(3)?.parse().ok()
+    after_name.split_whitespace().nth(n - 3)?.parse().ok()
+}
+
+/// The session id of a process (field 6).
+fn process_session(pid: libc::pid_t) -> Option<libc::pid_t> {
+    stat_field(pid, 6).and_then(|s| libc::pid_t::try_from(s).ok())
+}
+
+/// When a process started, in clock ticks since boot (field 22).
+fn process_start_time(pid: libc::pid_t) -> Option<u64> {
+    stat_field(pid, 22)
 }
 
 /// The server's own user name and home directory.

@@ -81,13 +81,14 @@ pub trait Backend: Send + Sync {
     fn mode(&self) -> &'static str;
     /// Decides where `identity`'s sessions run, making sure the account exists there.
     /// `has_live_session(user)` tells whether a Linux user has a session open right now.
-    async fn place(
-        &self,
-        identity: &str,
-        has_live_session: &IsLive,
-    ) -> Result<Placement, TtyError>;
+    async fn place(&self, identity: &str, has_live_session: &IsLive)
+        -> Result<Placement, TtyError>;
     /// Starts a login shell for a placed user on a TTY of the given size.
     async fn spawn(&self, placement: &Placement, size: TermSize) -> Result<Spawned, TtyError>;
     /// A short health line for /healthz (`Ok` when the backend can take sessions).
     async fn health(&self) -> Result<serde_json::Value, String>;
+    /// Ends every process the placed account still runs there (idle reaping); files stay.
+    async fn reap(&self, placement: &Placement) -> Result<(), TtyError>;
+    /// The server is stopping: persist what must survive it.
+    async fn shutdown(&self) {}
 }

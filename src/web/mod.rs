@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{guard, web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context;
 
 use crate::config::Config;
@@ -28,7 +28,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
-/// Binds, prints `listening on http://ADDR` on stdout, and serves until SIGINT/SIGTERM.
+/// Binds, prints `listening on http://ADDR` on stdout, and serves until SIGINT/SIGTERM; then
+/// closes every session with a reason (1001), hangs the shells up and lets the backend persist.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let addr = SocketAddr::new(state.config.bind_address(), state.config.port);
     let workers = match state.config.workers {
@@ -42,6 +43,8 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     })
     .workers(workers)
     .shutdown_timeout(5)
+    // Our own handler closes the sessions first; actix's would wait for them to end by themselves.
+    .disable_signals()
     // Keystrokes are tiny writes; Nagle's algorithm would hold each echo back for tens of ms.
     .on_connect(|conn, _| {
         if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
@@ -54,13 +57,48 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         println!("listening on http://{bound}");
     }
     log::info!("termpool serving in {} mode", state.config.mode_name());
-    server.run().await.context("HTTP server failed")
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(
+        state
+            .registry
+            .clone()
+            .reap_idle_forever(state.backend.clone()),
+    );
+    actix_web::rt::spawn(async move {
+        stop_signal().await;
+        log::info!("stopping: closing sessions");
+        state.registry.shutdown().await;
+        state.backend.shutdown().await;
+        handle.stop(true).await;
+    });
+    server.await.context("HTTP server failed")
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        log::error!("cannot listen for SIGTERM/SIGINT; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(page))
-        .route("/container-terminal", web::get().to(page))
-        .route("/container-terminal/", web::get().to(page))
+    let page_route = || {
+        web::route()
+            .guard(guard::Any(guard::Get()).or(guard::Head()))
+            .to(page)
+    };
+    cfg.route("/", page_route())
+        .route("/container-terminal", page_route())
+        .route("/container-terminal/", page_route())
         .route("/ws", web::get().to(upgrade::websocket))
         .route("/container-terminal/ws", web::get().to(upgrade::websocket))
         .route("/assets/{path:.*}", web::get().to(asset))
@@ -98,7 +136,7 @@ async fn page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn asset(path: web::Path<String>) -> HttpResponse {
-    match assets::get(&path) {
+    match assets::get(&format!("assets/{path}")) {
         Some(a) => HttpResponse::Ok()
             .content_type(a.content_type)
             .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))

@@ -126,7 +126,7 @@ async fn start_session(
         .place(identity, &move |account| registry.account_is_live(account))
         .await
         .map_err(backend_refusal)?;
-    slot.bind_account(&placement.user);
+    slot.bind(&placement);
     let spawned = state
         .backend
         .spawn(&placement, size)
@@ -155,7 +155,10 @@ fn backend_refusal(e: TtyError) -> Refused {
         TtyError::Refused(m) => refuse(StatusCode::TOO_MANY_REQUESTS, m),
         other => {
             log::error!("could not start a session: {other}");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, format!("could not start a terminal: {other}"))
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("could not start a terminal: {other}"),
+            )
         }
     }
 }

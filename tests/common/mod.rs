@@ -37,7 +37,10 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_termpool"));
         cmd.args(["--port", "0", "--bind", "127.0.0.1"])
             .args(args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -53,7 +56,10 @@ impl Server {
                         break rest.trim().to_owned();
                     }
                 }
-                _ => panic!("termpool exited before listening (status {:?})", child.wait()),
+                _ => panic!(
+                    "termpool exited before listening (status {:?})",
+                    child.wait()
+                ),
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -123,7 +129,10 @@ impl Server {
                 .insert("Origin", HeaderValue::from_str(origin).unwrap());
         }
         match tokio_tungstenite::connect_async_with_config(request, None, true).await {
-            Ok((ws, _)) => Ok(Client { ws, pending: Vec::new() }),
+            Ok((ws, _)) => Ok(Client {
+                ws,
+                pending: Vec::new(),
+            }),
             Err(tungstenite::Error::Http(response)) => {
                 let status = response.status();
                 let body = response
@@ -176,7 +185,14 @@ pub async fn http_get(
         .expect("HTTP head");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -313,7 +329,10 @@ impl Client {
         loop {
             let text = String::from_utf8_lossy(&self.pending).into_owned();
             let found = text.match_indices("PID:").find_map(|(i, _)| {
-                let digits: String = text[i + 4..].chars().take_while(char::is_ascii_digit).collect();
+                let digits: String = text[i + 4..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
                 let end = i + 4 + digits.len();
                 (!digits.is_empty() && text[end..].starts_with(':')).then(|| (digits, end + 1))
             });
@@ -321,7 +340,11 @@ impl Client {
                 self.pending.drain(..end);
                 return digits.parse().unwrap();
             }
-            assert!(Instant::now() < deadline, "no PID in {:?}", tail(&self.pending));
+            assert!(
+                Instant::now() < deadline,
+                "no PID in {:?}",
+                tail(&self.pending)
+            );
             let left = deadline.saturating_duration_since(Instant::now());
             if let Some(Frame::Bytes(b)) = self.next_frame(left).await {
                 self.pending.extend_from_slice(&b);
@@ -360,7 +383,13 @@ pub fn alive(pids: &[i32]) -> Vec<i32> {
         .copied()
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+                .map(|s| {
+                    !s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
                 .unwrap_or(false)
         })
         .collect()
@@ -368,10 +397,16 @@ pub fn alive(pids: &[i32]) -> Vec<i32> {
 
 /// Pids whose command line contains `needle`.
 pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
+            *pid != me &&
+            // Arguments are NUL-separated in /proc: compare them as a space-separated line.
             std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.iter().map(|&b| if b == 0 { b' ' } else { b }).collect::<Vec<u8>>())
                 .map(|c| contains(&c, needle.as_bytes()))
                 .unwrap_or(false)
         })
@@ -380,7 +415,9 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
 
 /// Direct children of `pid` that are alive.
 pub fn children_of(pid: u32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|p| {
             std::fs::read_to_string(format!("/proc/{p}/stat"))
@@ -438,13 +475,20 @@ impl TestPool {
         let (c, u) = (containers.to_string(), users_each.to_string());
         let data = self.data_dir.to_string_lossy().into_owned();
         let mut args = vec![
-            "--use-containers", "true",
-            "--max-containers", &c,
-            "--users-per-container", &u,
-            "--container-network", "none",
-            "--container-prefix", &self.prefix,
-            "--workspace-volume", &self.volume,
-            "--data-dir", &data,
+            "--use-containers",
+            "true",
+            "--max-containers",
+            &c,
+            "--users-per-container",
+            &u,
+            "--container-network",
+            "none",
+            "--container-prefix",
+            &self.prefix,
+            "--workspace-volume",
+            &self.volume,
+            "--data-dir",
+            &data,
         ];
         args.extend_from_slice(extra);
         Server::start(&args, &[])
@@ -452,7 +496,10 @@ impl TestPool {
 
     /// Runs `docker ARGS` and returns stdout; panics on failure.
     pub fn docker(args: &[&str]) -> String {
-        let out = Command::new("docker").args(args).output().expect("run docker");
+        let out = Command::new("docker")
+            .args(args)
+            .output()
+            .expect("run docker");
         assert!(
             out.status.success(),
             "docker {args:?} failed: {}",
@@ -481,9 +528,14 @@ impl Drop for TestPool {
             .unwrap_or_default();
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if !ids.is_empty() {
-            let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).output();
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
         }
-        let _ = Command::new("docker").args(["volume", "rm", "-f", &self.volume]).output();
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &self.volume])
+            .output();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

@@ -1,0 +1,66 @@
+// Page settings read from the URL query string, and the WebSocket address derived from the page's.
+
+export type ThemeName = 'dark' | 'light';
+export type RendererName = 'webgl' | 'dom';
+
+export interface PageConfig {
+  fontSize: number;
+  fontFamily: string;
+  theme: ThemeName;
+  renderer: RendererName;
+}
+
+export const DEFAULT_FONT_SIZE = 14;
+export const MIN_FONT_SIZE = 6;
+export const MAX_FONT_SIZE = 72;
+export const DEFAULT_FONT_FAMILY =
+  '"DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, "Liberation Mono", monospace';
+
+/** Reads `fontSize` (clamped to 6..72), `theme` (dark|light), `fontFamily` and `renderer` (webgl|dom). */
+export function parseConfig(search: string): PageConfig {
+  const q = new URLSearchParams(search);
+  let fontSize = DEFAULT_FONT_SIZE;
+  const rawSize = q.get('fontSize');
+  if (rawSize !== null && rawSize.trim() !== '') {
+    const n = Number(rawSize);
+    if (Number.isFinite(n)) fontSize = Math.min(MAX_FONT_SIZE, Math.max(MIN_FONT_SIZE, n));
+  }
+  const theme: ThemeName = q.get('theme') === 'light' ? 'light' : 'dark';
+  const renderer: RendererName = q.get('renderer') === 'dom' ? 'dom' : 'webgl';
+  let fontFamily = DEFAULT_FONT_FAMILY;
+  const rawFamily = q.get('fontFamily');
+  if (rawFamily !== null) {
+    // Only used as a canvas/CSS font-family value by xterm.js, never as markup. Keep it short and
+    // drop characters that could end the declaration.
+    const cleaned = rawFamily.replace(/[;{}<>\\\u0000-\u001f]/g, '').trim().slice(0, 200);
+    if (cleaned !== '') fontFamily = `${cleaned}, monospace`;
+  }
+  return { fontSize, fontFamily, theme, renderer };
+}
+
+/**
+ * The page at `/` talks to `/ws`, the page at `/container-terminal` to `/container-terminal/ws`:
+ * the socket lives under whatever path the page was served from.
+ */
+export function basePath(pathname: string): string {
+  let p = pathname.replace(/\/index\.html$/, '');
+  p = p.replace(/\/+$/, '');
+  return p;
+}
+
+export function wsUrl(
+  loc: { protocol: string; host: string; pathname: string },
+  params: { cols: number; rows: number; session?: string | null },
+): string {
+  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
+  const q = new URLSearchParams();
+  q.set('cols', String(params.cols));
+  q.set('rows', String(params.rows));
+  if (params.session) q.set('session', params.session);
+  return `${scheme}//${loc.host}${basePath(loc.pathname)}/ws?${q.toString()}`;
+}
+
+/** The same endpoint over plain HTTP, used only to learn why an upgrade was refused. */
+export function httpProbeUrl(loc: { protocol: string; host: string; pathname: string }): string {
+  return `${loc.protocol}//${loc.host}${basePath(loc.pathname)}/ws`;
+}

@@ -546,22 +546,41 @@ mod tests {
         assert!(reg.admit("b").is_ok());
     }
 
+    fn placement(user: &str) -> Placement {
+        Placement {
+            user: user.into(),
+            container: None,
+            container_id: None,
+            home: "/".into(),
+        }
+    }
+
     #[test]
-    fn accounts_are_live_while_a_slot_is_bound() {
+    fn accounts_are_live_while_a_slot_is_bound_then_idle() {
         let reg = registry(5, 0);
         let mut s1 = reg.admit("a").unwrap();
         let mut s2 = reg.admit("a").unwrap();
-        s1.bind_account("u1");
-        s2.bind_account("u1");
+        s1.bind(&placement("u1"));
+        s2.bind(&placement("u1"));
         assert!(reg.account_is_live("u1"));
         drop(s1);
         assert!(reg.account_is_live("u1"));
+        assert!(
+            reg.take_idle(Duration::ZERO).is_empty(),
+            "not idle while a session lives"
+        );
         drop(s2);
         assert!(!reg.account_is_live("u1"));
         assert!(
             reg.lock().users.contains_key("a"),
             "rate history kept for a minute"
         );
+        assert!(
+            reg.take_idle(Duration::from_secs(3600)).is_empty(),
+            "not idle long enough"
+        );
+        assert_eq!(reg.take_idle(Duration::ZERO), vec![placement("u1")]);
+        assert!(reg.take_idle(Duration::ZERO).is_empty(), "reaped once");
     }
 
     #[test]

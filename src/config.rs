@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::identity::{IpNet, Mode, TokenTable};
 use crate::pool::PoolConfig;
 
 /// termpool: a multi-user web terminal server.
@@ -29,6 +30,23 @@ pub struct Config {
     /// Shell command line of a local-mode session (split on whitespace).
     #[arg(long, env = "SHELL_COMMAND", default_value = "/bin/bash -l")]
     pub shell: String,
+
+    /// How users are identified: cookie (anonymous per browser), header (from a trusted auth proxy),
+    /// or token (static bearer tokens from TOKEN_FILE).
+    #[arg(long, env = "IDENTITY_MODE", value_enum, default_value_t = IdentityMode::Cookie)]
+    pub identity_mode: IdentityMode,
+
+    /// Header mode: the header in which the auth proxy names the user.
+    #[arg(long, env = "IDENTITY_HEADER", default_value = "X-Forwarded-User")]
+    pub identity_header: String,
+
+    /// Header mode: addresses or CIDR blocks of the auth proxies whose header is believed.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// Token mode: a file of `user:token` lines (tokens of 16+ characters).
+    #[arg(long, env = "TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
 
     /// Extra origins allowed to open a WebSocket, comma-separated (the server's own is always allowed).
     #[arg(
@@ -117,6 +135,13 @@ pub struct Config {
     pub container_prefix: String,
 }
 
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityMode {
+    Cookie,
+    Header,
+    Token,
+}
+
 /// A setting that cannot work, named by its environment variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {var}: {reason}")]
@@ -161,7 +186,46 @@ impl Config {
         if self.use_containers {
             self.validate_pool()?;
         }
+        self.identity_mode()?;
         Ok(())
+    }
+
+    /// The identity mode with what it needs, loaded and checked.
+    pub fn identity_mode(&self) -> Result<Mode, ConfigError> {
+        match self.identity_mode {
+            IdentityMode::Cookie => Ok(Mode::Cookie),
+            IdentityMode::Header => {
+                let trusted = self
+                    .trusted_proxies
+                    .iter()
+                    .filter(|p| !p.trim().is_empty())
+                    .map(|p| {
+                        p.parse::<IpNet>()
+                            .map_err(|e| invalid("TRUSTED_PROXIES", e))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if trusted.is_empty() {
+                    return Err(invalid(
+                        "TRUSTED_PROXIES",
+                        "header mode needs the proxies' addresses",
+                    ));
+                }
+                let header = self.identity_header.trim().to_ascii_lowercase();
+                if actix_web::http::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    return Err(invalid("IDENTITY_HEADER", "not a header name"));
+                }
+                Ok(Mode::Header { header, trusted })
+            }
+            IdentityMode::Token => {
+                let path = self
+                    .token_file
+                    .as_ref()
+                    .ok_or_else(|| invalid("TOKEN_FILE", "token mode needs a token file"))?;
+                let tokens = TokenTable::load(path)
+                    .map_err(|e| invalid("TOKEN_FILE", format!("{}: {e}", path.display())))?;
+                Ok(Mode::Token(tokens))
+            }
+        }
     }
 
     fn validate_pool(&self) -> Result<(), ConfigError> {
@@ -286,6 +350,25 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(err.var, "ALLOWED_ORIGINS");
+        let err = parse(&["--identity-mode", "header"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.var, "TRUSTED_PROXIES");
+        let err = parse(&[
+            "--identity-mode",
+            "header",
+            "--trusted-proxies",
+            "10.0.0.0/99",
+        ])
+        .validate()
+        .unwrap_err();
+        assert_eq!(err.var, "TRUSTED_PROXIES");
+        let err = parse(&["--identity-mode", "token"]).validate().unwrap_err();
+        assert_eq!(err.var, "TOKEN_FILE");
+        let err = parse(&["--identity-mode", "token", "--token-file", "/nonexistent"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.var, "TOKEN_FILE");
         let err = parse(&["--use-containers", "true", "--users-per-container", "0"])
             .validate()
             .unwrap_err();

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use termpool::config::Config;
-use termpool::identity::CookieSigner;
+use termpool::identity::{CookieSigner, Identifier};
 use termpool::metrics::Metrics;
 use termpool::pool::{Pool, SqliteStore};
 use termpool::session::{Limits, Registry};
@@ -47,10 +47,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         grace: Duration::from_secs(config.reattach_grace_secs),
         idle_reap: Duration::from_secs(config.idle_reap_secs),
     };
+    let identifier = Identifier {
+        mode: config.identity_mode()?,
+        signer,
+    };
     let state = AppState {
         registry: Registry::new(limits, metrics.clone()),
         backend,
-        signer,
+        identifier,
         metrics,
         config,
     };

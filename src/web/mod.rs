@@ -10,11 +10,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::{guard, web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::identity::{self, CookieSigner};
+use crate::identity::{self, Asking, Identifier, Mode};
 use crate::metrics::Metrics;
 use crate::session::Registry;
 use crate::tty::Backend;
@@ -24,7 +25,7 @@ pub struct AppState {
     pub config: Config,
     pub backend: Arc<dyn Backend>,
     pub registry: Arc<Registry>,
-    pub signer: CookieSigner,
+    pub identifier: Identifier,
     pub metrics: Arc<Metrics>,
 }
 
@@ -102,12 +103,55 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ws", web::get().to(upgrade::websocket))
         .route("/container-terminal/ws", web::get().to(upgrade::websocket))
         .route("/assets/{path:.*}", web::get().to(asset))
+        .route("/login", web::post().to(login))
         .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics));
 }
 
-/// The terminal page. Gives the browser its anonymous identity cookie when it has no valid one.
+/// Who is asking, in the configured identity mode.
+pub(crate) fn identify(req: &HttpRequest, state: &AppState) -> Option<String> {
+    let cookie = req.cookie(identity::COOKIE_NAME);
+    let header = match &state.identifier.mode {
+        Mode::Header { header, .. } => req.headers().get(header.as_str()),
+        _ => None,
+    };
+    state.identifier.identify(&Asking {
+        cookie: cookie.as_ref().map(|c| c.value()),
+        peer: req.peer_addr().map(|a| a.ip()),
+        header: header.and_then(|h| h.to_str().ok()),
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The terminal page. In cookie mode it gives the browser its anonymous identity when it has no
+/// valid one; in token mode it asks for a token first.
 async fn page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let identified = identify(&req, &state).is_some();
+    match &state.identifier.mode {
+        Mode::Token(_) => {
+            let query = web::Query::<TokenQuery>::from_query(req.query_string());
+            if let Some(token) = query.ok().and_then(|q| q.0.token) {
+                // The token leaves the URL (and the history) at once: a cookie carries the user.
+                return login_with(&req, &state, &token);
+            }
+            if !identified {
+                return login_form(StatusCode::OK, "");
+            }
+            serve_page(None)
+        }
+        Mode::Cookie if !identified => {
+            let (_, value) = state.identifier.signer.issue();
+            serve_page(Some(cookie_header(&req, &value)))
+        }
+        _ => serve_page(None),
+    }
+}
+
+fn serve_page(set_cookie: Option<String>) -> HttpResponse {
     let Some(index) = assets::get("index.html") else {
         return HttpResponse::InternalServerError().body("the page was not built into this binary");
     };
@@ -122,17 +166,64 @@ async fn page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         ))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"));
-    let has_identity = req
-        .cookie(identity::COOKIE_NAME)
-        .is_some_and(|c| state.signer.verify(c.value()).is_some());
-    if !has_identity {
-        let (_, value) = state.signer.issue();
-        let secure = req.connection_info().scheme() == "https";
-        if let Ok(v) = HeaderValue::from_str(&identity::set_cookie_header(&value, secure)) {
-            response.insert_header((header::SET_COOKIE, v));
-        }
+    if let Some(v) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.insert_header((header::SET_COOKIE, v));
     }
     response.body(index.bytes)
+}
+
+fn cookie_header(req: &HttpRequest, value: &str) -> String {
+    let secure = req.connection_info().scheme() == "https";
+    identity::set_cookie_header(value, secure)
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// `POST /login` (token mode): the login form's token for a cookie.
+async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<LoginForm>,
+) -> HttpResponse {
+    login_with(&req, &state, &form.token)
+}
+
+fn login_with(req: &HttpRequest, state: &AppState, token: &str) -> HttpResponse {
+    let Some(value) = state.identifier.login(token) else {
+        log::info!("login refused: unknown token");
+        return login_form(StatusCode::UNAUTHORIZED, "That token is not valid.");
+    };
+    let back = match req.path() {
+        "/container-terminal" | "/container-terminal/" => "/container-terminal",
+        _ => "/",
+    };
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, back))
+        .insert_header((header::SET_COOKIE, cookie_header(req, &value)))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .finish()
+}
+
+/// A plain form, no script: the token goes in a POST body, never in a URL.
+fn login_form(status: StatusCode, notice: &'static str) -> HttpResponse {
+    let body = format!(
+        "<!doctype html><meta charset=utf-8><title>termpool: log in</title>\
+         <form method=post action=/login><p>{notice}</p>\
+         <label>Access token <input name=token type=password autocomplete=current-password \
+         required autofocus></label> <button>Open terminal</button></form>"
+    );
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+        ))
+        .body(body)
 }
 
 async fn asset(path: web::Path<String>) -> HttpResponse {

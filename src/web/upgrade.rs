@@ -10,7 +10,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::AppState;
-use crate::identity;
 use crate::protocol::{ErrorCode, ServerFrame, TermSize, PROTOCOL_VERSION, SIZE_RANGE};
 use crate::relay::{self, RelayConfig};
 use crate::session::{Attached, LiveSession};
@@ -188,15 +187,12 @@ fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
 }
 
 fn identify(req: &HttpRequest, state: &AppState) -> Result<String, Refused> {
-    req.cookie(identity::COOKIE_NAME)
-        .and_then(|c| state.signer.verify(c.value()))
-        .map(|id| identity::cookie_identity(&id))
-        .ok_or_else(|| {
-            refuse(
-                StatusCode::UNAUTHORIZED,
-                "no valid identity cookie: load the terminal page first",
-            )
-        })
+    super::identify(req, state).ok_or_else(|| {
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            "no valid identity: load the terminal page first (or log in)",
+        )
+    })
 }
 
 fn parse_query(req: &HttpRequest) -> Result<WsRequest, Refused> {

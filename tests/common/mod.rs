@@ -34,6 +34,11 @@ impl Server {
     }
 
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_with_stderr(args, env, Stdio::inherit())
+    }
+
+    /// Like `start`, with the server's log (stderr) going to `stderr`.
+    pub fn start_with_stderr(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_termpool"));
         cmd.args(["--port", "0", "--bind", "127.0.0.1"])
             .args(args)
@@ -42,7 +47,7 @@ impl Server {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -1,0 +1,197 @@
+//! Identity modes against the real server: a trusted auth proxy's header, and static tokens
+//! exchanged for a cookie. (Cookie mode is covered in local_protocol.rs.)
+
+mod common;
+
+use common::{http_get, Server};
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Opens `/ws` with extra request headers; the HTTP status of a refusal, or 101.
+async fn upgrade_status(server: &Server, headers: &[(&'static str, &str)]) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/ws", server.addr)
+        .into_client_request()
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+        Err(e) => panic!("connect failed: {e}"),
+    }
+}
+
+/// Opens `/ws` with the identity header set to `user`; the HTTP status of a refusal.
+async fn connect_with_header(server: &Server, user: &str) -> Result<impl Sized, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/ws", server.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("X-Forwarded-User", user.parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("connect failed: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn header_mode_believes_only_trusted_proxies() {
+    let trusted = Server::local(&[
+        "--identity-mode",
+        "header",
+        "--trusted-proxies",
+        "127.0.0.1",
+        "--max-sessions-per-user",
+        "1",
+        "--reattach-grace-secs",
+        "0",
+    ]);
+    // The identity is the header's: alice's second session hits her limit, bob is someone else.
+    let alice = connect_with_header(&trusted, "alice")
+        .await
+        .ok()
+        .expect("alice connects");
+    assert_eq!(
+        connect_with_header(&trusted, "alice").await.err(),
+        Some(429)
+    );
+    let bob = connect_with_header(&trusted, "bob").await;
+    assert!(bob.is_ok(), "bob is another user");
+    assert_eq!(
+        connect_with_header(&trusted, "no spaces allowed")
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        upgrade_status(&trusted, &[]).await,
+        401,
+        "no header, no identity"
+    );
+    drop(alice);
+
+    // From an address not in TRUSTED_PROXIES the header is ignored: no identity at all.
+    let untrusted = Server::local(&[
+        "--identity-mode",
+        "header",
+        "--trusted-proxies",
+        "10.20.30.40",
+    ]);
+    assert_eq!(
+        upgrade_status(&untrusted, &[("X-Forwarded-User", "alice")]).await,
+        401
+    );
+    // And a cookie means nothing in header mode.
+    let cookie_server = Server::local(&[]);
+    let cookie = cookie_server.new_identity().await;
+    assert_eq!(
+        untrusted
+            .try_connect(&cookie, "", None)
+            .await
+            .err()
+            .unwrap()
+            .0,
+        401
+    );
+}
+
+#[tokio::test]
+async fn token_mode_exchanges_a_token_for_a_cookie_and_never_echoes_it() {
+    let dir = std::env::temp_dir().join(format!("termpool-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens");
+    std::fs::write(&file, "# test users\nalice:alice-secret-token-123456\n").unwrap();
+    let log = dir.join("server.log");
+    let server = Server::start_with_stderr(
+        &[
+            "--shell",
+            common::TEST_SHELL,
+            "--identity-mode",
+            "token",
+            "--token-file",
+            file.to_str().unwrap(),
+        ],
+        &[("RUST_LOG", "debug")],
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    // No token: the login form, and no WebSocket.
+    let (status, _, body) = http_get(&server.addr, "/", &[]).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("<form method=post action=/login>"));
+    assert_eq!(upgrade_status(&server, &[]).await, 401);
+
+    // A wrong token: 401 and no cookie.
+    let (status, headers, _) = http_get(&server.addr, "/?token=wrong-token-wrong-token", &[]).await;
+    assert_eq!(status, 401);
+    assert!(header(&headers, "set-cookie").is_none());
+
+    // The right token: a cookie, and a redirect that drops the token from the URL.
+    let (status, headers, _) = http_get(
+        &server.addr,
+        "/container-terminal?token=alice-secret-token-123456",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(header(&headers, "location"), Some("/container-terminal"));
+    let set_cookie = header(&headers, "set-cookie").unwrap();
+    assert!(
+        !set_cookie.contains("alice-secret"),
+        "the token never goes into the cookie"
+    );
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let mut c = server.connect_as(&cookie, "").await;
+    c.ready().await;
+    c.run("echo T$((1+1))T").await;
+    c.expect_output("T2T").await;
+
+    // An anonymous cookie (even one signed by this server's kind) is no token identity.
+    let cookie_server = Server::local(&[]);
+    let anonymous = cookie_server.new_identity().await;
+    assert_eq!(
+        server
+            .try_connect(&anonymous, "", None)
+            .await
+            .err()
+            .unwrap()
+            .0,
+        401
+    );
+    drop(c);
+    drop(server);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("login refused"),
+        "the log is being written: {logged}"
+    );
+    assert!(
+        !logged.contains("alice-secret") && !logged.contains("wrong-token"),
+        "{logged}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn bad_identity_settings_stop_the_server_with_the_variable_named() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_termpool"))
+        .args([
+            "--identity-mode",
+            "token",
+            "--token-file",
+            "/nonexistent/tokens",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TOKEN_FILE"));
+}

@@ -279,10 +279,10 @@ impl IpNet {
         if ip.is_ipv4() != self.addr.is_ipv4() {
             return false;
         }
-        let mask = if self.prefix == 0 {
-            0
-        } else {
-            u128::MAX << (128 - u32::from(self.prefix) - if ip.is_ipv4() { 96 } else { 0 })
+        // IPv4 addresses sit in the top 32 bits, so one mask formula serves both families.
+        let mask = match self.prefix {
+            0 => 0,
+            p => u128::MAX << (128 - u32::from(p)),
         };
         bits(ip) & mask == bits(self.addr) & mask
     }

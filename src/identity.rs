@@ -462,4 +462,44 @@ mod tests {
         assert!(h.contains("HttpOnly") && h.contains("SameSite=Strict") && !h.contains("Secure"));
         assert!(set_cookie_header("abc", true).ends_with("; Secure"));
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// No cookie value but a signed one is an identity; none makes the check panic.
+            #[test]
+            fn arbitrary_cookies_are_refused(value in ".{0,300}") {
+                let signer = CookieSigner::ephemeral();
+                prop_assert_eq!(signer.verify(&value), None);
+            }
+
+            /// Identities up to 256 bytes round-trip (ours are under 140); longer ones are refused.
+            #[test]
+            fn signed_identities_round_trip(identity in ".{0,200}") {
+                let signer = CookieSigner::ephemeral();
+                let expected = (identity.len() <= MAX_PAYLOAD_HEX / 2).then(|| identity.clone());
+                prop_assert_eq!(signer.verify(&signer.sign(&identity)), expected);
+            }
+
+            #[test]
+            fn header_values_and_proxy_lists_never_panic(value in ".{0,200}", net in ".{0,50}") {
+                let _ = net.parse::<IpNet>();
+                let id = identifier(Mode::Header {
+                    header: "x-forwarded-user".into(),
+                    trusted: vec!["127.0.0.1".parse().unwrap()],
+                });
+                let asking = Asking { cookie: None, peer: Some("127.0.0.1".parse().unwrap()), header: Some(&value) };
+                if let Some(identity) = id.identify(&asking) {
+                    prop_assert!(valid_user_name(&identity["header:".len()..]));
+                }
+            }
+
+            #[test]
+            fn token_files_never_panic(text in ".{0,300}") {
+                let _ = TokenTable::parse(&text);
+            }
+        }
+    }
 }

@@ -251,4 +251,34 @@ mod tests {
             r#"{"type":"pong","id":7}"#
         );
     }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever text a client sends: no panic, and a resize is only ever accepted in range.
+            #[test]
+            fn any_text_frame_parses_or_is_refused(text in ".{0,200}") {
+                if let Ok(Request::Resize(size)) = parse_client_text(&text) {
+                    prop_assert!(SIZE_RANGE.contains(&size.cols) && SIZE_RANGE.contains(&size.rows));
+                }
+            }
+
+            #[test]
+            fn json_shaped_frames_never_panic(
+                kind in prop::sample::select(vec!["input", "resize", "pause", "resume", "ping", "x", ""]),
+                cols in any::<i64>(), rows in any::<i64>(), data in ".{0,40}",
+            ) {
+                let frame = serde_json::json!({"type": kind, "cols": cols, "rows": rows, "data": data, "id": data});
+                match parse_client_text(&frame.to_string()) {
+                    Ok(Request::Resize(size)) => {
+                        prop_assert_eq!((i64::from(size.cols), i64::from(size.rows)), (cols, rows));
+                    }
+                    Err(e) if kind == "resize" => prop_assert_eq!(e.code, ErrorCode::ResizeRefused),
+                    _ => {}
+                }
+            }
+        }
+    }
 }

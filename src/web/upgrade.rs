@@ -196,7 +196,11 @@ fn identify(req: &HttpRequest, state: &AppState) -> Result<String, Refused> {
 }
 
 fn parse_query(req: &HttpRequest) -> Result<WsRequest, Refused> {
-    let query = web::Query::<WsQuery>::from_query(req.query_string())
+    parse_query_string(req.query_string())
+}
+
+fn parse_query_string(query: &str) -> Result<WsRequest, Refused> {
+    let query = web::Query::<WsQuery>::from_query(query)
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("bad query: {e}")))?;
     let default = TermSize::default();
     let dim = |value: &Option<String>, name: &str, default: u16| match value {
@@ -219,4 +223,46 @@ fn parse_query(req: &HttpRequest) -> Result<WsRequest, Refused> {
     // Any string may name a session: only a live one of this very user is ever found.
     let session = query.session.clone().filter(|s| !s.is_empty());
     Ok(WsRequest { size, session })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sizes_and_session_ids_from_the_query() {
+        let q = parse_query_string("cols=120&rows=40&session=abc")
+            .ok()
+            .unwrap();
+        assert_eq!((q.size.cols, q.size.rows), (120, 40));
+        assert_eq!(q.session.as_deref(), Some("abc"));
+        let q = parse_query_string("").ok().unwrap();
+        assert_eq!(q.size, TermSize::default());
+        for bad in [
+            "cols=0",
+            "rows=1001",
+            "cols=-1",
+            "cols=1e3",
+            "cols=%FF",
+            "rows=40&rows=41x",
+        ] {
+            assert_eq!(
+                parse_query_string(bad).err().map(|r| r.status),
+                Some(StatusCode::BAD_REQUEST),
+                "{bad}"
+            );
+        }
+    }
+
+    proptest! {
+        /// Any query: a checked size and a session id, or a 400, and never a panic.
+        #[test]
+        fn any_query_is_checked(query in "[ -~]{0,120}") {
+            match parse_query_string(&query) {
+                Ok(q) => prop_assert!(SIZE_RANGE.contains(&q.size.cols) && SIZE_RANGE.contains(&q.size.rows)),
+                Err(r) => prop_assert_eq!(r.status, StatusCode::BAD_REQUEST),
+            }
+        }
+    }
 }

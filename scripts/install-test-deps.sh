@@ -15,6 +15,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Users sharing a container share /tmp: the host must stop them trapping each other there with
+# symlinks, hard links, FIFOs or pre-created files (a container sees, and cannot change, these).
+sysctl -q -w fs.protected_symlinks=1 fs.protected_hardlinks=1 fs.protected_regular=2 fs.protected_fifos=2
+
 scripts/install-docker.sh
 scripts/build-user-image.sh
 

@@ -122,6 +122,11 @@ pub struct Config {
     #[arg(long, env = "USER_NPROC", default_value_t = 256)]
     pub user_nproc: i64,
 
+    /// First UID given to a user account (UIDs are global across the pool and never reused; keep
+    /// ranges of several pools on one host apart: per-user process limits count per UID).
+    #[arg(long, env = "UID_BASE", default_value_t = 200_000)]
+    pub uid_base: u32,
+
     /// Docker volume mounted at /workspace in every container of the pool.
     #[arg(long, env = "WORKSPACE_VOLUME", default_value = "termpool-workspace")]
     pub workspace_volume: String,
@@ -243,6 +248,9 @@ impl Config {
         }
         if self.container_pids_limit < 16 {
             return Err(invalid("CONTAINER_PIDS_LIMIT", "must be at least 16"));
+        }
+        if !(10_000..=2_000_000_000).contains(&self.uid_base) {
+            return Err(invalid("UID_BASE", "must be within 10000..=2000000000"));
         }
         if self.user_nproc < 8 {
             return Err(invalid("USER_NPROC", "must be at least 8"));

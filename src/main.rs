@@ -68,10 +68,37 @@ async fn container_backend(config: &Config) -> anyhow::Result<DockerBackend> {
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create DATA_DIR {}", dir.display()))?;
     let path = dir.join("placements.sqlite");
-    let store = SqliteStore::open(&path)
+    let mut store = SqliteStore::open(&path)
         .with_context(|| format!("cannot open the placement store {}", path.display()))?;
+    store
+        .raise_uid_floor(config.uid_base)
+        .context("cannot set UID_BASE in the placement store")?;
+    warn_if_tmp_unprotected();
     let pool = Pool::start(config.pool_config(), Box::new(store))
         .await
         .context("cannot start the container pool")?;
     DockerBackend::new(pool).context("cannot reach the container engine")
+}
+
+/// Users of one container share its /tmp. Whether one can plant a symlink or a file there for
+/// another to fall into depends on the host's fs.protected_* settings, which a container sees
+/// and cannot change.
+fn warn_if_tmp_unprotected() {
+    for (name, want) in [
+        ("protected_symlinks", 1),
+        ("protected_hardlinks", 1),
+        ("protected_regular", 2),
+        ("protected_fifos", 2),
+    ] {
+        let path = format!("/proc/sys/fs/{name}");
+        let value: Option<u32> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|v| v.trim().parse().ok());
+        if value.is_none_or(|v| v < want) {
+            log::error!(
+                "fs.{name} is {value:?} on this host: users sharing a container can trap each \
+                 other through /tmp. Set it to {want} (sysctl -w fs.{name}={want}); see README"
+            );
+        }
+    }
 }

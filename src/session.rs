@@ -146,11 +146,11 @@ impl Registry {
             tty: spawned.tty,
             registry: Arc::downgrade(self),
             shared: Mutex::new(Shared {
-                screen: vt100::Parser::new(
-                    size.rows.min(SCREEN_LIMIT.rows),
-                    size.cols.min(SCREEN_LIMIT.cols),
-                    0,
-                ),
+                // Without re-attach nobody needs the screen: no emulator, no cost.
+                screen: (!self.limits.grace.is_zero()).then(|| {
+                    let (rows, cols) = screen_size(size);
+                    vt100::Parser::new(rows, cols, 0)
+                }),
                 attachment: None,
                 next_attach: 0,
                 output_seen: false,
@@ -297,7 +297,8 @@ struct Attachment {
 }
 
 struct Shared {
-    screen: vt100::Parser,
+    /// The emulated screen, kept when sessions can be re-attached.
+    screen: Option<vt100::Parser>,
     attachment: Option<Attachment>,
     next_attach: u64,
     /// Whether the shell has printed anything yet (a blank screen needs no redraw).
@@ -344,14 +345,14 @@ impl LiveSession {
         if shared.ended {
             return None;
         }
-        shared.screen.screen_mut().set_size(
-            size.rows.min(SCREEN_LIMIT.rows),
-            size.cols.min(SCREEN_LIMIT.cols),
-        );
-        let screen = if shared.output_seen {
-            render_screen(shared.screen.screen())
-        } else {
-            Vec::new()
+        let output_seen = shared.output_seen;
+        let screen = match &mut shared.screen {
+            Some(parser) => {
+                let (rows, cols) = screen_size(size);
+                parser.screen_mut().set_size(rows, cols);
+                output_seen.then(|| render_screen(parser.screen()))
+            }
+            None => None,
         };
         shared.next_attach += 1;
         let id = shared.next_attach;
@@ -362,16 +363,16 @@ impl LiveSession {
             id,
             events,
             paused: paused_tx,
-            screen,
+            screen: screen.unwrap_or_default(),
         })
     }
 
     /// Keeps the screen's size in step with the TTY's.
     pub fn resized(&self, size: TermSize) {
-        self.shared().screen.screen_mut().set_size(
-            size.rows.min(SCREEN_LIMIT.rows),
-            size.cols.min(SCREEN_LIMIT.cols),
-        );
+        if let Some(parser) = &mut self.shared().screen {
+            let (rows, cols) = screen_size(size);
+            parser.screen_mut().set_size(rows, cols);
+        }
     }
 
     /// The socket of attachment `id` went away without the shell ending: wait for a re-attach
@@ -409,7 +410,9 @@ impl LiveSession {
     /// Feeds output to the screen; returns where to send it.
     fn record(&self, chunk: &[u8]) -> Option<mpsc::Sender<Event>> {
         let mut shared = self.shared();
-        shared.screen.process(chunk);
+        if let Some(parser) = &mut shared.screen {
+            parser.process(chunk);
+        }
         shared.output_seen = true;
         shared.attachment.as_ref().map(|a| a.tx.clone())
     }
@@ -417,6 +420,14 @@ impl LiveSession {
     /// The attached client's pause switch, if one is attached.
     fn pause_switch(&self) -> Option<watch::Receiver<bool>> {
         self.shared().attachment.as_ref().map(|a| a.paused.clone())
+    }
+
+    /// Whether output is read while no socket is attached: into an emulated screen, or (without
+    /// one) after a socket has come and gone, when only the end of the shell is still of interest.
+    /// Before the first socket attaches, output without a screen waits in the TTY.
+    fn reads_detached(&self) -> bool {
+        let shared = self.shared();
+        shared.screen.is_some() || shared.next_attach > 0
     }
 
     /// The server is stopping: tell the attached client why, then hang up.
@@ -476,7 +487,7 @@ async fn pump(
             };
             let Some(chunk) = chunk else { break };
             forward(&session, chunk).await;
-        } else {
+        } else if session.reads_detached() {
             let chunk = tokio::select! {
                 biased;
                 _ = generation.changed() => continue,
@@ -484,6 +495,11 @@ async fn pump(
             };
             let Some(chunk) = chunk else { break };
             forward(&session, chunk).await;
+        } else {
+            // Nowhere to put output: leave it in the TTY (the program waits) until a socket comes.
+            if generation.changed().await.is_err() {
+                break;
+            }
         }
     }
     let result = output.exit_code().await.map_err(|e| e.to_string());
@@ -495,6 +511,14 @@ async fn forward(session: &LiveSession, chunk: Bytes) {
         // A slow client makes this wait (backpressure); a client that went away makes it fail.
         let _ = tx.send(Event::Output(chunk)).await;
     }
+}
+
+/// The emulated screen's (rows, cols) for a terminal of `size`, within `SCREEN_LIMIT`.
+fn screen_size(size: TermSize) -> (u16, u16) {
+    (
+        size.rows.min(SCREEN_LIMIT.rows),
+        size.cols.min(SCREEN_LIMIT.cols),
+    )
 }
 
 /// Escape sequences that redraw `screen` on a fresh or stale terminal: leave any alternate

@@ -23,13 +23,18 @@ async fn a_session_is_a_login_shell_of_the_users_own_account() {
     let container = text(&ready, "container");
     assert!(user.starts_with('u') && user.len() == 13, "{user}");
     assert_eq!(container, format!("{}-0", pool.prefix));
-    c.run("echo W=$(whoami)=$(pwd)=$(stat -c %a $HOME)=$(id -u)=E$((1))").await;
+    c.run("echo W=$(whoami)=$(pwd)=$(stat -c %a $HOME)=$(id -u)=E$((1))")
+        .await;
     let out = c.expect_output("=E1").await;
     let fields: Vec<&str> = out.rsplit("W=").next().unwrap().split('=').collect();
     assert_eq!(fields[0], user);
     assert_eq!(fields[1], format!("/workspace/{user}"));
     assert_eq!(fields[2], "700");
-    assert!(fields[3].parse::<u32>().unwrap() >= 200_000, "{}", fields[3]);
+    assert!(
+        fields[3].parse::<u32>().unwrap() >= 200_000,
+        "{}",
+        fields[3]
+    );
     c.run("container-info").await;
     c.expect_output(&format!("container: {container}")).await;
     c.expect_output(&format!("user: {user}")).await;
@@ -66,17 +71,26 @@ async fn users_cannot_see_each_others_files_or_processes() {
     let mut b = server.connect("").await;
     let ra = a.ready().await;
     let rb = b.ready().await;
-    assert_eq!(ra["container"], rb["container"], "same container: the hard case");
+    assert_eq!(
+        ra["container"], rb["container"],
+        "same container: the hard case"
+    );
     let user_b = text(&rb, "user");
-    b.run("echo secret > mine.txt; sleep 7777 & echo B$((1))B").await;
+    b.run("echo secret > mine.txt; sleep 7777 & echo B$((1))B")
+        .await;
     b.expect_output("B1B").await;
-    a.run(&format!("cat /workspace/{user_b}/mine.txt; ls /workspace/{user_b}; ls /workspace; echo A$((1))A")).await;
+    a.run(&format!(
+        "cat /workspace/{user_b}/mine.txt; ls /workspace/{user_b}; ls /workspace; echo A$((1))A"
+    ))
+    .await;
     let out = a.expect_output("A1A").await;
     assert!(!out.contains("secret\r\n"), "{out}");
     assert_eq!(out.matches("Permission denied").count(), 3, "{out}");
-    a.run("echo C=$(ps aux | grep -c 'sleep 777[7]')=$((1))").await;
+    a.run("echo C=$(ps aux | grep -c 'sleep 777[7]')=$((1))")
+        .await;
     a.expect_output("C=0=1").await;
-    a.run(&format!("kill -9 $(pgrep -u {user_b}) ; echo K$((1))K")).await;
+    a.run(&format!("kill -9 $(pgrep -u {user_b}) ; echo K$((1))K"))
+        .await;
     a.expect_output("K1K").await;
     b.run("jobs; echo J$((1))J").await;
     let out = b.expect_output("J1J").await;
@@ -91,7 +105,8 @@ async fn exit_codes_resize_and_binary_output_through_docker() {
     c.ready().await;
     c.run("trap 'echo WINCH$((1+1))' WINCH").await;
     c.sync().await;
-    c.send_json(json!({"type":"resize","cols":132,"rows":43})).await;
+    c.send_json(json!({"type":"resize","cols":132,"rows":43}))
+        .await;
     c.expect_output("WINCH2").await;
     c.run("echo SIZE=$(stty size)=$(tput cols)=").await;
     c.expect_output("SIZE=43 132=132=").await;
@@ -121,15 +136,32 @@ async fn closed_sessions_leave_no_process_behind() {
         1,
         4,
         &[
-            "--max-sessions-per-user", "60",
-            "--max-new-sessions-per-minute", "0",
-            "--reattach-grace-secs", "0",
+            "--max-sessions-per-user",
+            "60",
+            "--max-new-sessions-per-minute",
+            "0",
+            "--reattach-grace-secs",
+            "0",
         ],
     );
     let cookie = server.new_identity().await;
     let mut first = server.connect_as(&cookie, "").await;
     let ready = first.ready().await;
-    let (user, container) = (text(&ready, "user"), text(&ready, "container"));
+    let container = text(&ready, "container");
+    first.run("echo UID=$(id -u)=$((1))E").await;
+    let out = first.expect_output("=1E").await;
+    let uid: u32 = out
+        .rsplit("UID=")
+        .next()
+        .unwrap()
+        .trim_end_matches("=1E")
+        .parse()
+        .unwrap();
+    // Proves the check below can see this user's processes at all.
+    assert!(
+        !TestPool::processes_of(&container, uid).is_empty(),
+        "the shell is visible"
+    );
     first.close().await;
     for batch in 0..5 {
         let opened = (0..10).map(|i| {
@@ -137,7 +169,8 @@ async fn closed_sessions_leave_no_process_behind() {
             async move {
                 let mut c = server.connect_as(&cookie, "").await;
                 c.ready().await;
-                c.run(&format!("sleep 5{batch}{i}1 & sleep 5{batch}{i}2")).await;
+                c.run(&format!("sleep 5{batch}{i}1 & sleep 5{batch}{i}2"))
+                    .await;
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 c.close().await;
             }
@@ -145,10 +178,14 @@ async fn closed_sessions_leave_no_process_behind() {
         futures_util::future::join_all(opened).await;
     }
     let gone = eventually(Duration::from_secs(20), || {
-        TestPool::processes_of(&container, &user).is_empty()
+        TestPool::processes_of(&container, uid).is_empty()
     })
     .await;
-    assert!(gone, "left behind: {:?}", TestPool::processes_of(&container, &user));
+    assert!(
+        gone,
+        "left behind: {:?}",
+        TestPool::processes_of(&container, uid)
+    );
 }
 
 #[tokio::test]

@@ -256,10 +256,13 @@ async fn local_idle_accounts_are_reaped() {
     let server = Server::local(&["--reattach-grace-secs", "0", "--idle-reap-secs", "3"]);
     let file = std::env::temp_dir().join(format!("termpool-reaped-{}", std::process::id()));
     let file = file.to_string_lossy().into_owned();
-    idle_accounts_are_reaped(&server, &file, |job| {
-        !common::pids_with_cmdline(job).is_empty()
-    })
-    .await;
+    // `sleep ...` itself, not the `nohup sleep ...` that has not made it immune yet.
+    let running = |job: &str| {
+        common::pids_with_cmdline(job).iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\0"))
+        })
+    };
+    idle_accounts_are_reaped(&server, &file, running).await;
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "kept");
     std::fs::remove_file(&file).unwrap();
 }
@@ -275,7 +278,9 @@ async fn container_idle_accounts_are_reaped_and_files_stay() {
     let container = format!("{}-0", pool.prefix);
     let c2 = container.clone();
     idle_accounts_are_reaped(&server, "reaped.txt", move |job| {
-        TestPool::docker(&["top", &c2, "-eo", "pid,args"]).contains(job)
+        let top = TestPool::docker(&["top", &c2, "-eo", "pid,args"]);
+        let args = |l: &str| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+        top.lines().any(|l| args(l) == job)
     })
     .await;
     let found = TestPool::docker(&[

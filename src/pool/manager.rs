@@ -54,6 +54,7 @@ impl Pool {
         let docker = provision::connect().await?;
         let image_id = provision::image_id(&docker, &cfg).await?;
         provision::ensure_volume(&docker, &cfg).await?;
+        provision::ensure_network(&docker, &cfg).await?;
         let store: SharedStore = Arc::new(Mutex::new(store));
         let users = blocking(&store, |s| s.users()).await?;
         let state = State::new(&cfg, users);
@@ -351,7 +352,8 @@ impl Pool {
 
     /// A Docker event about one of the pool's containers.
     fn on_container_event(self: &Arc<Self>, action: &str, id: &str) {
-        if !matches!(action, "die" | "destroy" | "pause" | "oom") {
+        // An "oom" event means one process was killed inside; the container itself lives on.
+        if !matches!(action, "die" | "destroy" | "pause") {
             return;
         }
         let Some(idx) = self.lock_state().mark_dead_id(id) else {

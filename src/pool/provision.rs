@@ -161,6 +161,57 @@ pub async fn ensure_volume(docker: &Docker, cfg: &PoolConfig) -> Result<(), Pool
         .map_err(docker_err(format!("creating volume {}", cfg.volume)))
 }
 
+/// The network the user containers join. `bridge` means a bridge network of the pool's own with
+/// inter-container traffic off: on Docker's default bridge, a user could reach services that
+/// users of other containers run.
+pub fn effective_network(cfg: &PoolConfig) -> String {
+    if cfg.network_mode == "bridge" {
+        format!("{}-net", cfg.name_prefix)
+    } else {
+        cfg.network_mode.clone()
+    }
+}
+
+/// Creates the pool's isolated bridge network when `bridge` is asked for (a no-op when it exists).
+pub async fn ensure_network(docker: &Docker, cfg: &PoolConfig) -> Result<(), PoolError> {
+    if cfg.network_mode != "bridge" {
+        return Ok(());
+    }
+    let name = effective_network(cfg);
+    let filters = HashMap::from([("name".to_string(), vec![name.clone()])]);
+    let existing = docker
+        .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .map_err(docker_err(format!("listing networks named {name}")))?;
+    // The name filter matches substrings: look for the exact name.
+    if existing
+        .iter()
+        .any(|n| n.name.as_deref() == Some(name.as_str()))
+    {
+        return Ok(());
+    }
+    let req = bollard::models::NetworkCreateRequest {
+        name: name.clone(),
+        driver: Some("bridge".into()),
+        options: Some(HashMap::from([(
+            "com.docker.network.bridge.enable_icc".to_string(),
+            "false".to_string(),
+        )])),
+        labels: Some(HashMap::from([(
+            LABEL_POOL.to_string(),
+            cfg.pool_label.clone(),
+        )])),
+        ..Default::default()
+    };
+    docker
+        .create_network(req)
+        .await
+        .map(|_| ())
+        .map_err(docker_err(format!("creating network {name}")))
+}
+
 /// Removes containers of this pool that are no slot's (wrong name) and leftover helpers.
 pub async fn remove_strays(docker: &Docker, cfg: &PoolConfig) -> Result<(), PoolError> {
     let wanted: Vec<String> = (0..cfg.max_containers)
@@ -309,7 +360,7 @@ pub fn settings_digest(cfg: &PoolConfig, image_id: &str) -> String {
         cfg.pids_limit,
         cfg.user_nproc,
         cfg.volume,
-        cfg.network_mode,
+        effective_network(cfg),
         USER_CAPS.join(",")
     );
     let digest = Sha256::digest(text.as_bytes());
@@ -345,7 +396,7 @@ pub fn user_container_body(cfg: &PoolConfig, digest: &str, idx: usize) -> Contai
             typ: Some(MountType::VOLUME),
             ..Default::default()
         }]),
-        network_mode: Some(cfg.network_mode.clone()),
+        network_mode: Some(effective_network(cfg)),
         restart_policy: Some(RestartPolicy {
             name: Some(RestartPolicyNameEnum::NO),
             maximum_retry_count: None,

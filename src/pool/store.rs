@@ -157,6 +157,19 @@ impl SqliteStore {
         tx.commit().map_err(sql(&ctx("commit")))
     }
 
+    /// Makes sure no UID below `first` is ever handed out (the counter only ever moves up, so no
+    /// UID is reused). Lets several pools on one host, whose processes share per-UID limits, use
+    /// ranges of their own.
+    pub fn raise_uid_floor(&mut self, first: u32) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE meta SET value = max(value, ?1) WHERE key = 'next_uid'",
+                params![first],
+            )
+            .map_err(sql("raising the UID floor"))?;
+        Ok(())
+    }
+
     /// The path of the database file.
     pub fn path(&self) -> &Path {
         &self.path

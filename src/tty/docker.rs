@@ -33,8 +33,10 @@ use crate::protocol::TermSize;
 
 /// Starts the login shell at the requested size and reports its PID first. `$1`/`$2` are the
 /// size, passed as arguments so that nothing is ever interpolated into the script.
-const SESSION_WRAPPER: &str =
-    "stty cols \"$1\" rows \"$2\" 2>/dev/null; printf '\\033]5379;termpool-pid=%s\\007' \"$$\"; exec /bin/bash -l";
+/// umask 077: what a user writes outside their home (e.g. /tmp, shared by the container) is
+/// theirs alone unless they choose otherwise.
+const SESSION_WRAPPER: &str = "umask 077; stty cols \"$1\" rows \"$2\" 2>/dev/null; \
+     printf '\\033]5379;termpool-pid=%s\\007' \"$$\"; exec /bin/bash -l";
 const PID_MARK_START: &[u8] = b"\x1b]5379;termpool-pid=";
 const PID_MARK_END: u8 = 0x07;
 /// How long a new exec may take to report its PID before the session is given up.

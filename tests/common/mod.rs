@@ -456,6 +456,9 @@ pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
 /// A container pool of its own for one test: unique container names, volume and data dir, all
 /// removed when dropped (even when the test fails).
 pub struct TestPool {
+    /// UIDs of this pool start here: per-user process limits count per UID on the whole host,
+    /// so pools of tests running at the same time must not share UIDs.
+    pub uid_base: u32,
     pub prefix: String,
     pub volume: String,
     pub data_dir: std::path::PathBuf,
@@ -468,7 +471,9 @@ impl TestPool {
         let id = &uuid_simple()[..8];
         let prefix = format!("tpt-{tag}-{id}");
         let data_dir = std::env::temp_dir().join(format!("{prefix}-data"));
+        let uid_base = 300_000 + (u32::from_str_radix(id, 16).unwrap_or(0) % 100_000) * 1000;
         TestPool {
+            uid_base,
             volume: format!("{prefix}-ws"),
             prefix,
             data_dir,
@@ -479,7 +484,10 @@ impl TestPool {
     pub fn server(&self, containers: usize, users_each: usize, extra: &[&str]) -> Server {
         let (c, u) = (containers.to_string(), users_each.to_string());
         let data = self.data_dir.to_string_lossy().into_owned();
+        let uid_base = self.uid_base.to_string();
         let mut args = vec![
+            "--uid-base",
+            &uid_base,
             "--use-containers",
             "true",
             "--max-containers",
@@ -513,12 +521,13 @@ impl TestPool {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Processes of `user` in `container`, as the host sees them (`docker top`).
-    pub fn processes_of(container: &str, user: &str) -> Vec<String> {
-        Self::docker(&["top", container, "-eo", "user:32,pid,args"])
+    /// Processes of the account with `uid` in `container`, as the host sees them (`docker top`
+    /// runs ps on the host, which knows the container's accounts only by number).
+    pub fn processes_of(container: &str, uid: u32) -> Vec<String> {
+        Self::docker(&["top", container, "-eo", "uid,pid,args"])
             .lines()
             .skip(1)
-            .filter(|l| l.split_whitespace().next() == Some(user))
+            .filter(|l| l.split_whitespace().next() == Some(uid.to_string().as_str()))
             .map(str::to_owned)
             .collect()
     }

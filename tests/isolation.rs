@@ -316,8 +316,8 @@ async fn three_users(server: &Server) -> (User, User, User) {
     let a = users.remove(0);
     for u in [&a, &b, &c] {
         assert!(
-            u.uid >= 1_000_000_000,
-            "{} has uid {}: private_pool's UID range not used",
+            u.uid >= 300_000,
+            "{} has uid {}: the test pool's own UID range is not used",
             u.name,
             u.uid
         );
@@ -329,40 +329,11 @@ async fn three_users(server: &Server) -> (User, User, User) {
     (a, b, c)
 }
 
-/// A pool of its own (see `TestPool`) whose users get UIDs from a random range far above
-/// 200000. RLIMIT_NPROC counts processes per UID across the whole host, and every pool's store
-/// starts at UID 200000: without this, the fork bomb of one pool's first user would starve the
-/// first user of every other pool running at the same time (other tests, other engineers).
+/// A pool of its own. `TestPool` gives it a UID range of its own (`--uid-base`): RLIMIT_NPROC
+/// counts processes per UID across the whole host, so a fork bomb here must not eat the budget
+/// of a user of another pool running at the same time.
 fn private_pool(tag: &str) -> TestPool {
-    let pool = TestPool::new(tag);
-    std::fs::create_dir_all(&pool.data_dir).expect("data dir");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos() as u64;
-    let first = 1_000_000_000
-        + ((nanos ^ u64::from(std::process::id()) << 7) + seq() * 7919) % 900_000 * 1000;
-    // The store (src/pool/store.rs: placements.sqlite, meta.next_uid) keeps a counter it set.
-    let script = format!(
-        "import sqlite3; c = sqlite3.connect('/d/placements.sqlite'); \
-         c.execute('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)'); \
-         c.execute(\"INSERT OR REPLACE INTO meta(key, value) VALUES ('next_uid', {first})\"); c.commit()"
-    );
-    let mount = format!("{}:/d", pool.data_dir.display());
-    TestPool::docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        &mount,
-        "--entrypoint",
-        "python3",
-        "terminal-multi-user:latest",
-        "-c",
-        &script,
-    ]);
-    pool
+    TestPool::new(tag)
 }
 
 fn container_id(name: &str) -> String {

@@ -210,3 +210,49 @@ async fn a_full_pool_refuses_with_503_before_the_upgrade() {
     }
     admitted.expect("the idle user's slot moves").ready().await;
 }
+
+#[tokio::test]
+async fn a_server_killed_with_sigkill_comes_back_with_everything() {
+    let pool = TestPool::new("kill9");
+    let mut server = pool.server(2, 4, &[]);
+    let cookie = server.new_identity().await;
+    let mut c = server.connect_as(&cookie, "").await;
+    let before = c.ready().await;
+    c.run("echo still-here > kill9.txt; echo UID=$(id -u)=$((1))E")
+        .await;
+    let out = c.expect_output("=1E").await;
+    let uid = out
+        .rsplit("UID=")
+        .next()
+        .unwrap()
+        .trim_end_matches("=1E")
+        .to_owned();
+    let containers = |prefix: &str| -> Vec<String> {
+        let names = TestPool::docker(&["ps", "-a", "--format", "{{.Names}}"]);
+        let mut mine: Vec<String> = names
+            .lines()
+            .filter(|n| n.starts_with(&format!("{prefix}-")))
+            .map(str::to_owned)
+            .collect();
+        mine.sort();
+        mine
+    };
+    let before_containers = containers(&pool.prefix);
+    assert_eq!(before_containers.len(), 2);
+
+    server.child.kill().unwrap(); // SIGKILL: no shutdown code runs
+    server.child.wait().unwrap();
+    drop(c);
+    let server = pool.server(2, 4, &[]);
+    let mut c = server.connect_as(&cookie, "").await;
+    let after = c.ready().await;
+    assert_eq!(after["user"], before["user"], "same account");
+    assert_eq!(after["container"], before["container"], "same container");
+    c.run("echo F=$(cat kill9.txt)=$(id -u)=$((1))E").await;
+    c.expect_output(&format!("F=still-here={uid}=1E")).await;
+    assert_eq!(
+        containers(&pool.prefix),
+        before_containers,
+        "adopted, not duplicated"
+    );
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of termpool: formatting and lints, unit and integration tests (local PTY and the
-# real Docker engine), and the browser test in headless Chromium. Installs what they need first.
+# real Docker engine), the browser test in headless Chromium, and the Docker Compose deployment.
+# Installs what they need first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,3 +15,5 @@ echo "== cargo test"
 cargo test --all-targets
 echo "== browser test (headless Chromium)"
 node --test --test-concurrency=1 tests/browser/
+echo "== deployment test (setup scripts, compose, server image)"
+scripts/test-deployment.sh

@@ -256,3 +256,52 @@ async fn a_server_killed_with_sigkill_comes_back_with_everything() {
         "adopted, not duplicated"
     );
 }
+
+#[tokio::test]
+async fn a_container_removed_under_a_live_session_is_replaced_and_files_stay() {
+    let pool = TestPool::new("rmf");
+    let server = pool.server(1, 4, &["--reattach-grace-secs", "0"]);
+    let cookie = server.new_identity().await;
+    let mut c = server.connect_as(&cookie, "").await;
+    let before = c.ready().await;
+    c.run("echo precious > rmf.txt; echo UID=$(id -u)=$((1))E")
+        .await;
+    let out = c.expect_output("=1E").await;
+    let uid = out
+        .rsplit("UID=")
+        .next()
+        .unwrap()
+        .trim_end_matches("=1E")
+        .to_owned();
+    let container = text(&before, "container");
+    TestPool::docker(&["rm", "-f", &container]);
+    // The live session is told its backend went away, then closed.
+    let mut told = false;
+    loop {
+        match c.next_frame(WAIT).await {
+            Some(Frame::Json(v)) if v["type"] == "error" => {
+                assert_eq!(v["code"], "backend_unavailable", "{v}");
+                told = true;
+            }
+            Some(Frame::Closed(_)) | None => break,
+            _ => {}
+        }
+    }
+    assert!(told, "an error frame says why the session ended");
+    // The next connect gets a fresh container in the same slot, the same account and UID, and the
+    // files on the shared volume.
+    let mut again = None;
+    for _ in 0..100 {
+        if let Ok(c) = server.try_connect(&cookie, "", None).await {
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut c = again.expect("the pool replaces the container");
+    let after = c.ready().await;
+    assert_eq!(after["user"], before["user"]);
+    assert_eq!(after["container"], before["container"], "same slot name");
+    c.run("echo F=$(cat rmf.txt)=$(id -u)=$((1))E").await;
+    c.expect_output(&format!("F=precious={uid}=1E")).await;
+}

@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::exec::StartExecOptions;
 use bollard::models::ExecConfig;
-use bollard::query_parameters::ResizeExecOptionsBuilder;
+use bollard::query_parameters::{InspectContainerOptions, ResizeExecOptionsBuilder};
 use bollard::Docker;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -347,6 +347,28 @@ struct ExecOutput {
     failed: Option<String>,
 }
 
+impl ExecSession {
+    /// A shell killed because its container stopped or vanished did not exit: the backend lost it.
+    async fn check_container_lives(&self) -> Result<(), TtyError> {
+        let running = self
+            .docker
+            .inspect_container(&self.container, None::<InspectContainerOptions>)
+            .await
+            .ok()
+            .and_then(|c| c.state?.running)
+            .unwrap_or(false);
+        if running {
+            Ok(())
+        } else {
+            Err(TtyError::Unavailable(
+                "the container of this session stopped; reconnect to continue on a fresh one \
+                 (your files are kept)"
+                    .into(),
+            ))
+        }
+    }
+}
+
 #[async_trait]
 impl TtyOutput for ExecOutput {
     async fn read(&mut self) -> Option<Bytes> {
@@ -377,6 +399,7 @@ impl TtyOutput for ExecOutput {
                 .await
                 .map_err(|e| TtyError::Unavailable(format!("container engine: {e}")))?;
             if info.running != Some(true) {
+                self.session.check_container_lives().await?;
                 return Ok(info.exit_code.and_then(|c| i32::try_from(c).ok()));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -365,9 +365,14 @@ impl Client {
                 reason: "".into(),
             }))
             .await;
-        // Read until the server's close answer, so the close is fully delivered.
+        // Read until the server's close answer, so the close is fully delivered; then drop the
+        // TCP connection ourselves (the server waits a while for the client to do so).
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            while let Some(Ok(_)) = self.ws.next().await {}
+            while let Some(Ok(msg)) = self.ws.next().await {
+                if msg.is_close() {
+                    break;
+                }
+            }
         })
         .await;
     }

@@ -348,8 +348,7 @@ impl LiveSession {
         let output_seen = shared.output_seen;
         let screen = match &mut shared.screen {
             Some(parser) => {
-                let (rows, cols) = screen_size(size);
-                parser.screen_mut().set_size(rows, cols);
+                resize_screen(parser, size);
                 output_seen.then(|| render_screen(parser.screen()))
             }
             None => None,
@@ -370,8 +369,7 @@ impl LiveSession {
     /// Keeps the screen's size in step with the TTY's.
     pub fn resized(&self, size: TermSize) {
         if let Some(parser) = &mut self.shared().screen {
-            let (rows, cols) = screen_size(size);
-            parser.screen_mut().set_size(rows, cols);
+            resize_screen(parser, size);
         }
     }
 
@@ -519,6 +517,15 @@ fn screen_size(size: TermSize) -> (u16, u16) {
         size.rows.min(SCREEN_LIMIT.rows),
         size.cols.min(SCREEN_LIMIT.cols),
     )
+}
+
+/// Resizes the emulated screen, only when the size changes: vt100 allocates the alternate screen
+/// on every `set_size`, which would double an idle session's memory.
+fn resize_screen(parser: &mut vt100::Parser, size: TermSize) {
+    let (rows, cols) = screen_size(size);
+    if parser.screen().size() != (rows, cols) {
+        parser.screen_mut().set_size(rows, cols);
+    }
 }
 
 /// Escape sequences that redraw `screen` on a fresh or stale terminal: leave any alternate

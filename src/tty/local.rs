@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
 use tokio::io::unix::AsyncFd;
 
@@ -92,15 +92,23 @@ impl Backend for LocalBackend {
     }
 
     async fn spawn(&self, _placement: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
-        let pair = native_pty_system()
-            .openpty(pty_size(size))
-            .map_err(io::Error::other)?;
-        let child = pair
-            .slave
-            .spawn_command(self.command())
-            .map_err(io::Error::other)?;
-        // The slave must not stay open here, or reading the master never reports the end.
-        drop(pair.slave);
+        // fork + exec blocks for milliseconds: keep it off the worker's event loop, where it would
+        // stall every other session of the worker (and a burst of new sessions behind it).
+        let command = self.command();
+        let (master, child) = tokio::task::spawn_blocking(move || {
+            let pair = native_pty_system()
+                .openpty(pty_size(size))
+                .map_err(io::Error::other)?;
+            let child = pair
+                .slave
+                .spawn_command(command)
+                .map_err(io::Error::other)?;
+            // The slave must not stay open here, or reading the master never reports the end.
+            drop(pair.slave);
+            Ok::<_, io::Error>((pair.master, child))
+        })
+        .await
+        .map_err(io::Error::other)??;
         let pid = child
             .process_id()
             .ok_or_else(|| io::Error::other("spawned shell has no pid"))?
@@ -112,8 +120,7 @@ impl Backend for LocalBackend {
             sessions.push((pid, start));
         }
         let process = Arc::new(ShellProcess::new(pid)?);
-        let master_fd = pair
-            .master
+        let master_fd = master
             .as_raw_fd()
             .ok_or_else(|| io::Error::other("PTY master has no fd"))?;
         // SAFETY: the OwnedFd is a fresh duplicate that only this AsyncFd owns and closes.
@@ -122,7 +129,7 @@ impl Backend for LocalBackend {
         let fd = Arc::new(fd);
         let tty = Arc::new(LocalTty {
             fd: fd.clone(),
-            master: Mutex::new(Some(pair.master)),
+            master: Mutex::new(Some(master)),
             process: process.clone(),
             hung_up: AtomicBool::new(false),
         });
@@ -239,7 +246,15 @@ impl TtyOutput for LocalOutput {
             };
             let mut guard = ready.ok()?;
             match guard.try_io(|fd| read_chunk(fd.get_ref().as_raw_fd())) {
-                Ok(result) => return result.ok().flatten(),
+                Ok(Ok(Chunk { bytes, drained })) => {
+                    if drained {
+                        // The read already saw EAGAIN: without this the next call would make
+                        // one more, empty, read() first.
+                        guard.clear_ready();
+                    }
+                    return bytes;
+                }
+                Ok(Err(_)) => return None,
                 Err(_would_block) => continue,
             }
         }
@@ -253,21 +268,34 @@ impl TtyOutput for LocalOutput {
 /// Reads what the PTY has now; `Ok(None)` at its end, `WouldBlock` when nothing is there.
 fn read_available(fd: &AsyncFd<OwnedFd>) -> io::Result<Option<Bytes>> {
     match read_chunk(fd.get_ref().as_raw_fd()) {
+        Ok(chunk) => Ok(chunk.bytes),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        other => other,
+        Err(e) => Err(e),
     }
 }
 
+/// What one `read_chunk` got: the bytes (`None` at the end of the PTY), and whether it stopped
+/// because the PTY had nothing more right now.
+struct Chunk {
+    bytes: Option<Bytes>,
+    drained: bool,
+}
+
 /// Reads up to `MAX_CHUNK` bytes, coalescing several reads (a PTY hands out at most a few KiB at a
-/// time) so that a burst of output becomes few WebSocket frames.
-fn read_chunk(fd: RawFd) -> io::Result<Option<Bytes>> {
-    let mut buf = [0u8; MAX_CHUNK];
-    let mut len = 0;
-    while len < MAX_CHUNK {
-        match sys_read(fd, &mut buf[len..]) {
+/// time) so that a burst of output becomes few WebSocket frames. Reads straight into the buffer
+/// that is sent on: no zero-filling, no copy. `WouldBlock` when there was nothing at all.
+fn read_chunk(fd: RawFd) -> io::Result<Chunk> {
+    let mut buf = BytesMut::with_capacity(MAX_CHUNK);
+    let mut drained = false;
+    while buf.len() < MAX_CHUNK {
+        match sys_read(fd, buf.spare_capacity_mut()) {
             Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && len > 0 => break,
+            // SAFETY: read() initialised exactly n bytes of the spare capacity.
+            Ok(n) => unsafe { buf.set_len(buf.len() + n) },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !buf.is_empty() => {
+                drained = true;
+                break;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
             // Linux reports the end of a PTY whose every slave fd is closed as EIO.
             Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
@@ -275,11 +303,12 @@ fn read_chunk(fd: RawFd) -> io::Result<Option<Bytes>> {
             Err(e) => return Err(e),
         }
     }
-    Ok((len > 0).then(|| Bytes::copy_from_slice(&buf[..len])))
+    let bytes = (!buf.is_empty()).then(|| buf.freeze());
+    Ok(Chunk { bytes, drained })
 }
 
-fn sys_read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buf is valid for writes of buf.len() bytes.
+fn sys_read(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+    // SAFETY: buf is valid for writes of buf.len() bytes; read() writes at most that many.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         Err(io::Error::last_os_error())

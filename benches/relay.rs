@@ -37,7 +37,7 @@ use tokio_tungstenite::tungstenite::Message;
 const USAGE: &str = "\
 cargo bench --bench relay -- [options]
   --quick              short smoke run (CI): few samples, 16 MiB, 20 sessions
-  --only LIST          comma-separated: echo,readline,cmd,throughput,sessions,floor (default:
+  --only LIST          comma-separated: echo,readline,cmd,throughput,sessions,reattach,floor (default:
                        all); floor adds, to the figures chosen, the same measured on a bare
                        PTY without the server, and a TCP loopback ping-pong
   --shell CMD          shell of the server started by the bench (default: the tests' bash)
@@ -181,7 +181,16 @@ impl Opts {
         o.mib = mib.unwrap_or(o.mib).max(1);
         o.sessions = sessions.unwrap_or(o.sessions).max(1);
         for f in &o.only {
-            if !["echo", "readline", "cmd", "throughput", "sessions", "floor"].contains(&f.as_str())
+            if ![
+                "echo",
+                "readline",
+                "cmd",
+                "throughput",
+                "sessions",
+                "reattach",
+                "floor",
+            ]
+            .contains(&f.as_str())
             {
                 bail!("--only: unknown figure {f}\n{USAGE}");
             }
@@ -883,6 +892,65 @@ fn floor_throughput(shell_argv: &[String], opts: &Opts) -> Result<Row> {
     })
 }
 
+/// Re-attach (PROTOCOL.md, Reconnect): a session that has printed a screenful is dropped without
+/// a close, and re-opened with `?session=<id>`; timed to the `ready` frame and to the screen that
+/// follows it. Needs re-attach on (REATTACH_GRACE_SECS > 0).
+async fn bench_reattach(target: &Target, opts: &Opts) -> Result<Vec<Row>> {
+    let samples = if opts.quick { 10 } else { 100 };
+    let mut c = target.open().await?;
+    let first = c.ready().await;
+    let session = first["session"].as_str().unwrap_or_default().to_owned();
+    c.sync().await;
+    c.send_bytes(b"seq 1 200\r").await;
+    c.expect_output("200\r\n").await;
+    drain_quiet(&mut c).await?;
+    let mut to_ready = Vec::with_capacity(samples);
+    let mut to_screen = Vec::with_capacity(samples);
+    for i in 0..samples + 1 {
+        drop(c); // no close frame: a network blink
+        let reopen = Target {
+            query: format!("{}&session={session}", target.query),
+            addr: target.addr.clone(),
+            path: target.path.clone(),
+            cookie: target.cookie.clone(),
+            pid: target.pid,
+            local: target.local,
+        };
+        let start = Instant::now();
+        c = reopen.open().await?;
+        let ready = c.ready().await;
+        let t_ready = start.elapsed().as_nanos() as u64;
+        if ready["resumed"] != true {
+            bail!("not resumed: {ready}");
+        }
+        match timeout(Duration::from_secs(5), c.ws.next()).await {
+            Ok(Some(Ok(Message::Binary(_)))) => {}
+            other => bail!("no screen after ready: {other:?}"),
+        }
+        let t_screen = start.elapsed().as_nanos() as u64;
+        if i > 0 {
+            to_ready.push(t_ready);
+            to_screen.push(t_screen);
+        }
+    }
+    end_session(c, b"\x15exit\r").await;
+    let row = |figure: &str, d: Dist, target: &str, ok: bool| Row {
+        figure: figure.into(),
+        samples: d.len().to_string(),
+        p50: ms(d.pct(50.0)),
+        p99: ms(d.pct(99.0)),
+        spread: "-".into(),
+        target: target.into(),
+        verdict: if target.is_empty() { "" } else { verdict(ok) },
+    };
+    let screen = Dist::new(to_screen);
+    let ok = screen.pct(50.0) <= 50_000_000;
+    Ok(vec![
+        row("re-attach: `ready`", Dist::new(to_ready), "", true),
+        row("re-attach: `ready` + screen", screen, "p50 ≤ 50.0 ms", ok),
+    ])
+}
+
 /// Opens one session and times it: (client, ns to `ready`, ns to the first output byte).
 async fn open_timed(target: &Target) -> Result<(Client, u64, u64)> {
     let start = Instant::now();
@@ -1409,6 +1477,13 @@ async fn run(opts: Opts, command_line: String) -> Result<()> {
                 Ok(row) => rows.push(row),
                 Err(e) => failures.push(format!("floor throughput: {e:#}")),
             }
+        }
+    }
+    if opts.wants("reattach") {
+        eprintln!("re-attach: drop the socket of a session, open `?session=<id>`");
+        match bench_reattach(&target, &opts).await {
+            Ok(r) => rows.extend(r),
+            Err(e) => failures.push(format!("reattach: {e:#}")),
         }
     }
     if opts.wants("sessions") {

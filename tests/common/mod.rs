@@ -555,6 +555,21 @@ impl Drop for TestPool {
         let _ = Command::new("docker")
             .args(["volume", "rm", "-f", &self.volume])
             .output();
+        // A pool on `bridge` makes a network of its own; the engine may still be detaching a
+        // just-removed container from it.
+        let network = format!("{}-net", self.prefix);
+        for _ in 0..10 {
+            let out = Command::new("docker")
+                .args(["network", "rm", &network])
+                .output();
+            let gone = out.is_ok_and(|o| {
+                o.status.success() || String::from_utf8_lossy(&o.stderr).contains("not found")
+            });
+            if gone {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

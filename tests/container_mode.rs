@@ -148,15 +148,7 @@ async fn closed_sessions_leave_no_process_behind() {
     let mut first = server.connect_as(&cookie, "").await;
     let ready = first.ready().await;
     let container = text(&ready, "container");
-    first.run("echo UID=$(id -u)=$((1))E").await;
-    let out = first.expect_output("=1E").await;
-    let uid: u32 = out
-        .rsplit("UID=")
-        .next()
-        .unwrap()
-        .trim_end_matches("=1E")
-        .parse()
-        .unwrap();
+    let uid = first.uid().await;
     // Proves the check below can see this user's processes at all.
     assert!(
         !TestPool::processes_of(&container, uid).is_empty(),
@@ -195,20 +187,13 @@ async fn a_full_pool_refuses_with_503_before_the_upgrade() {
     let mut a = server.connect("").await;
     a.ready().await;
     let other = server.new_identity().await;
-    let refused = server.try_connect(&other, "", None).await.err().unwrap();
+    let refused = server.refusal(&other, "", None).await;
     assert_eq!(refused.0, 503);
     assert!(refused.1.contains("pool full"), "{}", refused.1);
     // Once A has no live session, its slot may go to the newcomer.
     a.close().await;
-    let mut admitted = None;
-    for _ in 0..100 {
-        if let Ok(c) = server.try_connect(&other, "", None).await {
-            admitted = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    admitted.expect("the idle user's slot moves").ready().await;
+    let mut admitted = server.connect_within(&other, Duration::from_secs(10)).await;
+    admitted.ready().await;
 }
 
 #[tokio::test]
@@ -218,15 +203,8 @@ async fn a_server_killed_with_sigkill_comes_back_with_everything() {
     let cookie = server.new_identity().await;
     let mut c = server.connect_as(&cookie, "").await;
     let before = c.ready().await;
-    c.run("echo still-here > kill9.txt; echo UID=$(id -u)=$((1))E")
-        .await;
-    let out = c.expect_output("=1E").await;
-    let uid = out
-        .rsplit("UID=")
-        .next()
-        .unwrap()
-        .trim_end_matches("=1E")
-        .to_owned();
+    c.run("echo still-here > kill9.txt").await;
+    let uid = c.uid().await;
     let containers = |prefix: &str| -> Vec<String> {
         let names = TestPool::docker(&["ps", "-a", "--format", "{{.Names}}"]);
         let mut mine: Vec<String> = names
@@ -264,15 +242,8 @@ async fn a_container_removed_under_a_live_session_is_replaced_and_files_stay() {
     let cookie = server.new_identity().await;
     let mut c = server.connect_as(&cookie, "").await;
     let before = c.ready().await;
-    c.run("echo precious > rmf.txt; echo UID=$(id -u)=$((1))E")
-        .await;
-    let out = c.expect_output("=1E").await;
-    let uid = out
-        .rsplit("UID=")
-        .next()
-        .unwrap()
-        .trim_end_matches("=1E")
-        .to_owned();
+    c.run("echo precious > rmf.txt").await;
+    let uid = c.uid().await;
     let container = text(&before, "container");
     TestPool::docker(&["rm", "-f", &container]);
     // The live session is told its backend went away, then closed.
@@ -290,15 +261,9 @@ async fn a_container_removed_under_a_live_session_is_replaced_and_files_stay() {
     assert!(told, "an error frame says why the session ended");
     // The next connect gets a fresh container in the same slot, the same account and UID, and the
     // files on the shared volume.
-    let mut again = None;
-    for _ in 0..100 {
-        if let Ok(c) = server.try_connect(&cookie, "", None).await {
-            again = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let mut c = again.expect("the pool replaces the container");
+    let mut c = server
+        .connect_within(&cookie, Duration::from_secs(20))
+        .await;
     let after = c.ready().await;
     assert_eq!(after["user"], before["user"]);
     assert_eq!(after["container"], before["container"], "same slot name");

@@ -79,7 +79,7 @@ async fn the_daemon_stopped_mid_session_then_restarted() {
     }
     assert!(told, "an error frame said the backend is unavailable");
     // While the daemon is down: refused before the upgrade with 503, and the server stays up.
-    let refused = server.try_connect(&cookie, "", None).await.err().unwrap();
+    let refused = server.refusal(&cookie, "", None).await;
     assert_eq!(refused.0, 503, "{}", refused.1);
     let (status, _, _) = common::http_get(&server.addr, "/healthz", &[]).await;
     assert_eq!(status, 503);
@@ -87,16 +87,9 @@ async fn the_daemon_stopped_mid_session_then_restarted() {
     start_dockerd();
     drop(guard);
     // The server recovers by itself: same user, same container slot, same files.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut c = loop {
-        match server.try_connect(&cookie, "", None).await {
-            Ok(c) => break c,
-            Err((status, body)) => {
-                assert!(Instant::now() < deadline, "not recovered: {status} {body}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    };
+    let mut c = server
+        .connect_within(&cookie, Duration::from_secs(90))
+        .await;
     let again = c.ready().await;
     assert_eq!(again["user"], ready["user"]);
     assert_eq!(again["container"], ready["container"]);

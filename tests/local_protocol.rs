@@ -166,7 +166,7 @@ async fn identity_cookie_is_required_and_must_be_genuine() {
         .unwrap();
     assert!(set.1.contains("HttpOnly") && set.1.contains("SameSite=Strict"));
 
-    let no_cookie = server.try_connect("", "", None).await.err().unwrap();
+    let no_cookie = server.refusal("", "", None).await;
     assert_eq!(no_cookie.0, 401);
     let value = cookie.split_once('=').unwrap().1;
     let forged = format!(
@@ -174,21 +174,10 @@ async fn identity_cookie_is_required_and_must_be_genuine() {
         value.replacen(|c: char| c.is_ascii_digit(), "f", 1)
     );
     assert_ne!(forged, cookie);
-    assert_eq!(
-        server.try_connect(&forged, "", None).await.err().unwrap().0,
-        401
-    );
+    assert_eq!(server.refusal(&forged, "", None).await.0, 401);
     let other_server = Server::local(&[]);
     let foreign = other_server.new_identity().await;
-    assert_eq!(
-        server
-            .try_connect(&foreign, "", None)
-            .await
-            .err()
-            .unwrap()
-            .0,
-        401
-    );
+    assert_eq!(server.refusal(&foreign, "", None).await.0, 401);
 }
 
 #[tokio::test]
@@ -199,26 +188,14 @@ async fn sessions_per_user_are_limited() {
     let mut b = server.connect_as(&cookie, "").await;
     a.ready().await;
     b.ready().await;
-    let refused = server.try_connect(&cookie, "", None).await.err().unwrap();
+    let refused = server.refusal(&cookie, "", None).await;
     assert_eq!(refused.0, 429);
     assert!(refused.1.contains("at most 2"), "{}", refused.1);
     // Another user is not affected, and closing one frees a place.
     server.connect("").await.ready().await;
     a.close().await;
-    let ok = eventually(WAIT, || true).await;
-    assert!(ok);
-    let mut again = None;
-    for _ in 0..100 {
-        if let Ok(c) = server.try_connect(&cookie, "", None).await {
-            again = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    again
-        .expect("a closed session frees its place")
-        .ready()
-        .await;
+    let mut again = server.connect_within(&cookie, Duration::from_secs(5)).await;
+    again.ready().await;
 }
 
 #[tokio::test]
@@ -228,7 +205,7 @@ async fn new_sessions_per_minute_are_limited() {
     for _ in 0..3 {
         server.connect_as(&cookie, "").await.close().await;
     }
-    let refused = server.try_connect(&cookie, "", None).await.err().unwrap();
+    let refused = server.refusal(&cookie, "", None).await;
     assert_eq!(refused.0, 429);
 }
 

@@ -349,15 +349,15 @@ struct ExecOutput {
 
 impl ExecSession {
     /// A shell killed because its container stopped or vanished did not exit: the backend lost it.
-    async fn check_container_lives(&self) -> Result<(), TtyError> {
-        let running = self
-            .docker
-            .inspect_container(&self.container, None::<InspectContainerOptions>)
-            .await
-            .ok()
-            .and_then(|c| c.state?.running)
-            .unwrap_or(false);
-        if running {
+    /// A shell killed by SIGKILL (exit code 137) usually means exactly that, but the engine can
+    /// report its container as running for a moment longer, so that case is looked at twice.
+    async fn check_container_lives(&self, exit_code: Option<i64>) -> Result<(), TtyError> {
+        let mut lives = self.container_running().await;
+        if lives && exit_code == Some(137) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            lives = self.container_running().await;
+        }
+        if lives {
             Ok(())
         } else {
             Err(TtyError::Unavailable(
@@ -366,6 +366,20 @@ impl ExecSession {
                     .into(),
             ))
         }
+    }
+
+    /// Whether the container runs and is not being removed.
+    async fn container_running(&self) -> bool {
+        let state = self
+            .docker
+            .inspect_container(&self.container, None::<InspectContainerOptions>)
+            .await
+            .ok()
+            .and_then(|c| c.state);
+        state.is_some_and(|s| {
+            s.running == Some(true)
+                && s.status == Some(bollard::models::ContainerStateStatusEnum::RUNNING)
+        })
     }
 }
 
@@ -399,11 +413,13 @@ impl TtyOutput for ExecOutput {
                 .await
                 .map_err(|e| TtyError::Unavailable(format!("container engine: {e}")))?;
             if info.running != Some(true) {
-                self.session.check_container_lives().await?;
+                self.session.check_container_lives(info.exit_code).await?;
                 return Ok(info.exit_code.and_then(|c| i32::try_from(c).ok()));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Still "running" a second after its stream ended: the container may be going away.
+        self.session.check_container_lives(None).await?;
         Ok(None)
     }
 }

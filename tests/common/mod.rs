@@ -114,6 +114,28 @@ impl Server {
         self.try_connect_path("/ws", cookie, query, origin).await
     }
 
+    /// The HTTP status and body of an upgrade that must be refused.
+    pub async fn refusal(&self, cookie: &str, query: &str, origin: Option<&str>) -> (u16, String) {
+        match self.try_connect(cookie, query, origin).await {
+            Ok(_) => panic!("the upgrade was accepted, but must be refused"),
+            Err(refused) => refused,
+        }
+    }
+
+    /// Connects as `cookie`, retrying while the server refuses, for at most `within`.
+    pub async fn connect_within(&self, cookie: &str, within: Duration) -> Client {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.try_connect(cookie, "", None).await {
+                Ok(c) => return c,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err((status, body)) => panic!("still refused after {within:?}: {status} {body}"),
+            }
+        }
+    }
+
     pub async fn try_connect_path(
         &self,
         path: &str,
@@ -324,6 +346,14 @@ impl Client {
         self.run("echo SYNC$((40+2))").await;
         self.expect_output("SYNC42").await;
         self.pending.clear();
+    }
+
+    /// The account's UID, via `id -u`.
+    pub async fn uid(&mut self) -> u32 {
+        self.run("echo UID=$(id -u)=$((1))E").await;
+        let out = self.expect_output("=1E").await;
+        let uid = out.rsplit("UID=").next().unwrap().trim_end_matches("=1E");
+        uid.parse().unwrap_or_else(|_| panic!("no UID in {out:?}"))
     }
 
     /// The pid of the shell, via `$$`.

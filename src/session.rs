@@ -415,17 +415,16 @@ impl LiveSession {
         shared.attachment.as_ref().map(|a| a.tx.clone())
     }
 
-    /// The attached client's pause switch, if one is attached.
-    fn pause_switch(&self) -> Option<watch::Receiver<bool>> {
-        self.shared().attachment.as_ref().map(|a| a.paused.clone())
-    }
-
-    /// Whether output is read while no socket is attached: into an emulated screen, or (without
-    /// one) after a socket has come and gone, when only the end of the shell is still of interest.
-    /// Before the first socket attaches, output without a screen waits in the TTY.
-    fn reads_detached(&self) -> bool {
+    /// How the pump treats output under the current attachment.
+    fn reading(&self) -> Reading {
         let shared = self.shared();
-        shared.screen.is_some() || shared.next_attach > 0
+        match &shared.attachment {
+            Some(a) => Reading::Attached(a.paused.clone()),
+            // Into the emulated screen; without one, after a socket has come and gone, only
+            // the end of the shell is still of interest.
+            None if shared.screen.is_some() || shared.next_attach > 0 => Reading::Detached,
+            None => Reading::Waiting,
+        }
     }
 
     /// The server is stopping: tell the attached client why, then hang up.
@@ -455,6 +454,26 @@ impl LiveSession {
     }
 }
 
+/// How the pump treats output; it changes only with the attachment (a `generation` bump).
+enum Reading {
+    /// A socket is attached: read unless it has asked for a pause.
+    Attached(watch::Receiver<bool>),
+    /// No socket: read all the same (see `LiveSession::reading`).
+    Detached,
+    /// No socket has come yet and there is no screen: leave output in the TTY (the program
+    /// waits) until one comes.
+    Waiting,
+}
+
+/// What the pump waits for next.
+enum Wake {
+    Output(Option<Bytes>),
+    /// The attachment changed.
+    Reattached,
+    /// The attached client paused or resumed.
+    PauseChanged,
+}
+
 /// Reads the shell's output until it ends: into the screen, and to the attached socket if any.
 /// Not reading while the client has paused is the flow control: the program then blocks.
 async fn pump(
@@ -462,46 +481,46 @@ async fn pump(
     mut output: Box<dyn TtyOutput>,
     mut generation: watch::Receiver<u64>,
 ) {
+    let mut reading = session.reading();
     loop {
-        if let Some(mut paused) = session.pause_switch() {
-            if *paused.borrow_and_update() {
-                tokio::select! {
-                    _ = paused.changed() => {}
-                    _ = generation.changed() => {}
-                }
-                continue;
-            }
-            let chunk = tokio::select! {
+        let wake = match &mut reading {
+            Reading::Attached(paused) if *paused.borrow() => tokio::select! {
+                _ = pause_changed(paused) => Wake::PauseChanged,
+                _ = generation.changed() => Wake::Reattached,
+            },
+            Reading::Attached(paused) => tokio::select! {
                 biased;
-                _ = generation.changed() => continue,
-                changed = paused.changed() => {
-                    if changed.is_err() {
-                        // The socket is going away; its detach will bump the generation.
-                        let _ = generation.changed().await;
-                    }
-                    continue;
-                }
-                chunk = output.read() => chunk,
-            };
-            let Some(chunk) = chunk else { break };
-            forward(&session, chunk).await;
-        } else if session.reads_detached() {
-            let chunk = tokio::select! {
+                _ = generation.changed() => Wake::Reattached,
+                _ = pause_changed(paused) => Wake::PauseChanged,
+                chunk = output.read() => Wake::Output(chunk),
+            },
+            Reading::Detached => tokio::select! {
                 biased;
-                _ = generation.changed() => continue,
-                chunk = output.read() => chunk,
-            };
-            let Some(chunk) = chunk else { break };
-            forward(&session, chunk).await;
-        } else {
-            // Nowhere to put output: leave it in the TTY (the program waits) until a socket comes.
-            if generation.changed().await.is_err() {
-                break;
-            }
+                _ = generation.changed() => Wake::Reattached,
+                chunk = output.read() => Wake::Output(chunk),
+            },
+            Reading::Waiting => match generation.changed().await {
+                Ok(()) => Wake::Reattached,
+                Err(_) => break,
+            },
+        };
+        match wake {
+            Wake::Output(Some(chunk)) => forward(&session, chunk).await,
+            Wake::Output(None) => break,
+            Wake::Reattached => reading = session.reading(),
+            Wake::PauseChanged => {}
         }
     }
     let result = output.exit_code().await.map_err(|e| e.to_string());
     session.end(result).await;
+}
+
+/// Resolves when the client pauses or resumes; never once its socket is gone (its detach then
+/// bumps the generation instead).
+async fn pause_changed(paused: &mut watch::Receiver<bool>) {
+    if paused.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn forward(session: &LiveSession, chunk: Bytes) {

@@ -202,7 +202,7 @@ async fn grace_zero_hangs_up_at_once() {
 }
 
 #[tokio::test]
-async fn reattach_is_fast() {
+async fn a_reattached_session_answers_at_once() {
     let server = Server::local(&[]);
     let cookie = server.new_identity().await;
     let mut c = server.connect_as(&cookie, "").await;

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod pool;
 pub mod protocol;
 pub mod relay;
+pub mod screen;
 pub mod session;
 pub mod tty;
 pub mod web;

@@ -20,15 +20,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::protocol::TermSize;
+use crate::screen::Screen;
 use crate::tty::{Backend, Placement, Spawned, Tty, TtyOutput};
 
 const RATE_WINDOW: Duration = Duration::from_secs(60);
-/// The screen kept for re-attach is at most this large (columns, rows): about 1 MiB of cells.
-/// A larger terminal is restored clipped to it.
-pub const SCREEN_LIMIT: TermSize = TermSize {
-    cols: 250,
-    rows: 100,
-};
 /// Output chunks queued for a slow client before the pump (and so the program) waits.
 const ATTACH_QUEUE: usize = 16;
 
@@ -145,12 +140,9 @@ impl Registry {
             placement,
             tty: spawned.tty,
             registry: Arc::downgrade(self),
+            // Without re-attach nobody needs the screen: no emulator, no cost.
+            screen: (!self.limits.grace.is_zero()).then(|| Screen::new(size)),
             shared: Mutex::new(Shared {
-                // Without re-attach nobody needs the screen: no emulator, no cost.
-                screen: (!self.limits.grace.is_zero()).then(|| {
-                    let (rows, cols) = screen_size(size);
-                    vt100::Parser::new(rows, cols, 0)
-                }),
                 attachment: None,
                 next_attach: 0,
                 output_seen: false,
@@ -297,8 +289,6 @@ struct Attachment {
 }
 
 struct Shared {
-    /// The emulated screen, kept when sessions can be re-attached.
-    screen: Option<vt100::Parser>,
     attachment: Option<Attachment>,
     next_attach: u64,
     /// Whether the shell has printed anything yet (a blank screen needs no redraw).
@@ -325,6 +315,8 @@ pub struct LiveSession {
     pub placement: Placement,
     pub tty: Arc<dyn Tty>,
     registry: Weak<Registry>,
+    /// The emulated screen, kept when sessions can be re-attached.
+    screen: Option<Arc<Screen>>,
     shared: Mutex<Shared>,
     /// Bumped whenever the attachment changes, to wake the pump.
     generation: watch::Sender<u64>,
@@ -345,14 +337,10 @@ impl LiveSession {
         if shared.ended {
             return None;
         }
-        let output_seen = shared.output_seen;
-        let screen = match &mut shared.screen {
-            Some(parser) => {
-                resize_screen(parser, size);
-                output_seen.then(|| render_screen(parser.screen()))
-            }
-            None => None,
-        };
+        let screen = self.screen.as_ref().and_then(|screen| {
+            screen.resize(size);
+            shared.output_seen.then(|| screen.render())
+        });
         shared.next_attach += 1;
         let id = shared.next_attach;
         shared.attachment = Some(Attachment { id, tx, paused });
@@ -368,8 +356,8 @@ impl LiveSession {
 
     /// Keeps the screen's size in step with the TTY's.
     pub fn resized(&self, size: TermSize) {
-        if let Some(parser) = &mut self.shared().screen {
-            resize_screen(parser, size);
+        if let Some(screen) = &self.screen {
+            screen.resize(size);
         }
     }
 
@@ -406,10 +394,12 @@ impl LiveSession {
     }
 
     /// Feeds output to the screen; returns where to send it.
-    fn record(&self, chunk: &[u8]) -> Option<mpsc::Sender<Event>> {
+    fn record(&self, chunk: &Bytes) -> Option<mpsc::Sender<Event>> {
+        // Under the lock that `attach` takes: a chunk goes either into the screen a new socket is
+        // sent or to that socket, never both.
         let mut shared = self.shared();
-        if let Some(parser) = &mut shared.screen {
-            parser.process(chunk);
+        if let Some(screen) = &self.screen {
+            screen.feed(chunk.clone());
         }
         shared.output_seen = true;
         shared.attachment.as_ref().map(|a| a.tx.clone())
@@ -422,7 +412,7 @@ impl LiveSession {
             Some(a) => Reading::Attached(a.paused.clone()),
             // Into the emulated screen; without one, after a socket has come and gone, only
             // the end of the shell is still of interest.
-            None if shared.screen.is_some() || shared.next_attach > 0 => Reading::Detached,
+            None if self.screen.is_some() || shared.next_attach > 0 => Reading::Detached,
             None => Reading::Waiting,
         }
     }
@@ -530,35 +520,6 @@ async fn forward(session: &LiveSession, chunk: Bytes) {
     }
 }
 
-/// The emulated screen's (rows, cols) for a terminal of `size`, within `SCREEN_LIMIT`.
-fn screen_size(size: TermSize) -> (u16, u16) {
-    (
-        size.rows.min(SCREEN_LIMIT.rows),
-        size.cols.min(SCREEN_LIMIT.cols),
-    )
-}
-
-/// Resizes the emulated screen, only when the size changes: vt100 allocates the alternate screen
-/// on every `set_size`, which would double an idle session's memory.
-fn resize_screen(parser: &mut vt100::Parser, size: TermSize) {
-    let (rows, cols) = screen_size(size);
-    if parser.screen().size() != (rows, cols) {
-        parser.screen_mut().set_size(rows, cols);
-    }
-}
-
-/// Escape sequences that redraw `screen` on a fresh or stale terminal: leave any alternate
-/// screen, enter it again if the program is in one (vim, top, less), then the contents with their
-/// colours, the cursor and the input modes.
-fn render_screen(screen: &vt100::Screen) -> Vec<u8> {
-    let mut out = b"\x1b[?1049l\x1b[0m\x1b[H\x1b[2J".to_vec();
-    if screen.alternate_screen() {
-        out.extend_from_slice(b"\x1b[?1049h");
-    }
-    out.extend_from_slice(&screen.state_formatted());
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,27 +592,5 @@ mod tests {
         );
         assert_eq!(reg.take_idle(Duration::ZERO), vec![placement("u1")]);
         assert!(reg.take_idle(Duration::ZERO).is_empty(), "reaped once");
-    }
-
-    #[test]
-    fn the_rendered_screen_restores_text_colour_cursor_and_alternate_screen() {
-        let mut p = vt100::Parser::new(5, 20, 0);
-        p.process(b"plain \x1b[31mred\x1b[0m\r\nsecond");
-        let mut copy = vt100::Parser::new(5, 20, 0);
-        copy.process(b"stale junk\x1b[?1049h");
-        copy.process(&render_screen(p.screen()));
-        assert_eq!(copy.screen().contents(), p.screen().contents());
-        assert_eq!(copy.screen().cursor_position(), (1, 6));
-        assert_eq!(
-            copy.screen().cell(0, 6).unwrap().fgcolor(),
-            vt100::Color::Idx(1)
-        );
-        assert!(!copy.screen().alternate_screen());
-
-        p.process(b"\x1b[?1049h\x1b[Hvim buffer");
-        let mut copy = vt100::Parser::new(5, 20, 0);
-        copy.process(&render_screen(p.screen()));
-        assert!(copy.screen().alternate_screen());
-        assert_eq!(copy.screen().contents(), "vim buffer");
     }
 }

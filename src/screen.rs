@@ -1,0 +1,209 @@
+//! The emulated screen a session keeps for re-attach, brought up to date off the output path.
+//!
+//! Feeding a terminal emulator costs about as much CPU as relaying the bytes. Done inline it
+//! would stall the pump, and a stalled pump leaves the PTY full and the program blocked: 26% of
+//! throughput was lost that way. So the pump only queues each chunk (the same refcounted buffer
+//! it sends to the socket) and one worker thread applies queued chunks in order, on the other
+//! core. Whoever needs the screen (a re-attach, a resize) first applies what is still queued,
+//! under the same lock, so it always sees every byte output so far. If the worker falls behind
+//! by more than `QUEUE_LIMIT`, the pump applies the queue itself: memory stays bounded and the
+//! program is slowed to the emulator's pace, never ahead of it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
+
+use crate::protocol::TermSize;
+
+/// The screen is at most this large (columns, rows): about 1 MiB of cells per screen. A larger
+/// terminal is restored clipped to it.
+pub const SCREEN_LIMIT: TermSize = TermSize {
+    cols: 250,
+    rows: 100,
+};
+/// Output queued for the worker before the pump applies it itself.
+const QUEUE_LIMIT: usize = 256 * 1024;
+
+#[derive(Default)]
+struct Queue {
+    chunks: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+pub struct Screen {
+    parser: Mutex<vt100::Parser>,
+    queue: Mutex<Queue>,
+    /// Whether the worker has this screen on its list already.
+    scheduled: AtomicBool,
+}
+
+impl Screen {
+    pub fn new(size: TermSize) -> Arc<Self> {
+        let (rows, cols) = clipped(size);
+        Arc::new(Self {
+            parser: Mutex::new(vt100::Parser::new(rows, cols, 0)),
+            queue: Mutex::default(),
+            scheduled: AtomicBool::new(false),
+        })
+    }
+
+    /// Queues output for the screen.
+    pub fn feed(self: &Arc<Self>, chunk: Bytes) {
+        let queued = {
+            let mut queue = lock(&self.queue);
+            queue.bytes += chunk.len();
+            queue.chunks.push_back(chunk);
+            queue.bytes
+        };
+        if queued > QUEUE_LIMIT {
+            self.catch_up();
+        } else if !self.scheduled.swap(true, Ordering::AcqRel) {
+            worker()
+                .send(self.clone())
+                .unwrap_or_else(|back| back.0.catch_up());
+        }
+    }
+
+    /// Sets the screen's size (after everything output at the old size), only when it changes:
+    /// vt100 allocates the alternate screen on every `set_size`, which would double an idle
+    /// session's memory.
+    pub fn resize(&self, size: TermSize) {
+        let mut parser = self.current();
+        let (rows, cols) = clipped(size);
+        if parser.screen().size() != (rows, cols) {
+            parser.screen_mut().set_size(rows, cols);
+        }
+    }
+
+    /// Escape sequences that redraw the screen as it is now on a fresh or stale terminal: leave
+    /// any alternate screen, enter it again if the program is in one (vim, top, less), then the
+    /// contents with their colours, the cursor and the input modes.
+    pub fn render(&self) -> Vec<u8> {
+        let parser = self.current();
+        let screen = parser.screen();
+        let mut out = b"\x1b[?1049l\x1b[0m\x1b[H\x1b[2J".to_vec();
+        if screen.alternate_screen() {
+            out.extend_from_slice(b"\x1b[?1049h");
+        }
+        out.extend_from_slice(&screen.state_formatted());
+        out
+    }
+
+    /// The parser with every queued chunk applied.
+    fn current(&self) -> MutexGuard<'_, vt100::Parser> {
+        let mut parser = lock(&self.parser);
+        // The queue is drained under the parser's lock, so chunks are applied in order whoever
+        // drains it.
+        loop {
+            let chunks = std::mem::take(&mut *lock(&self.queue)).chunks;
+            if chunks.is_empty() {
+                return parser;
+            }
+            for chunk in chunks {
+                parser.process(&chunk);
+            }
+        }
+    }
+
+    fn catch_up(&self) {
+        drop(self.current());
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The emulated screen's (rows, cols) for a terminal of `size`, within `SCREEN_LIMIT`.
+fn clipped(size: TermSize) -> (u16, u16) {
+    (
+        size.rows.min(SCREEN_LIMIT.rows),
+        size.cols.min(SCREEN_LIMIT.cols),
+    )
+}
+
+/// The worker thread's inbox, started on first use. One thread serves every session: it is
+/// busy only while output flows, and a session whose output outruns it catches up by itself.
+fn worker() -> &'static mpsc::Sender<Arc<Screen>> {
+    static WORKER: OnceLock<mpsc::Sender<Arc<Screen>>> = OnceLock::new();
+    WORKER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Arc<Screen>>();
+        let started = std::thread::Builder::new()
+            .name("termpool-screen".into())
+            .spawn(move || {
+                for screen in rx {
+                    // Cleared first: a chunk queued from here on schedules the screen again.
+                    screen.scheduled.store(false, Ordering::Release);
+                    screen.catch_up();
+                }
+            });
+        if let Err(e) = started {
+            // The receiver is gone with the closure, so every `send` fails and each pump applies
+            // its own output: slower, still correct.
+            log::error!("cannot start the screen thread ({e}): screens are fed inline");
+        }
+        tx
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(cols: u16, rows: u16) -> TermSize {
+        TermSize { cols, rows }
+    }
+
+    #[test]
+    fn the_rendered_screen_restores_text_colour_cursor_and_alternate_screen() {
+        let screen = Screen::new(size(20, 5));
+        screen.feed(Bytes::from_static(b"hello \x1b[31mred\x1b[0m\r\n$ "));
+        let mut copy = vt100::Parser::new(5, 20, 0);
+        copy.process(b"stale junk\x1b[?1049h");
+        copy.process(&screen.render());
+        assert_eq!(copy.screen().contents(), "hello red\n$ ");
+        assert_eq!(copy.screen().cursor_position(), (1, 2));
+        assert_eq!(
+            copy.screen().cell(0, 6).unwrap().fgcolor(),
+            vt100::Color::Idx(1)
+        );
+        assert!(!copy.screen().alternate_screen());
+
+        screen.feed(Bytes::from_static(b"\x1b[?1049h\x1b[H\x1b[2Jvim buffer"));
+        let mut copy = vt100::Parser::new(5, 20, 0);
+        copy.process(&screen.render());
+        assert!(copy.screen().alternate_screen());
+        assert_eq!(copy.screen().contents(), "vim buffer");
+    }
+
+    #[test]
+    fn every_chunk_is_applied_in_order_however_fast_they_come() {
+        let screen = Screen::new(size(80, 24));
+        // Far more than QUEUE_LIMIT, in small chunks: the worker and the feeder both apply.
+        for i in 0..200_000u32 {
+            screen.feed(Bytes::from(format!("\r\x1b[2K{i}")));
+        }
+        let mut copy = vt100::Parser::new(24, 80, 0);
+        copy.process(&screen.render());
+        assert_eq!(copy.screen().contents(), "199999");
+    }
+
+    #[test]
+    fn output_before_a_resize_is_laid_out_at_the_old_size() {
+        let screen = Screen::new(size(10, 3));
+        screen.feed(Bytes::from_static(b"0123456789abc"));
+        screen.resize(size(20, 3));
+        let mut copy = vt100::Parser::new(3, 20, 0);
+        copy.process(&screen.render());
+        // Wrapped at 10 columns when it was written.
+        assert_eq!(copy.screen().contents(), "0123456789\nabc");
+    }
+
+    #[test]
+    fn the_screen_is_clipped_to_the_limit() {
+        let screen = Screen::new(size(1000, 1000));
+        assert_eq!(screen.current().screen().size(), (100, 250));
+    }
+}

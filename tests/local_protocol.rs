@@ -518,3 +518,35 @@ fn metric(text: &str, name: &str) -> u64 {
 fn uuid_like(s: &str) -> bool {
     s.len() == 36 && s.chars().filter(|&c| c == '-').count() == 4
 }
+
+#[tokio::test]
+async fn the_shell_leads_its_own_session_on_the_pty_with_default_signals() {
+    let server = Server::local(&[]);
+    let mut c = server.connect("").await;
+    c.ready().await;
+    // Session leader, with this PTY as its controlling terminal.
+    c.run("echo LE''AD=$(ps -o sid= -p $$ | tr -d ' ')/$$/$(ps -o tty= -p $$ | cut -c1-4)=")
+        .await;
+    c.expect_output("LEAD=").await;
+    let out = c.expect_output("=").await;
+    let lead = out.trim_end_matches('=');
+    let parts: Vec<&str> = lead.split('/').collect();
+    assert_eq!(parts[0], parts[1], "sid = shell pid: {out:?}");
+    assert_eq!(parts[2], "pts", "controlling terminal: {out:?}");
+    // No standard signal (1 to 31) ignored or blocked is inherited from the server (which
+    // ignores SIGPIPE). glibc's own signals 32 and 33 are its business.
+    c.run("grep -E '^Sig(Blk|Ign)' /proc/self/status; echo E''ND").await;
+    let out = c.expect_output("END").await;
+    let mask = |name: &str| {
+        let hex = out.split(name).nth(1).unwrap().split_whitespace().next();
+        u64::from_str_radix(hex.unwrap(), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{out:?}");
+    assert_eq!(mask("SigIgn:") & 0x7fff_ffff, 0, "{out:?}");
+    // Ctrl-C reaches the foreground job through the terminal.
+    c.run("sleep 100").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.send_bytes(b"\x03").await;
+    c.run("echo R''C=$?").await;
+    c.expect_output("RC=130").await;
+}

@@ -1,11 +1,12 @@
 //! The local backend: a login shell on a PTY of the server's own machine (portable-pty).
 //!
-//! portable-pty opens the PTY and spawns the shell (setsid + controlling TTY); everything after
-//! that is done on a non-blocking duplicate of the master fd registered with tokio, so a session
+//! portable-pty opens the PTY, `spawn.rs` starts the shell on it (posix_spawn: a new session
+//! with the PTY as its controlling terminal); everything after that is done on a non-blocking duplicate of the master fd registered with tokio, so a session
 //! costs no threads and a keystroke crosses no thread boundary. The shell's exit is watched with a
 //! pidfd for the same reason.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,9 +15,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
+use portable_pty::{native_pty_system, MasterPty, PtySize};
 use tokio::io::unix::AsyncFd;
 
+use super::spawn::{spawn_session_leader, Program};
 use super::{Backend, IsLive, Placement, Spawned, Tty, TtyError, TtyOutput};
 use crate::protocol::TermSize;
 
@@ -48,28 +50,45 @@ impl LocalBackend {
         }
     }
 
-    fn command(&self) -> CommandBuilder {
-        let mut cmd = CommandBuilder::new(&self.argv[0]);
-        cmd.args(&self.argv[1..]);
-        // CommandBuilder starts from the server's whole environment: clear it, then allow a few.
-        cmd.env_clear();
+    /// The shell with a clean environment: a few variables of the server's, the rest set here.
+    fn program(&self) -> io::Result<Program> {
+        let mut env = Vec::new();
         for name in INHERITED_ENV {
             if let Some(value) = std::env::var_os(name) {
-                cmd.env(name, value);
+                env.push(env_entry(name, &value)?);
             }
         }
         if std::env::var_os("LANG").is_none() {
-            cmd.env("LANG", "C.UTF-8");
+            env.push(env_entry("LANG", OsStr::new("C.UTF-8"))?);
         }
-        cmd.env("TERM", "xterm-256color");
-        cmd.env("COLORTERM", "truecolor");
-        cmd.env("HOME", &self.home);
-        cmd.env("USER", &self.user);
-        cmd.env("LOGNAME", &self.user);
-        cmd.env("SHELL", &self.argv[0]);
-        cmd.cwd(&self.home);
-        cmd
+        for (name, value) in [
+            ("TERM", "xterm-256color"),
+            ("COLORTERM", "truecolor"),
+            ("HOME", &self.home),
+            ("USER", &self.user),
+            ("LOGNAME", &self.user),
+            ("SHELL", &self.argv[0]),
+        ] {
+            env.push(env_entry(name, OsStr::new(value))?);
+        }
+        Ok(Program {
+            argv: self
+                .argv
+                .iter()
+                .map(|a| c_string(a.as_bytes()))
+                .collect::<io::Result<_>>()?,
+            env,
+            cwd: c_string(self.home.as_bytes())?,
+        })
     }
+}
+
+fn env_entry(name: &str, value: &OsStr) -> io::Result<CString> {
+    c_string(&[name.as_bytes(), b"=", value.as_bytes()].concat())
+}
+
+fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a command"))
 }
 
 #[async_trait]
@@ -94,27 +113,22 @@ impl Backend for LocalBackend {
     async fn spawn(&self, _placement: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
         // fork + exec blocks for milliseconds: keep it off the worker's event loop, where it would
         // stall every other session of the worker (and a burst of new sessions behind it).
-        let command = self.command();
-        let (master, child) = tokio::task::spawn_blocking(move || {
+        let program = self.program()?;
+        let (master, pid) = tokio::task::spawn_blocking(move || {
             let pair = native_pty_system()
                 .openpty(pty_size(size))
                 .map_err(io::Error::other)?;
-            let child = pair
-                .slave
-                .spawn_command(command)
-                .map_err(io::Error::other)?;
+            let tty = pair
+                .master
+                .tty_name()
+                .ok_or_else(|| io::Error::other("the PTY has no slave path"))?;
+            let pid = spawn_session_leader(&program, &c_string(tty.as_os_str().as_bytes())?)?;
             // The slave must not stay open here, or reading the master never reports the end.
             drop(pair.slave);
-            Ok::<_, io::Error>((pair.master, child))
+            Ok::<_, io::Error>((pair.master, pid))
         })
         .await
         .map_err(io::Error::other)??;
-        let pid = child
-            .process_id()
-            .ok_or_else(|| io::Error::other("spawned shell has no pid"))?
-            as libc::pid_t;
-        // Reaping is done through the pidfd below; the portable-pty handle is not needed.
-        drop(child);
         if let Some(start) = process_start_time(pid) {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             sessions.push((pid, start));
@@ -149,14 +163,16 @@ impl Backend for LocalBackend {
     /// server's own account, so this is called only when no session at all is live.
     async fn reap(&self, _placement: &Placement) -> Result<(), TtyError> {
         let ended = std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut leaders = Vec::with_capacity(ended.len());
         for (sid, started) in ended {
             // A live process with the leader's pid but another start time means the pid, and so
             // any session of that id, now belongs to somebody else.
             if process_start_time(sid).is_some_and(|t| t != started) {
                 continue;
             }
-            signal_session(sid, libc::SIGKILL);
+            leaders.push(sid);
         }
+        signal_sessions(leaders, libc::SIGKILL).await;
         Ok(())
     }
 }
@@ -204,7 +220,7 @@ impl Tty for LocalTty {
         if self.hung_up.swap(true, Ordering::SeqCst) {
             return;
         }
-        signal_session(self.process.pid, libc::SIGHUP);
+        signal_sessions(vec![self.process.pid], libc::SIGHUP).await;
         self.master.lock().unwrap_or_else(|e| e.into_inner()).take();
         let process = self.process.clone();
         tokio::spawn(async move {
@@ -213,7 +229,7 @@ impl Tty for LocalTty {
                 .is_err()
             {
                 log::warn!("shell {} ignored SIGHUP; killing it", process.pid);
-                signal_session(process.pid, libc::SIGKILL);
+                signal_sessions(vec![process.pid], libc::SIGKILL).await;
                 process.wait().await;
             }
         });
@@ -401,25 +417,32 @@ impl ShellProcess {
     }
 }
 
-/// Sends `signal` to every process of the terminal session led by `leader` (the shell and all it
-/// started, including jobs in other process groups), and SIGCONT so stopped jobs see it.
-fn signal_session(leader: libc::pid_t, signal: libc::c_int) {
-    for pid in session_members(leader) {
-        // SAFETY: kill has no memory effects.
-        unsafe {
-            libc::kill(pid, signal);
-            libc::kill(pid, libc::SIGCONT);
+/// Sends `signal` to every process of the terminal sessions led by `leaders` (the shells and all
+/// they started, including jobs in other process groups), and SIGCONT so stopped jobs see it.
+/// Finding them means reading /proc/<pid>/stat of every process on the machine: milliseconds, so
+/// it runs on a blocking thread, not on the event loop that relays other sessions' keystrokes.
+async fn signal_sessions(leaders: Vec<libc::pid_t>, signal: libc::c_int) {
+    let sent = tokio::task::spawn_blocking(move || {
+        for pid in session_members(&leaders) {
+            // SAFETY: kill has no memory effects.
+            unsafe {
+                libc::kill(pid, signal);
+                libc::kill(pid, libc::SIGCONT);
+            }
         }
+    });
+    if let Err(e) = sent.await {
+        log::error!("signalling sessions failed: {e}");
     }
 }
 
-/// The processes whose session id is `leader`, found in /proc.
-pub(crate) fn session_members(leader: libc::pid_t) -> Vec<libc::pid_t> {
+/// The processes whose session id is one of `leaders`, found in /proc.
+fn session_members(leaders: &[libc::pid_t]) -> Vec<libc::pid_t> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return vec![leader];
+        return leaders.to_vec();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
-        .filter(|&pid| process_session(pid) == Some(leader))
+        .filter(|&pid| process_session(pid).is_some_and(|sid| leaders.contains(&sid)))
         .collect()
 }
 

@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod local;
+mod spawn;
 
 use std::sync::Arc;
 

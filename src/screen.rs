@@ -8,6 +8,13 @@
 //! under the same lock, so it always sees every byte output so far. If the worker falls behind
 //! by more than `QUEUE_LIMIT`, the pump applies the queue itself: memory stays bounded and the
 //! program is slowed to the emulator's pace, never ahead of it.
+//!
+//! An emulator holds every cell of the screen (32 bytes each: 61 KiB at 80x24) from its first
+//! byte, while most sessions left open in a tab have printed a prompt and little else. So the
+//! emulator is created only when the output outgrows `RAW_LIMIT`, the size changes, or a
+//! socket needs the screen; until then the few bytes printed so far are kept as they came and
+//! fed to it then. The screen is the same either way: the emulator sees the same bytes at the
+//! same size, in the same order.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +32,8 @@ pub const SCREEN_LIMIT: TermSize = TermSize {
 };
 /// Output queued for the worker before the pump applies it itself.
 const QUEUE_LIMIT: usize = 256 * 1024;
+/// Output kept as it came, before the session gets an emulator.
+const RAW_LIMIT: usize = 16 * 1024;
 
 #[derive(Default)]
 struct Queue {
@@ -33,7 +42,7 @@ struct Queue {
 }
 
 pub struct Screen {
-    parser: Mutex<vt100::Parser>,
+    emulator: Mutex<Emulator>,
     queue: Mutex<Queue>,
     /// Whether the worker has this screen on its list already.
     scheduled: AtomicBool,
@@ -43,7 +52,11 @@ impl Screen {
     pub fn new(size: TermSize) -> Arc<Self> {
         let (rows, cols) = clipped(size);
         Arc::new(Self {
-            parser: Mutex::new(vt100::Parser::new(rows, cols, 0)),
+            emulator: Mutex::new(Emulator::Raw {
+                output: Vec::new(),
+                rows,
+                cols,
+            }),
             queue: Mutex::default(),
             scheduled: AtomicBool::new(false),
         })
@@ -70,45 +83,102 @@ impl Screen {
     /// vt100 allocates the alternate screen on every `set_size`, which would double an idle
     /// session's memory.
     pub fn resize(&self, size: TermSize) {
-        let mut parser = self.current();
+        let mut emulator = self.current();
         let (rows, cols) = clipped(size);
-        if parser.screen().size() != (rows, cols) {
-            parser.screen_mut().set_size(rows, cols);
+        if emulator.size() != (rows, cols) {
+            emulator.parser().screen_mut().set_size(rows, cols);
         }
     }
 
-    /// Escape sequences that redraw the screen as it is now on a fresh or stale terminal: leave
-    /// any alternate screen, enter it again if the program is in one (vim, top, less), then the
-    /// contents with their colours, the cursor and the input modes.
+    /// Escape sequences that redraw the screen as it is now (see `render`).
     pub fn render(&self) -> Vec<u8> {
-        let parser = self.current();
-        let screen = parser.screen();
-        let mut out = b"\x1b[?1049l\x1b[0m\x1b[H\x1b[2J".to_vec();
-        if screen.alternate_screen() {
-            out.extend_from_slice(b"\x1b[?1049h");
+        match &*self.current() {
+            Emulator::Parser(parser) => render(parser.screen()),
+            // A throwaway emulator: the session stays small if it goes on printing little.
+            Emulator::Raw { output, rows, cols } => {
+                let mut parser = vt100::Parser::new(*rows, *cols, 0);
+                parser.process(output);
+                render(parser.screen())
+            }
         }
-        out.extend_from_slice(&screen.state_formatted());
-        out
     }
 
-    /// The parser with every queued chunk applied.
-    fn current(&self) -> MutexGuard<'_, vt100::Parser> {
-        let mut parser = lock(&self.parser);
-        // The queue is drained under the parser's lock, so chunks are applied in order whoever
+    /// The emulator with every queued chunk applied.
+    fn current(&self) -> MutexGuard<'_, Emulator> {
+        let mut emulator = lock(&self.emulator);
+        // The queue is drained under the emulator's lock, so chunks are applied in order whoever
         // drains it.
         loop {
             let chunks = std::mem::take(&mut *lock(&self.queue)).chunks;
             if chunks.is_empty() {
-                return parser;
+                return emulator;
             }
             for chunk in chunks {
-                parser.process(&chunk);
+                emulator.process(&chunk);
             }
         }
     }
 
     fn catch_up(&self) {
         drop(self.current());
+    }
+
+    #[cfg(test)]
+    fn has_emulator(&self) -> bool {
+        matches!(*self.current(), Emulator::Parser(_))
+    }
+}
+
+/// Escape sequences that redraw `screen` on a fresh or stale terminal: leave any alternate
+/// screen, enter it again if the program is in one (vim, top, less), then the contents with
+/// their colours, the cursor and the input modes.
+fn render(screen: &vt100::Screen) -> Vec<u8> {
+    let mut out = b"\x1b[?1049l\x1b[0m\x1b[H\x1b[2J".to_vec();
+    if screen.alternate_screen() {
+        out.extend_from_slice(b"\x1b[?1049h");
+    }
+    out.extend_from_slice(&screen.state_formatted());
+    out
+}
+
+enum Emulator {
+    /// All the output so far, while it is short and at one size.
+    Raw {
+        output: Vec<u8>,
+        rows: u16,
+        cols: u16,
+    },
+    Parser(Box<vt100::Parser>),
+}
+
+impl Emulator {
+    fn process(&mut self, chunk: &[u8]) {
+        match self {
+            Emulator::Raw { output, .. } if output.len() + chunk.len() <= RAW_LIMIT => {
+                output.extend_from_slice(chunk)
+            }
+            _ => self.parser().process(chunk),
+        }
+    }
+
+    fn size(&self) -> (u16, u16) {
+        match self {
+            Emulator::Raw { rows, cols, .. } => (*rows, *cols),
+            Emulator::Parser(parser) => parser.screen().size(),
+        }
+    }
+
+    /// The emulator, created from the output kept so far if there is none yet.
+    fn parser(&mut self) -> &mut vt100::Parser {
+        if let Emulator::Raw { output, rows, cols } = self {
+            let mut parser = vt100::Parser::new(*rows, *cols, 0);
+            parser.process(output);
+            *self = Emulator::Parser(Box::new(parser));
+        }
+        match self {
+            Emulator::Parser(parser) => parser,
+            Emulator::Raw { .. } => unreachable!("replaced by a parser just above"),
+        }
     }
 }
 
@@ -202,8 +272,46 @@ mod tests {
     }
 
     #[test]
+    fn the_emulator_comes_only_when_the_output_outgrows_the_raw_limit() {
+        let screen = Screen::new(size(80, 24));
+        screen.feed(Bytes::from_static(b"user@host:~$ "));
+        screen.resize(size(80, 24));
+        assert_eq!(
+            screen.render(),
+            render(parsed(80, 24, b"user@host:~$ ").screen())
+        );
+        assert!(!screen.has_emulator(), "a prompt needs no emulator");
+
+        let lines: Vec<u8> = (0..2000)
+            .flat_map(|i| format!("\x1b[3{}mline {i}\r\n", i % 8).into_bytes())
+            .collect();
+        screen.feed(Bytes::from(lines.clone()));
+        assert!(screen.has_emulator());
+        let mut everything = b"user@host:~$ ".to_vec();
+        everything.extend_from_slice(&lines);
+        assert_eq!(
+            screen.render(),
+            render(parsed(80, 24, &everything).screen())
+        );
+    }
+
+    #[test]
+    fn a_new_size_brings_the_emulator() {
+        let screen = Screen::new(size(80, 24));
+        screen.feed(Bytes::from_static(b"$ "));
+        screen.resize(size(100, 30));
+        assert!(screen.has_emulator());
+    }
+
+    fn parsed(cols: u16, rows: u16, bytes: &[u8]) -> vt100::Parser {
+        let mut parser = vt100::Parser::new(rows, cols, 0);
+        parser.process(bytes);
+        parser
+    }
+
+    #[test]
     fn the_screen_is_clipped_to_the_limit() {
         let screen = Screen::new(size(1000, 1000));
-        assert_eq!(screen.current().screen().size(), (100, 250));
+        assert_eq!(screen.current().size(), (100, 250));
     }
 }

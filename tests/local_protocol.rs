@@ -535,7 +535,8 @@ async fn the_shell_leads_its_own_session_on_the_pty_with_default_signals() {
     assert_eq!(parts[2], "pts", "controlling terminal: {out:?}");
     // No standard signal (1 to 31) ignored or blocked is inherited from the server (which
     // ignores SIGPIPE). glibc's own signals 32 and 33 are its business.
-    c.run("grep -E '^Sig(Blk|Ign)' /proc/self/status; echo E''ND").await;
+    c.run("grep -E '^Sig(Blk|Ign)' /proc/self/status; echo E''ND")
+        .await;
     let out = c.expect_output("END").await;
     let mask = |name: &str| {
         let hex = out.split(name).nth(1).unwrap().split_whitespace().next();

@@ -6,9 +6,9 @@
 //! pidfd for the same reason.
 
 use std::ffi::{CStr, CString, OsStr};
-use std::os::unix::ffi::OsStrExt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -419,30 +419,75 @@ impl ShellProcess {
 
 /// Sends `signal` to every process of the terminal sessions led by `leaders` (the shells and all
 /// they started, including jobs in other process groups), and SIGCONT so stopped jobs see it.
-/// Finding them means reading /proc/<pid>/stat of every process on the machine: milliseconds, so
-/// it runs on a blocking thread, not on the event loop that relays other sessions' keystrokes.
+///
+/// Finding them means reading /proc/<pid>/stat of every process on the machine (about 4 ms with
+/// a few hundred), so it is done on a blocking thread, not on the event loop that relays other
+/// sessions' keystrokes, and requests that arrive during a scan share the next one: 100 sessions
+/// closed at once cost a few scans, not 100.
 async fn signal_sessions(leaders: Vec<libc::pid_t>, signal: libc::c_int) {
-    let sent = tokio::task::spawn_blocking(move || {
-        for pid in session_members(&leaders) {
-            // SAFETY: kill has no memory effects.
-            unsafe {
-                libc::kill(pid, signal);
-                libc::kill(pid, libc::SIGCONT);
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let start_scanning = {
+        let mut pending = SIGNAL_REQUESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let scanning = pending.is_some();
+        pending.get_or_insert_with(Vec::new).push(SignalRequest {
+            leaders,
+            signal,
+            done,
+        });
+        !scanning
+    };
+    if start_scanning {
+        tokio::task::spawn_blocking(scan_until_no_requests);
+    }
+    // An error means the scan was abandoned with the runtime: nothing left to wait for.
+    let _ = finished.await;
+}
+
+struct SignalRequest {
+    leaders: Vec<libc::pid_t>,
+    signal: libc::c_int,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Requests waiting for the next scan of /proc; `None` while no scan is running.
+static SIGNAL_REQUESTS: Mutex<Option<Vec<SignalRequest>>> = Mutex::new(None);
+
+fn scan_until_no_requests() {
+    loop {
+        let batch = {
+            let mut pending = SIGNAL_REQUESTS.lock().unwrap_or_else(|e| e.into_inner());
+            let batch = pending.as_mut().map(std::mem::take).unwrap_or_default();
+            if batch.is_empty() {
+                *pending = None;
+                return;
             }
+            batch
+        };
+        let leaders: Vec<libc::pid_t> = batch.iter().flat_map(|r| r.leaders.clone()).collect();
+        let members = session_members(&leaders);
+        for request in batch {
+            for &(pid, sid) in &members {
+                if request.leaders.contains(&sid) {
+                    // SAFETY: kill has no memory effects.
+                    unsafe {
+                        libc::kill(pid, request.signal);
+                        libc::kill(pid, libc::SIGCONT);
+                    }
+                }
+            }
+            let _ = request.done.send(());
         }
-    });
-    if let Err(e) = sent.await {
-        log::error!("signalling sessions failed: {e}");
     }
 }
 
-/// The processes whose session id is one of `leaders`, found in /proc.
-fn session_members(leaders: &[libc::pid_t]) -> Vec<libc::pid_t> {
+/// The processes (pid, session id) whose session id is one of `leaders`, found in /proc.
+fn session_members(leaders: &[libc::pid_t]) -> Vec<(libc::pid_t, libc::pid_t)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return leaders.to_vec();
+        return leaders.iter().map(|&l| (l, l)).collect();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
-        .filter(|&pid| process_session(pid).is_some_and(|sid| leaders.contains(&sid)))
+        .filter_map(|pid| Some((pid, process_session(pid)?)))
+        .filter(|(_, sid)| leaders.contains(sid))
         .collect()
 }
 

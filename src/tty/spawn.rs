@@ -85,13 +85,7 @@ impl FileActions {
     fn open_tty(&mut self, fd: libc::c_int, path: &CStr) -> io::Result<()> {
         // SAFETY: the actions are initialised and glibc copies the path.
         check(unsafe {
-            libc::posix_spawn_file_actions_addopen(
-                &mut self.0,
-                fd,
-                path.as_ptr(),
-                libc::O_RDWR,
-                0,
-            )
+            libc::posix_spawn_file_actions_addopen(&mut self.0, fd, path.as_ptr(), libc::O_RDWR, 0)
         })
     }
 
@@ -109,7 +103,6 @@ impl FileActions {
         // SAFETY: the actions are initialised.
         check(unsafe { libc::posix_spawn_file_actions_addclosefrom_np(&mut self.0, fd) })
     }
-
 }
 
 impl Drop for FileActions {

@@ -37,8 +37,8 @@ use tokio_tungstenite::tungstenite::Message;
 const USAGE: &str = "\
 cargo bench --bench relay -- [options]
   --quick              short smoke run (CI): few samples, 16 MiB, 20 sessions
-  --only LIST          comma-separated: echo,readline,cmd,throughput,sessions,reattach,floor (default:
-                       all); floor adds, to the figures chosen, the same measured on a bare
+  --only LIST          comma-separated: echo,readline,cmd,throughput,sessions,reattach,newuser,
+                       floor (default: all); floor adds, to the figures chosen, the same measured on a bare
                        PTY without the server, and a TCP loopback ping-pong
   --shell CMD          shell of the server started by the bench (default: the tests' bash)
   --server-arg ARG     extra argument for the server started by the bench (repeatable),
@@ -188,6 +188,7 @@ impl Opts {
                 "throughput",
                 "sessions",
                 "reattach",
+                "newuser",
                 "floor",
             ]
             .contains(&f.as_str())
@@ -951,6 +952,67 @@ async fn bench_reattach(target: &Target, opts: &Opts) -> Result<Vec<Row>> {
     ])
 }
 
+/// A brand-new user's first session, first output byte: a fresh identity each time, so the
+/// server places the user and, in container mode, creates their Linux account before the shell
+/// starts.
+async fn bench_new_users(target: &Target, opts: &Opts) -> Result<Row> {
+    let samples = if opts.quick { 3 } else { 20 };
+    let mut firsts = Vec::with_capacity(samples);
+    let mut mode = String::new();
+    for _ in 0..samples {
+        let newcomer = Target {
+            addr: target.addr.clone(),
+            path: target.path.clone(),
+            cookie: fresh_identity(&target.addr).await?,
+            query: target.query.clone(),
+            pid: target.pid,
+            local: target.local,
+        };
+        let start = Instant::now();
+        let mut c = newcomer.open().await?;
+        mode = c.ready().await["mode"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        while c.pending.is_empty() {
+            match timeout(SAMPLE_TIMEOUT, c.ws.next()).await {
+                Ok(Some(Ok(Message::Binary(b)))) => c.pending.extend_from_slice(&b),
+                Ok(Some(Ok(_))) => {}
+                Ok(other) => bail!("socket ended before any output: {other:?}"),
+                Err(_) => bail!("no output within {SAMPLE_TIMEOUT:?}"),
+            }
+        }
+        firsts.push(start.elapsed().as_nanos() as u64);
+        end_session(c, b"\x15exit\r").await;
+    }
+    let d = Dist::new(firsts);
+    // The issue's target is for container mode, where a new user needs a new account.
+    let (target, verdict_text) = match mode.as_str() {
+        "container" => ("p50 ≤ 500.0 ms", verdict(d.pct(50.0) <= 500_000_000)),
+        _ => ("", ""),
+    };
+    Ok(Row {
+        figure: "a new user's first session: first output byte".into(),
+        samples: d.len().to_string(),
+        p50: ms(d.pct(50.0)),
+        p99: ms(d.pct(99.0)),
+        spread: format!("max {}", ms(d.pct(100.0))),
+        target: target.into(),
+        verdict: verdict_text,
+    })
+}
+
+/// A new identity cookie, as the page's first GET gives a new browser.
+async fn fresh_identity(addr: &str) -> Result<String> {
+    let (status, headers, _) = common::http_get(addr, "/", &[]).await;
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .and_then(|(_, v)| v.split(';').next())
+        .map(|c| c.trim().to_owned())
+        .ok_or_else(|| anyhow!("GET / gave {status} and no identity cookie"))
+}
+
 /// Opens one session and times it: (client, ns to `ready`, ns to the first output byte).
 async fn open_timed(target: &Target) -> Result<(Client, u64, u64)> {
     let start = Instant::now();
@@ -1199,15 +1261,9 @@ async fn run(opts: Opts, command_line: String) -> Result<()> {
         };
         let cookie = match &opts.cookie {
             Some(c) => c.clone(),
-            None => {
-                let (status, headers, _) = common::http_get(&addr, "/", &[]).await;
-                headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-                    .and_then(|(_, v)| v.split(';').next())
-                    .map(|c| c.trim().to_owned())
-                    .ok_or_else(|| anyhow!("GET / gave {status} and no cookie: pass --cookie"))?
-            }
+            None => fresh_identity(&addr)
+                .await
+                .context("pass --cookie for a server that sets none")?,
         };
         println!("server:   {url} (already running; pid {:?})", opts.pid);
         Target {
@@ -1484,6 +1540,13 @@ async fn run(opts: Opts, command_line: String) -> Result<()> {
         match bench_reattach(&target, &opts).await {
             Ok(r) => rows.extend(r),
             Err(e) => failures.push(format!("reattach: {e:#}")),
+        }
+    }
+    if opts.wants("newuser") {
+        eprintln!("newuser: a fresh identity's first session");
+        match bench_new_users(&target, &opts).await {
+            Ok(r) => rows.push(r),
+            Err(e) => failures.push(format!("newuser: {e:#}")),
         }
     }
     if opts.wants("sessions") {

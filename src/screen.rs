@@ -32,6 +32,8 @@ pub const SCREEN_LIMIT: TermSize = TermSize {
 };
 /// Output queued for the worker before the pump applies it itself.
 const QUEUE_LIMIT: usize = 256 * 1024;
+/// Output this small is applied by the pump itself, not handed to the worker.
+const INLINE_LIMIT: usize = 1024;
 /// Output kept as it came, before the session gets an emulator.
 const RAW_LIMIT: usize = 16 * 1024;
 
@@ -62,8 +64,11 @@ impl Screen {
         })
     }
 
-    /// Queues output for the screen.
+    /// Gives output to the screen: applied at once if small, else queued for the worker.
     pub fn feed(self: &Arc<Self>, chunk: Bytes) {
+        if chunk.len() <= INLINE_LIMIT && self.apply_now(&chunk) {
+            return;
+        }
         let queued = {
             let mut queue = lock(&self.queue);
             queue.bytes += chunk.len();
@@ -77,6 +82,20 @@ impl Screen {
                 .send(self.clone())
                 .unwrap_or_else(|back| back.0.catch_up());
         }
+    }
+
+    /// Applies `chunk` here if nothing is queued before it and the worker is not busy with this
+    /// screen. A keystroke's echo costs less to apply than to hand over: waking the worker would
+    /// add a futex wake-up and a context switch to every keystroke.
+    fn apply_now(&self, chunk: &[u8]) -> bool {
+        let Ok(mut emulator) = self.emulator.try_lock() else {
+            return false;
+        };
+        if !lock(&self.queue).chunks.is_empty() {
+            return false;
+        }
+        emulator.process(chunk);
+        true
     }
 
     /// Sets the screen's size (after everything output at the old size), only when it changes:

@@ -24,8 +24,8 @@ use bytes::Bytes;
 
 use crate::protocol::TermSize;
 
-/// The screen is at most this large (columns, rows): about 1 MiB of cells per screen. A larger
-/// terminal is restored clipped to it.
+/// The screen is at most this large (columns, rows): 781 KiB of 32-byte cells per grid, and two
+/// grids once a program has used the alternate screen. A larger terminal is restored clipped.
 pub const SCREEN_LIMIT: TermSize = TermSize {
     cols: 250,
     rows: 100,

@@ -11,10 +11,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use bollard::models::EventActor;
 use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::assign::{AssignError, Decision};
@@ -29,6 +31,9 @@ const DOWN_BACKOFF: Duration = Duration::from_secs(10);
 const EVENTS_MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 type SharedStore = Arc<Mutex<Box<dyn Store>>>;
+/// Who waits for the exit of which exec (by exec id): its container's id, and where to send the
+/// exit code.
+type ExecWaiters = HashMap<String, (String, oneshot::Sender<Option<i64>>)>;
 
 /// The container pool. Create it with [`Pool::start`]; share the `Arc`.
 pub struct Pool {
@@ -42,6 +47,7 @@ pub struct Pool {
     /// Serialises provisioning per slot.
     slot_locks: Vec<tokio::sync::Mutex<()>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    exec_waiters: Mutex<ExecWaiters>,
 }
 
 impl Pool {
@@ -69,6 +75,7 @@ impl Pool {
             state: Mutex::new(state),
             placing: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
+            exec_waiters: Mutex::default(),
         });
         provision::remove_strays(&pool.docker, &pool.cfg).await?;
         pool.bring_up_all().await?;
@@ -105,6 +112,32 @@ impl Pool {
     /// The configuration the pool runs with.
     pub fn config(&self) -> &PoolConfig {
         &self.cfg
+    }
+
+    /// Resolves with the exit code Docker reports for exec `exec_id` of container `container_id`
+    /// on its event stream (`exec_die`); ask before starting the exec. Fails, rather than waits
+    /// on, when the event may have been missed: the stream broke or the container died.
+    pub fn exec_exit(&self, exec_id: &str, container_id: &str) -> oneshot::Receiver<Option<i64>> {
+        let (tx, rx) = oneshot::channel();
+        let mut waiters = self.lock_exec_waiters();
+        // Waiters whose session went away first (a failed start) are dropped here.
+        waiters.retain(|_, (_, tx)| !tx.is_closed());
+        waiters.insert(exec_id.to_owned(), (container_id.to_owned(), tx));
+        rx
+    }
+
+    fn lock_exec_waiters(&self) -> MutexGuard<'_, ExecWaiters> {
+        self.exec_waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn on_exec_die(&self, attributes: &HashMap<String, String>) {
+        let Some(exec_id) = attributes.get("execID") else {
+            return;
+        };
+        if let Some((_, tx)) = self.lock_exec_waiters().remove(exec_id) {
+            let code = attributes.get("exitCode").and_then(|c| c.parse().ok());
+            let _ = tx.send(code);
+        }
     }
 
     /// Numbers for /metrics and /healthz (no Docker call).
@@ -351,11 +384,21 @@ impl Pool {
     }
 
     /// A Docker event about one of the pool's containers.
+    fn on_event(self: &Arc<Self>, action: &str, actor: EventActor) {
+        match action {
+            "exec_die" => self.on_exec_die(&actor.attributes.unwrap_or_default()),
+            _ => self.on_container_event(action, &actor.id.unwrap_or_default()),
+        }
+    }
+
     fn on_container_event(self: &Arc<Self>, action: &str, id: &str) {
         // An "oom" event means one process was killed inside; the container itself lives on.
         if !matches!(action, "die" | "destroy" | "pause") {
             return;
         }
+        // Its execs may never report their exit.
+        self.lock_exec_waiters()
+            .retain(|_, (container, _)| container != id);
         let Some(idx) = self.lock_state().mark_dead_id(id) else {
             return;
         };
@@ -442,11 +485,15 @@ async fn watch_events(pool: Weak<Pool>, docker: Docker, label: String) {
             let Ok(msg) = event else { break };
             backoff = Duration::from_millis(250);
             let Some(pool) = pool.upgrade() else { return };
-            let id = msg.actor.and_then(|a| a.id).unwrap_or_default();
-            pool.on_container_event(msg.action.as_deref().unwrap_or(""), &id);
+            pool.on_event(
+                msg.action.as_deref().unwrap_or(""),
+                msg.actor.unwrap_or_default(),
+            );
         }
         let Some(p) = pool.upgrade() else { return };
         p.lock_state().mark_all_unready();
+        // Exits during the gap would be missed: their waiters ask Docker instead.
+        p.lock_exec_waiters().clear();
         drop(p);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(EVENTS_MAX_BACKOFF);

@@ -25,7 +25,7 @@ use bollard::query_parameters::{InspectContainerOptions, ResizeExecOptionsBuilde
 use bollard::Docker;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Mutex;
+use tokio::sync::{oneshot, Mutex};
 
 use super::{Backend, IsLive, Placement, Spawned, Tty, TtyError, TtyOutput};
 use crate::pool::{Pool, PoolError};
@@ -41,6 +41,8 @@ const PID_MARK_START: &[u8] = b"\x1b]5379;termpool-pid=";
 const PID_MARK_END: u8 = 0x07;
 /// How long a new exec may take to report its PID before the session is given up.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an ended session waits for Docker's report of its exit before asking for it.
+const EXIT_EVENT_WAIT: Duration = Duration::from_secs(30);
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const READ_CHUNK: usize = 64 * 1024;
 /// Docker scans exec input for "detach keys" and ends the attach when it sees them; the default,
@@ -161,6 +163,8 @@ impl Backend for DockerBackend {
 
     async fn spawn(&self, placement: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
         let exec_id = self.create_exec(placement, size).await?;
+        let container = placement.container_id.clone().unwrap_or_default();
+        let exit_event = self.pool.exec_exit(&exec_id, &container);
         let (mut reader, writer) = self.endpoint.start_exec(&exec_id).await?;
         let started = tokio::time::timeout(START_TIMEOUT, read_pid_mark(&mut reader)).await;
         let (pid, early_output) = match started {
@@ -175,20 +179,18 @@ impl Backend for DockerBackend {
         let session = Arc::new(ExecSession {
             docker: self.docker().clone(),
             exec_id,
-            container: placement.container_id.clone().unwrap_or_default(),
+            container,
             user: placement.user.clone(),
             pid,
             writer: Mutex::new(Some(writer)),
             hung_up: AtomicBool::new(false),
         });
-        // The Engine API of docker 20.10 cannot create an exec at a size; the wrapper set it from
-        // inside, and this makes Docker's own idea of the size agree.
-        let _ = session.resize(size).await;
         let output = Box::new(ExecOutput {
             session: session.clone(),
             reader,
             early_output,
             failed: None,
+            exit_event: Some(exit_event),
         });
         Ok(Spawned {
             tty: session,
@@ -345,6 +347,8 @@ struct ExecOutput {
     reader: BoxRead,
     early_output: Bytes,
     failed: Option<String>,
+    /// The exit code, from Docker's event stream.
+    exit_event: Option<oneshot::Receiver<Option<i64>>>,
 }
 
 impl ExecSession {
@@ -404,8 +408,18 @@ impl TtyOutput for ExecOutput {
         if let Some(reason) = self.failed.take() {
             return Err(TtyError::Unavailable(reason));
         }
-        // The stream can end a moment before the Engine records the exit code.
-        for _ in 0..50 {
+        // Docker tells of the exit on its event stream. Asking it in a loop instead made 100
+        // sessions ending together send thousands of requests and stalled the engine for a minute.
+        if let Some(event) = self.exit_event.take() {
+            if let Ok(Ok(code)) = tokio::time::timeout(EXIT_EVENT_WAIT, event).await {
+                self.session.check_container_lives(code).await?;
+                return Ok(code.and_then(|c| i32::try_from(c).ok()));
+            }
+        }
+        // The event was missed (the event stream broke, the container died): ask, gently. The
+        // stream can end a moment before the Engine records the exit code.
+        let mut pause = Duration::from_millis(20);
+        for _ in 0..12 {
             let info = self
                 .session
                 .docker
@@ -416,9 +430,10 @@ impl TtyOutput for ExecOutput {
                 self.session.check_container_lives(info.exit_code).await?;
                 return Ok(info.exit_code.and_then(|c| i32::try_from(c).ok()));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
         }
-        // Still "running" a second after its stream ended: the container may be going away.
+        // Still "running" seconds after its stream ended: the container may be going away.
         self.session.check_container_lives(None).await?;
         Ok(None)
     }

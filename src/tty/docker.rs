@@ -13,6 +13,7 @@
 //! the login shell. The session's processes get SIGHUP from a short exec *as the same user*: root in
 //! the container holds no CAP_KILL, and the user can only ever signal their own processes.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,6 +55,7 @@ const DETACH_KEYS: &str = "ctrl-^,ctrl-_,ctrl-@,ctrl-^,ctrl-_,ctrl-@";
 pub struct DockerBackend {
     pool: Arc<Pool>,
     endpoint: Endpoint,
+    hangups: Arc<Hangups>,
 }
 
 impl DockerBackend {
@@ -61,6 +63,7 @@ impl DockerBackend {
         Ok(DockerBackend {
             pool,
             endpoint: Endpoint::from_env()?,
+            hangups: Arc::default(),
         })
     }
 
@@ -184,6 +187,7 @@ impl Backend for DockerBackend {
             pid,
             writer: Mutex::new(Some(writer)),
             hung_up: AtomicBool::new(false),
+            hangups: self.hangups.clone(),
         });
         let output = Box::new(ExecOutput {
             session: session.clone(),
@@ -207,7 +211,7 @@ impl Backend for DockerBackend {
             container,
             &placement.user,
             script,
-            &placement.user,
+            std::slice::from_ref(&placement.user),
         )
         .await
         .map_err(|e| TtyError::Unavailable(format!("container engine: {e}")))
@@ -262,19 +266,20 @@ async fn exec_detached_as(
     container: &str,
     user: &str,
     script: &str,
-    arg: &str,
+    args: &[String],
 ) -> Result<(), bollard::errors::Error> {
+    let mut cmd = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        script.into(),
+        "termpool".into(),
+    ];
+    cmd.extend_from_slice(args);
     let config = ExecConfig {
         user: Some(user.to_owned()),
         privileged: Some(false),
         env: Some(vec![format!("PATH={PATH}")]),
-        cmd: Some(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            script.into(),
-            "termpool".into(),
-            arg.into(),
-        ]),
+        cmd: Some(cmd),
         ..Default::default()
     };
     let exec = docker.create_exec(container, config).await?;
@@ -295,6 +300,68 @@ struct ExecSession {
     pid: u32,
     writer: Mutex<Option<BoxWrite>>,
     hung_up: AtomicBool,
+    hangups: Arc<Hangups>,
+}
+
+/// Terminal sessions to hang up, per (container, user). Each hang-up is an exec as the user (root
+/// in the container may not signal other users' processes), and an exec costs the engine a runc
+/// start: tens of ms of CPU. So while one exec of a (container, user) is on its way, the sessions
+/// that end meanwhile wait for the next one: 100 sessions ending together cost a few execs.
+#[derive(Default)]
+struct Hangups {
+    /// Present while an exec for the key is being sent: the session ids for the next one.
+    waiting: std::sync::Mutex<HashMap<(String, String), Vec<u32>>>,
+}
+
+impl Hangups {
+    /// SIGHUP to every process of the sessions led by `sid`, SIGCONT so stopped jobs see it; the
+    /// leader is killed if it is still there 3 s later (a shell may ignore SIGHUP). Jobs started
+    /// with nohup or in their own session (tmux) live on, as on a real terminal.
+    ///
+    /// The caller that starts a batch waits until it and the ones that joined meanwhile are sent:
+    /// a server that stops awaits all hang-ups together. The sending is a task of its own, so a
+    /// caller that gives up waiting does not strand the sessions that joined.
+    async fn hang_up(self: &Arc<Self>, docker: &Docker, container: &str, user: &str, sid: u32) {
+        let key = (container.to_owned(), user.to_owned());
+        let first = {
+            let mut waiting = self.lock();
+            match waiting.get_mut(&key) {
+                Some(sids) => {
+                    sids.push(sid);
+                    false
+                }
+                None => waiting.insert(key.clone(), vec![sid]).is_none(),
+            }
+        };
+        if first {
+            let (this, docker) = (self.clone(), docker.clone());
+            let _ = tokio::spawn(async move { this.send_all(&docker, key).await }).await;
+        }
+    }
+
+    async fn send_all(&self, docker: &Docker, key: (String, String)) {
+        const SCRIPT: &str =
+            "for s in \"$@\"; do pkill -HUP -s \"$s\"; pkill -CONT -s \"$s\"; done; \
+            sleep 3; for s in \"$@\"; do kill -KILL \"$s\" 2>/dev/null; done; true";
+        loop {
+            let sids: Vec<String> = {
+                let mut waiting = self.lock();
+                let Some(sids) = waiting.get_mut(&key).filter(|s| !s.is_empty()) else {
+                    waiting.remove(&key);
+                    return;
+                };
+                sids.drain(..).map(|s| s.to_string()).collect()
+            };
+            let (container, user) = &key;
+            if let Err(e) = exec_detached_as(docker, container, user, SCRIPT, &sids).await {
+                log::warn!("could not hang up sessions {sids:?} of {user}: {e}");
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Vec<u32>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[async_trait]
@@ -329,16 +396,9 @@ impl Tty for ExecSession {
         if let Some(mut writer) = self.writer.lock().await.take() {
             let _ = writer.shutdown().await;
         }
-        // SIGHUP to the whole session, SIGCONT so stopped jobs see it; the shell itself is killed
-        // if it is still there 3 s later (a shell may ignore SIGHUP). Jobs started with nohup or in
-        // their own session (tmux) live on, as on a real terminal.
-        let script = "pkill -HUP -s \"$1\"; pkill -CONT -s \"$1\"; sleep 3; kill -KILL \"$1\" 2>/dev/null; true";
-        let pid = self.pid.to_string();
-        let signalled =
-            exec_detached_as(&self.docker, &self.container, &self.user, script, &pid).await;
-        if let Err(e) = signalled {
-            log::warn!("could not hang up exec {}: {e}", self.exec_id);
-        }
+        self.hangups
+            .hang_up(&self.docker, &self.container, &self.user, self.pid)
+            .await;
     }
 }
 

@@ -42,6 +42,8 @@ const PID_MARK_START: &[u8] = b"\x1b]5379;termpool-pid=";
 const PID_MARK_END: u8 = 0x07;
 /// How long a new exec may take to report its PID before the session is given up.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a hang-up waits for others to share its exec.
+const HANGUP_WINDOW: Duration = Duration::from_millis(500);
 /// How long an ended session waits for Docker's report of its exit before asking for it.
 const EXIT_EVENT_WAIT: Duration = Duration::from_secs(30);
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -305,8 +307,10 @@ struct ExecSession {
 
 /// Terminal sessions to hang up, per (container, user). Each hang-up is an exec as the user (root
 /// in the container may not signal other users' processes), and an exec costs the engine a runc
-/// start: tens of ms of CPU. So while one exec of a (container, user) is on its way, the sessions
-/// that end meanwhile wait for the next one: 100 sessions ending together cost a few execs.
+/// start: tens of ms of CPU, and it slows the engine's handling of other execs' exits. With one
+/// exec per session, 100 sessions ending together made the engine report their exits at 14 per
+/// second. So a hang-up waits `HANGUP_WINDOW` for others of the same (container, user) to join
+/// it, and the ones that come while an exec is on its way wait for the next one.
 #[derive(Default)]
 struct Hangups {
     /// Present while an exec for the key is being sent: the session ids for the next one.
@@ -344,6 +348,7 @@ impl Hangups {
             "for s in \"$@\"; do pkill -HUP -s \"$s\"; pkill -CONT -s \"$s\"; done; \
             sleep 3; for s in \"$@\"; do kill -KILL \"$s\" 2>/dev/null; done; true";
         loop {
+            tokio::time::sleep(HANGUP_WINDOW).await;
             let sids: Vec<String> = {
                 let mut waiting = self.lock();
                 let Some(sids) = waiting.get_mut(&key).filter(|s| !s.is_empty()) else {

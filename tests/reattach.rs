@@ -219,9 +219,11 @@ async fn a_reattached_session_answers_at_once() {
     }
 }
 
-/// Idle reaping: a `nohup` job survives the hang-up, but not the account's idle time.
+/// Idle reaping: a `nohup` job survives the hang-up, but not the account's idle time. `tag` tells
+/// the jobs of tests running at once apart: container processes are visible on the host too.
 async fn idle_accounts_are_reaped(
     server: &Server,
+    tag: char,
     file: &str,
     still_running: impl Fn(&str) -> bool,
 ) {
@@ -229,11 +231,11 @@ async fn idle_accounts_are_reaped(
     c.ready().await;
     let marker = format!("{}", 30000 + std::process::id() % 30000);
     c.run(&format!(
-        "nohup sleep {marker}7 >/dev/null 2>&1 & echo kept > {file}; echo N$((1))N"
+        "nohup sleep {marker}{tag} >/dev/null 2>&1 & echo kept > {file}; echo N$((1))N"
     ))
     .await;
     c.expect_output("N1N").await;
-    let job = format!("sleep {marker}7");
+    let job = format!("sleep {marker}{tag}");
     // Hang up only once nohup has made the job immune (it runs `sleep` only after that).
     assert!(
         eventually(WAIT, || still_running(&job)).await,
@@ -262,7 +264,7 @@ async fn local_idle_accounts_are_reaped() {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\0"))
         })
     };
-    idle_accounts_are_reaped(&server, &file, running).await;
+    idle_accounts_are_reaped(&server, '7', &file, running).await;
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "kept");
     std::fs::remove_file(&file).unwrap();
 }
@@ -277,7 +279,7 @@ async fn container_idle_accounts_are_reaped_and_files_stay() {
     );
     let container = format!("{}-0", pool.prefix);
     let c2 = container.clone();
-    idle_accounts_are_reaped(&server, "reaped.txt", move |job| {
+    idle_accounts_are_reaped(&server, '8', "reaped.txt", move |job| {
         let top = TestPool::docker(&["top", &c2, "-eo", "pid,args"]);
         let args = |l: &str| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
         top.lines().any(|l| args(l) == job)

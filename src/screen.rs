@@ -11,10 +11,10 @@
 //!
 //! An emulator holds every cell of the screen (32 bytes each: 61 KiB at 80x24) from its first
 //! byte, while most sessions left open in a tab have printed a prompt and little else. So the
-//! emulator is created only when the output outgrows `RAW_LIMIT`, the size changes, or a
-//! socket needs the screen; until then the few bytes printed so far are kept as they came and
-//! fed to it then. The screen is the same either way: the emulator sees the same bytes at the
-//! same size, in the same order.
+//! emulator is created only when the output outgrows `RAW_LIMIT` or the size changes; until then
+//! the few bytes printed so far are kept as they came, fed to it then, and a socket that needs
+//! the screen meanwhile gets it from a throwaway emulator. The screen is the same either way: the
+//! emulator sees the same bytes at the same size, in the same order.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,9 +1,10 @@
 //! The local backend: a login shell on a PTY of the server's own machine (portable-pty).
 //!
 //! portable-pty opens the PTY, `spawn.rs` starts the shell on it (posix_spawn: a new session
-//! with the PTY as its controlling terminal); everything after that is done on a non-blocking duplicate of the master fd registered with tokio, so a session
-//! costs no threads and a keystroke crosses no thread boundary. The shell's exit is watched with a
-//! pidfd for the same reason.
+//! with the PTY as its controlling terminal); everything after that is done on a non-blocking
+//! duplicate of the master fd registered with tokio, so a session costs no threads and a
+//! keystroke crosses no thread boundary. The shell's exit is watched with a pidfd for the same
+//! reason.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
@@ -111,8 +112,9 @@ impl Backend for LocalBackend {
     }
 
     async fn spawn(&self, _placement: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
-        // fork + exec blocks for milliseconds: keep it off the worker's event loop, where it would
-        // stall every other session of the worker (and a burst of new sessions behind it).
+        // Opening a PTY and posix_spawn (which returns once the child has exec'd) block: keep them
+        // off the worker's event loop, where they would stall every other session of the worker
+        // (and a burst of new sessions behind it).
         let program = self.program()?;
         let (master, pid) = tokio::task::spawn_blocking(move || {
             let pair = native_pty_system()

@@ -349,6 +349,21 @@ struct Row {
     verdict: &'static str,
 }
 
+impl Row {
+    /// A row of durations in milliseconds: the p50 and p99 of `d`.
+    fn in_ms(figure: String, d: &Dist, spread: String, target: &str, verdict: &'static str) -> Row {
+        Row {
+            figure,
+            samples: d.len().to_string(),
+            p50: ms(d.pct(50.0)),
+            p99: ms(d.pct(99.0)),
+            spread,
+            target: target.into(),
+            verdict,
+        }
+    }
+}
+
 fn verdict(ok: bool) -> &'static str {
     if cfg!(debug_assertions) {
         "(debug build)"
@@ -935,20 +950,23 @@ async fn bench_reattach(target: &Target, opts: &Opts) -> Result<Vec<Row>> {
         }
     }
     end_session(c, b"\x15exit\r").await;
-    let row = |figure: &str, d: Dist, target: &str, ok: bool| Row {
-        figure: figure.into(),
-        samples: d.len().to_string(),
-        p50: ms(d.pct(50.0)),
-        p99: ms(d.pct(99.0)),
-        spread: "-".into(),
-        target: target.into(),
-        verdict: if target.is_empty() { "" } else { verdict(ok) },
-    };
     let screen = Dist::new(to_screen);
     let ok = screen.pct(50.0) <= 50_000_000;
     Ok(vec![
-        row("re-attach: `ready`", Dist::new(to_ready), "", true),
-        row("re-attach: `ready` + screen", screen, "p50 ≤ 50.0 ms", ok),
+        Row::in_ms(
+            "re-attach: `ready`".into(),
+            &Dist::new(to_ready),
+            "-".into(),
+            "",
+            "",
+        ),
+        Row::in_ms(
+            "re-attach: `ready` + screen".into(),
+            &screen,
+            "-".into(),
+            "p50 ≤ 50.0 ms",
+            verdict(ok),
+        ),
     ])
 }
 
@@ -991,15 +1009,13 @@ async fn bench_new_users(target: &Target, opts: &Opts) -> Result<Row> {
         "container" => ("p50 ≤ 500.0 ms", verdict(d.pct(50.0) <= 500_000_000)),
         _ => ("", ""),
     };
-    Ok(Row {
-        figure: "a new user's first session: first output byte".into(),
-        samples: d.len().to_string(),
-        p50: ms(d.pct(50.0)),
-        p99: ms(d.pct(99.0)),
-        spread: format!("max {}", ms(d.pct(100.0))),
-        target: target.into(),
-        verdict: verdict_text,
-    })
+    Ok(Row::in_ms(
+        "a new user's first session: first output byte".into(),
+        &d,
+        format!("max {}", ms(d.pct(100.0))),
+        target,
+        verdict_text,
+    ))
 }
 
 /// A new identity cookie, as the page's first GET gives a new browser.
@@ -1111,38 +1127,31 @@ async fn bench_sessions(
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         let d = Dist::new(bare);
-        Some(Row {
-            figure: format!("  floor: {n} bare PTY shells at once: first byte"),
-            samples: d.len().to_string(),
-            p50: ms(d.pct(50.0)),
-            p99: ms(d.pct(99.0)),
-            spread: format!("run p50s {}", spread(&p50s, ms)),
-            target: "(floor)".into(),
-            verdict: "",
-        })
+        Some(Row::in_ms(
+            format!("  floor: {n} bare PTY shells at once: first byte"),
+            &d,
+            format!("run p50s {}", spread(&p50s, ms)),
+            "(floor)",
+            "",
+        ))
     } else {
         None
     };
-    let (p50, p99) = (all.pct(50.0), all.pct(99.0));
     let mut rows = vec![
-        Row {
-            figure: format!("{n} sessions at once: first output byte"),
-            samples: all.len().to_string(),
-            p50: ms(p50),
-            p99: ms(p99),
-            spread: format!("run p50s {}", spread(&run_p50s, ms)),
-            target: "p50 ≤ 100.0 ms".into(),
-            verdict: verdict(p50 <= 100_000_000),
-        },
-        Row {
-            figure: format!("{n} sessions at once: `ready` frame"),
-            samples: ready.len().to_string(),
-            p50: ms(ready.pct(50.0)),
-            p99: ms(ready.pct(99.0)),
-            spread: format!("last session of a run {}", spread(&walls, ms)),
-            target: "-".into(),
-            verdict: "",
-        },
+        Row::in_ms(
+            format!("{n} sessions at once: first output byte"),
+            &all,
+            format!("run p50s {}", spread(&run_p50s, ms)),
+            "p50 ≤ 100.0 ms",
+            verdict(all.pct(50.0) <= 100_000_000),
+        ),
+        Row::in_ms(
+            format!("{n} sessions at once: `ready` frame"),
+            &ready,
+            format!("last session of a run {}", spread(&walls, ms)),
+            "-",
+            "",
+        ),
     ];
     rows.extend(floor);
     if !rss_with.is_empty() {

@@ -383,7 +383,7 @@ impl Pool {
         Ok(())
     }
 
-    /// A Docker event about one of the pool's containers.
+    /// A Docker event about one of the pool's containers or one of their execs.
     fn on_event(self: &Arc<Self>, action: &str, actor: EventActor) {
         match action {
             "exec_die" => self.on_exec_die(&actor.attributes.unwrap_or_default()),
@@ -391,6 +391,7 @@ impl Pool {
         }
     }
 
+    /// A container died or was paused: its slot is brought back.
     fn on_container_event(self: &Arc<Self>, action: &str, id: &str) {
         // An "oom" event means one process was killed inside; the container itself lives on.
         if !matches!(action, "die" | "destroy" | "pause") {

@@ -114,11 +114,7 @@ impl Screen {
         match &*self.current() {
             Emulator::Parser(parser) => render(parser.screen()),
             // A throwaway emulator: the session stays small if it goes on printing little.
-            Emulator::Raw { output, rows, cols } => {
-                let mut parser = vt100::Parser::new(*rows, *cols, 0);
-                parser.process(output);
-                render(parser.screen())
-            }
+            Emulator::Raw { output, rows, cols } => render(parsed(*cols, *rows, output).screen()),
         }
     }
 
@@ -190,15 +186,20 @@ impl Emulator {
     /// The emulator, created from the output kept so far if there is none yet.
     fn parser(&mut self) -> &mut vt100::Parser {
         if let Emulator::Raw { output, rows, cols } = self {
-            let mut parser = vt100::Parser::new(*rows, *cols, 0);
-            parser.process(output);
-            *self = Emulator::Parser(Box::new(parser));
+            *self = Emulator::Parser(Box::new(parsed(*cols, *rows, output)));
         }
         match self {
             Emulator::Parser(parser) => parser,
             Emulator::Raw { .. } => unreachable!("replaced by a parser just above"),
         }
     }
+}
+
+/// A fresh emulator of `cols` x `rows` that has been fed `bytes`.
+fn parsed(cols: u16, rows: u16, bytes: &[u8]) -> vt100::Parser {
+    let mut parser = vt100::Parser::new(rows, cols, 0);
+    parser.process(bytes);
+    parser
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -261,8 +262,7 @@ mod tests {
         assert!(!copy.screen().alternate_screen());
 
         screen.feed(Bytes::from_static(b"\x1b[?1049h\x1b[H\x1b[2Jvim buffer"));
-        let mut copy = vt100::Parser::new(5, 20, 0);
-        copy.process(&screen.render());
+        let copy = parsed(20, 5, &screen.render());
         assert!(copy.screen().alternate_screen());
         assert_eq!(copy.screen().contents(), "vim buffer");
     }
@@ -274,8 +274,7 @@ mod tests {
         for i in 0..200_000u32 {
             screen.feed(Bytes::from(format!("\r\x1b[2K{i}")));
         }
-        let mut copy = vt100::Parser::new(24, 80, 0);
-        copy.process(&screen.render());
+        let copy = parsed(80, 24, &screen.render());
         assert_eq!(copy.screen().contents(), "199999");
     }
 
@@ -284,8 +283,7 @@ mod tests {
         let screen = Screen::new(size(10, 3));
         screen.feed(Bytes::from_static(b"0123456789abc"));
         screen.resize(size(20, 3));
-        let mut copy = vt100::Parser::new(3, 20, 0);
-        copy.process(&screen.render());
+        let copy = parsed(20, 3, &screen.render());
         // Wrapped at 10 columns when it was written.
         assert_eq!(copy.screen().contents(), "0123456789\nabc");
     }
@@ -320,12 +318,6 @@ mod tests {
         screen.feed(Bytes::from_static(b"$ "));
         screen.resize(size(100, 30));
         assert!(screen.has_emulator());
-    }
-
-    fn parsed(cols: u16, rows: u16, bytes: &[u8]) -> vt100::Parser {
-        let mut parser = vt100::Parser::new(rows, cols, 0);
-        parser.process(bytes);
-        parser
     }
 
     #[test]

@@ -161,25 +161,31 @@ mod tests {
         CString::new(s).unwrap()
     }
 
+    /// The error `posix_spawn` reports for `program` in `cwd`, which must fail.
+    fn spawn_error(program: &str, cwd: &str) -> Option<i32> {
+        let program = Program {
+            argv: vec![c(program)],
+            env: vec![],
+            cwd: c(cwd),
+        };
+        spawn_session_leader(&program, &c("/dev/null"))
+            .unwrap_err()
+            .raw_os_error()
+    }
+
     #[test]
     fn a_missing_program_is_an_error_not_a_child() {
-        let program = Program {
-            argv: vec![c("/nonexistent/termpool-shell")],
-            env: vec![],
-            cwd: c("/"),
-        };
-        let err = spawn_session_leader(&program, &c("/dev/null")).unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(
+            spawn_error("/nonexistent/termpool-shell", "/"),
+            Some(libc::ENOENT)
+        );
     }
 
     #[test]
     fn a_missing_working_directory_is_an_error_not_a_child() {
-        let program = Program {
-            argv: vec![c("/bin/true")],
-            env: vec![],
-            cwd: c("/nonexistent/termpool-home"),
-        };
-        let err = spawn_session_leader(&program, &c("/dev/null")).unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(
+            spawn_error("/bin/true", "/nonexistent/termpool-home"),
+            Some(libc::ENOENT)
+        );
     }
 }

@@ -12,12 +12,18 @@ if [ "$BASE" = termpool-base:bookworm ]; then
     bash scripts/build-base-image.sh
 fi
 
+AGENT=$(bash scripts/build-agent.sh)
+
 echo "build-user-image: building $IMAGE from $BASE" >&2
-# The context is docker/user/ only: the repo root holds target/ (gigabytes) and has no .dockerignore.
+# The context is docker/user/ plus the agent only: the repo root holds target/ (gigabytes).
+CONTEXT=$(mktemp -d)
+trap 'rm -rf "$CONTEXT"' EXIT
+cp -a docker/user/. "$CONTEXT/"
+cp "$AGENT" "$CONTEXT/termpool-agent"
 # DOCKER_BUILDKIT=0: the legacy builder works with Debian's docker.io without the buildx plugin.
 DOCKER_BUILDKIT=0 docker build \
     -f Dockerfile.user \
     --build-arg BASE_IMAGE="$BASE" \
     -t "$IMAGE" \
-    docker/user
+    "$CONTEXT"
 echo "build-user-image: built $IMAGE" >&2

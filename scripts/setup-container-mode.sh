@@ -10,6 +10,8 @@
 #   5. the shared workspace volume WORKSPACE_VOLUME (termpool-workspace)
 #   6. .env next to the compose file: DOCKER_GID (the Docker socket's group, for group_add)
 #      and COMPOSE_PROJECT_NAME=termpool unless .env already names one
+#   7. the session agents' directory AGENT_DIR (/var/lib/termpool-agents) on this host, owned by
+#      the server's uid 10001, mode 0700
 #
 # Idempotent: a second run rebuilds nothing that did not change (layer cache, cargo) and keeps
 # the volume and the rest of .env. Exits non-zero on the first failure.
@@ -27,6 +29,8 @@ step() { say "[$((SECONDS - step_start))s] $*"; step_start=$SECONDS; }
 CONTAINER_IMAGE=${CONTAINER_IMAGE:-terminal-multi-user:latest}
 SERVER_IMAGE=${SERVER_IMAGE:-termpool-server:latest}
 WORKSPACE_VOLUME=${WORKSPACE_VOLUME:-termpool-workspace}
+AGENT_DIR=${AGENT_DIR:-/var/lib/termpool-agents}
+SERVER_UID=10001 # TERMPOOL_UID of Dockerfile.server
 ENV_FILE=${ENV_FILE:-.env}
 SLIM=debian:bookworm-slim
 LOCAL_BASE=termpool-base:bookworm
@@ -115,11 +119,17 @@ if ! grep -q -E '^[[:space:]]*COMPOSE_PROJECT_NAME=' "$ENV_FILE" 2>/dev/null; th
 fi
 step "$ENV_FILE: DOCKER_GID=${gid:-unset}"
 
+# ---- 7. the agents' directory -------------------------------------------------------------------
+# Only the server may reach the agents' sockets: the directory is its own, closed to others.
+as_root install -d -o "$SERVER_UID" -g "$SERVER_UID" -m 0700 "$AGENT_DIR" ||
+    die "cannot create $AGENT_DIR (owner $SERVER_UID, mode 0700): run this as root, or create it so"
+step "agent directory: $AGENT_DIR"
+
 # Settings that compose must see too: it reads them from the environment or .env, not from here.
-for var in CONTAINER_IMAGE SERVER_IMAGE WORKSPACE_VOLUME; do
+for var in CONTAINER_IMAGE SERVER_IMAGE WORKSPACE_VOLUME AGENT_DIR; do
     case "$var=${!var}" in
         CONTAINER_IMAGE=terminal-multi-user:latest | SERVER_IMAGE=termpool-server:latest | \
-            WORKSPACE_VOLUME=termpool-workspace) ;;
+            WORKSPACE_VOLUME=termpool-workspace | AGENT_DIR=/var/lib/termpool-agents) ;;
         *) say "note: $var=${!var} is not the default: export it (or add it to $ENV_FILE) for docker-compose too" ;;
     esac
 done

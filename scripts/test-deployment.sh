@@ -33,6 +33,7 @@ export DATA_VOLUME=$NAME-data
 export CONTAINER_NETWORK=none
 export MAX_CONTAINERS=${DEPLOY_TEST_CONTAINERS:-2}
 export PUBLISH_ADDRESS=127.0.0.1
+export AGENT_DIR=/var/lib/$NAME-agents
 HEALTH_WAIT_SECS=${HEALTH_WAIT_SECS:-120}
 
 passed=0
@@ -74,6 +75,7 @@ remove_own() {
         docker volume inspect "$v" >/dev/null 2>&1 && docker volume rm -f "$v" >/dev/null 2>&1
     done
     docker network rm "${NAME}_default" >/dev/null 2>&1
+    as_root rm -rf "$AGENT_DIR"
     return 0
 }
 cleaned=0
@@ -227,6 +229,10 @@ container_id=$(docker inspect -f '{{.Id}}' "$container" 2>/dev/null)
 check "user containers use CONTAINER_NETWORK (none)" eq "$(docker inspect -f '{{.HostConfig.NetworkMode}}' "$container" 2>/dev/null)" none
 check "user containers mount WORKSPACE_VOLUME at /workspace" eq \
     "$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/workspace"}}{{.Name}}{{end}}{{end}}' "$container" 2>/dev/null)" "$WORKSPACE_VOLUME"
+check "user containers mount their own agent directory at /run/termpool" eq \
+    "$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/run/termpool"}}{{.Source}}{{end}}{{end}}' "$container" 2>/dev/null)" "$AGENT_DIR/$container"
+check "the session agent's socket is the server's alone (uid 10001, mode 600)" eq \
+    "$(stat -c %u:%a "$AGENT_DIR/$container/agent.sock" 2>/dev/null)" 10001:600
 check "user containers never get the Docker socket" bash -c '! docker inspect -f "{{range .Mounts}}{{.Source}} {{end}}" "$1" | grep -q docker.sock' _ "$container"
 
 # ---- 4. down, up, the same user / container / file ---------------------------------------------

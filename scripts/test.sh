@@ -10,9 +10,9 @@ scripts/install-test-deps.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --all-targets
+cargo test --workspace --all-targets
 echo "== browser test (headless Chromium)"
 node --test --test-concurrency=1 tests/browser/
 echo "== deployment test (setup scripts, compose, server image)"

@@ -135,6 +135,17 @@ pub struct Config {
     #[arg(long, env = "CONTAINER_NETWORK", default_value = "bridge")]
     pub container_network: String,
 
+    /// Start container sessions through a session agent in each container, which hands the PTY to
+    /// the server over a unix socket (true), or as one `docker exec` per session (false: slower,
+    /// but needs no directory shared with the containers, e.g. with a remote DOCKER_HOST).
+    #[arg(long, env = "SESSION_AGENT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub session_agent: bool,
+
+    /// Host directory for the agents' sockets, one subdirectory per container bind-mounted into
+    /// it; must be the same path for the server and the Docker engine [default: DATA_DIR/agents].
+    #[arg(long, env = "AGENT_DIR")]
+    pub agent_dir: Option<PathBuf>,
+
     /// Name prefix (and pool label) of the user containers.
     #[arg(long, env = "CONTAINER_PREFIX", default_value = "termpool-user")]
     pub container_prefix: String,
@@ -263,6 +274,16 @@ impl Config {
         if !name_ok(&self.container_prefix) {
             return Err(invalid("CONTAINER_PREFIX", "use letters, digits, - _ ."));
         }
+        if let Some(dir) = self.agent_dir_resolved() {
+            // Room for "/<container>/agent.sock" within a unix socket path's 108 bytes.
+            let longest = dir.join(self.container_name_example()).join("agent.sock");
+            if longest.as_os_str().len() >= 100 {
+                return Err(invalid(
+                    "AGENT_DIR",
+                    format!("{} is too long for a unix socket path", longest.display()),
+                ));
+            }
+        }
         if !name_ok(&self.workspace_volume) {
             return Err(invalid("WORKSPACE_VOLUME", "use letters, digits, - _ ."));
         }
@@ -314,8 +335,34 @@ impl Config {
             network_mode: self.container_network.clone(),
             name_prefix: self.container_prefix.clone(),
             pool_label: self.container_prefix.clone(),
+            agent_dir: self.agent_dir_resolved(),
+            // SAFETY: geteuid has no memory effects.
+            agent_peer_uid: unsafe { libc::geteuid() },
+            uid_min: self.uid_base,
             ..PoolConfig::default()
         }
+    }
+
+    /// The agents' directory as an absolute path (a bind mount's source must be), or `None`
+    /// without agents.
+    fn agent_dir_resolved(&self) -> Option<PathBuf> {
+        if !self.session_agent {
+            return None;
+        }
+        let dir = match &self.agent_dir {
+            Some(dir) => dir.clone(),
+            None => self.data_dir()?.join("agents"),
+        };
+        Some(std::path::absolute(&dir).unwrap_or(dir))
+    }
+
+    /// The longest container name of the pool.
+    fn container_name_example(&self) -> String {
+        format!(
+            "{}-{}",
+            self.container_prefix,
+            self.max_containers.saturating_sub(1)
+        )
     }
 
     pub fn mode_name(&self) -> &'static str {

@@ -13,9 +13,20 @@ fn text(v: &serde_json::Value, key: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_session_is_a_login_shell_of_the_users_own_account() {
-    let pool = TestPool::new("acct");
-    let server = pool.server(1, 4, &[]);
+async fn a_session_is_a_login_shell_of_the_users_own_account_by_the_agent() {
+    a_session_is_a_login_shell_of_the_users_own_account("acct", &[]).await;
+}
+
+#[tokio::test]
+async fn a_session_is_a_login_shell_of_the_users_own_account_by_docker_exec() {
+    a_session_is_a_login_shell_of_the_users_own_account("acctx", &["--session-agent", "false"])
+        .await;
+}
+
+/// `transport`: the server arguments that choose how sessions start.
+async fn a_session_is_a_login_shell_of_the_users_own_account(name: &str, transport: &[&str]) {
+    let pool = TestPool::new(name);
+    let server = pool.server(1, 4, transport);
     let mut c = server.connect("cols=90&rows=20").await;
     let ready = c.ready().await;
     assert_eq!(ready["mode"], "container");
@@ -98,9 +109,19 @@ async fn users_cannot_see_each_others_files_or_processes() {
 }
 
 #[tokio::test]
-async fn exit_codes_resize_and_binary_output_through_docker() {
-    let pool = TestPool::new("tty");
-    let server = pool.server(1, 4, &[]);
+async fn exit_codes_resize_and_binary_output_through_the_agent() {
+    exit_codes_resize_and_binary_output_through_docker("tty", &[]).await;
+}
+
+#[tokio::test]
+async fn exit_codes_resize_and_binary_output_through_docker_exec() {
+    exit_codes_resize_and_binary_output_through_docker("ttyx", &["--session-agent", "false"]).await;
+}
+
+/// `transport`: the server arguments that choose how sessions start.
+async fn exit_codes_resize_and_binary_output_through_docker(name: &str, transport: &[&str]) {
+    let pool = TestPool::new(name);
+    let server = pool.server(1, 4, transport);
     let mut c = server.connect("").await;
     c.ready().await;
     c.run("trap 'echo WINCH$((1+1))' WINCH").await;
@@ -130,20 +151,27 @@ async fn exit_codes_resize_and_binary_output_through_docker() {
 }
 
 #[tokio::test]
-async fn closed_sessions_leave_no_process_behind() {
-    let pool = TestPool::new("hup");
-    let server = pool.server(
-        1,
-        4,
-        &[
-            "--max-sessions-per-user",
-            "60",
-            "--max-new-sessions-per-minute",
-            "0",
-            "--reattach-grace-secs",
-            "0",
-        ],
-    );
+async fn closed_sessions_leave_no_process_behind_with_the_agent() {
+    closed_sessions_leave_no_process_behind("hup", &[]).await;
+}
+
+#[tokio::test]
+async fn closed_sessions_leave_no_process_behind_with_docker_exec() {
+    closed_sessions_leave_no_process_behind("hupx", &["--session-agent", "false"]).await;
+}
+
+/// `transport`: the server arguments that choose how sessions start.
+async fn closed_sessions_leave_no_process_behind(name: &str, transport: &[&str]) {
+    let pool = TestPool::new(name);
+    let limits = [
+        "--max-sessions-per-user",
+        "60",
+        "--max-new-sessions-per-minute",
+        "0",
+        "--reattach-grace-secs",
+        "0",
+    ];
+    let server = pool.server(1, 4, &[&limits[..], transport].concat());
     let cookie = server.new_identity().await;
     let mut first = server.connect_as(&cookie, "").await;
     let ready = first.ready().await;

@@ -344,6 +344,15 @@ fn container_id(name: &str) -> String {
 
 /// Processes of `uid` in `container`, as the host sees them (`docker top` shows host user names,
 /// so the container's account names never match: filter by UID).
+/// What a container's main process (the session agent) logged, stdout and stderr.
+fn docker_logs(container: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["logs", container])
+        .output()
+        .expect("run docker logs");
+    String::from_utf8_lossy(&[out.stdout, out.stderr].concat()).into_owned()
+}
+
 fn procs_of_uid(container: &str, uid: u32) -> Vec<String> {
     TestPool::docker(&["top", container, "-eo", "uid,pid,args"])
         .lines()
@@ -826,6 +835,8 @@ async fn no_privilege_escalation_and_no_way_to_the_host() {
         .await;
     let allowed = [
         "/workspace",
+        // The session agent's directory: the server's, mode 0700 (E10b).
+        "/run/termpool",
         "/etc/hosts",
         "/etc/hostname",
         "/etc/resolv.conf",
@@ -842,6 +853,40 @@ async fn no_privilege_escalation_and_no_way_to_the_host() {
             && !o.has("WRITABLE:")
             && o.has("checked"),
         &o,
+    );
+
+    // The session agent starts a shell as any account it is asked for: only the server may ask.
+    let b = User::join(&server).await;
+    let ask_for_b = format!(
+        "python3 {}/t.py agent /run/termpool/agent.sock {} {}",
+        a.home(),
+        b.name,
+        b.home()
+    );
+    let as_a = a
+        .sh(&format!(
+            "ls /run/termpool; stat -c %a:%u /run/termpool; {ask_for_b}"
+        ))
+        .await;
+    let as_root = TestPool::docker(&["exec", "-u", "0", &a.container, "sh", "-c", &ask_for_b]);
+    let agent_log = docker_logs(&a.container);
+    r.secure(
+        "E10b",
+        "A, or root of A's container, gets B's shell from the session agent",
+        as_a.has("Permission denied")
+            && as_a.has("AGENT:ERR:EACCES")
+            && as_a.has("700:0")
+            && (as_root.contains("AGENT:CLOSED") || as_root.contains("AGENT:ERR:ECONNRESET"))
+            && agent_log.contains("termpool-agent: refused a connection from (pid, uid) Some(("),
+        format!(
+            "{as_a} / as root of the container: {} / agent: {}",
+            as_root.trim(),
+            agent_log
+                .lines()
+                .filter(|l| l.contains("refused"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
     );
 
     let o = a

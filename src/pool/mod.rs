@@ -19,6 +19,7 @@ mod provision;
 mod state;
 pub mod store;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -78,6 +79,13 @@ pub struct PoolConfig {
     pub name_prefix: String,
     /// Value of the `termpool.pool` label that marks this pool's containers (adopted at start).
     pub pool_label: String,
+    /// Host directory holding one directory per container for its session agent's socket,
+    /// bind-mounted at /run/termpool in that container; `None`: no agent, sessions are execs.
+    pub agent_dir: Option<PathBuf>,
+    /// The uid the agents accept connections from: the server's.
+    pub agent_peer_uid: u32,
+    /// Agents refuse to start shells for accounts below this UID.
+    pub uid_min: u32,
     /// How often the background task checks that every container still runs.
     pub health_interval: Duration,
     /// How often the last-seen times of returning users are written to the store.
@@ -99,6 +107,9 @@ impl Default for PoolConfig {
             network_mode: "bridge".into(),
             pool_label: prefix.clone(),
             name_prefix: prefix,
+            agent_dir: None,
+            agent_peer_uid: 0,
+            uid_min: 200_000,
             health_interval: Duration::from_secs(10),
             flush_interval: Duration::from_secs(5),
         }
@@ -110,7 +121,17 @@ impl PoolConfig {
     pub fn container_name(&self, slot: usize) -> String {
         format!("{}-{slot}", self.name_prefix)
     }
+
+    /// Where the server reaches the session agent of container `name`, when there are agents.
+    pub fn agent_socket(&self, name: &str) -> Option<PathBuf> {
+        let dir = self.agent_dir.as_ref()?;
+        Some(dir.join(name).join(AGENT_SOCKET))
+    }
 }
+
+/// Where a container's agent directory is mounted in it, and the socket's name there.
+pub const AGENT_MOUNT: &str = "/run/termpool";
+pub const AGENT_SOCKET: &str = "agent.sock";
 
 /// Where a user's sessions run: the answer of [`Pool::place`].
 #[derive(Debug, Clone, PartialEq, Eq)]

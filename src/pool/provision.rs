@@ -8,6 +8,8 @@
 //! replaced by the pool, which redoes the hidepid remount), never privileged, never the Docker
 //! socket. `/proc` is remounted `hidepid=invisible` by a short-lived helper container that joins
 //! the user container's PID namespace with SYS_ADMIN, so the user container itself never has it.
+//! With a session agent, the container's own directory of `agent_dir` is bind-mounted at
+//! /run/termpool (nothing else of the host), and the entrypoint runs the agent.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,7 +29,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::{PoolConfig, PoolError, WORKSPACE};
+use super::{PoolConfig, PoolError, AGENT_MOUNT, AGENT_SOCKET, WORKSPACE};
 
 /// Label whose value names the pool a user container belongs to.
 pub const LABEL_POOL: &str = "termpool.pool";
@@ -333,6 +335,9 @@ async fn create_fresh(
     idx: usize,
 ) -> Result<String, PoolError> {
     let name = cfg.container_name(idx);
+    if let Some(dir) = &cfg.agent_dir {
+        make_agent_dir(&dir.join(&name))?;
+    }
     let opts = CreateContainerOptions {
         name: Some(name.clone()),
         ..Default::default()
@@ -350,18 +355,35 @@ async fn create_fresh(
     Ok(created.id)
 }
 
+/// Creates a container's agent directory, readable by the server alone (and root of that
+/// container, where the agent runs).
+fn make_agent_dir(dir: &std::path::Path) -> Result<(), PoolError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let failed =
+        |e: std::io::Error| PoolError::Provision(format!("agent directory {}: {e}", dir.display()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(failed)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)
+}
+
 /// A digest of every setting a user container is created with, so that a container made by an
 /// older configuration or image is replaced instead of adopted.
 pub fn settings_digest(cfg: &PoolConfig, image_id: &str) -> String {
     let text = format!(
-        "v1|{image_id}|{}|{}|{}|{}|{}|{}|{}",
+        "v1|{image_id}|{}|{}|{}|{}|{}|{}|{}|{:?}|{}|{}",
         cfg.memory_bytes,
         cfg.nano_cpus,
         cfg.pids_limit,
         cfg.user_nproc,
         cfg.volume,
         effective_network(cfg),
-        USER_CAPS.join(",")
+        USER_CAPS.join(","),
+        cfg.agent_dir,
+        cfg.agent_peer_uid,
+        cfg.uid_min,
     );
     let digest = Sha256::digest(text.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -390,12 +412,7 @@ pub fn user_container_body(cfg: &PoolConfig, digest: &str, idx: usize) -> Contai
         cap_add: Some(USER_CAPS.iter().map(|c| c.to_string()).collect()),
         init: Some(true),
         privileged: Some(false),
-        mounts: Some(vec![Mount {
-            target: Some(WORKSPACE.into()),
-            source: Some(cfg.volume.clone()),
-            typ: Some(MountType::VOLUME),
-            ..Default::default()
-        }]),
+        mounts: Some(user_container_mounts(cfg, &name)),
         network_mode: Some(effective_network(cfg)),
         restart_policy: Some(RestartPolicy {
             name: Some(RestartPolicyNameEnum::NO),
@@ -406,11 +423,42 @@ pub fn user_container_body(cfg: &PoolConfig, digest: &str, idx: usize) -> Contai
     ContainerCreateBody {
         image: Some(cfg.image.clone()),
         hostname: Some(name.clone()),
-        env: Some(vec![format!("TERMPOOL_CONTAINER_NAME={name}")]),
+        env: Some(user_container_env(cfg, &name)),
         labels: Some(labels),
         host_config: Some(host_config),
         ..Default::default()
     }
+}
+
+/// The shared volume, and the container's agent directory when there is an agent.
+fn user_container_mounts(cfg: &PoolConfig, name: &str) -> Vec<Mount> {
+    let mut mounts = vec![Mount {
+        target: Some(WORKSPACE.into()),
+        source: Some(cfg.volume.clone()),
+        typ: Some(MountType::VOLUME),
+        ..Default::default()
+    }];
+    if let Some(dir) = &cfg.agent_dir {
+        mounts.push(Mount {
+            target: Some(AGENT_MOUNT.into()),
+            source: Some(dir.join(name).to_string_lossy().into_owned()),
+            typ: Some(MountType::BIND),
+            ..Default::default()
+        });
+    }
+    mounts
+}
+
+fn user_container_env(cfg: &PoolConfig, name: &str) -> Vec<String> {
+    let mut env = vec![format!("TERMPOOL_CONTAINER_NAME={name}")];
+    if cfg.agent_dir.is_some() {
+        env.extend([
+            format!("TERMPOOL_AGENT_SOCKET={AGENT_MOUNT}/{AGENT_SOCKET}"),
+            format!("TERMPOOL_AGENT_PEER_UID={}", cfg.agent_peer_uid),
+            format!("TERMPOOL_UID_MIN={}", cfg.uid_min),
+        ]);
+    }
+    env
 }
 
 /// The create request of the hidepid helper for container `target_id`.

@@ -1,5 +1,6 @@
-//! The container backend: each session is a `docker exec` with a TTY, as the user's own account,
-//! in the container the pool placed the user on.
+//! The container backend: each session is a login shell as the user's own account, in the
+//! container the pool placed the user on. It is started by the container's session agent
+//! (agent.rs) when the pool runs agents, or else is a `docker exec` with a TTY, as below.
 //!
 //! bollard creates, resizes and inspects the exec, but the attach itself is done here, on a raw
 //! HTTP upgrade of the Engine API: bollard's attach decoder guesses the stream framing from the
@@ -15,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, Mutex};
 
-use super::{Backend, IsLive, Placement, Spawned, Tty, TtyError, TtyOutput};
+use super::{agent, Backend, IsLive, Placement, Spawned, Tty, TtyError, TtyOutput};
 use crate::pool::{Pool, PoolError};
 use crate::protocol::TermSize;
 
@@ -75,16 +77,6 @@ impl DockerBackend {
 
     async fn create_exec(&self, p: &Placement, size: TermSize) -> Result<String, TtyError> {
         let container = p.container_id.as_deref().ok_or(TtyError::Closed)?;
-        let env = [
-            "TERM=xterm-256color".to_owned(),
-            "COLORTERM=truecolor".to_owned(),
-            "LANG=C.UTF-8".to_owned(),
-            format!("HOME={}", p.home),
-            format!("USER={}", p.user),
-            format!("LOGNAME={}", p.user),
-            "SHELL=/bin/bash".to_owned(),
-            format!("PATH={PATH}"),
-        ];
         let cmd = [
             "/bin/sh",
             "-c",
@@ -103,7 +95,7 @@ impl DockerBackend {
             privileged: Some(false),
             user: Some(p.user.clone()),
             working_dir: Some(p.home.clone()),
-            env: Some(env.to_vec()),
+            env: Some(session_env(p)),
             cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
             ..Default::default()
         };
@@ -113,6 +105,63 @@ impl DockerBackend {
             .await
             .map_err(|e| self.exec_failed(p, e))?;
         Ok(created.id)
+    }
+
+    /// A session started by the container's agent (see agent.rs).
+    async fn spawn_by_agent(
+        &self,
+        p: &Placement,
+        socket: &Path,
+        size: TermSize,
+    ) -> Result<Spawned, TtyError> {
+        let env = session_env(p);
+        let request = agent::ShellRequest {
+            user: &p.user,
+            home: &p.home,
+            cols: size.cols,
+            rows: size.rows,
+            env: &env,
+        };
+        agent::spawn(socket, &request, START_TIMEOUT).await
+    }
+
+    /// A session that is a `docker exec` of its own.
+    async fn spawn_exec(&self, placement: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
+        let exec_id = self.create_exec(placement, size).await?;
+        let container = placement.container_id.clone().unwrap_or_default();
+        let exit_event = self.pool.exec_exit(&exec_id, &container);
+        let (mut reader, writer) = self.endpoint.start_exec(&exec_id).await?;
+        let started = tokio::time::timeout(START_TIMEOUT, read_pid_mark(&mut reader)).await;
+        let (pid, early_output) = match started {
+            Ok(Ok(started)) => started,
+            Ok(Err(e)) => return Err(self.start_failed(&exec_id, e).await),
+            Err(_) => {
+                return Err(TtyError::Unavailable(
+                    "the container did not start the shell in time".into(),
+                ))
+            }
+        };
+        let session = Arc::new(ExecSession {
+            docker: self.docker().clone(),
+            exec_id,
+            container,
+            user: placement.user.clone(),
+            pid,
+            writer: Mutex::new(Some(writer)),
+            hung_up: AtomicBool::new(false),
+            hangups: self.hangups.clone(),
+        });
+        let output = Box::new(ExecOutput {
+            session: session.clone(),
+            reader,
+            early_output,
+            failed: None,
+            exit_event: Some(exit_event),
+        });
+        Ok(Spawned {
+            tty: session,
+            output,
+        })
     }
 
     /// Explains a shell that ended before it started, with the exec's exit code.
@@ -167,41 +216,11 @@ impl Backend for DockerBackend {
     }
 
     async fn spawn(&self, placement: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
-        let exec_id = self.create_exec(placement, size).await?;
-        let container = placement.container_id.clone().unwrap_or_default();
-        let exit_event = self.pool.exec_exit(&exec_id, &container);
-        let (mut reader, writer) = self.endpoint.start_exec(&exec_id).await?;
-        let started = tokio::time::timeout(START_TIMEOUT, read_pid_mark(&mut reader)).await;
-        let (pid, early_output) = match started {
-            Ok(Ok(started)) => started,
-            Ok(Err(e)) => return Err(self.start_failed(&exec_id, e).await),
-            Err(_) => {
-                return Err(TtyError::Unavailable(
-                    "the container did not start the shell in time".into(),
-                ))
-            }
-        };
-        let session = Arc::new(ExecSession {
-            docker: self.docker().clone(),
-            exec_id,
-            container,
-            user: placement.user.clone(),
-            pid,
-            writer: Mutex::new(Some(writer)),
-            hung_up: AtomicBool::new(false),
-            hangups: self.hangups.clone(),
-        });
-        let output = Box::new(ExecOutput {
-            session: session.clone(),
-            reader,
-            early_output,
-            failed: None,
-            exit_event: Some(exit_event),
-        });
-        Ok(Spawned {
-            tty: session,
-            output,
-        })
+        let name = placement.container.as_deref().ok_or(TtyError::Closed)?;
+        match self.pool.config().agent_socket(name) {
+            Some(socket) => self.spawn_by_agent(placement, &socket, size).await,
+            None => self.spawn_exec(placement, size).await,
+        }
     }
 
     async fn reap(&self, placement: &Placement) -> Result<(), TtyError> {
@@ -233,6 +252,20 @@ impl Backend for DockerBackend {
             .map_err(|e| format!("container engine unreachable: {e}"))?;
         Ok(serde_json::to_value(stats).unwrap_or_default())
     }
+}
+
+/// The environment of a session: nothing of the server's, nothing from the client.
+fn session_env(p: &Placement) -> Vec<String> {
+    vec![
+        "TERM=xterm-256color".to_owned(),
+        "COLORTERM=truecolor".to_owned(),
+        "LANG=C.UTF-8".to_owned(),
+        format!("HOME={}", p.home),
+        format!("USER={}", p.user),
+        format!("LOGNAME={}", p.user),
+        "SHELL=/bin/bash".to_owned(),
+        format!("PATH={PATH}"),
+    ]
 }
 
 type BoxRead = Box<dyn AsyncRead + Send + Unpin>;

@@ -8,25 +8,24 @@
 
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use portable_pty::{native_pty_system, MasterPty, PtySize};
+use bytes::Bytes;
+use portable_pty::{native_pty_system, PtySize};
 use tokio::io::unix::AsyncFd;
 
+use super::pty::{dup_cloexec, PtyMaster};
 use super::spawn::{spawn_session_leader, Program};
 use super::{Backend, IsLive, Placement, Spawned, Tty, TtyError, TtyOutput};
 use crate::protocol::TermSize;
 
 /// How long a hung-up shell may take to exit before it is killed.
 const HANGUP_GRACE: Duration = Duration::from_secs(3);
-/// The most output relayed in one frame; bigger bursts become several frames.
-const MAX_CHUNK: usize = 64 * 1024;
 /// The environment a session may inherit from the server; everything else is cleared.
 const INHERITED_ENV: &[&str] = &["PATH", "LANG", "TZ"];
 
@@ -118,7 +117,12 @@ impl Backend for LocalBackend {
         let program = self.program()?;
         let (master, pid) = tokio::task::spawn_blocking(move || {
             let pair = native_pty_system()
-                .openpty(pty_size(size))
+                .openpty(PtySize {
+                    rows: size.rows,
+                    cols: size.cols,
+                    pixel_width: 0,
+                    pixel_height: 0,
+                })
                 .map_err(io::Error::other)?;
             let tty = pair
                 .master
@@ -127,7 +131,11 @@ impl Backend for LocalBackend {
             let pid = spawn_session_leader(&program, &c_string(tty.as_os_str().as_bytes())?)?;
             // The slave must not stay open here, or reading the master never reports the end.
             drop(pair.slave);
-            Ok::<_, io::Error>((pair.master, pid))
+            let master_fd = pair
+                .master
+                .as_raw_fd()
+                .ok_or_else(|| io::Error::other("PTY master has no fd"))?;
+            Ok::<_, io::Error>((dup_cloexec(master_fd)?, pid))
         })
         .await
         .map_err(io::Error::other)??;
@@ -136,21 +144,14 @@ impl Backend for LocalBackend {
             sessions.push((pid, start));
         }
         let process = Arc::new(ShellProcess::new(pid)?);
-        let master_fd = master
-            .as_raw_fd()
-            .ok_or_else(|| io::Error::other("PTY master has no fd"))?;
-        // SAFETY: the OwnedFd is a fresh duplicate that only this AsyncFd owns and closes.
-        let fd =
-            unsafe { AsyncFd::register(dup_nonblocking(master_fd)?) }.map_err(io::Error::from)?;
-        let fd = Arc::new(fd);
+        let master = Arc::new(PtyMaster::new(master)?);
         let tty = Arc::new(LocalTty {
-            fd: fd.clone(),
-            master: Mutex::new(Some(master)),
+            master: master.clone(),
             process: process.clone(),
             hung_up: AtomicBool::new(false),
         });
         let output = Box::new(LocalOutput {
-            fd,
+            master,
             process,
             shell_exited: false,
         });
@@ -179,43 +180,23 @@ impl Backend for LocalBackend {
     }
 }
 
-fn pty_size(size: TermSize) -> PtySize {
-    PtySize {
-        rows: size.rows,
-        cols: size.cols,
-        pixel_width: 0,
-        pixel_height: 0,
-    }
-}
-
 struct LocalTty {
-    fd: Arc<AsyncFd<OwnedFd>>,
-    /// Kept for resizing; dropped on hangup.
-    master: Mutex<Option<Box<dyn MasterPty + Send>>>,
+    master: Arc<PtyMaster>,
     process: Arc<ShellProcess>,
     hung_up: AtomicBool,
 }
 
 #[async_trait]
 impl Tty for LocalTty {
-    async fn write(&self, mut data: &[u8]) -> Result<(), TtyError> {
-        while !data.is_empty() {
-            let mut guard = self.fd.writable().await?;
-            match guard.try_io(|fd| sys_write(fd.get_ref().as_raw_fd(), data)) {
-                Ok(Ok(n)) => data = &data[n..],
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Err(TtyError::Closed),
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_would_block) => continue,
-            }
-        }
-        Ok(())
+    async fn write(&self, data: &[u8]) -> Result<(), TtyError> {
+        self.master.write_all(data).await
     }
 
     async fn resize(&self, size: TermSize) -> Result<(), TtyError> {
-        let master = self.master.lock().unwrap_or_else(|e| e.into_inner());
-        let master = master.as_ref().ok_or(TtyError::Closed)?;
-        master.resize(pty_size(size)).map_err(io::Error::other)?;
-        Ok(())
+        if self.hung_up.load(Ordering::SeqCst) {
+            return Err(TtyError::Closed);
+        }
+        Ok(self.master.set_size(size)?)
     }
 
     async fn hangup(&self) {
@@ -223,7 +204,6 @@ impl Tty for LocalTty {
             return;
         }
         signal_sessions(vec![self.process.pid], libc::SIGHUP).await;
-        self.master.lock().unwrap_or_else(|e| e.into_inner()).take();
         let process = self.process.clone();
         tokio::spawn(async move {
             if tokio::time::timeout(HANGUP_GRACE, process.wait())
@@ -239,7 +219,7 @@ impl Tty for LocalTty {
 }
 
 struct LocalOutput {
-    fd: Arc<AsyncFd<OwnedFd>>,
+    master: Arc<PtyMaster>,
     process: Arc<ShellProcess>,
     shell_exited: bool,
 }
@@ -247,118 +227,15 @@ struct LocalOutput {
 #[async_trait]
 impl TtyOutput for LocalOutput {
     async fn read(&mut self) -> Option<Bytes> {
-        loop {
-            if self.shell_exited {
-                // A background job may hold the TTY open forever: once the shell is gone, relay
-                // only what is already buffered.
-                return read_available(&self.fd).ok().flatten();
-            }
-            let readable = tokio::select! {
-                biased;
-                ready = self.fd.readable() => Some(ready),
-                _ = self.process.wait() => None,
-            };
-            let Some(ready) = readable else {
-                self.shell_exited = true;
-                continue;
-            };
-            let mut guard = ready.ok()?;
-            match guard.try_io(|fd| read_chunk(fd.get_ref().as_raw_fd())) {
-                Ok(Ok(Chunk { bytes, drained })) => {
-                    if drained {
-                        // The read already saw EAGAIN: without this the next call would make
-                        // one more, empty, read() first.
-                        guard.clear_ready();
-                    }
-                    return bytes;
-                }
-                Ok(Err(_)) => return None,
-                Err(_would_block) => continue,
-            }
-        }
+        let process = self.process.clone();
+        let exited = async move {
+            process.wait().await;
+        };
+        self.master.read(&mut self.shell_exited, exited).await
     }
 
     async fn exit_code(&mut self) -> Result<Option<i32>, TtyError> {
         Ok(self.process.wait().await)
-    }
-}
-
-/// Reads what the PTY has now; `Ok(None)` at its end, `WouldBlock` when nothing is there.
-fn read_available(fd: &AsyncFd<OwnedFd>) -> io::Result<Option<Bytes>> {
-    match read_chunk(fd.get_ref().as_raw_fd()) {
-        Ok(chunk) => Ok(chunk.bytes),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// What one `read_chunk` got: the bytes (`None` at the end of the PTY), and whether it stopped
-/// because the PTY had nothing more right now.
-struct Chunk {
-    bytes: Option<Bytes>,
-    drained: bool,
-}
-
-/// Reads up to `MAX_CHUNK` bytes, coalescing several reads (a PTY hands out at most a few KiB at a
-/// time) so that a burst of output becomes few WebSocket frames. Reads straight into the buffer
-/// that is sent on: no zero-filling, no copy. `WouldBlock` when there was nothing at all.
-fn read_chunk(fd: RawFd) -> io::Result<Chunk> {
-    let mut buf = BytesMut::with_capacity(MAX_CHUNK);
-    let mut drained = false;
-    while buf.len() < MAX_CHUNK {
-        match sys_read(fd, buf.spare_capacity_mut()) {
-            Ok(0) => break,
-            // SAFETY: read() initialised exactly n bytes of the spare capacity.
-            Ok(n) => unsafe { buf.set_len(buf.len() + n) },
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !buf.is_empty() => {
-                drained = true;
-                break;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
-            // Linux reports the end of a PTY whose every slave fd is closed as EIO.
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    let bytes = (!buf.is_empty()).then(|| buf.freeze());
-    Ok(Chunk { bytes, drained })
-}
-
-fn sys_read(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
-    // SAFETY: buf is valid for writes of buf.len() bytes; read() writes at most that many.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn sys_write(fd: RawFd, data: &[u8]) -> io::Result<usize> {
-    // SAFETY: data is valid for reads of data.len() bytes.
-    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-/// A duplicate of `fd` that is non-blocking and closed on exec.
-fn dup_nonblocking(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: plain fcntl calls on a valid fd; the new fd is owned by the OwnedFd.
-    unsafe {
-        let new = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0);
-        if new < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let owned = OwnedFd::from_raw_fd(new);
-        let flags = libc::fcntl(new, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(new, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(owned)
     }
 }
 

@@ -3,8 +3,10 @@
 //! exit code). Local PTYs and `docker exec` sessions implement the same traits, so no relay logic is
 //! written twice and the relay never learns about Docker.
 
+pub mod agent;
 pub mod docker;
 pub mod local;
+mod pty;
 mod spawn;
 
 use std::sync::Arc;

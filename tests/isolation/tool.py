@@ -59,6 +59,17 @@ def main():
             print("CONNECT:GOT:" + s.recv(200).decode())
         except OSError as e:
             print("CONNECT:ERR:" + err(e))
+    elif cmd == "agent":  # agent PATH USER HOME: ask the session agent for USER's shell
+        path, user, home = args
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            s.settimeout(4)
+            s.connect(path)
+            s.send(('{"user":"%s","home":"%s","cols":80,"rows":24,"env":[]}' % (user, home)).encode())
+            msg, fds, _, _ = socket.recv_fds(s, 4096, 4)
+            print("AGENT:GOT:%d:%s" % (len(fds), msg.decode()) if msg else "AGENT:CLOSED")
+        except OSError as e:
+            print("AGENT:ERR:" + err(e))
     elif cmd == "ptrace":  # ptrace PID: PTRACE_ATTACH
         libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
         r = libc.ptrace(16, int(args[0]), None, None)

@@ -1,0 +1,285 @@
+//! termpool's session agent: starts login shells on PTYs inside a user container and hands each
+//! PTY's master to the termpool server, which then reads and writes it directly.
+//!
+//! Why: a `docker exec` per browser tab costs the engine a runc start (tens of ms of CPU; 100 tabs
+//! opened at once took 3 s) and puts dockerd and containerd-shim between every keystroke and the
+//! shell. With the master fd in the server, the terminal is as fast as a local one, and the shell
+//! still runs in this container: its cgroup limits, namespaces, volume and hidepid /proc. Starting
+//! a shell costs a fork of this small process, which matters inside a container limited to half
+//! a core.
+//!
+//! Protocol, one SOCK_SEQPACKET connection per session, each message one JSON object:
+//!   server -> agent  {"user", "home", "cols", "rows", "env"}     start the login shell
+//!   agent -> server  {"pid": n} with the PTY master (SCM_RIGHTS), or {"error": "..."}
+//!   agent -> server  {"exit": code}                              the shell ended (null: unknown)
+//!   server -> agent  {"hangup": true}, or the connection closes    end the session
+//! Ending a session sends SIGHUP and SIGCONT to every process of the shell's session, and SIGKILL
+//! to the shell 3 s later if it is still there; jobs started with nohup or in their own session
+//! (tmux) live on, as after closing a real terminal.
+//!
+//! Who may connect: only the server. The socket lives in a directory the server owns (mode 0700,
+//! bind-mounted from the host) and is chowned to the server's uid with mode 0600; on top of that
+//! every connection is checked with SO_PEERCRED: the peer's uid must be the server's, and its pid
+//! must be 0, i.e. the peer is outside this container's PID namespace. Users of this container can
+//! reach neither the socket nor this process (hidepid).
+//!
+//! Runs as root with the container's capabilities (CHOWN, DAC_OVERRIDE, FOWNER, SETUID, SETGID),
+//! single-threaded. Accounts are read from this container's /etc/passwd; root and system accounts
+//! (uid below TERMPOOL_UID_MIN) are refused whatever the request says.
+
+mod accounts;
+mod hangup;
+mod shell;
+mod sys;
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+
+use accounts::Account;
+use hangup::Hangups;
+
+const MAX_MESSAGE: usize = 64 * 1024;
+/// The largest terminal a request may ask for (the server caps sizes well below).
+const MAX_SIZE: u16 = 1000;
+
+/// One connection from the server, and the shell started for it (once it is).
+struct Session {
+    conn: OwnedFd,
+    shell: Option<(libc::pid_t, Account)>,
+}
+
+struct Agent {
+    listener: OwnedFd,
+    signals: OwnedFd,
+    peer_uid: u32,
+    uid_min: u32,
+    sessions: HashMap<RawFd, Session>,
+    /// Shells whose connection is open: that connection.
+    shells: HashMap<libc::pid_t, RawFd>,
+    hangups: Hangups,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log(&format!("cannot run: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> std::io::Result<()> {
+    let socket = env_or("TERMPOOL_AGENT_SOCKET", "/run/termpool/agent.sock");
+    let peer_uid: u32 = env_or("TERMPOOL_AGENT_PEER_UID", "0").parse().unwrap_or(0);
+    let uid_min: u32 = env_or("TERMPOOL_UID_MIN", "1000").parse().unwrap_or(1000);
+    let listener = sys::listen_seqpacket(&socket, peer_uid)?;
+    // The shells inherit no supplementary group of root's, and create private files by default.
+    sys::check(unsafe { libc::setgroups(0, std::ptr::null()) })?;
+    unsafe { libc::umask(0o077) };
+    let signals = sys::signalfd(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT])?;
+    log(&format!("listening on {socket}"));
+    let mut agent = Agent {
+        listener,
+        signals,
+        peer_uid,
+        uid_min: uid_min.max(1000),
+        sessions: HashMap::new(),
+        shells: HashMap::new(),
+        hangups: Hangups::default(),
+    };
+    agent.serve()
+}
+
+impl Agent {
+    fn serve(&mut self) -> std::io::Result<()> {
+        loop {
+            let mut fds = vec![self.listener.as_raw_fd(), self.signals.as_raw_fd()];
+            fds.extend(self.sessions.keys().copied());
+            let ready = sys::poll_readable(&fds, self.hangups.next_timeout())?;
+            for fd in ready {
+                if fd == self.listener.as_raw_fd() {
+                    self.accept();
+                } else if fd == self.signals.as_raw_fd() {
+                    if sys::read_signals(&self.signals)
+                        .iter()
+                        .any(|&s| s == libc::SIGTERM || s == libc::SIGINT)
+                    {
+                        return Ok(());
+                    }
+                    self.reap();
+                } else {
+                    self.on_message(fd);
+                }
+            }
+            self.hangups.run();
+        }
+    }
+
+    fn accept(&mut self) {
+        let Some(conn) = sys::accept(&self.listener) else {
+            return;
+        };
+        // A process of this container has a pid here; the server, outside our PID namespace, 0.
+        match sys::peer_credentials(&conn) {
+            Some((0, uid)) if uid == self.peer_uid => {
+                let session = Session { conn, shell: None };
+                self.sessions.insert(session.conn.as_raw_fd(), session);
+            }
+            other => log(&format!("refused a connection from (pid, uid) {other:?}")),
+        }
+    }
+
+    fn on_message(&mut self, fd: RawFd) {
+        let Some(session) = self.sessions.get_mut(&fd) else {
+            return;
+        };
+        let message = match sys::recv(&session.conn, MAX_MESSAGE) {
+            Ok(Some(message)) => message,
+            Ok(None) => return, // nothing after all
+            Err(_) => Vec::new(),
+        };
+        if !message.is_empty() {
+            if session.shell.is_none() {
+                let started = start(session, &message, self.uid_min);
+                if let Some(pid) = started {
+                    self.shells.insert(pid, fd);
+                    return;
+                }
+            } else if !is_hangup(&message) {
+                return;
+            }
+        }
+        // A hang-up, the server gone, or a failed start.
+        if let Some(session) = self.sessions.remove(&fd) {
+            if let Some((pid, account)) = session.shell {
+                // The fd number goes to the next connection: its exit must not be sent there.
+                self.shells.remove(&pid);
+                self.hangups.add(pid, account.uid);
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        while let Some((pid, code)) = sys::reap_one() {
+            let Some(fd) = self.shells.remove(&pid) else {
+                continue;
+            };
+            if let Some(session) = self.sessions.get(&fd) {
+                reply(&session.conn, &json!({ "exit": code }), None);
+            }
+        }
+    }
+}
+
+/// Starts the shell a request asks for; its pid, or `None` after answering with an error.
+fn start(session: &mut Session, message: &[u8], uid_min: u32) -> Option<libc::pid_t> {
+    let request = match parse_request(message, uid_min) {
+        Ok(request) => request,
+        Err(e) => {
+            reply(
+                &session.conn,
+                &json!({ "error": format!("bad request: {e}") }),
+                None,
+            );
+            return None;
+        }
+    };
+    match shell::spawn(&request) {
+        Ok((master, pid)) => {
+            reply(&session.conn, &json!({ "pid": pid }), Some(&master));
+            session.shell = Some((pid, request.account));
+            Some(pid)
+        }
+        Err(e) => {
+            let error = format!("could not start a shell: {e}");
+            reply(&session.conn, &json!({ "error": error }), None);
+            None
+        }
+    }
+}
+
+fn parse_request(message: &[u8], uid_min: u32) -> Result<shell::Request, String> {
+    let v: Value = serde_json::from_slice(message).map_err(|e| e.to_string())?;
+    let user = v["user"].as_str().ok_or("no user")?;
+    let account = accounts::lookup(user).ok_or_else(|| format!("no account {user}"))?;
+    if account.uid < uid_min || account.gid < uid_min {
+        return Err(format!("account {user} is not a termpool user"));
+    }
+    if v["home"].as_str() != Some(account.home.as_str()) {
+        return Err(format!("account {user} has another home"));
+    }
+    let size = |k: &str| {
+        v[k].as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| (1..=MAX_SIZE).contains(n))
+            .ok_or_else(|| format!("bad {k}"))
+    };
+    let (cols, rows) = (size("cols")?, size("rows")?);
+    let env = v["env"]
+        .as_array()
+        .ok_or("no env")?
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|e| e.contains('='))
+        .map(str::to_owned)
+        .collect();
+    Ok(shell::Request {
+        account,
+        cols,
+        rows,
+        env,
+    })
+}
+
+fn is_hangup(message: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(message).is_ok_and(|v| v["hangup"] == json!(true))
+}
+
+fn reply(conn: &OwnedFd, message: &Value, fd: Option<&OwnedFd>) {
+    if let Err(e) = sys::send(conn, message.to_string().as_bytes(), fd) {
+        log(&format!("could not answer the server: {e}"));
+    }
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn log(message: &str) {
+    eprintln!("termpool-agent: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_for_root_or_system_accounts_are_refused() {
+        // root exists in every /etc/passwd.
+        let e = parse_request(
+            br#"{"user":"root","home":"/root","cols":80,"rows":24,"env":[]}"#,
+            1000,
+        )
+        .unwrap_err();
+        assert!(e.contains("not a termpool user"), "{e}");
+        let e = parse_request(
+            br#"{"user":"nobody-such","home":"/","cols":80,"rows":24,"env":[]}"#,
+            1000,
+        )
+        .unwrap_err();
+        assert!(e.contains("no account"), "{e}");
+        assert!(parse_request(b"not json", 1000).is_err());
+    }
+
+    #[test]
+    fn hangup_messages_are_recognised() {
+        assert!(is_hangup(br#"{"hangup":true}"#));
+        assert!(!is_hangup(br#"{"hangup":false}"#));
+        assert!(!is_hangup(b"{}"));
+        assert!(!is_hangup(b"garbage"));
+    }
+}

@@ -1,0 +1,381 @@
+//! Sessions started by the agent inside a user container (`docker/user/termpool-agent`), which
+//! hands the PTY master to the server over a unix socket: keystrokes and output then go straight
+//! between the server and the kernel's PTY, with no `docker exec`, dockerd or containerd-shim in
+//! between, and opening a session costs a fork in the container instead of a runc start.
+//!
+//! Each session is one SOCK_SEQPACKET connection to the agent of its container (the protocol is in
+//! the agent's doc string). The connection lives as long as the session: the agent reports the
+//! shell's exit code on it, and a hang-up request, or the connection closing, ends the session.
+//! The socket is in a per-container directory of the host (`AGENT_DIR/<container>`), bind-mounted
+//! into that container only.
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::OnceCell;
+
+use super::pty::PtyMaster;
+use super::{Spawned, Tty, TtyError, TtyOutput};
+use crate::protocol::TermSize;
+
+/// The largest message the agent sends (its answers are a few dozen bytes).
+const MAX_MESSAGE: usize = 4096;
+/// How often a connection to an agent that is not listening yet (a container just started) is
+/// tried again.
+const CONNECT_RETRY: Duration = Duration::from_millis(20);
+
+/// What the agent is asked to start.
+#[derive(Serialize)]
+pub struct ShellRequest<'a> {
+    pub user: &'a str,
+    pub home: &'a str,
+    pub cols: u16,
+    pub rows: u16,
+    pub env: &'a [String],
+}
+
+#[derive(Deserialize)]
+struct Reply {
+    #[serde(default)]
+    pid: Option<u32>,
+    #[serde(default)]
+    error: Option<String>,
+    /// Present (maybe null) once the shell has exited.
+    #[serde(default, deserialize_with = "present")]
+    exit: Option<Option<i32>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i32>>, D::Error> {
+    Option::<i32>::deserialize(d).map(Some)
+}
+
+/// Starts a login shell through the agent listening at `socket`, waiting up to `timeout` for it
+/// (the container may have just started).
+pub async fn spawn(
+    socket: &Path,
+    request: &ShellRequest<'_>,
+    timeout: Duration,
+) -> Result<Spawned, TtyError> {
+    let started = tokio::time::timeout(timeout, start(socket, request)).await;
+    let (conn, master) = started.map_err(|_| {
+        TtyError::Unavailable("the container's session agent did not answer in time".into())
+    })??;
+    let conn = Arc::new(conn);
+    let master = Arc::new(master);
+    let tty = Arc::new(AgentTty {
+        master: master.clone(),
+        conn: conn.clone(),
+        hung_up: AtomicBool::new(false),
+    });
+    let output = Box::new(AgentOutput {
+        master,
+        conn,
+        shell_exited: false,
+    });
+    Ok(Spawned { tty, output })
+}
+
+async fn start(socket: &Path, request: &ShellRequest<'_>) -> Result<(Conn, PtyMaster), TtyError> {
+    let conn = Conn::connect(socket).await?;
+    let body = serde_json::to_vec(request).map_err(io::Error::other)?;
+    conn.send(&body).await?;
+    let (reply, fd) = conn.recv().await?;
+    match (reply, fd) {
+        (Some(Reply { pid: Some(_), .. }), Some(fd)) if is_pty_master(&fd) => {
+            Ok((conn, PtyMaster::new(fd)?))
+        }
+        (
+            Some(Reply {
+                error: Some(error), ..
+            }),
+            _,
+        ) => Err(TtyError::Unavailable(format!(
+            "the container refused the session: {error}"
+        ))),
+        _ => Err(TtyError::Unavailable(
+            "the container's session agent answered nonsense".into(),
+        )),
+    }
+}
+
+/// Whether `fd` is the master side of a PTY (only a master answers TIOCGPTN).
+fn is_pty_master(fd: &OwnedFd) -> bool {
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int to a valid pointer.
+    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGPTN, &mut n) == 0 }
+}
+
+struct AgentTty {
+    master: Arc<PtyMaster>,
+    conn: Arc<Conn>,
+    hung_up: AtomicBool,
+}
+
+#[async_trait]
+impl Tty for AgentTty {
+    async fn write(&self, data: &[u8]) -> Result<(), TtyError> {
+        self.master.write_all(data).await
+    }
+
+    async fn resize(&self, size: TermSize) -> Result<(), TtyError> {
+        if self.hung_up.load(Ordering::SeqCst) {
+            return Err(TtyError::Closed);
+        }
+        Ok(self.master.set_size(size)?)
+    }
+
+    async fn hangup(&self) {
+        if self.hung_up.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // The agent signals the session and closes the connection. When it cannot be told (the
+        // container is gone), there is nothing left to hang up.
+        let _ = self.conn.send(br#"{"hangup":true}"#).await;
+    }
+}
+
+struct AgentOutput {
+    master: Arc<PtyMaster>,
+    conn: Arc<Conn>,
+    shell_exited: bool,
+}
+
+#[async_trait]
+impl TtyOutput for AgentOutput {
+    async fn read(&mut self) -> Option<Bytes> {
+        let conn = self.conn.clone();
+        let exited = async move {
+            let _ = conn.exit().await;
+        };
+        self.master.read(&mut self.shell_exited, exited).await
+    }
+
+    async fn exit_code(&mut self) -> Result<Option<i32>, TtyError> {
+        self.conn
+            .exit()
+            .await
+            .clone()
+            .map_err(TtyError::Unavailable)
+    }
+}
+
+/// A connection to an agent.
+struct Conn {
+    fd: AsyncFd<OwnedFd>,
+    /// The shell's exit code, or why the agent went away without telling it.
+    exit: OnceCell<Result<Option<i32>, String>>,
+}
+
+impl Conn {
+    async fn connect(path: &Path) -> Result<Conn, TtyError> {
+        loop {
+            match connect_seqpacket(path) {
+                Ok(fd) => {
+                    // SAFETY: the fd is owned by this AsyncFd alone and closed only with it.
+                    let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
+                    return Ok(Conn {
+                        fd,
+                        exit: OnceCell::new(),
+                    });
+                }
+                // Not there yet, or not listening yet (a container that has just started).
+                Err(e) if is_not_listening(&e) => tokio::time::sleep(CONNECT_RETRY).await,
+                Err(e) => {
+                    return Err(TtyError::Unavailable(format!(
+                        "cannot reach the container's session agent: {e}"
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn send(&self, message: &[u8]) -> io::Result<()> {
+        self.fd
+            .async_io(Interest::WRITABLE, |fd| sys_send(fd.as_raw_fd(), message))
+            .await
+            .map(drop)
+    }
+
+    /// The next message and the fd that came with it; `None` when the agent closed.
+    async fn recv(&self) -> io::Result<(Option<Reply>, Option<OwnedFd>)> {
+        // The buffer exists only while a message is read: a session waits on this for its whole
+        // life, and a buffer held across the wait would cost every idle session its size.
+        let (message, fd) = self
+            .fd
+            .async_io(Interest::READABLE, |fd| {
+                let mut buf = [0u8; MAX_MESSAGE];
+                let (n, passed) = recv_with_fd(fd.as_raw_fd(), &mut buf)?;
+                Ok((buf[..n].to_vec(), passed))
+            })
+            .await?;
+        if message.is_empty() {
+            return Ok((None, fd));
+        }
+        let reply = serde_json::from_slice(&message)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok((Some(reply), fd))
+    }
+
+    /// Waits for the agent's report of the shell's exit.
+    async fn exit(&self) -> &Result<Option<i32>, String> {
+        self.exit
+            .get_or_init(|| async {
+                loop {
+                    match self.recv().await {
+                        Ok((
+                            Some(Reply {
+                                exit: Some(code), ..
+                            }),
+                            _,
+                        )) => return Ok(code),
+                        Ok((Some(_), _)) => continue,
+                        Ok((None, _)) | Err(_) => {
+                            return Err("the container of this session stopped; reconnect to \
+                                        continue on a fresh one (your files are kept)"
+                                .into())
+                        }
+                    }
+                }
+            })
+            .await
+    }
+}
+
+fn is_not_listening(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ECONNREFUSED | libc::EAGAIN)
+    )
+}
+
+/// A non-blocking SOCK_SEQPACKET connection to the unix socket at `path`.
+fn connect_seqpacket(path: &Path) -> io::Result<OwnedFd> {
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("socket path too long: {}", path.display()),
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: socket() returns a new fd or -1.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: raw is a fresh fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let len = (size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    // SAFETY: addr is a valid sockaddr_un of at least `len` bytes.
+    let r = unsafe { libc::connect(raw, std::ptr::addr_of!(addr).cast(), len) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+fn sys_send(fd: RawFd, message: &[u8]) -> io::Result<usize> {
+    // SAFETY: message is valid for reads of its length.
+    let n = unsafe {
+        libc::send(
+            fd,
+            message.as_ptr().cast(),
+            message.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// One message into `buf`, and the first fd passed with it (any others are closed).
+fn recv_with_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for a few fds; u64 for the alignment cmsghdr needs.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: msg points at valid buffers of the given sizes.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fds = received_fds(&msg);
+    if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "oversized message from the agent",
+        ));
+    }
+    Ok((n as usize, fds.into_iter().next()))
+}
+
+/// The fds of the SCM_RIGHTS messages in `msg`, owned from here on.
+fn received_fds(msg: &libc::msghdr) -> Vec<OwnedFd> {
+    let mut fds = Vec::new();
+    // SAFETY: walking the control buffer recvmsg filled, with the kernel's own macros; each fd
+    // in SCM_RIGHTS data is a new descriptor of this process that nothing else owns.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..len / size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    fds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_null_is_told_from_no_exit() {
+        let r: Reply = serde_json::from_str(r#"{"exit":null}"#).unwrap();
+        assert_eq!(r.exit, Some(None));
+        let r: Reply = serde_json::from_str(r#"{"exit":3}"#).unwrap();
+        assert_eq!(r.exit, Some(Some(3)));
+        let r: Reply = serde_json::from_str(r#"{"pid":12}"#).unwrap();
+        assert_eq!(r.exit, None);
+        assert_eq!(r.pid, Some(12));
+    }
+}

@@ -1,0 +1,181 @@
+//! The server's side of a PTY master, shared by every backend that hands the server a master fd:
+//! the local backend opens one itself, the container agent passes one over a unix socket.
+//!
+//! The fd is non-blocking and registered with tokio, so a session costs no threads and a
+//! keystroke crosses no thread boundary.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::unix::AsyncFd;
+
+use super::TtyError;
+use crate::protocol::TermSize;
+
+/// The most output relayed in one frame; bigger bursts become several frames.
+const MAX_CHUNK: usize = 64 * 1024;
+
+/// A PTY master, non-blocking, registered with tokio.
+pub(super) struct PtyMaster(AsyncFd<OwnedFd>);
+
+impl PtyMaster {
+    /// Takes over `fd`, a PTY master (it is made non-blocking here).
+    pub fn new(fd: OwnedFd) -> io::Result<Self> {
+        set_nonblocking(fd.as_raw_fd())?;
+        // SAFETY: the fd is owned by this AsyncFd alone and closed only with it.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
+        Ok(PtyMaster(fd))
+    }
+
+    fn raw(&self) -> RawFd {
+        self.0.get_ref().as_raw_fd()
+    }
+
+    /// Writes all of `data`; waits while the terminal's input queue is full.
+    pub async fn write_all(&self, mut data: &[u8]) -> Result<(), TtyError> {
+        while !data.is_empty() {
+            let mut guard = self.0.writable().await?;
+            match guard.try_io(|fd| sys_write(fd.get_ref().as_raw_fd(), data)) {
+                Ok(Ok(n)) => data = &data[n..],
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Err(TtyError::Closed),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_would_block) => continue,
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the window size; the kernel sends SIGWINCH to the foreground process group.
+    pub fn set_size(&self, size: TermSize) -> io::Result<()> {
+        let winsize = libc::winsize {
+            ws_row: size.rows,
+            ws_col: size.cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
+        if unsafe { libc::ioctl(self.raw(), libc::TIOCSWINSZ, &winsize) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The next output. `shell_exited` completes once the shell has exited; `*exited` remembers
+    /// that it has. From then on only what is already buffered is relayed: a background job may
+    /// hold the TTY open forever. `None` at the end.
+    pub async fn read(
+        &self,
+        exited: &mut bool,
+        shell_exited: impl Future<Output = ()>,
+    ) -> Option<Bytes> {
+        tokio::pin!(shell_exited);
+        loop {
+            if *exited {
+                return match read_chunk(self.raw()) {
+                    Ok(chunk) => chunk.bytes,
+                    Err(_) => None,
+                };
+            }
+            let readable = tokio::select! {
+                biased;
+                ready = self.0.readable() => Some(ready),
+                _ = &mut shell_exited => None,
+            };
+            let Some(ready) = readable else {
+                *exited = true;
+                continue;
+            };
+            let mut guard = ready.ok()?;
+            match guard.try_io(|fd| read_chunk(fd.get_ref().as_raw_fd())) {
+                Ok(Ok(Chunk { bytes, drained })) => {
+                    if drained {
+                        // The read already saw EAGAIN: without this the next call would make
+                        // one more, empty, read() first.
+                        guard.clear_ready();
+                    }
+                    return bytes;
+                }
+                Ok(Err(_)) => return None,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// What one `read_chunk` got: the bytes (`None` at the end of the PTY), and whether it stopped
+/// because the PTY had nothing more right now.
+struct Chunk {
+    bytes: Option<Bytes>,
+    drained: bool,
+}
+
+/// Reads up to `MAX_CHUNK` bytes, coalescing several reads (a PTY hands out at most a few KiB at a
+/// time) so that a burst of output becomes few WebSocket frames. Reads straight into the buffer
+/// that is sent on: no zero-filling, no copy. `WouldBlock` when there was nothing at all.
+fn read_chunk(fd: RawFd) -> io::Result<Chunk> {
+    let mut buf = BytesMut::with_capacity(MAX_CHUNK);
+    let mut drained = false;
+    while buf.len() < MAX_CHUNK {
+        match sys_read(fd, buf.spare_capacity_mut()) {
+            Ok(0) => break,
+            // SAFETY: read() initialised exactly n bytes of the spare capacity.
+            Ok(n) => unsafe { buf.set_len(buf.len() + n) },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !buf.is_empty() => {
+                drained = true;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+            // Linux reports the end of a PTY whose every slave fd is closed as EIO.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let bytes = (!buf.is_empty()).then(|| buf.freeze());
+    Ok(Chunk { bytes, drained })
+}
+
+fn sys_read(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+    // SAFETY: buf is valid for writes of buf.len() bytes; read() writes at most that many.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn sys_write(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: data is valid for reads of data.len() bytes.
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain fcntl calls on a valid fd.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A duplicate of `fd`, closed on exec.
+pub(super) fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl on a valid fd; the new fd is owned by the OwnedFd alone.
+    unsafe {
+        let new = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0);
+        if new < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(new))
+    }
+}

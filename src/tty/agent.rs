@@ -181,7 +181,7 @@ struct Conn {
 impl Conn {
     async fn connect(path: &Path) -> Result<Conn, TtyError> {
         loop {
-            match connect_seqpacket(path) {
+            match check_is_socket(path).and_then(|()| connect_seqpacket(path)) {
                 Ok(fd) => {
                     // SAFETY: the fd is owned by this AsyncFd alone and closed only with it.
                     let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
@@ -250,6 +250,21 @@ impl Conn {
                 }
             })
             .await
+    }
+}
+
+/// The socket's directory is shared with the container, whose root could put a symbolic link in
+/// the socket's place, pointing at a socket of the host: connect() would follow it.
+fn check_is_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::symlink_metadata(path)?.file_type();
+    if kind.is_socket() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a socket", path.display()),
+        ))
     }
 }
 
@@ -367,6 +382,24 @@ fn received_fds(msg: &libc::msghdr) -> Vec<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_socket_itself_is_connected_to_never_a_link() {
+        let dir = std::env::temp_dir().join(format!("termpool-agent-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let real = dir.join("real.sock");
+        let _ = std::fs::remove_file(&real);
+        let _listener = std::os::unix::net::UnixListener::bind(&real).unwrap();
+        let link = dir.join("agent.sock");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(check_is_socket(&real).is_ok());
+        let e = check_is_socket(&link).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(!is_not_listening(&e), "a link is an error, not a wait");
+        assert!(is_not_listening(&check_is_socket(&dir.join("none")).unwrap_err()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn exit_null_is_told_from_no_exit() {

@@ -52,6 +52,7 @@ impl Hangups {
                 pending.iter().filter(|p| p.1 == uid).map(|p| p.0).collect();
             as_user(uid, || {
                 for member in session_members(&leaders) {
+                    // SAFETY: kill has no memory effects.
                     unsafe {
                         libc::kill(member, libc::SIGHUP);
                         libc::kill(member, libc::SIGCONT);
@@ -76,6 +77,7 @@ impl Hangups {
 
 /// Runs `f` with `uid` as the effective uid.
 fn as_user(uid: u32, f: impl FnOnce()) {
+    // SAFETY (both calls): setresuid has no memory effects; u32::MAX is -1, "leave unchanged".
     if unsafe { libc::setresuid(u32::MAX, uid, u32::MAX) } != 0 {
         crate::log(&format!(
             "cannot act as uid {uid}: {}",

@@ -78,6 +78,7 @@ fn run() -> std::io::Result<()> {
     let uid_min: u32 = env_or("TERMPOOL_UID_MIN", "1000").parse().unwrap_or(1000);
     let listener = sys::listen_seqpacket(&socket, peer_uid)?;
     // The shells inherit no supplementary group of root's, and create private files by default.
+    // SAFETY: setgroups with an empty list reads nothing; umask has no memory effects.
     sys::check(unsafe { libc::setgroups(0, std::ptr::null()) })?;
     unsafe { libc::umask(0o077) };
     let signals = sys::signalfd(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT])?;

@@ -25,6 +25,7 @@ pub fn spawn(request: &Request) -> io::Result<(OwnedFd, libc::pid_t)> {
     let (master, slave) = open_pty(request.cols, request.rows)?;
     let account = &request.account;
     // As a login would: the user owns their terminal, group tty may write to it (write(1)).
+    // SAFETY: plain calls on the fd owned here.
     check(unsafe { libc::fchown(slave.as_raw_fd(), account.uid, accounts::tty_gid()) })?;
     check(unsafe { libc::fchmod(slave.as_raw_fd(), 0o620) })?;
     let program = Program::new(request)?;
@@ -58,6 +59,7 @@ fn open_pty(cols: u16, rows: u16) -> io::Result<(OwnedFd, OwnedFd)> {
     // SAFETY: both fds are fresh and owned here alone.
     let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
     for fd in [&master, &slave] {
+        // SAFETY: fcntl on an fd owned here.
         check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) })?;
     }
     Ok((master, slave))

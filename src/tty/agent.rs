@@ -397,7 +397,9 @@ mod tests {
         let e = check_is_socket(&link).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(!is_not_listening(&e), "a link is an error, not a wait");
-        assert!(is_not_listening(&check_is_socket(&dir.join("none")).unwrap_err()));
+        assert!(is_not_listening(
+            &check_is_socket(&dir.join("none")).unwrap_err()
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -686,6 +686,51 @@ async fn docker_outage_gives_errors_then_recovers() {
 }
 
 #[tokio::test]
+async fn an_image_without_a_working_agent_is_a_clear_error() {
+    let fx = Fixture::new("noagent");
+    // The user image with an "agent" that never listens: the container runs, but no session
+    // could ever start in it.
+    let image = "termpool-test-mute-agent:latest";
+    let built = Command::new("docker")
+        .args(["build", "-q", "-t", image, "-"])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            let dockerfile = format!(
+                "FROM {IMAGE}\nRUN printf '#!/bin/sh\\nexec sleep infinity\\n' > /usr/local/sbin/termpool-agent\n"
+            );
+            child.stdin.take().unwrap().write_all(dockerfile.as_bytes())?;
+            child.wait()
+        })
+        .expect("run docker build");
+    assert!(built.success(), "building {image} failed");
+    let agents = std::env::temp_dir().join(format!("{}-agents", fx.prefix));
+    let store = SqliteStore::open(&fx.db).expect("store");
+    let cfg = PoolConfig {
+        image: image.into(),
+        agent_dir: Some(agents.clone()),
+        agent_start_timeout: Duration::from_secs(3),
+        ..fx.config(1, 1)
+    };
+    let started = Pool::start(cfg, Box::new(store)).await;
+    let _ = std::fs::remove_dir_all(&agents);
+    drop(fx); // removes the pool's containers, so that the image can go
+    docker_cli(&["rmi", "-f", image]);
+    match started {
+        Err(PoolError::Provision(msg)) => {
+            assert!(msg.contains("no session agent"), "{msg}");
+            assert!(msg.contains("build-user-image.sh"), "{msg}");
+            assert!(msg.contains("SESSION_AGENT=false"), "{msg}");
+        }
+        Err(other) => panic!("expected a provisioning error, got {other}"),
+        Ok(_) => panic!("a pool started whose agents never listen"),
+    }
+}
+
+#[tokio::test]
 async fn missing_image_is_a_clear_error() {
     let fx = Fixture::new("noimage");
     let store = SqliteStore::open(&fx.db).expect("store");

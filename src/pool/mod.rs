@@ -86,6 +86,8 @@ pub struct PoolConfig {
     pub agent_peer_uid: u32,
     /// Agents refuse to start shells for accounts below this UID.
     pub uid_min: u32,
+    /// How long a new container's agent may take to listen before the container is given up.
+    pub agent_start_timeout: Duration,
     /// How often the background task checks that every container still runs.
     pub health_interval: Duration,
     /// How often the last-seen times of returning users are written to the store.
@@ -110,6 +112,7 @@ impl Default for PoolConfig {
             agent_dir: None,
             agent_peer_uid: 0,
             uid_min: 200_000,
+            agent_start_timeout: Duration::from_secs(15),
             health_interval: Duration::from_secs(10),
             flush_interval: Duration::from_secs(5),
         }

@@ -55,8 +55,6 @@ const HIDEPID_CMD: [&str; 8] = [
     "remount,hidepid=invisible",
     "/proc",
 ];
-/// How long a new container's session agent may take to listen.
-const AGENT_START_TIMEOUT: Duration = Duration::from_secs(15);
 /// Upper bound on one root exec or one helper run.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Upper bound on version negotiation at connect time.
@@ -331,8 +329,12 @@ pub async fn remove(docker: &Docker, name: &str) -> Result<(), PoolError> {
 
 /// Waits for a new container's session agent to listen: an image without the agent is named
 /// here, once, rather than as every session of the container timing out.
-async fn wait_for_agent(socket: &std::path::Path, name: &str) -> Result<(), PoolError> {
-    let deadline = tokio::time::Instant::now() + AGENT_START_TIMEOUT;
+async fn wait_for_agent(
+    socket: &std::path::Path,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), PoolError> {
+    let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
         if socket.exists() {
             return Ok(());
@@ -343,7 +345,7 @@ async fn wait_for_agent(socket: &std::path::Path, name: &str) -> Result<(), Pool
         "container {name}: no session agent at {} after {}s: the image lacks termpool-agent \
          (rebuild it with scripts/build-user-image.sh), or set SESSION_AGENT=false",
         socket.display(),
-        AGENT_START_TIMEOUT.as_secs()
+        timeout.as_secs()
     )))
 }
 
@@ -372,7 +374,7 @@ async fn create_fresh(
         .map_err(docker_err(format!("starting container {name}")))?;
     ensure_hidepid(docker, cfg, &created.id, true).await?;
     if let Some(socket) = cfg.agent_socket(&name) {
-        wait_for_agent(&socket, &name).await?;
+        wait_for_agent(&socket, &name, cfg.agent_start_timeout).await?;
     }
     log::info!("pool: container {name} ready ({})", short(&created.id));
     Ok(created.id)

@@ -1,4 +1,4 @@
-//! Sessions started by the agent inside a user container (`docker/user/termpool-agent`), which
+//! Sessions started by the session agent inside a user container (`agent/`), which
 //! hands the PTY master to the server over a unix socket: keystrokes and output then go straight
 //! between the server and the kernel's PTY, with no `docker exec`, dockerd or containerd-shim in
 //! between, and opening a session costs a fork in the container instead of a runc start.
@@ -90,8 +90,9 @@ pub async fn spawn(
 async fn start(socket: &Path, request: &ShellRequest<'_>) -> Result<(Conn, PtyMaster), TtyError> {
     let conn = Conn::connect(socket).await?;
     let body = serde_json::to_vec(request).map_err(io::Error::other)?;
-    conn.send(&body).await?;
-    let (reply, fd) = conn.recv().await?;
+    let lost = |e: io::Error| TtyError::Unavailable(format!("the container's session agent: {e}"));
+    conn.send(&body).await.map_err(lost)?;
+    let (reply, fd) = conn.recv().await.map_err(lost)?;
     match (reply, fd) {
         (Some(Reply { pid: Some(_), .. }), Some(fd)) if is_pty_master(&fd) => {
             Ok((conn, PtyMaster::new(fd)?))

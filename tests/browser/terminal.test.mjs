@@ -50,7 +50,14 @@ const nextId = () => `${uniq}-${++counter}`;
 function startServer() {
   const bin = process.env.TERMPOOL_BIN || path.join(repoRoot, 'target', 'debug', 'termpool');
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, ['--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+    // The shell of the Rust tests (tests/common): the dotfiles of whoever runs the tests are not
+    // under test, and a login shell reading them can stall (a stale pyenv rehash lock in root's
+    // .bashrc made every prompt wait 60 s on this project's machines).
+    const shell = '/bin/bash --noprofile --norc';
+    const child = spawn(bin, ['--port', '0', '--shell', shell], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env },
+    });
     let out = '';
     let errText = '';
     const timer = setTimeout(() => reject(new Error(`server did not say "listening on" in 30 s; stderr:\n${errText}`)), 30_000);

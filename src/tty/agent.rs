@@ -14,20 +14,17 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::OnceCell;
 
-use super::pty::PtyMaster;
-use super::{Spawned, Tty, TtyError, TtyOutput};
-use crate::protocol::TermSize;
+use super::pty::{self, PtyMaster, Shell};
+use super::{Spawned, TtyError};
 
 /// The largest message the agent sends (its answers are a few dozen bytes).
 const MAX_MESSAGE: usize = 4096;
@@ -72,19 +69,7 @@ pub async fn spawn(
     let (conn, master) = started.map_err(|_| {
         TtyError::Unavailable("the container's session agent did not answer in time".into())
     })??;
-    let conn = Arc::new(conn);
-    let master = Arc::new(master);
-    let tty = Arc::new(AgentTty {
-        master: master.clone(),
-        conn: conn.clone(),
-        hung_up: AtomicBool::new(false),
-    });
-    let output = Box::new(AgentOutput {
-        master,
-        conn,
-        shell_exited: false,
-    });
-    Ok(Spawned { tty, output })
+    Ok(pty::session(master, conn))
 }
 
 async fn start(socket: &Path, request: &ShellRequest<'_>) -> Result<(Conn, PtyMaster), TtyError> {
@@ -118,57 +103,20 @@ fn is_pty_master(fd: &OwnedFd) -> bool {
     unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGPTN, &mut n) == 0 }
 }
 
-struct AgentTty {
-    master: Arc<PtyMaster>,
-    conn: Arc<Conn>,
-    hung_up: AtomicBool,
-}
-
 #[async_trait]
-impl Tty for AgentTty {
-    async fn write(&self, data: &[u8]) -> Result<(), TtyError> {
-        self.master.write_all(data).await
+impl Shell for Conn {
+    async fn exited(&self) {
+        let _ = self.exit().await;
     }
 
-    async fn resize(&self, size: TermSize) -> Result<(), TtyError> {
-        if self.hung_up.load(Ordering::SeqCst) {
-            return Err(TtyError::Closed);
-        }
-        Ok(self.master.set_size(size)?)
+    async fn exit_code(&self) -> Result<Option<i32>, TtyError> {
+        self.exit().await.clone().map_err(TtyError::Unavailable)
     }
 
-    async fn hangup(&self) {
-        if self.hung_up.swap(true, Ordering::SeqCst) {
-            return;
-        }
+    async fn hang_up(this: &Arc<Self>) {
         // The agent signals the session and closes the connection. When it cannot be told (the
         // container is gone), there is nothing left to hang up.
-        let _ = self.conn.send(br#"{"hangup":true}"#).await;
-    }
-}
-
-struct AgentOutput {
-    master: Arc<PtyMaster>,
-    conn: Arc<Conn>,
-    shell_exited: bool,
-}
-
-#[async_trait]
-impl TtyOutput for AgentOutput {
-    async fn read(&mut self) -> Option<Bytes> {
-        let conn = self.conn.clone();
-        let exited = async move {
-            let _ = conn.exit().await;
-        };
-        self.master.read(&mut self.shell_exited, exited).await
-    }
-
-    async fn exit_code(&mut self) -> Result<Option<i32>, TtyError> {
-        self.conn
-            .exit()
-            .await
-            .clone()
-            .map_err(TtyError::Unavailable)
+        let _ = this.send(br#"{"hangup":true}"#).await;
     }
 }
 

@@ -10,18 +10,16 @@ use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use portable_pty::{native_pty_system, PtySize};
 use tokio::io::unix::AsyncFd;
 
-use super::pty::{dup_cloexec, PtyMaster};
+use super::pty::{self, dup_cloexec, PtyMaster, Shell};
 use super::spawn::{spawn_session_leader, Program};
-use super::{Backend, IsLive, Placement, Spawned, Tty, TtyError, TtyOutput};
+use super::{Backend, IsLive, Placement, Spawned, TtyError};
 use crate::protocol::TermSize;
 
 /// How long a hung-up shell may take to exit before it is killed.
@@ -143,19 +141,8 @@ impl Backend for LocalBackend {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             sessions.push((pid, start));
         }
-        let process = Arc::new(ShellProcess::new(pid)?);
-        let master = Arc::new(PtyMaster::new(master)?);
-        let tty = Arc::new(LocalTty {
-            master: master.clone(),
-            process: process.clone(),
-            hung_up: AtomicBool::new(false),
-        });
-        let output = Box::new(LocalOutput {
-            master,
-            process,
-            shell_exited: false,
-        });
-        Ok(Spawned { tty, output })
+        let process = ShellProcess::new(pid)?;
+        Ok(pty::session(PtyMaster::new(master)?, process))
     }
 
     async fn health(&self) -> Result<serde_json::Value, String> {
@@ -180,31 +167,19 @@ impl Backend for LocalBackend {
     }
 }
 
-struct LocalTty {
-    master: Arc<PtyMaster>,
-    process: Arc<ShellProcess>,
-    hung_up: AtomicBool,
-}
-
 #[async_trait]
-impl Tty for LocalTty {
-    async fn write(&self, data: &[u8]) -> Result<(), TtyError> {
-        self.master.write_all(data).await
+impl Shell for ShellProcess {
+    async fn exited(&self) {
+        self.wait().await;
     }
 
-    async fn resize(&self, size: TermSize) -> Result<(), TtyError> {
-        if self.hung_up.load(Ordering::SeqCst) {
-            return Err(TtyError::Closed);
-        }
-        Ok(self.master.set_size(size)?)
+    async fn exit_code(&self) -> Result<Option<i32>, TtyError> {
+        Ok(self.wait().await)
     }
 
-    async fn hangup(&self) {
-        if self.hung_up.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        signal_sessions(vec![self.process.pid], libc::SIGHUP).await;
-        let process = self.process.clone();
+    async fn hang_up(this: &Arc<Self>) {
+        signal_sessions(vec![this.pid], libc::SIGHUP).await;
+        let process = this.clone();
         tokio::spawn(async move {
             if tokio::time::timeout(HANGUP_GRACE, process.wait())
                 .await
@@ -215,27 +190,6 @@ impl Tty for LocalTty {
                 process.wait().await;
             }
         });
-    }
-}
-
-struct LocalOutput {
-    master: Arc<PtyMaster>,
-    process: Arc<ShellProcess>,
-    shell_exited: bool,
-}
-
-#[async_trait]
-impl TtyOutput for LocalOutput {
-    async fn read(&mut self) -> Option<Bytes> {
-        let process = self.process.clone();
-        let exited = async move {
-            process.wait().await;
-        };
-        self.master.read(&mut self.shell_exited, exited).await
-    }
-
-    async fn exit_code(&mut self) -> Result<Option<i32>, TtyError> {
-        Ok(self.process.wait().await)
     }
 }
 

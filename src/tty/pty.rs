@@ -1,5 +1,7 @@
 //! The server's side of a PTY master, shared by every backend that hands the server a master fd:
-//! the local backend opens one itself, the container agent passes one over a unix socket.
+//! the local backend opens one itself, the container agent passes one over a unix socket. The
+//! backends differ only in how they learn of the shell's exit and hang it up ([`Shell`]); the
+//! terminal itself ([`Tty`], [`TtyOutput`]) is this one implementation.
 //!
 //! The fd is non-blocking and registered with tokio, so a session costs no threads and a
 //! keystroke crosses no thread boundary.
@@ -7,12 +9,89 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use tokio::io::unix::AsyncFd;
 
-use super::TtyError;
+use super::{Spawned, Tty, TtyError, TtyOutput};
 use crate::protocol::TermSize;
+
+/// The shell on the other side of a PTY, as its backend knows it.
+#[async_trait]
+pub(super) trait Shell: Send + Sync + 'static {
+    /// Completes once the shell has exited.
+    async fn exited(&self);
+    /// The shell's exit code once it has exited (`None` when unknown), or why the backend lost it.
+    async fn exit_code(&self) -> Result<Option<i32>, TtyError>;
+    /// SIGHUP to every process of the shell's terminal session; a shell that ignores it is killed
+    /// a little later. Called once.
+    async fn hang_up(this: &Arc<Self>);
+}
+
+/// A live terminal: `master` with `shell` on its other side.
+pub(super) fn session<S: Shell>(master: PtyMaster, shell: S) -> Spawned {
+    let master = Arc::new(master);
+    let shell = Arc::new(shell);
+    let tty = Arc::new(PtyTty {
+        master: master.clone(),
+        shell: shell.clone(),
+        hung_up: AtomicBool::new(false),
+    });
+    let output = Box::new(PtyOutput {
+        master,
+        shell,
+        shell_exited: false,
+    });
+    Spawned { tty, output }
+}
+
+struct PtyTty<S> {
+    master: Arc<PtyMaster>,
+    shell: Arc<S>,
+    hung_up: AtomicBool,
+}
+
+#[async_trait]
+impl<S: Shell> Tty for PtyTty<S> {
+    async fn write(&self, data: &[u8]) -> Result<(), TtyError> {
+        self.master.write_all(data).await
+    }
+
+    async fn resize(&self, size: TermSize) -> Result<(), TtyError> {
+        if self.hung_up.load(Ordering::SeqCst) {
+            return Err(TtyError::Closed);
+        }
+        Ok(self.master.set_size(size)?)
+    }
+
+    async fn hangup(&self) {
+        if !self.hung_up.swap(true, Ordering::SeqCst) {
+            S::hang_up(&self.shell).await;
+        }
+    }
+}
+
+struct PtyOutput<S> {
+    master: Arc<PtyMaster>,
+    shell: Arc<S>,
+    shell_exited: bool,
+}
+
+#[async_trait]
+impl<S: Shell> TtyOutput for PtyOutput<S> {
+    async fn read(&mut self) -> Option<Bytes> {
+        self.master
+            .read(&mut self.shell_exited, self.shell.exited())
+            .await
+    }
+
+    async fn exit_code(&mut self) -> Result<Option<i32>, TtyError> {
+        self.shell.exit_code().await
+    }
+}
 
 /// The most output relayed in one frame; bigger bursts become several frames.
 const MAX_CHUNK: usize = 64 * 1024;

@@ -124,11 +124,7 @@ async fn exit_codes_resize_and_binary_output_through_docker(name: &str, transpor
     let server = pool.server(1, 4, transport);
     let mut c = server.connect("").await;
     c.ready().await;
-    c.run("trap 'echo WINCH$((1+1))' WINCH").await;
-    c.sync().await;
-    c.send_json(json!({"type":"resize","cols":132,"rows":43}))
-        .await;
-    c.expect_output("WINCH2").await;
+    c.resize_expecting_winch(132, 43).await;
     c.run("echo SIZE=$(stty size)=$(tput cols)=").await;
     c.expect_output("SIZE=43 132=132=").await;
 

@@ -63,11 +63,7 @@ async fn resize_changes_the_tty_and_signals_the_program() {
     let server = Server::local(&[]);
     let mut c = server.connect("").await;
     c.ready().await;
-    c.run("trap 'echo WINCH$((1+1))' WINCH").await;
-    c.sync().await;
-    c.send_json(json!({"type":"resize","cols":120,"rows":40}))
-        .await;
-    c.expect_output("WINCH2").await;
+    c.resize_expecting_winch(120, 40).await;
     c.run("echo SIZE=$(stty size)=").await;
     c.expect_output("SIZE=40 120=").await;
 }

@@ -348,6 +348,24 @@ impl Client {
         self.pending.clear();
     }
 
+    /// Resizes the terminal and waits for the foreground program to get SIGWINCH. The program is
+    /// a child shell that traps it while polling, so its trap runs within 50 ms of the signal:
+    /// an interactive bash can hold a WINCH trap back until the next command line when the signal
+    /// lands between printing its prompt and reading.
+    pub async fn resize_expecting_winch(&mut self, cols: u16, rows: u16) {
+        // The typed line shows `WIN""CH` and `WAIT""ING`; only the program's output is whole.
+        self.run(
+            "bash --norc --noprofile -c 'trap \"echo WIN\"\"CH; exit\" WINCH; \
+             echo WAIT\"\"ING; while :; do sleep 0.05; done'",
+        )
+        .await;
+        self.expect_output("WAITING").await;
+        self.send_json(serde_json::json!({"type": "resize", "cols": cols, "rows": rows}))
+            .await;
+        self.expect_output("WINCH").await;
+        self.sync().await;
+    }
+
     /// The account's UID, via `id -u`.
     pub async fn uid(&mut self) -> u32 {
         self.run("echo UID=$(id -u)=$((1))E").await;

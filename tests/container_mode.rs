@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, Frame, TestPool, WAIT};
+use common::{eventually, Frame, TestPool, MANY_SESSIONS, WAIT};
 use serde_json::json;
 
 fn text(v: &serde_json::Value, key: &str) -> String {
@@ -159,15 +159,7 @@ async fn closed_sessions_leave_no_process_behind_with_docker_exec() {
 /// `transport`: the server arguments that choose how sessions start.
 async fn closed_sessions_leave_no_process_behind(name: &str, transport: &[&str]) {
     let pool = TestPool::new(name);
-    let limits = [
-        "--max-sessions-per-user",
-        "60",
-        "--max-new-sessions-per-minute",
-        "0",
-        "--reattach-grace-secs",
-        "0",
-    ];
-    let server = pool.server(1, 4, &[&limits[..], transport].concat());
+    let server = pool.server(1, 4, &[&MANY_SESSIONS[..], transport].concat());
     let cookie = server.new_identity().await;
     let mut first = server.connect_as(&cookie, "").await;
     let ready = first.ready().await;

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{alive, children_of, eventually, pids_with_cmdline, Frame, Server, WAIT};
+use common::{
+    alive, children_of, eventually, pids_with_cmdline, Frame, Server, MANY_SESSIONS, WAIT,
+};
 use md5::{Digest, Md5};
 use serde_json::json;
 
@@ -341,14 +343,7 @@ async fn pause_stops_output_and_resume_loses_nothing() {
 
 #[tokio::test]
 async fn fifty_sessions_at_once() {
-    let server = Server::local(&[
-        "--max-sessions-per-user",
-        "60",
-        "--max-new-sessions-per-minute",
-        "0",
-        "--reattach-grace-secs",
-        "0",
-    ]);
+    let server = Server::local(&MANY_SESSIONS);
     let cookie = server.new_identity().await;
     let sessions = (0..50).map(|i| {
         let server = &server;
@@ -378,14 +373,7 @@ async fn fifty_sessions_at_once() {
 /// all get SIGHUP, and nothing is left after 100 sessions.
 #[tokio::test]
 async fn closing_hangs_up_every_process_of_the_session() {
-    let server = Server::local(&[
-        "--max-sessions-per-user",
-        "100",
-        "--max-new-sessions-per-minute",
-        "0",
-        "--reattach-grace-secs",
-        "0",
-    ]);
+    let server = Server::local(&MANY_SESSIONS);
     let cookie = server.new_identity().await;
     let marker = format!("{}", 40000 + std::process::id() % 20000);
     let mut shells = Vec::new();

@@ -19,6 +19,17 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// A shell that starts fast and predictably: no profile, no rc, a fixed prompt.
 pub const TEST_SHELL: &str = "/bin/bash --noprofile --norc";
 
+/// Server arguments for tests that open many sessions of one user at once: no per-user limit
+/// refuses them, and a closed one is hung up at once rather than kept for a re-attach.
+pub const MANY_SESSIONS: [&str; 6] = [
+    "--max-sessions-per-user",
+    "1000",
+    "--max-new-sessions-per-minute",
+    "0",
+    "--reattach-grace-secs",
+    "0",
+];
+
 /// A running server process, stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Server {
     pub child: Child,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::identity::{IpNet, Mode, TokenTable};
-use crate::pool::PoolConfig;
+use crate::pool::{PoolConfig, AGENT_SOCKET};
 
 /// termpool: a multi-user web terminal server.
 #[derive(Parser, Debug, Clone)]
@@ -276,7 +276,7 @@ impl Config {
         }
         if let Some(dir) = self.agent_dir_resolved() {
             // Room for "/<container>/agent.sock" within a unix socket path's 108 bytes.
-            let longest = dir.join(self.container_name_example()).join("agent.sock");
+            let longest = dir.join(self.longest_container_name()).join(AGENT_SOCKET);
             if longest.as_os_str().len() >= 100 {
                 return Err(invalid(
                     "AGENT_DIR",
@@ -357,7 +357,7 @@ impl Config {
     }
 
     /// The longest container name of the pool.
-    fn container_name_example(&self) -> String {
+    fn longest_container_name(&self) -> String {
         format!(
             "{}-{}",
             self.container_prefix,
@@ -389,6 +389,23 @@ mod tests {
         assert_eq!(c.port, 3000);
         assert_eq!(c.bind_address().to_string(), "127.0.0.1");
         assert_eq!(c.max_frame_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn agent_directories_are_absolute_and_fit_a_socket_path() {
+        let c = parse(&["--use-containers", "true", "--data-dir", "relative/data"]);
+        let dir = c.pool_config().agent_dir.unwrap();
+        assert!(
+            dir.is_absolute() && dir.ends_with("relative/data/agents"),
+            "{dir:?}"
+        );
+        let c = parse(&["--use-containers", "true", "--session-agent", "false"]);
+        assert_eq!(c.pool_config().agent_dir, None);
+        let long = format!("/{}", "d".repeat(90));
+        let err = parse(&["--use-containers", "true", "--agent-dir", &long])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.var, "AGENT_DIR");
     }
 
     #[test]

@@ -15,12 +15,15 @@ pub fn lookup(name: &str) -> Option<Account> {
     find_in_passwd(&passwd, name)
 }
 
-/// The gid of group `tty`, which owns terminals (0 if there is none).
+/// The gid of group `tty`, which owns terminals (0 if there is none); read once.
 pub fn tty_gid() -> u32 {
-    std::fs::read_to_string("/etc/group")
-        .ok()
-        .and_then(|groups| find_gid(&groups, "tty"))
-        .unwrap_or(0)
+    static TTY_GID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *TTY_GID.get_or_init(|| {
+        std::fs::read_to_string("/etc/group")
+            .ok()
+            .and_then(|groups| find_gid(&groups, "tty"))
+            .unwrap_or(0)
+    })
 }
 
 fn find_in_passwd(passwd: &str, name: &str) -> Option<Account> {

@@ -1,7 +1,8 @@
 //! The one seam between the relay and where shells run. A backend places a user and spawns a
 //! shell on a TTY; the relay only ever sees `Tty` (input, resize, hangup) and `TtyOutput` (output,
-//! exit code). Local PTYs and `docker exec` sessions implement the same traits, so no relay logic is
-//! written twice and the relay never learns about Docker.
+//! exit code). PTYs (local, or passed by a container's session agent) and `docker exec` sessions
+//! implement the same traits, so no relay logic is written twice and the relay never learns about
+//! Docker.
 
 pub mod agent;
 pub mod docker;

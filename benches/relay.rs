@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use common::{Client, Server, TEST_SHELL};
+use common::{schedstat, Client, Server, TEST_SHELL};
 use futures_util::future::join_all;
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::timeout;
@@ -490,26 +490,6 @@ struct Run {
     mismatches: usize,
     answers: Vec<Vec<u8>>,
     sched: Vec<(&'static str, (f64, f64))>,
-}
-
-/// CPU time and run-queue wait (ns) of every thread of `pid` so far, from /proc/PID/task/*/schedstat
-/// (a thread that ended in between is missed; the processes measured here keep theirs).
-fn schedstat(pid: u32) -> Option<(u64, u64)> {
-    let mut total = (0, 0);
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-    {
-        let Ok(line) = std::fs::read_to_string(task.path().join("schedstat")) else {
-            continue;
-        };
-        let mut f = line
-            .split_whitespace()
-            .map(|v| v.parse::<u64>().unwrap_or(0));
-        total.0 += f.next().unwrap_or(0);
-        total.1 += f.next().unwrap_or(0);
-    }
-    Some(total)
 }
 
 /// A terminal that round trips can be timed through: a termpool session, or a bare PTY (floor).

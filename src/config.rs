@@ -81,6 +81,11 @@ pub struct Config {
     #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = 30)]
     pub ping_interval_secs: u64,
 
+    /// Microseconds a worker thread keeps polling for events instead of sleeping after a keystroke,
+    /// so that its echo (and the next keystroke) need not wake it (0 = never).
+    #[arg(long, env = "BUSY_POLL_US", default_value_t = 200)]
+    pub busy_poll_us: u64,
+
     /// HTTP worker threads (0 = one per core).
     #[arg(long, env = "WORKERS", default_value_t = 0)]
     pub workers: usize,

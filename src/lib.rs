@@ -9,5 +9,6 @@ pub mod protocol;
 pub mod relay;
 pub mod screen;
 pub mod session;
+pub mod spin;
 pub mod tty;
 pub mod web;

@@ -25,6 +25,8 @@ const CLOSE_TAKEN_OVER: u16 = 4001;
 pub struct RelayConfig {
     pub ping_interval: Duration,
     pub metrics: Arc<Metrics>,
+    /// How long the worker busy-polls after a keystroke (see spin.rs).
+    pub busy_poll: Duration,
 }
 
 /// Relays between `ws` and `session` until the shell ends, the client goes away (the session
@@ -52,6 +54,7 @@ pub async fn run(
             session: session.clone(),
             paused,
             metrics: cfg.metrics.clone(),
+            busy_poll: cfg.busy_poll,
             last_heard: Instant::now(),
         };
         let inbound = async move {
@@ -147,6 +150,7 @@ struct Inbound {
     session: Arc<LiveSession>,
     paused: watch::Sender<bool>,
     metrics: Arc<Metrics>,
+    busy_poll: Duration,
     last_heard: Instant,
 }
 
@@ -214,6 +218,7 @@ impl Inbound {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> bool {
+        crate::spin::after_input(self.busy_poll);
         self.metrics
             .bytes_in
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);

@@ -156,7 +156,9 @@ impl Registry {
             .insert(session.id.clone(), session.clone());
         self.metrics.sessions_open.fetch_add(1, Ordering::Relaxed);
         self.metrics.sessions_total.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(pump(session.clone(), spawned.output, generation_rx));
+        // On the worker's local set, beside the relay and the HTTP connection it writes to: a chunk
+        // then reaches the socket in one pass of that set, without a round through the runtime.
+        tokio::task::spawn_local(pump(session.clone(), spawned.output, generation_rx));
         session
     }
 

@@ -96,6 +96,9 @@ impl<S: Shell> TtyOutput for PtyOutput<S> {
 /// The most output relayed in one frame; bigger bursts become several frames.
 const MAX_CHUNK: usize = 64 * 1024;
 
+/// Output read in one go that is smaller than this is relayed without trying to read more.
+const INTERACTIVE_CHUNK: usize = 512;
+
 /// A PTY master, non-blocking, registered with tokio.
 pub(super) struct PtyMaster(AsyncFd<OwnedFd>);
 
@@ -199,8 +202,15 @@ fn read_chunk(fd: RawFd) -> io::Result<Chunk> {
     while buf.len() < MAX_CHUNK {
         match sys_read(fd, buf.spare_capacity_mut()) {
             Ok(0) => break,
-            // SAFETY: read() initialised exactly n bytes of the spare capacity.
-            Ok(n) => unsafe { buf.set_len(buf.len() + n) },
+            Ok(n) => {
+                // SAFETY: read() initialised exactly n bytes of the spare capacity.
+                unsafe { buf.set_len(buf.len() + n) };
+                // A few bytes read first are an echo or a prompt, not a burst: sent at once,
+                // without one more read() to find the PTY empty (the next call makes it).
+                if buf.len() < INTERACTIVE_CHUNK {
+                    break;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && !buf.is_empty() => {
                 drained = true;
                 break;

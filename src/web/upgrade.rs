@@ -64,6 +64,7 @@ pub(super) async fn websocket(
     let cfg = RelayConfig {
         ping_interval: state.config.ping_interval(),
         metrics: state.metrics.clone(),
+        busy_poll: std::time::Duration::from_micros(state.config.busy_poll_us),
     };
     // actix-ws's stream is not Send: the relay stays on this worker's local executor.
     actix_web::rt::spawn(relay::run(ws, stream, session, attached, greeting, cfg));

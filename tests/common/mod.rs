@@ -503,6 +503,32 @@ pub fn children_of(pid: u32) -> Vec<i32> {
         .collect()
 }
 
+/// CPU time and run-queue wait (ns) of every thread of `pid` so far, from /proc/PID/task/*/schedstat
+/// (a thread that ended in between is missed; the processes measured here keep theirs).
+pub fn schedstat(pid: u32) -> Option<(u64, u64)> {
+    let mut total = (0, 0);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(line) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        let mut f = line
+            .split_whitespace()
+            .map(|v| v.parse::<u64>().unwrap_or(0));
+        total.0 += f.next().unwrap_or(0);
+        total.1 += f.next().unwrap_or(0);
+    }
+    Some(total)
+}
+
+/// CPU time all threads of process `pid` have used so far.
+pub fn server_cpu(pid: u32) -> Duration {
+    let (cpu, _) = schedstat(pid).unwrap_or_else(|| panic!("process {pid} is gone"));
+    Duration::from_nanos(cpu)
+}
+
 /// Polls `cond` until true or `timeout`; returns its last value.
 pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

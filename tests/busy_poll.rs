@@ -1,0 +1,72 @@
+//! Busy polling after a keystroke (`BUSY_POLL_US`, src/spin.rs) against the real server: the
+//! worker spins for the window after client input, and only then; an idle session costs no CPU
+//! whatever the setting. A test binary of its own, so that no other test competes for the cores
+//! while CPU time is measured.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{server_cpu, Client, Server};
+
+/// CPU the server uses in the `span` after `client` sends `keys` (none: just waits).
+async fn cpu_after(
+    server: &Server,
+    client: &mut Client,
+    keys: Option<&[u8]>,
+    span: Duration,
+) -> Duration {
+    let before = server_cpu(server.pid());
+    if let Some(keys) = keys {
+        client.send_bytes(keys).await;
+    }
+    tokio::time::sleep(span).await;
+    server_cpu(server.pid()) - before
+}
+
+const WINDOW: Duration = Duration::from_millis(400);
+const SPAN: Duration = Duration::from_millis(300);
+
+#[tokio::test]
+async fn the_worker_polls_for_the_window_after_a_keystroke_then_sleeps() {
+    let window = WINDOW.as_micros().to_string();
+    let server = Server::local(&["--busy-poll-us", &window]);
+    let mut c = server.connect("").await;
+    c.ready().await;
+    c.sync().await;
+    // Let the window the sync's keys opened pass.
+    tokio::time::sleep(WINDOW + Duration::from_millis(100)).await;
+
+    let idle = cpu_after(&server, &mut c, None, SPAN).await;
+    let typing = cpu_after(&server, &mut c, Some(b"x"), SPAN).await;
+    tokio::time::sleep(WINDOW - SPAN + Duration::from_millis(100)).await;
+    let after = cpu_after(&server, &mut c, None, SPAN).await;
+
+    // Spinning yields its core to any other thread, so on a busy machine it gets less than all
+    // of one: a tenth of the span is far above what an idle worker uses, far below a spin's share.
+    assert!(
+        typing >= SPAN / 10,
+        "a keystroke should make the worker poll for {WINDOW:?}: it used {typing:?} of CPU in {SPAN:?}"
+    );
+    for (when, cpu) in [("before the keystroke", idle), ("after its window", after)] {
+        assert!(
+            cpu < Duration::from_millis(10),
+            "an idle session should cost no CPU {when}: the server used {cpu:?} in {SPAN:?}"
+        );
+    }
+    c.send_bytes(b"\x7f").await;
+    c.sync().await;
+}
+
+#[tokio::test]
+async fn without_busy_polling_a_keystroke_costs_next_to_nothing() {
+    let server = Server::local(&["--busy-poll-us", "0"]);
+    let mut c = server.connect("").await;
+    c.ready().await;
+    c.sync().await;
+    let typing = cpu_after(&server, &mut c, Some(b"x"), SPAN).await;
+    assert!(
+        typing < Duration::from_millis(10),
+        "with BUSY_POLL_US=0 a keystroke should not make the server poll: it used {typing:?} in {SPAN:?}"
+    );
+}

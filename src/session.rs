@@ -497,7 +497,12 @@ async fn pump(
             },
         };
         match wake {
-            Wake::Output(Some(chunk)) => forward(&session, chunk).await,
+            Wake::Output(Some(chunk)) => {
+                forward(&session, chunk).await;
+                // The socket's tasks share this thread: let them send the chunk before this task
+                // reads again (that read mostly finds the PTY empty; it needn't delay an echo).
+                tokio::task::yield_now().await;
+            }
             Wake::Output(None) => break,
             Wake::Reattached => reading = session.reading(),
             Wake::PauseChanged => {}

@@ -196,6 +196,10 @@ impl Config {
         if self.ping_interval_secs == 0 {
             return Err(invalid("PING_INTERVAL_SECS", "must be at least 1"));
         }
+        // Polling beyond a few milliseconds after a keystroke only burns CPU; a second is absurd.
+        if self.busy_poll_us > 1_000_000 {
+            return Err(invalid("BUSY_POLL_US", "must be 0..=1000000"));
+        }
         for origin in self.extra_origins() {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(invalid(
@@ -423,6 +427,11 @@ mod tests {
     fn bad_values_name_their_variable() {
         let err = parse(&["--shell", "  "]).validate().unwrap_err();
         assert_eq!(err.var, "SHELL_COMMAND");
+        let err = parse(&["--busy-poll-us", "1000001"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.var, "BUSY_POLL_US");
+        parse(&["--busy-poll-us", "0"]).validate().unwrap();
         let err = parse(&["--allowed-origins", "evil.com"])
             .validate()
             .unwrap_err();

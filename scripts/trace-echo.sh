@@ -1,8 +1,9 @@
 #!/bin/bash
 # Where a keystroke echo's time goes, across every thread and core: runs the release server and the
 # relay benchmark's echo figure against it, records 50 ms of kernel trace events (the syscalls
-# of the data path, scheduler wake-ups and switches, the PTY's work queue) and prints one echo's
-# timeline, from the client's sendto to its next one.
+# of the data path, scheduler wake-ups and switches, the PTY's work queue), prints one echo's
+# timeline, from the client's sendto to its next one, and the median of each step over every echo
+# recorded.
 #
 #   scripts/trace-echo.sh [extra server arguments, e.g. --busy-poll-us 0]
 #
@@ -59,3 +60,54 @@ sed -n "${start},${end}p" "$out" |
     grep -v 'sys_epoll_wait\|sys_sched_yield' |
     grep -E "sys_(recvfrom|sendto|write|read)|sched_wakeup|workqueue|sched_switch" |
     sed -E 's/^ +//; s/ \[0*([0-9]+)\] [^ ]+ +/ cpu\1 /' | cut -c1-150
+
+# Every echo recorded, cut into steps at the same events; medians over all, and over the faster
+# and the slower half.
+python3 - "$out" "$client_comm" <<'PY'
+import re, statistics, sys
+
+path, client = sys.argv[1], sys.argv[2]
+line_re = re.compile(r"\s*(.+?)-(\d+)\s+\[(\d+)\]\s+\S+\s+([\d.]+): ([a-z_]+)[:(]?\s*(.*)")
+events = []
+for line in open(path):
+    m = line_re.match(line)
+    if m:
+        comm, _pid, _cpu, ts, name, rest = m.groups()
+        events.append((float(ts) * 1e6, comm, name, rest))
+
+def is_client(e): return e[1].startswith(client)
+def is_server(e): return e[1].startswith("actix-rt")
+
+steps = [
+    ("client sendto -> server recvfrom", lambda e: is_server(e) and e[2] == "sys_recvfrom"),
+    ("server: decode, PTY write", lambda e: is_server(e) and e[2] == "sys_write"),
+    ("PTY write -> kworker runs", lambda e: e[2] == "workqueue_execute_start"),
+    ("kworker, shell, kworker -> server read", lambda e: is_server(e) and e[2] == "sys_read" and e[3].startswith("-> 0x") and not e[3].startswith("-> 0xf")),
+    ("server: encode -> sendto", lambda e: is_server(e) and e[2] == "sys_sendto"),
+    ("server sendto -> client recvfrom", lambda e: is_client(e) and e[2] == "sys_recvfrom"),
+    ("client -> its next sendto", None),
+]
+starts = [i for i, e in enumerate(events) if is_client(e) and e[2] == "sys_sendto" and "len:" in e[3]]
+echoes = []
+for a, b in zip(starts, starts[1:]):
+    t, i, marks = events[a][0], a, []
+    for _, found in steps[:-1]:
+        while i <= b and not found(events[i]):
+            i += 1
+        if i > b:
+            break
+        marks.append(events[i][0] - t)
+        t = events[i][0]
+    if len(marks) == len(steps) - 1:
+        marks.append(events[b][0] - t)
+        echoes.append(marks)
+if not echoes:
+    sys.exit("trace-echo: no complete echo in the trace")
+echoes.sort(key=sum)
+half = len(echoes) // 2
+med = lambda rows, k: statistics.median(r[k] for r in rows)
+print(f"\n{len(echoes)} echoes; median µs (all / faster half / slower half):")
+print(f"  {'whole echo':40s} {statistics.median(map(sum, echoes)):5.0f} {statistics.median(map(sum, echoes[:half])):5.0f} {statistics.median(map(sum, echoes[half:])):5.0f}")
+for k, (name, _) in enumerate(steps):
+    print(f"  {name:40s} {med(echoes, k):5.0f} {med(echoes[:half], k):5.0f} {med(echoes[half:], k):5.0f}")
+PY

@@ -53,12 +53,11 @@ cat "$T/trace" >"$out"
 
 # One echo from the middle of the trace: the client's sendto, then everything up to its next one.
 client_comm=$(basename "$bench" | cut -c1-15)
-start=$(grep -n "$client_comm.*sys_sendto(" "$out" | awk -F: 'NR==20 {print $1}')
-end=$(grep -n "$client_comm.*sys_sendto(" "$out" | awk -F: 'NR==21 {print $1}')
+sends=$(grep -n "$client_comm.*sys_sendto(" "$out" | cut -d: -f1)
+start=$(sed -n 20p <<<"$sends")
+end=$(sed -n 21p <<<"$sends")
 [ -n "$start" ] && [ -n "$end" ] || { echo "trace-echo: no echo found in $out" >&2; exit 1; }
 sed -n "${start},${end}p" "$out" |
-    grep -v 'sys_epoll_wait\|sys_sched_yield' |
-    grep -E "sys_(recvfrom|sendto|write|read)|sched_wakeup|workqueue|sched_switch" |
     sed -E 's/^ +//; s/ \[0*([0-9]+)\] [^ ]+ +/ cpu\1 /' | cut -c1-150
 
 # Every echo recorded, cut into steps at the same events; medians over all, and over the faster

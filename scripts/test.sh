@@ -13,6 +13,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-targets
+echo "== page: type check and unit tests"
+(cd frontend && npx --no-install tsc --noEmit -p . && node --test test/)
 echo "== browser test (headless Chromium)"
 node --test --test-concurrency=1 tests/browser/
 echo "== deployment test (setup scripts, compose, server image)"

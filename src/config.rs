@@ -57,6 +57,13 @@ pub struct Config {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// Host names the server answers to, comma-separated, `*` for any [default: localhost,
+    /// 127.0.0.1 and ::1 when listening on a loopback address, else any]. Any other `Host` is
+    /// refused with 403: a web page whose own name resolves to this address (DNS rebinding) would
+    /// otherwise be this server's own origin.
+    #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
     /// Largest WebSocket frame accepted from a client, in bytes; a larger one closes the socket (1009).
     #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = 1 << 20)]
     pub max_frame_bytes: usize,
@@ -178,6 +185,11 @@ fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// A host name as compared: lower case, without the final dot of a fully qualified name.
+pub fn normalize_host(host: &str) -> String {
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
+}
+
 impl Config {
     /// Refuses settings that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -205,6 +217,14 @@ impl Config {
                 return Err(invalid(
                     "ALLOWED_ORIGINS",
                     format!("{origin:?} is not an http(s) origin"),
+                ));
+            }
+        }
+        for host in self.allowed_hosts.iter().map(|h| h.trim()) {
+            if host.is_empty() || host.contains(['/', ' ', '@']) {
+                return Err(invalid(
+                    "ALLOWED_HOSTS",
+                    format!("{host:?} is not a host name (write names, without scheme or port)"),
                 ));
             }
         }
@@ -307,6 +327,26 @@ impl Config {
         })
     }
 
+    /// The host names the server answers to; `None` means any.
+    pub fn host_names(&self) -> Option<Vec<String>> {
+        let named: Vec<String> = self
+            .allowed_hosts
+            .iter()
+            .map(|h| normalize_host(h.trim().trim_start_matches('[').trim_end_matches(']')))
+            .collect();
+        if named.iter().any(|h| h == "*") {
+            return None;
+        }
+        if !named.is_empty() {
+            return Some(named);
+        }
+        // Reachable only from this machine: only its own names. Reachable from elsewhere: whoever
+        // can rebind a name to it could as well connect to it directly.
+        self.bind_address()
+            .is_loopback()
+            .then(|| ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec())
+    }
+
     pub fn shell_argv(&self) -> Vec<String> {
         self.shell.split_whitespace().map(str::to_owned).collect()
     }
@@ -389,6 +429,20 @@ mod tests {
 
     fn parse(args: &[&str]) -> Config {
         Config::try_parse_from(std::iter::once("termpool").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn host_names_default_to_loopback_names_only_on_loopback() {
+        let names = parse(&[]).host_names().unwrap();
+        assert_eq!(names, ["localhost", "127.0.0.1", "::1"]);
+        assert_eq!(parse(&["--bind", "0.0.0.0"]).host_names(), None);
+        let named = parse(&["--allowed-hosts", "Term.Example.ORG.,[::1]"]);
+        assert_eq!(named.host_names().unwrap(), ["term.example.org", "::1"]);
+        assert_eq!(parse(&["--allowed-hosts", "a,*"]).host_names(), None);
+        let err = parse(&["--allowed-hosts", "https://x.org"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.var, "ALLOWED_HOSTS");
     }
 
     #[test]

@@ -42,6 +42,14 @@ struct UserEntry {
     opened: VecDeque<Instant>,
 }
 
+impl UserEntry {
+    fn forget_openings_before(&mut self, cutoff: Instant) {
+        while self.opened.front().is_some_and(|t| *t <= cutoff) {
+            self.opened.pop_front();
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     /// Keyed by identity.
@@ -63,6 +71,22 @@ pub struct Limits {
     pub grace: Duration,
     /// How long an account may have no live session before its leftover processes are ended.
     pub idle_reap: Duration,
+}
+
+impl Limits {
+    /// Why one more session of this user is refused, if it is.
+    fn refusal(&self, entry: &UserEntry, now: Instant) -> Option<Refusal> {
+        if entry.live >= self.max_live {
+            return Some(Refusal::TooManySessions(self.max_live));
+        }
+        let recent = entry
+            .opened
+            .iter()
+            .filter(|t| now.duration_since(**t) < RATE_WINDOW)
+            .count();
+        let per_minute = self.max_per_minute;
+        (per_minute > 0 && recent >= per_minute as usize).then_some(Refusal::TooFast(per_minute))
+    }
 }
 
 pub struct Registry {
@@ -90,19 +114,9 @@ impl Registry {
         let now = Instant::now();
         let mut inner = self.lock();
         let entry = inner.users.entry(identity.to_owned()).or_default();
-        while entry
-            .opened
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= RATE_WINDOW)
-        {
-            entry.opened.pop_front();
-        }
-        if entry.live >= self.limits.max_live {
-            return Err(Refusal::TooManySessions(self.limits.max_live));
-        }
-        let per_minute = self.limits.max_per_minute;
-        if per_minute > 0 && entry.opened.len() >= per_minute as usize {
-            return Err(Refusal::TooFast(per_minute));
+        entry.forget_openings_before(now - RATE_WINDOW);
+        if let Some(refusal) = self.limits.refusal(entry, now) {
+            return Err(refusal);
         }
         entry.live += 1;
         entry.opened.push_back(now);
@@ -111,6 +125,18 @@ impl Registry {
             identity: identity.to_owned(),
             placement: None,
         })
+    }
+
+    /// Why `admit` would refuse `identity` now, without reserving anything.
+    pub fn check_admission(&self, identity: &str) -> Result<(), Refusal> {
+        let inner = self.lock();
+        match inner.users.get(identity) {
+            Some(entry) => self
+                .limits
+                .refusal(entry, Instant::now())
+                .map_or(Ok(()), Err),
+            None => Ok(()),
+        }
     }
 
     /// Whether the Linux account has a live session right now (attached or waiting for one).

@@ -30,12 +30,28 @@ export function parseConfig(search: string): PageConfig {
   let fontFamily = DEFAULT_FONT_FAMILY;
   const rawFamily = q.get('fontFamily');
   if (rawFamily !== null) {
-    // Only used as a canvas/CSS font-family value by xterm.js, never as markup. Keep it short and
-    // drop characters that could end the declaration.
-    const cleaned = rawFamily.replace(/[;{}<>\\\u0000-\u001f]/g, '').trim().slice(0, 200);
-    if (cleaned !== '') fontFamily = `${cleaned}, monospace`;
+    // xterm.js puts this into a canvas font and a stylesheet: only plain family names get
+    // through (quotes, comments or escapes would change the CSS around it), each quoted by us.
+    const families = rawFamily
+      .split(',')
+      .map((f) => f.trim().replace(/^(["'])(.*)\1$/, '$2'))
+      .filter((f) => /^[A-Za-z0-9 _-]{1,64}$/.test(f))
+      .slice(0, 8);
+    if (families.length > 0) fontFamily = `${families.map((f) => `"${f}"`).join(', ')}, monospace`;
   }
   return { fontSize, fontFamily, theme, renderer };
+}
+
+/** The largest terminal the server accepts, in columns and in rows (PROTOCOL.md). */
+export const MAX_TERMINAL_DIM = 1000;
+
+/**
+ * The size to ask the server for: a huge window with a tiny font can lay out more than the
+ * server accepts, which it would refuse (and the TTY would stay at its old size).
+ */
+export function clampSize(size: { cols: number; rows: number }): { cols: number; rows: number } {
+  const clamp = (n: number) => Math.min(MAX_TERMINAL_DIM, Math.max(1, Math.floor(n) || 1));
+  return { cols: clamp(size.cols), rows: clamp(size.rows) };
 }
 
 /**

@@ -13,7 +13,7 @@ import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { WebglAddon } from '@xterm/addon-webgl';
 
-import { basePath, parseConfig } from './config';
+import { basePath, clampSize, parseConfig } from './config';
 import { Connection, SessionStore, type ConnState, type ReadyFrame, type StateDetail } from './connection';
 import { FlowControl } from './flow';
 import { terminalTheme } from './theme';
@@ -126,7 +126,7 @@ function main(): void {
     if (resizeTimer !== undefined) window.clearTimeout(resizeTimer);
     resizeTimer = undefined;
     if (conn.currentState !== 'connected') return;
-    const { cols, rows } = term;
+    const { cols, rows } = clampSize(term);
     if (cols === sentSize.cols && rows === sentSize.rows) return;
     if (conn.sendControl({ type: 'resize', cols, rows })) sentSize = { cols, rows };
   }
@@ -257,7 +257,10 @@ function main(): void {
       case 'disconnected': {
         const reason = detail.reason ? `${capitalize(detail.reason)}.` : 'Disconnected.';
         setStatus(state, 'disconnected');
-        showBanner(reason, 'Reconnect', () => conn.connect({ manual: true }));
+        // 401: the server no longer knows this page's identity (it restarted with a new key, or
+        // the login ended); only loading the page again gets one.
+        if (detail.reason?.startsWith('401: ')) showBanner(reason, 'Reload page', () => window.location.reload());
+        else showBanner(reason, 'Reconnect', () => conn.connect({ manual: true }));
         if (detail.reason) showMessage(detail.reason, true);
         break;
       }
@@ -305,7 +308,7 @@ function main(): void {
   conn = new Connection(
     window.location,
     {
-      size: () => ({ cols: term.cols, rows: term.rows }),
+      size: () => clampSize(term),
       onState,
       onReady,
       onOutput: writeOutput,

@@ -62,8 +62,22 @@ test('query parameters: fontSize clamped, theme, fontFamily', () => {
   assert.equal(config.parseConfig('?theme=light').theme, 'light');
   assert.equal(config.parseConfig('?theme=neon').theme, 'dark');
   assert.equal(config.parseConfig('?renderer=dom').renderer, 'dom');
-  assert.equal(config.parseConfig('?fontFamily=Fira%20Code').fontFamily, 'Fira Code, monospace');
-  assert.equal(config.parseConfig('?fontFamily=x;}<b>').fontFamily, 'xb, monospace');
+  assert.equal(config.parseConfig('?fontFamily=Fira%20Code').fontFamily, '"Fira Code", monospace');
+  assert.equal(
+    config.parseConfig(`?fontFamily=${encodeURIComponent('"JetBrains Mono", Hack,monospace')}`).fontFamily,
+    '"JetBrains Mono", "Hack", "monospace", monospace',
+  );
+  // Anything that is not a plain family name is dropped: it could end or comment out the CSS.
+  for (const bad of ['x;}<b>', 'x/*', 'x"', "a'b", 'x\\41', 'url(x)', '']) {
+    assert.equal(config.parseConfig(`?fontFamily=${encodeURIComponent(bad)}`).fontFamily, config.DEFAULT_FONT_FAMILY, bad);
+  }
+  assert.equal(config.parseConfig(`?fontFamily=${encodeURIComponent('x/*, Hack')}`).fontFamily, '"Hack", monospace');
+});
+
+test('the size asked of the server stays within 1..1000', () => {
+  assert.deepEqual(config.clampSize({ cols: 2326, rows: 96 }), { cols: 1000, rows: 96 });
+  assert.deepEqual(config.clampSize({ cols: 0, rows: 5000 }), { cols: 1, rows: 1000 });
+  assert.deepEqual(config.clampSize({ cols: NaN, rows: 80.7 }), { cols: 1, rows: 80 });
 });
 
 test('flow control pauses above the high and resumes below the low watermark', () => {

@@ -3,6 +3,7 @@
 //! before the upgrade, so a refusal is a plain HTTP status and never a half-open socket.
 
 mod assets;
+mod provenance;
 mod upgrade;
 
 use std::net::SocketAddr;
@@ -40,7 +41,14 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let state = web::Data::new(state);
     let server = HttpServer::new({
         let state = state.clone();
-        move || App::new().app_data(state.clone()).configure(routes)
+        move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(actix_web::middleware::from_fn(
+                    provenance::allowed_hosts_only,
+                ))
+                .configure(routes)
+        }
     })
     .workers(workers)
     .shutdown_timeout(5)
@@ -130,25 +138,67 @@ struct TokenQuery {
 /// The terminal page. In cookie mode it gives the browser its anonymous identity when it has no
 /// valid one; in token mode it asks for a token first.
 async fn page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let elsewhere = provenance::started_elsewhere(&req);
+    if let Mode::Token(_) = &state.identifier.mode {
+        let query = web::Query::<TokenQuery>::from_query(req.query_string());
+        if let Some(token) = query.ok().and_then(|q| q.0.token) {
+            // Another site's link must not log this browser in as whoever that site chose.
+            if elsewhere {
+                return confirm_login(&token);
+            }
+            // The token leaves the URL (and the history) at once: a cookie carries the user.
+            return login_with(&req, &state, &token);
+        }
+    }
     let identified = identify(&req, &state).is_some();
     match &state.identifier.mode {
-        Mode::Token(_) => {
-            let query = web::Query::<TokenQuery>::from_query(req.query_string());
-            if let Some(token) = query.ok().and_then(|q| q.0.token) {
-                // The token leaves the URL (and the history) at once: a cookie carries the user.
-                return login_with(&req, &state, &token);
-            }
-            if !identified {
-                return login_form(StatusCode::OK, "");
-            }
-            serve_page(None)
-        }
+        // The browser may well hold an identity that this navigation left behind: ask again from
+        // this site rather than give it a new identity over its old one.
+        Mode::Cookie | Mode::Token(_) if !identified && elsewhere => reload_from_here(),
+        Mode::Token(_) if !identified => login_form(StatusCode::OK, ""),
         Mode::Cookie if !identified => {
             let (_, value) = state.identifier.signer.issue();
             serve_page(Some(cookie_header(&req, &value)))
         }
         _ => serve_page(None),
     }
+}
+
+/// A page that loads its own URL again, now as a navigation of this site.
+fn reload_from_here() -> HttpResponse {
+    little_page(
+        StatusCode::OK,
+        "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=0>\
+         <title>termpool</title>"
+            .to_owned(),
+    )
+}
+
+/// Token mode, a token in another site's link: the user confirms with a same-origin POST.
+fn confirm_login(token: &str) -> HttpResponse {
+    little_page(
+        StatusCode::OK,
+        format!(
+            "<!doctype html><meta charset=utf-8><title>termpool: log in</title>\
+             <form method=post action=/login><p>A link from another site asks to open the \
+             terminal with an access token.</p><input type=hidden name=token value=\"{}\">\
+             <button>Open terminal</button></form>",
+            escape_html(token)
+        ),
+    )
+}
+
+fn escape_html(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 fn serve_page(set_cookie: Option<String>) -> HttpResponse {
@@ -188,6 +238,13 @@ async fn login(
     state: web::Data<AppState>,
     form: web::Form<LoginForm>,
 ) -> HttpResponse {
+    // A form on another site must not log this browser in as whoever that site chose.
+    if !provenance::origin_allowed(&req, &state.config) {
+        log::info!("login refused: cross-origin form");
+        return HttpResponse::Forbidden()
+            .content_type("text/plain; charset=utf-8")
+            .body("cross-origin login refused");
+    }
     login_with(&req, &state, &form.token)
 }
 
@@ -210,15 +267,24 @@ fn login_with(req: &HttpRequest, state: &AppState, token: &str) -> HttpResponse 
 
 /// A plain form, no script: the token goes in a POST body, never in a URL.
 fn login_form(status: StatusCode, notice: &'static str) -> HttpResponse {
-    let body = format!(
-        "<!doctype html><meta charset=utf-8><title>termpool: log in</title>\
-         <form method=post action=/login><p>{notice}</p>\
-         <label>Access token <input name=token type=password autocomplete=current-password \
-         required autofocus></label> <button>Open terminal</button></form>"
-    );
+    little_page(
+        status,
+        format!(
+            "<!doctype html><meta charset=utf-8><title>termpool: log in</title>\
+             <form method=post action=/login><p>{notice}</p>\
+             <label>Access token <input name=token type=password \
+             autocomplete=current-password required autofocus></label> \
+             <button>Open terminal</button></form>"
+        ),
+    )
+}
+
+/// A page of our own markup, without script, never cached, never framed.
+fn little_page(status: StatusCode, body: String) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
             "default-src 'none'; form-action 'self'; frame-ancestors 'none'",

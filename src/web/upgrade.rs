@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -50,7 +49,14 @@ pub(super) async fn websocket(
     // The handshake is checked first so that no shell is spawned for a request that can't upgrade.
     let (response, ws, stream) = match actix_ws::handle(&req, body) {
         Ok(parts) => parts,
-        Err(e) => return refused(&state, refuse(StatusCode::BAD_REQUEST, e.to_string())),
+        Err(e) => {
+            // Browsers hide a refused upgrade's status from WebSocket code, so the page asks the
+            // same URL over plain HTTP to learn why: it gets the refusal its upgrade got.
+            let refusal = preflight(&req, &state)
+                .err()
+                .unwrap_or_else(|| refuse(StatusCode::BAD_REQUEST, e.to_string()));
+            return refused(&state, refusal);
+        }
     };
     let (session, attached, greeting) = match open(&req, &state).await {
         Ok(opened) => opened,
@@ -85,9 +91,7 @@ async fn open(
     req: &HttpRequest,
     state: &AppState,
 ) -> Result<(Arc<LiveSession>, Attached, Vec<String>), Refused> {
-    check_origin(req, state)?;
-    let identity = identify(req, state)?;
-    let WsRequest { size, session } = parse_query(req)?;
+    let (identity, WsRequest { size, session }) = checked(req, state)?;
     let mut notice = None;
     if let Some(id) = session {
         if let Some(session) = state.registry.find(&id, &identity) {
@@ -109,6 +113,28 @@ async fn open(
     let mut greeting = vec![ready_frame(state, &session, size, false)];
     greeting.extend(notice);
     Ok((session, attached, greeting))
+}
+
+/// The checks that need no shell: origin, identity, the query.
+fn checked(req: &HttpRequest, state: &AppState) -> Result<(String, WsRequest), Refused> {
+    check_origin(req, state)?;
+    let identity = identify(req, state)?;
+    Ok((identity, parse_query(req)?))
+}
+
+/// What an upgrade of this request would be refused for, short of starting a shell.
+fn preflight(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
+    let (identity, query) = checked(req, state)?;
+    let resumes = query
+        .session
+        .is_some_and(|id| state.registry.find(&id, &identity).is_some());
+    if !resumes {
+        state
+            .registry
+            .check_admission(&identity)
+            .map_err(|e| refuse(StatusCode::TOO_MANY_REQUESTS, e.to_string()))?;
+    }
+    Ok(())
 }
 
 async fn start_session(
@@ -164,27 +190,15 @@ fn backend_refusal(e: TtyError) -> Refused {
 }
 
 /// Cross-site WebSocket hijacking guard: a browser always sends `Origin`; it must be this server
-/// (either scheme, same `Host`) or a configured origin. Non-browser clients send none.
+/// or a configured origin. Non-browser clients send none.
 fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
-    let Some(origin) = req.headers().get(header::ORIGIN) else {
+    if super::provenance::origin_allowed(req, &state.config) {
         return Ok(());
-    };
-    let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let own = !host.is_empty()
-        && (origin == format!("http://{host}") || origin == format!("https://{host}"));
-    if own || state.config.extra_origins().any(|o| o == origin) {
-        Ok(())
-    } else {
-        Err(refuse(
-            StatusCode::FORBIDDEN,
-            "cross-origin WebSocket refused: the Origin is not this server nor an allowed origin",
-        ))
     }
+    Err(refuse(
+        StatusCode::FORBIDDEN,
+        "cross-origin WebSocket refused: the Origin is not this server nor an allowed origin",
+    ))
 }
 
 fn identify(req: &HttpRequest, state: &AppState) -> Result<String, Refused> {

@@ -6,9 +6,14 @@
 //! session's pump (session.rs) reads the TTY; pausing simply tells it to stop reading, so the
 //! program blocks on its own output and nothing is lost or buffered without bound.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
 use tokio::sync::{mpsc, watch};
@@ -20,6 +25,9 @@ use crate::tty::TtyError;
 
 /// Close code for a socket whose session was re-attached from another socket.
 const CLOSE_TAKEN_OVER: u16 = 4001;
+/// Input the relay holds while the TTY does not take it; with more waiting it stops reading the
+/// socket (and the client's TCP window closes) until the program reads.
+const INPUT_QUEUE_BYTES: usize = 1 << 20;
 
 /// What the relay needs besides the session.
 pub struct RelayConfig {
@@ -55,10 +63,13 @@ pub async fn run(
             paused,
             metrics: cfg.metrics.clone(),
             busy_poll: cfg.busy_poll,
+            ping_interval: cfg.ping_interval,
             last_heard: Instant::now(),
+            input: VecDeque::new(),
+            input_bytes: 0,
         };
         let inbound = async move {
-            inbound.run(stream, output_done_rx, cfg.ping_interval).await;
+            inbound.run(stream, output_done_rx).await;
             let _ = client_gone_tx.send(true);
         };
         let outbound = async move {
@@ -87,7 +98,7 @@ async fn greet(
 /// Copies session events to the socket until the session ends (then `exit` and close 1000, or
 /// `error` and close 1011), another socket takes over (close 4001), or the client is gone.
 async fn relay_events(
-    mut ws: Session,
+    ws: Session,
     mut events: mpsc::Receiver<Event>,
     mut client_gone: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
@@ -98,52 +109,63 @@ async fn relay_events(
             _ = client_gone.changed() => return,
             event = events.recv() => event,
         };
-        match event {
-            Some(Event::Output(bytes)) => {
-                metrics
-                    .bytes_out
-                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                if ws.binary(bytes).await.is_err() {
-                    return;
-                }
-            }
-            Some(Event::Ended(Ok(code))) => {
-                let _ = ws.text(ServerFrame::Exit { code }.to_json()).await;
-                let _ = ws.close(Some(CloseCode::Normal.into())).await;
-                return;
-            }
-            Some(Event::ShuttingDown) => {
-                let message =
-                    "the server is shutting down (restart or upgrade): reconnect in a moment";
-                let code = ErrorCode::BackendUnavailable;
-                let _ = ws
-                    .text(ServerFrame::Error { code, message }.to_json())
-                    .await;
-                let _ = ws.close(Some(CloseCode::Away.into())).await;
-                return;
-            }
-            Some(Event::Ended(Err(message))) => {
-                metrics.errors.fetch_add(1, Ordering::Relaxed);
-                let code = ErrorCode::BackendUnavailable;
-                let frame = ServerFrame::Error {
-                    code,
-                    message: &message,
-                };
-                let _ = ws.text(frame.to_json()).await;
-                let _ = ws.close(Some(CloseCode::Error.into())).await;
-                return;
-            }
-            None => {
-                let reason = CloseReason {
-                    code: CloseCode::Other(CLOSE_TAKEN_OVER),
-                    description: Some("session attached from another connection".into()),
-                };
-                let _ = ws.close(Some(reason)).await;
-                return;
-            }
+        // A client that stops reading fills the socket's queue and every send waits: the inbound
+        // half notices the silence and goes, and then so does this half, whatever it was sending.
+        let last = tokio::select! {
+            biased;
+            _ = client_gone.changed() => return,
+            last = send_event(ws.clone(), event, &metrics) => last,
+        };
+        if last {
+            return;
         }
     }
 }
+
+/// Sends one session event; true when it was the last one (or the socket is gone).
+async fn send_event(mut ws: Session, event: Option<Event>, metrics: &Metrics) -> bool {
+    match event {
+        Some(Event::Output(bytes)) => {
+            metrics
+                .bytes_out
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            return ws.binary(bytes).await.is_err();
+        }
+        Some(Event::Ended(Ok(code))) => {
+            let _ = ws.text(ServerFrame::Exit { code }.to_json()).await;
+            let _ = ws.close(Some(CloseCode::Normal.into())).await;
+        }
+        Some(Event::ShuttingDown) => {
+            let message = "the server is shutting down (restart or upgrade): reconnect in a moment";
+            let code = ErrorCode::BackendUnavailable;
+            let _ = ws
+                .text(ServerFrame::Error { code, message }.to_json())
+                .await;
+            let _ = ws.close(Some(CloseCode::Away.into())).await;
+        }
+        Some(Event::Ended(Err(message))) => {
+            metrics.errors.fetch_add(1, Ordering::Relaxed);
+            let code = ErrorCode::BackendUnavailable;
+            let frame = ServerFrame::Error {
+                code,
+                message: &message,
+            };
+            let _ = ws.text(frame.to_json()).await;
+            let _ = ws.close(Some(CloseCode::Error.into())).await;
+        }
+        None => {
+            let reason = CloseReason {
+                code: CloseCode::Other(CLOSE_TAKEN_OVER),
+                description: Some("session attached from another connection".into()),
+            };
+            let _ = ws.close(Some(reason)).await;
+        }
+    }
+    true
+}
+
+/// A write to the TTY in progress.
+type Writing = Pin<Box<dyn Future<Output = Result<(), TtyError>>>>;
 
 struct Inbound {
     ws: Session,
@@ -151,23 +173,47 @@ struct Inbound {
     paused: watch::Sender<bool>,
     metrics: Arc<Metrics>,
     busy_poll: Duration,
+    ping_interval: Duration,
     last_heard: Instant,
+    /// Input received but not yet written: the TTY takes it only as fast as the program reads.
+    input: VecDeque<Bytes>,
+    input_bytes: usize,
 }
 
 impl Inbound {
+    /// Reads client frames until the client goes or the outbound half ends. Input is written to
+    /// the TTY beside the reading, not in its way: a program that does not read its input (a
+    /// paste into a busy program) must not hold back pause, resize, ping or the client's going
+    /// away. Only when `INPUT_QUEUE_BYTES` wait does the relay stop reading the socket.
     async fn run(
         mut self,
         mut stream: AggregatedMessageStream,
         mut output_done: watch::Receiver<bool>,
-        ping_interval: Duration,
     ) {
-        let mut pings =
-            tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+        let interval = self.ping_interval;
+        let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut writing: Option<Writing> = None;
         loop {
+            if writing.is_none() {
+                writing = self.next_write();
+            }
+            let reading = self.input_bytes < INPUT_QUEUE_BYTES;
             let message = tokio::select! {
-                message = stream.recv() => message,
+                biased;
+                written = async { writing.as_mut().expect("guarded").await }, if writing.is_some() => {
+                    writing = None;
+                    if !self.written(written).await {
+                        return;
+                    }
+                    continue;
+                }
+                message = stream.recv(), if reading => message,
                 _ = pings.tick() => {
-                    if !self.keep_alive(ping_interval).await {
+                    if !reading {
+                        // The silence is ours: we stopped reading, the client did not.
+                        self.last_heard = Instant::now();
+                    }
+                    if !self.keep_alive().await {
                         return;
                     }
                     continue;
@@ -192,37 +238,73 @@ impl Inbound {
     }
 
     /// Pings the client; false when it has been silent for three intervals.
-    async fn keep_alive(&mut self, interval: Duration) -> bool {
-        if self.last_heard.elapsed() > interval * 3 {
+    async fn keep_alive(&mut self) -> bool {
+        if self.last_heard.elapsed() > self.ping_interval * 3 {
             log::info!("closing a WebSocket whose peer stopped answering pings");
-            let _ = self.ws.clone().close(Some(CloseCode::Away.into())).await;
+            let ws = self.ws.clone();
+            self.bounded(ws.close(Some(CloseCode::Away.into()))).await;
             return false;
         }
-        // A full send queue (a peer that stopped reading) must not stall this half.
-        let _ = tokio::time::timeout(interval, self.ws.ping(b"")).await;
+        let mut ws = self.ws.clone();
+        let _ = self.bounded(async move { ws.ping(b"").await }).await;
         true
+    }
+
+    /// Waits for a send at most one ping interval: a client whose queue stays full that long has
+    /// stopped reading, and must not hold this half (or the session) forever.
+    async fn bounded<T>(&self, send: impl Future<Output = T>) -> Option<T> {
+        tokio::time::timeout(self.ping_interval, send).await.ok()
+    }
+
+    async fn send_text(&mut self, text: String) -> bool {
+        let mut ws = self.ws.clone();
+        matches!(
+            self.bounded(async move { ws.text(text).await }).await,
+            Some(Ok(()))
+        )
     }
 
     /// Handles one client message; false when the socket is done.
     async fn handle(&mut self, message: AggregatedMessage) -> bool {
         match message {
-            AggregatedMessage::Binary(bytes) => self.write(&bytes).await,
+            AggregatedMessage::Binary(bytes) => {
+                self.queue_input(bytes);
+                true
+            }
             AggregatedMessage::Text(text) => self.control(&text).await,
-            AggregatedMessage::Ping(payload) => self.ws.pong(&payload).await.is_ok(),
+            AggregatedMessage::Ping(payload) => {
+                let mut ws = self.ws.clone();
+                let pong = async move { ws.pong(&payload).await };
+                matches!(self.bounded(pong).await, Some(Ok(())))
+            }
             AggregatedMessage::Pong(_) => true,
             AggregatedMessage::Close(reason) => {
-                let _ = self.ws.clone().close(reason).await;
+                let ws = self.ws.clone();
+                self.bounded(ws.close(reason)).await;
                 false
             }
         }
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> bool {
+    fn queue_input(&mut self, bytes: Bytes) {
         crate::spin::after_input(self.busy_poll);
         self.metrics
             .bytes_in
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        match self.session.tty.write(bytes).await {
+        self.input_bytes += bytes.len();
+        self.input.push_back(bytes);
+    }
+
+    fn next_write(&mut self) -> Option<Writing> {
+        let chunk = self.input.pop_front()?;
+        self.input_bytes -= chunk.len();
+        let tty = self.session.tty.clone();
+        Some(Box::pin(async move { tty.write(&chunk).await }))
+    }
+
+    /// After a write: false only when the socket is gone.
+    async fn written(&mut self, result: Result<(), TtyError>) -> bool {
+        match result {
             Ok(()) | Err(TtyError::Closed) => true,
             Err(e) => {
                 self.report(ErrorCode::BackendUnavailable, &e.to_string())
@@ -237,7 +319,10 @@ impl Inbound {
             Err(err) => return self.report(err.code, &err.message).await,
         };
         match request {
-            Request::Input(data) => self.write(data.as_bytes()).await,
+            Request::Input(data) => {
+                self.queue_input(Bytes::copy_from_slice(data.as_bytes()));
+                true
+            }
             Request::Resize(size) => match self.session.tty.resize(size).await {
                 Ok(()) => {
                     self.session.resized(size);
@@ -259,7 +344,7 @@ impl Inbound {
             }
             Request::Ping(id) => {
                 let pong = ServerFrame::Pong { id: &id }.to_json();
-                self.ws.text(pong).await.is_ok()
+                self.send_text(pong).await
             }
         }
     }
@@ -268,15 +353,18 @@ impl Inbound {
     async fn report(&mut self, code: ErrorCode, message: &str) -> bool {
         self.metrics.errors.fetch_add(1, Ordering::Relaxed);
         let frame = ServerFrame::Error { code, message }.to_json();
-        self.ws.text(frame).await.is_ok()
+        self.send_text(frame).await
     }
 
-    /// Closes the socket for a protocol violation: 1009 for an oversized frame, 1002 otherwise.
+    /// Closes the socket for a protocol violation: 1009 for an oversized frame, 1007 for text
+    /// that is not UTF-8, 1002 otherwise.
     async fn close_for(&mut self, err: &actix_ws::ProtocolError) {
         let code = match err {
             actix_ws::ProtocolError::Overflow => CloseCode::Size,
-            // actix-ws reports an oversized message split into continuation frames as an I/O error.
+            // actix-ws reports an oversized message split into continuation frames, and a text
+            // message that is not UTF-8, as I/O errors; only their text tells them apart.
             actix_ws::ProtocolError::Io(e) if e.to_string().contains("size") => CloseCode::Size,
+            actix_ws::ProtocolError::Io(e) if e.to_string().contains("utf-8") => CloseCode::Invalid,
             _ => CloseCode::Protocol,
         };
         log::info!("closing a WebSocket ({code:?}): {err}");
@@ -284,6 +372,7 @@ impl Inbound {
             code,
             description: Some(err.to_string()),
         };
-        let _ = self.ws.clone().close(Some(reason)).await;
+        let ws = self.ws.clone();
+        self.bounded(ws.close(Some(reason))).await;
     }
 }

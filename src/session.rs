@@ -407,9 +407,11 @@ impl LiveSession {
             if !grace.is_zero() {
                 tokio::time::sleep(grace).await;
             }
+            // Only this detach's own wait may hang up: after a re-attach and a new drop, the new
+            // drop's wait runs its own full grace period.
             let still_detached = {
                 let shared = session.shared();
-                !shared.ended && shared.attachment.is_none()
+                !shared.ended && shared.attachment.is_none() && shared.next_attach == id
             };
             if still_detached {
                 log::info!(

@@ -191,6 +191,33 @@ async fn the_grace_period_ends_with_a_hangup() {
     assert_eq!(c.next_json().await["code"], "session_not_found");
 }
 
+/// Each drop starts a full grace period: the wait of an earlier drop, re-attached since, must not
+/// hang the session up early.
+#[tokio::test]
+async fn a_second_drop_gets_its_own_grace_period() {
+    let server = Server::local(&["--reattach-grace-secs", "3"]);
+    let cookie = server.new_identity().await;
+    let mut c = server.connect_as(&cookie, "").await;
+    let id = c.ready().await["session"].as_str().unwrap().to_owned();
+    let pid = c.shell_pid().await;
+    let first_drop = Instant::now();
+    drop_socket(c);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (c, ready) = reattach(&server, &cookie, &id, "").await;
+    assert_eq!(ready["resumed"], true);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let second_drop = Instant::now();
+    drop_socket(c);
+    // Past the first drop's grace period, well inside the second's.
+    tokio::time::sleep(
+        (first_drop + Duration::from_millis(4000)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    assert_eq!(alive(&[pid]), vec![pid], "hung up by the first drop's wait");
+    assert!(eventually(Duration::from_secs(10), || alive(&[pid]).is_empty()).await);
+    assert!(second_drop.elapsed() >= Duration::from_millis(2500));
+}
+
 #[tokio::test]
 async fn grace_zero_hangs_up_at_once() {
     let server = Server::local(&["--reattach-grace-secs", "0"]);

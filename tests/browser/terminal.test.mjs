@@ -422,6 +422,30 @@ describe('terminal page', { timeout: 180_000 }, () => {
     }
   });
 
+  test('following a link from another site keeps the identity and the session', async () => {
+    const context = await browser.newContext();
+    try {
+      const { page, frames } = await openTerminal(context);
+      const identity = async () => (await context.cookies()).find((c) => c.name === 'termpool_id')?.value;
+      const before = await identity();
+      assert.ok(before, 'the page set an identity cookie');
+      // A navigation another site starts carries no SameSite=Strict cookie: the server must not
+      // mistake it for a first visit and hand out a new identity over the old one.
+      await context.route('http://other-site.test/', (r) =>
+        r.fulfill({ contentType: 'text/html', body: `<a id=go href="${baseUrl}${pagePath}">my terminal</a>` }),
+      );
+      await page.goto('http://other-site.test/');
+      await page.click('#go');
+      await waitConnected(page);
+      assert.equal(await identity(), before, 'same identity after the link');
+      assert.equal(frames.ready.length, 2);
+      assert.equal(frames.ready[1].user, frames.ready[0].user);
+      if (!skipReattach) assert.equal(frames.ready[1].resumed, true, 'back in the same session');
+    } finally {
+      await context.close();
+    }
+  });
+
   test('a dropped connection reconnects by itself (and re-attaches)', async () => {
     const context = await browser.newContext();
     try {

@@ -43,10 +43,20 @@ struct UserEntry {
 }
 
 impl UserEntry {
-    fn forget_openings_before(&mut self, cutoff: Instant) {
-        while self.opened.front().is_some_and(|t| *t <= cutoff) {
+    /// Drops the openings that no longer count against the rate limit.
+    fn forget_old_openings(&mut self, now: Instant) {
+        while self
+            .opened
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= RATE_WINDOW)
+        {
             self.opened.pop_front();
         }
+    }
+
+    /// Nothing left to remember: no live session, no opening that still counts.
+    fn is_quiet(&self) -> bool {
+        self.live == 0 && self.opened.is_empty()
     }
 }
 
@@ -114,7 +124,7 @@ impl Registry {
         let now = Instant::now();
         let mut inner = self.lock();
         let entry = inner.users.entry(identity.to_owned()).or_default();
-        entry.forget_openings_before(now - RATE_WINDOW);
+        entry.forget_old_openings(now);
         if let Some(refusal) = self.limits.refusal(entry, now) {
             return Err(refusal);
         }
@@ -203,7 +213,8 @@ impl Registry {
         let mut inner = self.lock();
         if let Some(entry) = inner.users.get_mut(identity) {
             entry.live -= 1;
-            if entry.live == 0 && entry.opened.is_empty() {
+            entry.forget_old_openings(Instant::now());
+            if entry.is_quiet() {
                 inner.users.remove(identity);
             }
         }
@@ -217,6 +228,15 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// Forgets the users with no live session and no recent opening: every anonymous visitor would
+    /// otherwise leave an entry behind for good.
+    fn forget_quiet_users(&self, now: Instant) {
+        self.lock().users.retain(|_, entry| {
+            entry.forget_old_openings(now);
+            !entry.is_quiet()
+        });
     }
 
     /// Accounts idle for `limit` or longer, taken off the idle list.
@@ -240,6 +260,7 @@ impl Registry {
         let every = (limit / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
         loop {
             tokio::time::sleep(every).await;
+            self.forget_quiet_users(Instant::now());
             for placement in self.take_idle(limit) {
                 log::info!(
                     "reaping processes of {} (idle for {limit:?})",
@@ -580,6 +601,19 @@ mod tests {
         let _b = reg.admit("b").unwrap();
         drop(a1);
         assert!(reg.admit("a").is_ok());
+    }
+
+    #[test]
+    fn users_without_sessions_are_forgotten_once_their_openings_expire() {
+        let reg = registry(100, 3);
+        let live = reg.admit("a").unwrap();
+        drop(reg.admit("b").unwrap());
+        assert_eq!(reg.lock().users.len(), 2, "b's opening still counts");
+        reg.forget_quiet_users(Instant::now() + RATE_WINDOW);
+        assert_eq!(reg.lock().users.len(), 1, "b is forgotten, a is live");
+        drop(live);
+        reg.forget_quiet_users(Instant::now() + RATE_WINDOW);
+        assert!(reg.lock().users.is_empty());
     }
 
     #[test]

@@ -200,7 +200,12 @@ impl Inbound {
             let reading = self.input_bytes < INPUT_QUEUE_BYTES;
             let message = tokio::select! {
                 biased;
-                written = async { writing.as_mut().expect("guarded").await }, if writing.is_some() => {
+                written = async {
+                    match writing.as_mut() {
+                        Some(write) => write.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     writing = None;
                     if !self.written(written).await {
                         return;

@@ -15,6 +15,12 @@
 //! the few bytes printed so far are kept as they came, fed to it then, and a socket that needs
 //! the screen meanwhile gets it from a throwaway emulator. The screen is the same either way: the
 //! emulator sees the same bytes at the same size, in the same order.
+//!
+//! The emulator is fed through a filter (see `filter`) that keeps vt100 from spending seconds on
+//! a few bytes: the screen is shared by the pump and the worker thread, so one hostile `cat`
+//! would stall every session on them.
+
+mod filter;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +29,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 
 use crate::protocol::TermSize;
+use filter::Parser;
 
 /// The screen is at most this large (columns, rows): 781 KiB of 32-byte cells per grid, and two
 /// grids once a program has used the alternate screen. A larger terminal is restored clipped.
@@ -163,7 +170,7 @@ enum Emulator {
         rows: u16,
         cols: u16,
     },
-    Parser(Box<vt100::Parser>),
+    Parser(Box<Parser>),
 }
 
 impl Emulator {
@@ -184,7 +191,7 @@ impl Emulator {
     }
 
     /// The emulator, created from the output kept so far if there is none yet.
-    fn parser(&mut self) -> &mut vt100::Parser {
+    fn parser(&mut self) -> &mut Parser {
         if let Emulator::Raw { output, rows, cols } = self {
             *self = Emulator::Parser(Box::new(parsed(*cols, *rows, output)));
         }
@@ -196,8 +203,8 @@ impl Emulator {
 }
 
 /// A fresh emulator of `cols` x `rows` that has been fed `bytes`.
-fn parsed(cols: u16, rows: u16, bytes: &[u8]) -> vt100::Parser {
-    let mut parser = vt100::Parser::new(rows, cols, 0);
+fn parsed(cols: u16, rows: u16, bytes: &[u8]) -> Parser {
+    let mut parser = Parser::new(rows, cols);
     parser.process(bytes);
     parser
 }
@@ -318,6 +325,31 @@ mod tests {
         screen.feed(Bytes::from_static(b"$ "));
         screen.resize(size(100, 30));
         assert!(screen.has_emulator());
+    }
+
+    #[test]
+    fn hostile_output_costs_the_screen_no_more_than_its_size() {
+        let screen = Screen::new(size(80, 24));
+        // More than RAW_LIMIT first, so that the session has an emulator of its own.
+        let lines: Vec<u8> = (1..=5000)
+            .flat_map(|i| format!("{i}\r\n").into_bytes())
+            .collect();
+        screen.feed(Bytes::from(lines.clone()));
+        // Each `CSI 65535 @` took vt100 a second; in chunks that split the sequences.
+        let hostile = b"\x1b[65535@".repeat(200);
+        let started = std::time::Instant::now();
+        for chunk in hostile.chunks(7) {
+            screen.feed(Bytes::copy_from_slice(chunk));
+        }
+        let rendered = screen.render();
+        // Milliseconds with the filter, minutes without.
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+
+        let mut expected = vt100::Parser::new(24, 80, 0);
+        expected.process(&lines);
+        expected.process(&b"\x1b[80@".repeat(200));
+        assert_eq!(rendered, render(expected.screen()));
     }
 
     #[test]

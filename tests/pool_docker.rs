@@ -5,6 +5,8 @@
 //! when the test fails. The tests run one at a time (a process-wide lock) so timings mean
 //! something on a 2-core machine. Docker being unreachable is a loud failure, never a skip.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,7 +19,10 @@ use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::ListContainersOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
-use termpool::pool::{linux_username, Placement, Pool, PoolConfig, PoolError, SqliteStore};
+use termpool::pool::{
+    account_names, identity_hash, linux_username, Placement, Pool, PoolConfig, PoolError,
+    SqliteStore,
+};
 
 const IMAGE: &str = "terminal-multi-user:latest";
 
@@ -745,4 +750,204 @@ async fn missing_image_is_a_clear_error() {
         Err(other) => panic!("expected a provisioning error, got {other}"),
         Ok(_) => panic!("a pool started without its image"),
     }
+}
+
+/// Three brand-new users open a terminal at the same moment on a pool of one slot, through the
+/// real server: one gets a shell, the others 503, and the one who got it keeps its slot (a second
+/// tab works). Before, all three got a shell: each newcomer evicted the one still being placed.
+#[tokio::test]
+async fn simultaneous_newcomers_get_one_shell_and_503s() {
+    // Only for its place in the one-at-a-time order: the server makes a pool of its own.
+    let _fx = Fixture::new("race-web");
+    let pool = common::TestPool::new("race");
+    let server = pool.server(1, 1, &["--reattach-grace-secs", "0"]);
+    let mut cookies = Vec::new();
+    for _ in 0..3 {
+        cookies.push(server.new_identity().await);
+    }
+    let attempts = cookies.iter().map(|c| server.try_connect(c, "", None));
+    let results = futures_util::future::join_all(attempts).await;
+    let mut winners = Vec::new();
+    for (cookie, result) in cookies.iter().zip(results) {
+        match result {
+            Ok(client) => winners.push((cookie, client)),
+            Err((status, body)) => {
+                assert_eq!(status, 503, "{body}");
+                assert!(body.contains("pool full"), "{body}");
+            }
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one of three gets the one slot");
+    let (cookie, mut first) = winners.pop().expect("a winner");
+    let ready = first.ready().await;
+    let user = ready["user"].as_str().unwrap_or_default().to_owned();
+    // The winner was not evicted: its second tab is placed in its slot, as the same account.
+    let mut second = server.connect_as(cookie, "").await;
+    assert_eq!(second.ready().await["user"], ready["user"]);
+    for tab in [&mut first, &mut second] {
+        tab.run("echo W=$(whoami)=E").await;
+        tab.expect_output(&format!("W={user}=E")).await;
+    }
+    // And the others are still refused while it is live.
+    for other in cookies.iter().filter(|c| *c != cookie) {
+        let (status, body) = server.refusal(other, "", None).await;
+        assert_eq!(status, 503, "{body}");
+    }
+}
+
+/// The same race against the pool alone: the caller binds each session (marks it live) as soon
+/// as `place` returns, as the web layer does.
+#[tokio::test]
+async fn simultaneous_placements_never_evict_each_other() {
+    let fx = Fixture::new("race");
+    let pool = fx.start(1, 1).await;
+    let bound: Mutex<HashSet<String>> = Mutex::default();
+    let live = |u: &str| bound.lock().unwrap_or_else(|e| e.into_inner()).contains(u);
+    let place_and_bind = |id: String| {
+        let (pool, bound, live) = (&pool, &bound, &live);
+        async move {
+            let placed = pool.place(&id, live).await;
+            if let Ok(p) = &placed {
+                bound
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(p.username.clone());
+            }
+            placed
+        }
+    };
+    let ids = (0..3).map(|i| format!("race-{i}"));
+    let results = futures_util::future::join_all(ids.map(place_and_bind)).await;
+    let placed: Vec<&Placement> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let full = results
+        .iter()
+        .filter(|r| matches!(r, Err(PoolError::PoolFull)))
+        .count();
+    assert_eq!((placed.len(), full), (1, 2), "{results:?}");
+    assert_eq!(pool.stats().users_assigned, 1);
+    // The one placed still holds the slot: placed again, sticky, at once.
+    let winner = placed[0];
+    let identity = format!(
+        "race-{}",
+        results.iter().position(|r| r.is_ok()).unwrap_or(0)
+    );
+    assert_eq!(&pool.place(&identity, &live).await.expect("again"), winner);
+}
+
+/// Two identities whose usual account names collide (the first 12 hex digits of their SHA-256
+/// agree: found by brute force, ~2^24 tries) get two accounts: the second never gets the first
+/// one's account, files or processes, and keeps its own across a restart.
+#[tokio::test]
+async fn a_taken_account_name_is_never_shared() {
+    let fx = Fixture::new("collide");
+    let docker = client().await;
+    let (earlier, later) = ("header:mallory-9994325", "header:mallory-30520447");
+    assert_eq!(
+        linux_username(earlier),
+        linux_username(later),
+        "a real collision"
+    );
+    let later_names: Vec<String> = account_names(&identity_hash(later)).collect();
+    let mut first = None;
+    for round in 0..2 {
+        let pool = fx.start(1, 4).await;
+        // After the restart the later identity comes first: the store's record decides, not the
+        // order of arrival.
+        let l0 = match round {
+            1 => Some(pool.place(later, &nobody_live).await.expect("later")),
+            _ => None,
+        };
+        let e = pool.place(earlier, &nobody_live).await.expect("earlier");
+        let l = match l0 {
+            Some(l) => l,
+            None => pool.place(later, &nobody_live).await.expect("later"),
+        };
+        assert_eq!(
+            e.username, later_names[0],
+            "the earlier identity keeps its name"
+        );
+        assert_eq!(l.username, later_names[1], "the next longer name");
+        assert_ne!((l.uid, &l.home), (e.uid, &e.home));
+        if round == 0 {
+            let secret = format!("{}/secret", e.home);
+            let write = format!("echo s3cret > {secret}");
+            let (code, out) =
+                exec_as(&docker, &e.container_id, &e.username, &["sh", "-c", &write]).await;
+            assert_eq!(code, 0, "{out}");
+            let (code, out) =
+                exec_as(&docker, &l.container_id, &l.username, &["cat", &secret]).await;
+            assert_ne!(
+                code, 0,
+                "the later identity reads the earlier one's file: {out}"
+            );
+            pool.flush().await.expect("flush");
+            first = Some(l);
+        } else {
+            // After a restart the store's mapping gives the same accounts again.
+            assert_eq!(Some(l), first.take());
+        }
+    }
+}
+
+/// When a newcomer takes an idle user's slot, every process that user left in the container ends
+/// first: with one user per container, the newcomer must not reach them (here a web server on
+/// 127.0.0.1:8000).
+#[tokio::test]
+async fn an_evicted_users_processes_end_before_the_newcomer_gets_the_slot() {
+    let fx = Fixture::new("reap");
+    let pool = fx.start(1, 1).await;
+    let docker = client().await;
+    let a = pool.place("reap-a", &nobody_live).await.expect("a");
+    let leftovers = "setsid python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 & \
+                     setsid sleep 4321 >/dev/null 2>&1 &";
+    let (code, out) = exec_as(
+        &docker,
+        &a.container_id,
+        &a.username,
+        &["sh", "-c", leftovers],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let fetch = [
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-m",
+        "2",
+        "http://127.0.0.1:8000/",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exec_as(&docker, &a.container_id, &a.username, &fetch)
+        .await
+        .0
+        != 0
+    {
+        assert!(Instant::now() < deadline, "a's server never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let processes_of = |uid: u32| {
+        docker_cli(&["top", &a.container_id, "-eo", "uid,pid,args"])
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(uid.to_string().as_str()))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(processes_of(a.uid).len(), 2, "{:?}", processes_of(a.uid));
+
+    let b = pool
+        .place("reap-b", &nobody_live)
+        .await
+        .expect("b takes a's slot");
+    assert_eq!(b.container_id, a.container_id, "the same container");
+    assert!(
+        processes_of(a.uid).is_empty(),
+        "a's processes live on: {:?}",
+        processes_of(a.uid)
+    );
+    let (code, _) = exec_as(&docker, &b.container_id, &b.username, &fetch).await;
+    assert_ne!(code, 0, "the newcomer reached the evicted user's server");
+    // a's account and files stay; only its processes and its slot are gone.
+    let (code, out) = exec_as(&docker, &a.container_id, "root", &["id", "-u", &a.username]).await;
+    assert_eq!((code, out.trim()), (0, a.uid.to_string().as_str()));
 }

@@ -65,6 +65,8 @@ pub enum AssignError {
 }
 
 /// Decides where `user` goes. Pure: the caller persists the decision (and the eviction).
+/// `has_live_session` tells whose slot must not be taken; the pool also counts users whose
+/// placement is under way or was just answered, whose sessions are not bound yet.
 pub fn assign(
     containers: &[ContainerSlot],
     assignments: &[Assignment<'_>],

@@ -4,8 +4,10 @@
 //!
 //! Concurrency: decisions are serialised by one async mutex (so two newcomers never take the same
 //! last slot); provisioning of a container is serialised per slot; the in-memory state sits under
-//! a plain mutex that is never held across an `.await`. Background tasks (Docker events, a health
-//! check, last-seen flushing) hold only a `Weak<Pool>` and are aborted when the pool is dropped.
+//! a plain mutex that is never held across an `.await`. A user whose placement is under way or was
+//! just answered is never evicted ([`InFlight`]): the caller only counts it live once its session
+//! is bound. Background tasks (Docker events, a health check, last-seen flushing) hold only a
+//! `Weak<Pool>` and are aborted when the pool is dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -21,14 +23,35 @@ use tokio::task::JoinHandle;
 
 use super::assign::{AssignError, Decision};
 use super::provision::{self, short, LABEL_POOL};
-use super::state::{SlotError, State};
-use super::store::{unix_now, ContainerRecord, NewAssignment, Store, StoreError};
-use super::{home_of, identity_hash, linux_username, Placement, PoolConfig, PoolError, PoolStats};
+use super::state::{Choice, SlotError, State};
+use super::store::{unix_now, ContainerRecord, NewAssignment, Store, StoreError, UserRecord};
+use super::{home_of, identity_hash, Placement, PoolConfig, PoolError, PoolStats};
 
 /// How long a slot whose container could not be provisioned is skipped by the assigner.
 const DOWN_BACKOFF: Duration = Duration::from_secs(10);
 /// Longest wait between reconnection attempts of the Docker event stream.
 const EVENTS_MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How many times a placement that finds every slot held by just-placed users waits for their
+/// protection to end before it is refused.
+const MAX_RETRIES: usize = 3;
+
+/// Ends every process of one account in a container; run as that account (root there holds no
+/// CAP_KILL, and with hidepid does not even see them). `kill -1` reaches every process of the UID
+/// but this shell, whatever its name or session; it is repeated until `/proc` shows none left
+/// (zombies linger until init reaps them). Exit 1: some survived five seconds of SIGKILL.
+const END_PROCESSES_SCRIPT: &str = r#"i=0
+while :; do
+    kill -KILL -1 2>/dev/null
+    left=
+    for p in /proc/[0-9]*; do
+        [ "${p#/proc/}" != "$$" ] && [ -O "$p" ] && left=${p#/proc/} && break
+    done
+    [ -z "$left" ] && exit 0
+    i=$((i + 1))
+    [ "$i" -ge 50 ] && { echo "process $left survives SIGKILL" >&2; exit 1; }
+    sleep 0.1
+done
+"#;
 
 type SharedStore = Arc<Mutex<Box<dyn Store>>>;
 /// Who waits for the exit of which exec (by exec id): its container's id, and where to send the
@@ -149,16 +172,36 @@ impl Pool {
     /// the container runs with hidepid and the account exists there. `has_live_session` takes a
     /// Linux username. A returning user whose container is known to be ready costs no Docker call
     /// and no disk write.
+    ///
+    /// The user's slot is not given to anyone else while this runs, nor for a moment after it
+    /// returns: the caller is expected to bind a session at once, which `has_live_session` then
+    /// shows.
     pub async fn place(
         &self,
         identity: &str,
         has_live_session: &(dyn Fn(&str) -> bool + Send + Sync),
     ) -> Result<Placement, PoolError> {
-        let username = linux_username(identity);
-        if let Some(p) = self.lock_state().warm(&username, unix_now()) {
-            return Ok(p);
+        let hash = identity_hash(identity);
+        let mut flight = InFlight {
+            pool: self,
+            user: None,
+            placed: false,
+        };
+        {
+            let mut st = self.lock_state();
+            if let Some(p) = st.warm(&hash, unix_now(), Instant::now()) {
+                return Ok(p);
+            }
+            // A known user keeps its slot while it waits for its turn to be placed.
+            if let Some(name) = st.username_of(&hash).map(String::from) {
+                flight.begin(&mut st, &name);
+            }
         }
-        self.place_cold(identity, &username, has_live_session).await
+        let placement = self
+            .place_cold(&hash, has_live_session, &mut flight)
+            .await?;
+        flight.placed = true;
+        Ok(placement)
     }
 
     /// Tells the pool that a container failed under a session (e.g. an exec found it gone): it is
@@ -181,11 +224,12 @@ impl Pool {
 
     async fn place_cold(
         &self,
-        identity: &str,
-        username: &str,
+        hash: &str,
         live: &(dyn Fn(&str) -> bool + Send + Sync),
+        flight: &mut InFlight<'_>,
     ) -> Result<Placement, PoolError> {
-        let (uid, idx) = self.decide(identity, username, live).await?;
+        let (username, uid, idx) = self.decide(hash, live, flight).await?;
+        let username = username.as_str();
         // A container can die between the check and the account exec: one more round then.
         let mut attempt = 0;
         loop {
@@ -211,44 +255,151 @@ impl Pool {
         }
     }
 
-    /// Runs the assigner and persists a new slot (and eviction). Returns the user's UID and slot.
+    /// Picks the account of identity `hash`, runs the assigner and carries out its decision
+    /// (persisting a new slot and an eviction). Returns the account, its UID and slot.
     async fn decide(
         &self,
-        identity: &str,
-        username: &str,
+        hash: &str,
         live: &(dyn Fn(&str) -> bool + Send + Sync),
+        flight: &mut InFlight<'_>,
+    ) -> Result<(String, u32, usize), PoolError> {
+        let mut retries = 0;
+        loop {
+            let serial = self.placing.lock().await;
+            let (username, choice) = self.choose(hash, live, flight)?;
+            match choice.map_err(|e| self.assign_error(e))? {
+                Choice::Go(decision) => {
+                    let (uid, idx) = self.carry_out(hash, &username, decision).await?;
+                    return Ok((username, uid, idx));
+                }
+                Choice::RetryAt(at) if retries < MAX_RETRIES => {
+                    retries += 1;
+                    drop(serial);
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                Choice::RetryAt(_) => return Err(PoolError::PoolFull),
+            }
+        }
+    }
+
+    /// The account of identity `hash` and the assigner's choice for it; a user that goes ahead is
+    /// protected from eviction from then on (in the same critical section).
+    fn choose(
+        &self,
+        hash: &str,
+        live: &(dyn Fn(&str) -> bool + Send + Sync),
+        flight: &mut InFlight<'_>,
+    ) -> Result<(String, Result<Choice, AssignError>), PoolError> {
+        let mut st = self.lock_state();
+        // Never another identity's account: with every longer name taken too, no account at all.
+        let username = st.account_for(hash).ok_or_else(|| {
+            PoolError::Provision("every account name of this identity is taken".into())
+        })?;
+        let choice = st.choose(&username, live, Instant::now());
+        if let Ok(Choice::Go(_)) = &choice {
+            flight.begin(&mut st, &username);
+        }
+        Ok((username, choice))
+    }
+
+    /// Carries out an assigner decision for `username`; returns its UID and slot.
+    async fn carry_out(
+        &self,
+        hash: &str,
+        username: &str,
+        decision: Decision,
     ) -> Result<(u32, usize), PoolError> {
-        let _serial = self.placing.lock().await;
-        let decision = self.lock_state().decide(username, live, Instant::now());
-        let (idx, evicted) = match decision.map_err(|e| self.assign_error(e))? {
+        match decision {
             Decision::Sticky { idx } => {
                 let uid = self.lock_state().users.get(username).map(|u| u.uid);
-                if let Some(uid) = uid {
-                    return Ok((uid, idx));
+                match uid {
+                    Some(uid) => Ok((uid, idx)),
+                    // Unreachable in practice: sticky users are known.
+                    None => self.assign_slot(hash, username, idx, None).await,
                 }
-                (idx, None) // unreachable in practice: sticky users are known
             }
-            Decision::New { idx } => (idx, None),
-            Decision::Evict { idx, evicted_user } => (idx, Some(evicted_user)),
-        };
-        let rec = self
-            .persist(identity, username, idx, evicted.as_deref())
-            .await?;
-        if let Some(e) = &evicted {
-            log::info!("pool: {e} (idle) gives its slot in {idx} to {username}");
+            Decision::New { idx } => self.assign_slot(hash, username, idx, None).await,
+            Decision::Evict { idx, evicted_user } => {
+                self.evict(hash, username, idx, &evicted_user).await
+            }
         }
-        self.lock_state().apply(&rec, idx, evicted.as_deref());
+    }
+
+    /// Gives `victim`'s slot in `idx` to `username`, once every process `victim` left in that
+    /// container has ended: the container is the newcomer's now, and nothing of the previous
+    /// holder may stay to reach it (a server on localhost, a job still running). If that fails,
+    /// `victim` keeps its slot and the newcomer gets the error.
+    async fn evict(
+        &self,
+        hash: &str,
+        username: &str,
+        idx: usize,
+        victim: &str,
+    ) -> Result<(u32, usize), PoolError> {
+        let result = match self.end_processes(idx, victim).await {
+            Ok(()) => self.assign_slot(hash, username, idx, Some(victim)).await,
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => log::info!("pool: {victim} (idle) gives its slot in {idx} to {username}"),
+            Err(_) => self.lock_state().restore_slot(victim, idx),
+        }
+        result
+    }
+
+    /// Ends every process of account `username` in slot `idx`'s container (see
+    /// [`END_PROCESSES_SCRIPT`]).
+    async fn end_processes(&self, idx: usize, username: &str) -> Result<(), PoolError> {
+        let Some(uid) = self.lock_state().users.get(username).map(|u| u.uid) else {
+            return Ok(());
+        };
+        let id = self.ensure_slot(idx).await?;
+        // By number, so that it works whether or not the account exists in this container; the
+        // account's group has the UID's number (Dockerfile.user).
+        let (reuid, regid) = (format!("--reuid={uid}"), format!("--regid={uid}"));
+        let cmd = [
+            "setpriv",
+            &reuid,
+            &regid,
+            "--clear-groups",
+            "sh",
+            "-c",
+            END_PROCESSES_SCRIPT,
+        ];
+        let out = provision::exec_root(&self.docker, &id, &cmd).await?;
+        if out.code == Some(0) {
+            return Ok(());
+        }
+        Err(PoolError::Provision(format!(
+            "ending the processes of {username} in container {} failed ({:?}): {}",
+            short(&id),
+            out.code,
+            out.stderr.trim()
+        )))
+    }
+
+    /// Persists that `username` holds a slot in `idx` (and that `evicted` lost its own there);
+    /// returns its UID and slot.
+    async fn assign_slot(
+        &self,
+        hash: &str,
+        username: &str,
+        idx: usize,
+        evicted: Option<&str>,
+    ) -> Result<(u32, usize), PoolError> {
+        let rec = self.persist(hash, username, idx, evicted).await?;
+        self.lock_state().apply(&rec, idx, evicted);
         Ok((rec.uid, idx))
     }
 
     async fn persist(
         &self,
-        identity: &str,
+        hash: &str,
         username: &str,
         idx: usize,
         evicted: Option<&str>,
-    ) -> Result<super::store::UserRecord, PoolError> {
-        let (hash, user) = (identity_hash(identity), username.to_string());
+    ) -> Result<UserRecord, PoolError> {
+        let (hash, user) = (hash.to_string(), username.to_string());
         let container = self.cfg.container_name(idx);
         let evicted = evicted.map(String::from);
         let now = unix_now();
@@ -410,6 +561,36 @@ impl Pool {
                 log::warn!("pool: replacing container of slot {idx}: {e}");
             }
         });
+    }
+}
+
+/// A placement under way: its user's slot is not given to anyone else until it ends, and for a
+/// moment after it succeeded (until the caller's session is bound). Ends also when the caller
+/// drops the placement's future.
+struct InFlight<'a> {
+    pool: &'a Pool,
+    /// The account being placed, once known.
+    user: Option<String>,
+    /// The placement succeeded.
+    placed: bool,
+}
+
+impl InFlight<'_> {
+    /// Protects `username` (no-op if this placement protects it already).
+    fn begin(&mut self, st: &mut State, username: &str) {
+        if self.user.is_none() {
+            st.begin_placing(username);
+            self.user = Some(username.to_string());
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(user) = self.user.take() {
+            let placed_at = self.placed.then(Instant::now);
+            self.pool.lock_state().end_placing(&user, placed_at);
+        }
     }
 }
 

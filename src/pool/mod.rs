@@ -27,16 +27,32 @@ use sha2::{Digest, Sha256};
 pub use manager::Pool;
 pub use store::{SqliteStore, Store, StoreError};
 
-/// Hex digits of the identity's SHA-256 that make up a Linux username (after the `u`).
-const USERNAME_HEX_DIGITS: usize = 12;
+/// Hex digits of the identity's SHA-256 in the account names an identity may get, in the order
+/// they are tried. The first is the usual name ([`linux_username`]). 12 digits (48 bits) collide
+/// by chance after about 2^24 identities, which an attacker finds in seconds: an identity whose
+/// shorter name already belongs to another identity gets the next longer one, never the other's
+/// account. 31 digits keep `u` + hex within useradd's 32 characters.
+const NAME_HEX_DIGITS: [usize; 4] = [12, 16, 24, 31];
 
-/// The Linux account name of an identity: `u` + the first 12 hex digits of SHA-256(identity).
+/// The usual Linux account name of an identity: `u` + the first 12 hex digits of
+/// SHA-256(identity). The pool gives it unless another identity holds it already (see
+/// [`account_names`]).
 ///
 /// Deterministic, so the same person always gets the same account; 32 chars max, starts with a
 /// letter, lowercase: valid for `useradd` everywhere.
 pub fn linux_username(identity: &str) -> String {
-    let hex = identity_hash(identity);
-    format!("u{}", &hex[..USERNAME_HEX_DIGITS])
+    account_names(&identity_hash(identity))
+        .next()
+        .unwrap_or_default()
+}
+
+/// The account names an identity with hex SHA-256 `hash` may get, shortest (usual) first: the
+/// pool takes the first one no other identity holds, and records it.
+pub fn account_names(hash: &str) -> impl Iterator<Item = String> + '_ {
+    NAME_HEX_DIGITS
+        .iter()
+        .filter_map(move |&n| hash.get(..n))
+        .map(|hex| format!("u{hex}"))
 }
 
 /// The full hex SHA-256 of an identity: the store's key for a user (the raw identity is never
@@ -212,6 +228,18 @@ mod tests {
         assert_eq!(linux_username("abc"), "uba7816bf8f01");
         assert!(identity_hash("abc").starts_with(&linux_username("abc")[1..]));
         assert_eq!(identity_hash("abc").len(), 64);
+    }
+
+    #[test]
+    fn longer_names_extend_the_usual_one() {
+        let hash = identity_hash("abc");
+        let names: Vec<String> = account_names(&hash).collect();
+        assert_eq!(names[0], linux_username("abc"));
+        assert_eq!(names.len(), 4);
+        for pair in names.windows(2) {
+            assert!(pair[1].starts_with(&pair[0]) && pair[1].len() > pair[0].len());
+        }
+        assert!(names.iter().all(|n| n.len() <= 32), "{names:?}");
     }
 
     #[test]

@@ -5,13 +5,22 @@
 //! with no Docker call and no disk write ([`State::warm`]): last-seen times are kept here and
 //! written to the store in batches. Everything here is synchronous and cheap; it is held under a
 //! plain mutex, never across an `.await`.
+//!
+//! It also knows whose placement is under way or has just been answered ([`State::choose`]): the
+//! caller counts a user as live only once its session is bound, after `place` returns, so without
+//! this a newcomer could take the slot of a user still being placed, and both would get a shell.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::assign::{self, AssignError, Assignment, ContainerSlot, Decision};
 use super::store::UserRecord;
-use super::{home_of, Placement, PoolConfig, PoolStats};
+use super::{account_names, home_of, Placement, PoolConfig, PoolStats};
+
+/// How long a user just placed counts as live although the caller has not bound its session yet.
+/// The web layer binds right after `place` returns, with no await in between, so this only has to
+/// cover a thread being descheduled; a newcomer that would evict such a user waits this out.
+pub(crate) const PLACED_GRACE: Duration = Duration::from_secs(2);
 
 /// A known user.
 #[derive(Debug, Clone)]
@@ -45,12 +54,31 @@ pub(crate) struct SlotError {
     pub message: String,
 }
 
+/// What to do for a placement that needs the assigner (see [`State::choose`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Choice {
+    /// Carry out this decision. An evicted user has already lost its slot here (so that it cannot
+    /// be placed warm meanwhile); give it back with [`State::restore_slot`] if the eviction fails.
+    Go(Decision),
+    /// Every slot is held by users who are live or were placed just now, and some of the latter
+    /// may not be live after all (a session that ended at once): ask again at this instant.
+    RetryAt(Instant),
+}
+
 /// The whole mirror.
 pub(crate) struct State {
     pub slots: Vec<SlotState>,
     pub users: HashMap<String, UserEntry>,
     /// Last-seen times not yet written to the store.
     pub dirty: HashMap<String, i64>,
+    /// The account of every known identity (hex SHA-256 -> username): the name is looked up, not
+    /// derived, because an identity whose usual name was taken has a longer one.
+    by_identity: HashMap<String, String>,
+    /// Users whose placement is under way (number of calls): never evicted.
+    placing: HashMap<String, usize>,
+    /// Users whose placement was answered recently: never evicted until then (see
+    /// [`PLACED_GRACE`]), unless the caller's predicate already shows them live.
+    placed: HashMap<String, Instant>,
     capacity: usize,
 }
 
@@ -59,6 +87,10 @@ impl State {
     pub fn new(cfg: &PoolConfig, users: Vec<UserRecord>) -> State {
         let slot_of: HashMap<String, usize> = (0..cfg.max_containers)
             .map(|i| (cfg.container_name(i), i))
+            .collect();
+        let by_identity = users
+            .iter()
+            .map(|u| (u.identity_hash.clone(), u.username.clone()))
             .collect();
         let users = users
             .into_iter()
@@ -82,13 +114,32 @@ impl State {
             slots,
             users,
             dirty: HashMap::new(),
+            by_identity,
+            placing: HashMap::new(),
+            placed: HashMap::new(),
             capacity: cfg.users_per_container,
         }
     }
 
-    /// The fast path: a placement for `username` if its slot's container is ready and its account
-    /// known there; records the visit.
-    pub fn warm(&mut self, username: &str, now: i64) -> Option<Placement> {
+    /// The account name of the identity with hex SHA-256 `hash`, if it has one.
+    pub fn username_of(&self, hash: &str) -> Option<&str> {
+        self.by_identity.get(hash).map(String::as_str)
+    }
+
+    /// The account for identity `hash`: its own if it has one, else the first of its
+    /// [`account_names`] that no other identity holds. `None` only if every one is taken.
+    pub fn account_for(&self, hash: &str) -> Option<String> {
+        if let Some(name) = self.username_of(hash) {
+            return Some(name.to_string());
+        }
+        account_names(hash).find(|name| !self.users.contains_key(name))
+    }
+
+    /// The fast path: a placement for identity `hash` if its slot's container is ready and its
+    /// account known there; records the visit (`now`: Unix seconds) and protects the slot from
+    /// eviction until the caller has bound the session (`at`: now).
+    pub fn warm(&mut self, hash: &str, now: i64, at: Instant) -> Option<Placement> {
+        let username = self.by_identity.get(hash)?;
         let user = self.users.get_mut(username)?;
         let slot = &self.slots[user.slot?];
         if !slot.ready || !slot.accounts.contains(username) {
@@ -103,7 +154,81 @@ impl State {
         };
         user.last_seen = user.last_seen.max(now);
         self.dirty.insert(username.to_string(), user.last_seen);
+        self.placed.insert(username.to_string(), at + PLACED_GRACE);
         Some(placement)
+    }
+
+    /// A placement of `username` starts: its slot is not given away until [`State::end_placing`].
+    pub fn begin_placing(&mut self, username: &str) {
+        *self.placing.entry(username.to_string()).or_default() += 1;
+    }
+
+    /// A placement of `username` ended; if it succeeded at `placed_at`, the slot stays protected
+    /// for [`PLACED_GRACE`] so that the caller can bind the session.
+    pub fn end_placing(&mut self, username: &str, placed_at: Option<Instant>) {
+        if let Some(n) = self.placing.get_mut(username) {
+            *n -= 1;
+            if *n == 0 {
+                self.placing.remove(username);
+            }
+        }
+        if let Some(at) = placed_at {
+            self.placed.insert(username.to_string(), at + PLACED_GRACE);
+        }
+    }
+
+    /// Runs the assigner for `username`, treating users whose placement is under way or was just
+    /// answered as live: a placement that loses a race to them gets the refusal it would have had
+    /// once their sessions are bound. An evicted user loses its slot here at once.
+    pub fn choose(
+        &mut self,
+        username: &str,
+        live: &dyn Fn(&str) -> bool,
+        now: Instant,
+    ) -> Result<Choice, AssignError> {
+        // A user the caller shows live needs no protection any more.
+        self.placed.retain(|u, until| *until > now && !live(u));
+        let guarded =
+            |u: &str| live(u) || self.placing.contains_key(u) || self.placed.contains_key(u);
+        match self.decide(username, &guarded, now) {
+            Ok(d) => {
+                if let Decision::Evict { evicted_user, .. } = &d {
+                    self.take_slot(evicted_user);
+                }
+                Ok(Choice::Go(d))
+            }
+            Err(AssignError::PoolFull) => self
+                .retry_at(username, live, now)
+                .ok_or(AssignError::PoolFull),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// When a refused placement should ask again: only if a slot would be free to take once the
+    /// just-placed users' protection ends (they may have no session after all).
+    fn retry_at(
+        &self,
+        username: &str,
+        live: &dyn Fn(&str) -> bool,
+        now: Instant,
+    ) -> Option<Choice> {
+        let unprotected = |u: &str| live(u) || self.placing.contains_key(u);
+        self.decide(username, &unprotected, now).ok()?;
+        self.placed.values().min().map(|t| Choice::RetryAt(*t))
+    }
+
+    /// Takes `username`'s slot away (an eviction in progress).
+    fn take_slot(&mut self, username: &str) {
+        if let Some(u) = self.users.get_mut(username) {
+            u.slot = None;
+        }
+    }
+
+    /// Gives `username` its slot `idx` back (an eviction failed).
+    pub fn restore_slot(&mut self, username: &str, idx: usize) {
+        if let Some(u) = self.users.get_mut(username) {
+            u.slot.get_or_insert(idx);
+        }
     }
 
     /// Whether the assigner may use a slot (not recently failed to provision).
@@ -150,6 +275,8 @@ impl State {
             last_seen: rec.last_seen,
         };
         self.users.insert(rec.username.clone(), entry);
+        self.by_identity
+            .insert(rec.identity_hash.clone(), rec.username.clone());
     }
 
     /// Records a visit of a known user (written to the store later).
@@ -287,21 +414,30 @@ mod tests {
     #[test]
     fn warm_needs_ready_slot_and_known_account() {
         let mut st = State::new(&cfg(), vec![rec("a", Some("t-0"), 7)]);
-        assert!(st.warm("a", 20).is_none(), "slot not ready");
+        assert!(
+            st.warm("h-a", 20, Instant::now()).is_none(),
+            "slot not ready"
+        );
         st.mark_ready(0, "id0");
-        assert!(st.warm("a", 20).is_none(), "account unknown");
+        assert!(
+            st.warm("h-a", 20, Instant::now()).is_none(),
+            "account unknown"
+        );
         st.add_account(0, "id0", "a");
-        let p = st.warm("a", 20).expect("warm");
+        let p = st.warm("h-a", 20, Instant::now()).expect("warm");
         assert_eq!(
             (p.container_id.as_str(), p.uid, p.home.as_str()),
             ("id0", 7, "/workspace/a")
         );
         assert_eq!(st.take_dirty(), vec![("a".to_string(), 20)]);
         st.mark_dead_id("id0");
-        assert!(st.warm("a", 30).is_none(), "container died");
+        assert!(
+            st.warm("h-a", 30, Instant::now()).is_none(),
+            "container died"
+        );
         st.mark_ready(0, "id0-new");
         assert!(
-            st.warm("a", 30).is_none(),
+            st.warm("h-a", 30, Instant::now()).is_none(),
             "replaced container forgets accounts"
         );
         st.add_account(0, "stale-id", "a");
@@ -339,6 +475,124 @@ mod tests {
             Ok(Decision::New { idx: 1 })
         );
         assert!(st.last_error().expect("error").docker_unavailable);
+    }
+
+    #[test]
+    fn an_identity_never_gets_another_identitys_account() {
+        use crate::pool::{account_names, identity_hash};
+        let hash = identity_hash("newcomer");
+        let names: Vec<String> = account_names(&hash).collect();
+        // Another identity already holds the newcomer's usual name (a 48-bit prefix collision).
+        let mut taken = rec(&names[0], Some("t-0"), 7);
+        taken.identity_hash = identity_hash("earlier");
+        let mut st = State::new(&cfg(), vec![taken]);
+        assert_eq!(
+            st.account_for(&identity_hash("earlier")),
+            Some(names[0].clone())
+        );
+        assert_eq!(
+            st.account_for(&hash),
+            Some(names[1].clone()),
+            "the next longer name"
+        );
+        st.mark_ready(0, "id0");
+        st.add_account(0, "id0", &names[0]);
+        assert!(
+            st.warm(&hash, 20, Instant::now()).is_none(),
+            "not placed through the other identity's account"
+        );
+        // Once recorded, the longer name is the newcomer's for good.
+        let mut mine = rec(&names[1], Some("t-1"), 8);
+        mine.identity_hash = hash.clone();
+        st.apply(&mine, 1, None);
+        assert_eq!(st.account_for(&hash), Some(names[1].clone()));
+        // With every name taken by others, no account at all rather than a shared one.
+        let others = names.iter().enumerate().map(|(i, name)| {
+            let mut r = rec(name, None, 10 + i as u32);
+            r.identity_hash = format!("other-{i}");
+            r
+        });
+        let st = State::new(&cfg(), others.collect());
+        assert_eq!(st.account_for(&hash), None);
+    }
+
+    #[test]
+    fn a_recorded_name_is_kept_whatever_it_is() {
+        // Users placed before longer names existed (or under any other rule) keep their account.
+        let st = State::new(&cfg(), vec![rec("uolder", Some("t-0"), 7)]);
+        assert_eq!(st.account_for("h-uolder"), Some("uolder".to_string()));
+    }
+
+    fn nobody(_: &str) -> bool {
+        false
+    }
+
+    #[test]
+    fn users_being_placed_are_never_evicted() {
+        let mut st = State::new(
+            &cfg(),
+            vec![rec("a", Some("t-0"), 1), rec("b", Some("t-1"), 2)],
+        );
+        let now = Instant::now();
+        st.begin_placing("a");
+        st.begin_placing("b");
+        assert_eq!(st.choose("c", &nobody, now), Err(AssignError::PoolFull));
+        // b's placement failed: its slot may go; a's is still under way.
+        st.end_placing("b", None);
+        let got = st.choose("c", &nobody, now);
+        let want = Decision::Evict {
+            idx: 1,
+            evicted_user: "b".into(),
+        };
+        assert_eq!(got, Ok(Choice::Go(want)));
+        assert_eq!(st.users["b"].slot, None, "the slot is taken at once");
+        st.restore_slot("b", 1);
+        assert_eq!(
+            st.users["b"].slot,
+            Some(1),
+            "given back when the eviction fails"
+        );
+    }
+
+    #[test]
+    fn users_just_placed_are_protected_until_their_session_is_bound() {
+        let one_slot = PoolConfig {
+            max_containers: 1,
+            ..cfg()
+        };
+        let mut st = State::new(&one_slot, vec![rec("a", Some("t-0"), 1)]);
+        st.mark_ready(0, "id0");
+        st.add_account(0, "id0", "a");
+        let t0 = Instant::now();
+        st.begin_placing("a");
+        st.end_placing("a", Some(t0));
+        // Not live yet (the caller binds after `place` returns): a newcomer must wait.
+        assert_eq!(
+            st.choose("c", &nobody, t0),
+            Ok(Choice::RetryAt(t0 + PLACED_GRACE))
+        );
+        // Bound: live, so refused for good.
+        assert_eq!(
+            st.choose("c", &|u| u == "a", t0),
+            Err(AssignError::PoolFull)
+        );
+        // A warm placement protects the same way.
+        assert!(st.warm("h-a", 20, t0).is_some());
+        assert!(matches!(
+            st.choose("c", &nobody, t0),
+            Ok(Choice::RetryAt(_))
+        ));
+        // No session came after all: once the grace is over, the slot may go.
+        let later = t0 + PLACED_GRACE + Duration::from_millis(1);
+        let got = st.choose("c", &nobody, later);
+        assert!(
+            matches!(got, Ok(Choice::Go(Decision::Evict { .. }))),
+            "{got:?}"
+        );
+        assert!(
+            st.warm("h-a", 30, later).is_none(),
+            "an evicted user is not placed warm"
+        );
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! two users, even after one of them is gone, because every container shares one `/workspace`.
 //! Writes are transactions in WAL mode with `synchronous=FULL`: a placement that was answered is on
 //! disk.
+//!
+//! The files are the server user's alone (0600): they hold unsalted SHA-256 of identities such as
+//! `header:<name>`, which a dictionary reverses, and which account and container each one has.
 
 use std::path::{Path, PathBuf};
 
@@ -114,6 +117,7 @@ impl SqliteStore {
     /// cannot be written or the disk is full: the pool never runs on a store it cannot persist to.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
+        make_private(&path).map_err(|e| io_error(&path, e))?;
         let conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
         let mut store = SqliteStore { conn, path };
         store.init().map_err(|e| match e {
@@ -280,6 +284,48 @@ impl Store for SqliteStore {
         .map_err(sql(&format!("saving container {}", c.name)))?;
         tx.commit()
             .map_err(sql(&format!("committing container {}", c.name)))
+    }
+}
+
+/// Creates the database file with mode 0600 if it is missing (whatever the umask), and takes
+/// group and other access away from it and its `-wal` and `-shm` files if a version before this
+/// one left them readable. SQLite creates `-wal` and `-shm` with the main file's mode, so they are
+/// 0600 from then on too.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        // An existing store is opened, never emptied.
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let mode = match std::fs::metadata(&file) {
+            Ok(meta) => meta.permissions().mode(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    Ok(())
+}
+
+/// Classifies an I/O error met while preparing `path`.
+fn io_error(path: &Path, e: std::io::Error) -> StoreError {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        return StoreError::DiskFull {
+            context: format!("creating {}", path.display()),
+        };
+    }
+    StoreError::Unwritable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
     }
 }
 
@@ -501,6 +547,56 @@ mod tests {
         s.save_container(&rec(0, "c")).expect("0 replaced");
         let cs = s.containers().expect("list");
         assert_eq!(cs, vec![rec(0, "c"), rec(1, "b")]);
+    }
+
+    /// Permission bits of the store's file with `suffix`.
+    fn mode_of(db: &TempDb, suffix: &str) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        let mut p = db.0.clone().into_os_string();
+        p.push(suffix);
+        let meta = std::fs::metadata(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        meta.permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_files_are_the_owners_alone() {
+        let db = TempDb::new("mode");
+        let mut s = SqliteStore::open(&db.0).expect("open");
+        s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+        s.touch(&[("ua".into(), 500)]).expect("touch");
+        s.save_container(&ContainerRecord {
+            slot: 0,
+            name: "c-0".into(),
+            id: "abc".into(),
+        })
+        .expect("container");
+        // The WAL and its index exist while the connection is open.
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode_of(&db, suffix), 0o600, "store file{suffix}");
+        }
+    }
+
+    #[test]
+    fn readable_files_of_an_older_version_are_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let db = TempDb::new("oldmode");
+        {
+            let mut s = SqliteStore::open(&db.0).expect("open");
+            s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = db.0.clone().into_os_string();
+                p.push(suffix);
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))
+                    .expect("chmod");
+            }
+            // Reopened while the first connection still holds the WAL files.
+            let again = SqliteStore::open(&db.0).expect("reopen");
+            for suffix in ["", "-wal", "-shm"] {
+                assert_eq!(mode_of(&db, suffix), 0o600, "store file{suffix}");
+            }
+            drop(again);
+        }
+        assert_eq!(mode_of(&db, ""), 0o600);
     }
 
     #[test]

@@ -7,7 +7,10 @@
 #      non-root with the socket's group, /healthz answers on the published port
 #   3. a WebSocket session (scripts/deploy/wsclient.py): whoami, container-info, write a file
 #   4. down, up: the same cookie finds the same user, the same (adopted) container, the file
-#   5. down -v; then everything the test created is removed, also when it fails (trap)
+#   5. settings in .env reach the server: every variable of `termpool --help` is passed through
+#      (docker-compose config), and IDENTITY_MODE=token with a TOKEN_FILE in .env turns the
+#      running server into token mode (login form; the token's user gets a session)
+#   6. down -v; then everything the test created is removed, also when it fails (trap)
 #
 # Isolated from a real deployment on the same engine: its own compose project, container
 # prefix (= pool label), workspace and store volumes, a free port on 127.0.0.1, network none
@@ -34,6 +37,7 @@ export CONTAINER_NETWORK=none
 export MAX_CONTAINERS=${DEPLOY_TEST_CONTAINERS:-2}
 export PUBLISH_ADDRESS=127.0.0.1
 export AGENT_DIR=/var/lib/$NAME-agents
+TOKENS=/var/lib/$NAME-tokens
 HEALTH_WAIT_SECS=${HEALTH_WAIT_SECS:-120}
 
 passed=0
@@ -75,7 +79,7 @@ remove_own() {
         docker volume inspect "$v" >/dev/null 2>&1 && docker volume rm -f "$v" >/dev/null 2>&1
     done
     docker network rm "${NAME}_default" >/dev/null 2>&1
-    as_root rm -rf "$AGENT_DIR"
+    as_root rm -rf "$AGENT_DIR" "$TOKENS"
     return 0
 }
 cleaned=0
@@ -156,6 +160,34 @@ check ".env has DOCKER_GID of the socket ($sock_gid)" grep -qx "DOCKER_GID=$sock
 check "the server image runs as termpool" eq "$(docker image inspect -f '{{.Config.User}}' "$SERVER_IMAGE")" termpool
 check "the server image has a HEALTHCHECK" eq "$(docker image inspect -f '{{if .Config.Healthcheck}}yes{{end}}' "$SERVER_IMAGE")" yes
 check "the compose file is valid" "${COMPOSE[@]}" -f "$FILE" config -q
+
+# Every setting of the server's `--help` must reach it: with each set to a value of its own,
+# `config` shows that value in the server's environment (or the compose file's fixed one).
+server_env_vars() {
+    docker run --rm --entrypoint /usr/local/bin/termpool "$SERVER_IMAGE" --help |
+        grep -oE '\[env: [A-Z0-9_]+' | cut -d' ' -f2
+}
+expected_value() { # the value the server must get when every variable is set to /set-NAME
+    case $1 in
+        USE_CONTAINERS) echo true ;;
+        BIND_ADDRESS) echo 0.0.0.0 ;;
+        PORT) echo 3000 ;;
+        DATA_DIR) echo /var/lib/termpool ;;
+        *) echo "/set-$1" ;;
+    esac
+}
+every_setting_passed() {
+    local vars assignments=() config v missing=()
+    vars=$(server_env_vars)
+    [ "$(wc -w <<<"$vars")" -ge 20 ] || { echo "       --help lists only: $vars"; return 1; }
+    for v in $vars; do assignments+=("$v=/set-$v"); done
+    config=$(env "${assignments[@]}" "${COMPOSE[@]}" -f "$FILE" config) || return 1
+    for v in $vars; do
+        grep -qE "^ +$v: [\"']?$(expected_value "$v")[\"']?\$" <<<"$config" || missing+=("$v")
+    done
+    [ "${#missing[@]}" -eq 0 ] || { echo "       not passed to the server: ${missing[*]}"; return 1; }
+}
+check "every variable of termpool --help reaches the server's environment" every_setting_passed
 
 # ---- 2. up ------------------------------------------------------------------------------------
 export PUBLISH_PORT
@@ -260,7 +292,67 @@ other=$(python3 scripts/deploy/wsclient.py cookie "$BASE/") &&
     python3 scripts/deploy/wsclient.py session "$BASE" "$other" whoami >"$tmp/session3.json"
 check "another browser is another user" bash -c '[ -n "$1" ] && [ "$1" != "$2" ]' _ "$(field "$tmp/session3.json" 'd["ready"]["user"]')" "$user"
 
-# ---- 5. down -v -------------------------------------------------------------------------------
+# ---- 5. identity settings in .env reach the server: token mode with a TOKEN_FILE --------------
+page_asks_for_token() { # GET /container-terminal: the login form, and no identity cookie
+    python3 - "$BASE" <<'EOF'
+import http.client, sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+c.request("GET", "/container-terminal")
+r = c.getresponse()
+body = r.read().decode(errors="replace")
+cookie = any(k.lower() == "set-cookie" and "termpool_id=" in v for k, v in r.getheaders())
+if r.status != 200 or "name=token" not in body or cookie:
+    sys.exit(f"       HTTP {r.status}, identity cookie {cookie}, body: {body[:200]!r}")
+EOF
+}
+ws_status() { # ws_status COOKIE: the HTTP status of a WebSocket upgrade with that cookie
+    python3 - "$BASE" "$1" <<'EOF'
+import base64, os, socket, sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+s = socket.create_connection((u.hostname, u.port), timeout=30)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall((f"GET /container-terminal/ws HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\n"
+           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+           f"Origin: {u.scheme}://{u.netloc}\r\nCookie: {sys.argv[2]}\r\n\r\n").encode())
+print(s.recv(4096).split(b" ", 2)[1].decode())
+EOF
+}
+token_login() { # token_login TOKEN: the identity cookie the page exchanges the token for
+    python3 - "$BASE" "$1" <<'EOF'
+import http.client, sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+c.request("GET", "/container-terminal?token=" + urllib.parse.quote(sys.argv[2]))
+r = c.getresponse()
+r.read()
+for k, v in r.getheaders():
+    if k.lower() == "set-cookie" and v.startswith("termpool_id="):
+        print(v.split(";", 1)[0])
+        sys.exit(0)
+sys.exit(f"the token got no identity cookie (HTTP {r.status})")
+EOF
+}
+# The file is the server's uid's alone, as the compose file asks.
+secret=deploy-token-$RANDOM$RANDOM$RANDOM
+as_root sh -c 'umask 077; printf "deployer:%s\n" "$1" >"$2" && chown 10001 "$2"' _ "$secret" "$TOKENS"
+set_env_var .env IDENTITY_MODE token
+set_env_var .env TOKEN_FILE "$TOKENS"
+compose_up compose-up-token || abort "compose up -d with IDENTITY_MODE=token in .env"
+ok "compose up -d with IDENTITY_MODE=token and TOKEN_FILE in .env (${secs[compose-up-token]}s)"
+check "/healthz answers 200 in token mode" wait_healthz
+check "the page asks for a token (IDENTITY_MODE from .env reached the server)" page_asks_for_token
+check "the anonymous cookie opens no session any more (401)" eq "$(ws_status "$cookie")" 401
+token_user=u$(printf '%s' "token:deployer" | sha256sum | cut -c1-12)
+if token_cookie=$(token_login "$secret"); then
+    ok "the token from TOKEN_FILE logs in (the file is mounted and readable)"
+    python3 scripts/deploy/wsclient.py session "$BASE" "$token_cookie" whoami >"$tmp/session4.json"
+    check "the token's user gets a session" eq "$(field "$tmp/session4.json" 'd["results"][0]["output"]')" "$token_user"
+else
+    bad "the token from TOKEN_FILE logs in (the file is mounted and readable)"
+fi
+
+# ---- 6. down -v -------------------------------------------------------------------------------
 timed compose-down-v "${COMPOSE[@]}" -f "$FILE" -p "$NAME" down -v
 check "compose down -v" eq "$?" 0
 check "down -v removes the store volume" bash -c '! docker volume inspect "$1" >/dev/null 2>&1' _ "$DATA_VOLUME"
@@ -273,5 +365,6 @@ check "nothing of the test is left" eq \
 say "timings: setup-dependencies ${secs[setup-dependencies]}s (again ${secs[setup-dependencies-warm]}s)," \
     "setup-container-mode ${secs[setup-container-mode]}s (again ${secs[setup-container-mode-warm]}s)," \
     "up ${secs[compose-up]}s + ${secs[first-healthz]}s to healthy /healthz, down ${secs[compose-down]}s," \
-    "up again ${secs[compose-up-again]}s + ${secs[second-healthz]}s, total $((SECONDS - t0))s"
+    "up again ${secs[compose-up-again]}s + ${secs[second-healthz]}s," \
+    "up in token mode ${secs[compose-up-token]}s, total $((SECONDS - t0))s"
 finish

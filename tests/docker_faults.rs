@@ -1,13 +1,21 @@
-//! Faults of the container engine itself: the Docker daemon stopped under live sessions and
-//! started again. This stops the machine's daemon, so it lives in a test binary of its own and
-//! runs its cases one after another (cargo runs test binaries one at a time).
+//! Faults of the container engine and of what the pool finds on the host: the Docker daemon
+//! stopped under live sessions and started again; an adopted container whose agent directory was
+//! replaced; homes on the workspace volume that belong to other UIDs (a lost store). One test
+//! stops the machine's daemon, so this is a test binary of its own (cargo runs test binaries one
+//! at a time) whose cases take [`SERIAL`] to run one after another.
 
 mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Frame, TestPool, WAIT};
+use common::{connect_with_headers, Frame, TestPool, WAIT};
+use termpool::pool::linux_username;
+
+/// One case at a time: the daemon test stops the engine the others use.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const IMAGE: &str = "terminal-multi-user:latest";
 
 fn dockerd_pids() -> Vec<i32> {
     let out = Command::new("pgrep")
@@ -54,6 +62,7 @@ impl Drop for DaemonGuard {
 
 #[tokio::test]
 async fn the_daemon_stopped_mid_session_then_restarted() {
+    let _serial = SERIAL.lock().await;
     let pool = TestPool::new("daemon");
     let server = pool.server(1, 4, &["--reattach-grace-secs", "0"]);
     let cookie = server.new_identity().await;
@@ -103,4 +112,150 @@ async fn the_daemon_stopped_mid_session_then_restarted() {
         "hidepid is back after the restart (a user sees no root process): {users:?}"
     );
     let _ = WAIT;
+}
+
+/// Runs `script` as root in a throwaway container with `volume` at /workspace; its stdout.
+fn on_volume(volume: &str, script: &str) -> String {
+    let mount = format!("{volume}:/workspace");
+    TestPool::docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "0",
+        "-v",
+        &mount,
+        "--entrypoint",
+        "sh",
+        IMAGE,
+        "-c",
+        script,
+    ])
+}
+
+/// Owner, mode and contents of everything in the homes `names` on the volume.
+fn homes_state(volume: &str, names: &[&str]) -> String {
+    let dirs: Vec<String> = names.iter().map(|n| format!("/workspace/{n}")).collect();
+    let dirs = dirs.join(" ");
+    on_volume(
+        volume,
+        &format!("find {dirs} -exec stat -c '%n %u:%g %a' {{}} + ; cat $(find {dirs} -type f)"),
+    )
+}
+
+#[tokio::test]
+async fn homes_of_other_uids_are_never_handed_out() {
+    let _serial = SERIAL.lock().await;
+    let pool = TestPool::new("homes");
+    // As after `down -v` deleted the store but kept the volume: the store hands out its first
+    // UIDs again, and the volume still has homes of the old ones. bob gets the first UID, which
+    // owns an old user's home; alice gets the second, and her own home is her old UID's.
+    let (bob, alice) = (linux_username("header:bob"), linux_username("header:alice"));
+    let old_user = "u0123456789ab";
+    let (first, alice_old_uid) = (pool.uid_base, pool.uid_base + 77);
+    on_volume(
+        &pool.volume,
+        &format!(
+            "set -e; for h in {old_user}:{first} {alice}:{alice_old_uid}; do \
+               d=/workspace/${{h%:*}}; mkdir $d; echo secret of $h > $d/secret.txt; \
+               chown -R ${{h#*:}}:${{h#*:}} $d; chmod 700 $d; chmod 600 $d/secret.txt; done"
+        ),
+    );
+    let before = homes_state(&pool.volume, &[old_user, &alice]);
+    // In the data directory, which the pool removes also when the test fails.
+    std::fs::create_dir_all(&pool.data_dir).expect("make the data directory");
+    let log = pool.data_dir.join("server.log");
+    let server = pool.server_logged(
+        1,
+        4,
+        &[
+            "--identity-mode",
+            "header",
+            "--trusted-proxies",
+            "127.0.0.1",
+        ],
+        &log,
+    );
+
+    for user in ["bob", "alice"] {
+        let refused = connect_with_headers(&server, &[("X-Forwarded-User", user)]).await;
+        let (status, body) = refused
+            .err()
+            .unwrap_or_else(|| panic!("{user} was admitted"));
+        assert_eq!(status, 503, "{user}: {body}");
+        // The client learns nothing of the container, the UIDs or the commands.
+        for secret in [
+            &pool.prefix,
+            "uid",
+            "useradd",
+            "/workspace",
+            &first.to_string(),
+        ] {
+            assert!(
+                !body.contains(secret),
+                "{user}'s 503 tells {secret:?}: {body}"
+            );
+        }
+    }
+    assert_eq!(
+        homes_state(&pool.volume, &[old_user, &alice]),
+        before,
+        "homes untouched"
+    );
+    let listing = on_volume(&pool.volume, "ls /workspace");
+    assert!(!listing.contains(&bob), "no home made for bob: {listing}");
+
+    // Someone whose UID owns nothing yet is admitted as before.
+    let mut carol = connect_with_headers(&server, &[("X-Forwarded-User", "carol")])
+        .await
+        .unwrap_or_else(|(status, body)| panic!("carol refused: {status} {body}"));
+    carol.ready().await;
+    assert_eq!(carol.uid().await, first + 2);
+
+    // The operator is told which account, which home, and what to do.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    for (name, what) in [(&bob, old_user), (&alice, alice.as_str())] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("refusing account {name}")))
+            .unwrap_or_else(|| panic!("no log line refuses {name}:\n{text}"));
+        assert!(line.contains(what) && line.contains("DATA_DIR"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn an_adopted_container_whose_agent_directory_was_replaced_is_recreated() {
+    let _serial = SERIAL.lock().await;
+    let pool = TestPool::new("agentdir");
+    let server = pool.server(1, 4, &[]);
+    let cookie = server.new_identity().await;
+    let mut c = server.connect_as(&cookie, "").await;
+    let ready = c.ready().await;
+    c.run("echo kept > kept.txt; echo K$((1))K").await;
+    c.expect_output("K1K").await;
+    c.close().await;
+    drop(server); // the container keeps running
+    let container = ready["container"].as_str().expect("container").to_owned();
+    let id = |name: &str| TestPool::docker(&["inspect", "-f", "{{.Id}}", name]);
+    let before = id(&container);
+
+    // The host's directory is deleted and made again: inside the container, /run/termpool is
+    // still the deleted one, where the agent listens and the server cannot reach it.
+    let dir = pool.data_dir.join("agents").join(&container);
+    std::fs::remove_dir_all(&dir).expect("remove the agent directory");
+    std::fs::create_dir(&dir).expect("make the agent directory again");
+
+    let started = Instant::now();
+    let server = pool.server(1, 4, &[]);
+    let mut c = server
+        .connect_within(&cookie, Duration::from_secs(60))
+        .await;
+    let again = c.ready().await;
+    assert_eq!(again["user"], ready["user"]);
+    c.run("cat kept.txt; echo D$((1))D").await;
+    let out = c.expect_output("D1D").await;
+    assert!(out.contains("kept"), "files kept: {out}");
+    assert_ne!(id(&container), before, "the container was replaced");
+    eprintln!("a session again {:?} after the restart", started.elapsed());
 }

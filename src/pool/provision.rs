@@ -62,8 +62,31 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Creates the account (with the stored UID) and its home if missing; never touches an existing
 /// home's contents. Idempotent and safe to run twice at once. Args: name, uid, home.
+///
+/// Fails closed (before creating anything) when the volume disagrees with the store's UID: when
+/// the home exists but is another UID's (or a link), or when the UID already owns another entry
+/// of /workspace. Both happen when the store was lost while the volume was kept and UIDs were
+/// handed out again: going on would give one user another's files. Exit codes: 3 the account
+/// exists here with another UID, 4 the home is not this UID's, 5 the UID owns another home.
+///
+/// The script holds a lock of its container throughout: a second run for the same user must not
+/// see the first one's new home between its mkdir and its chown, root's for that moment. The
+/// lock file is root's alone (0600), so that no user can hold it.
 const ACCOUNT_SCRIPT: &str = r#"set -eu
 name=$1 uid=$2 home=$3
+umask 077
+exec 9>>/run/termpool-accounts.lock
+umask 022
+flock -w 30 9
+if [ -L "$home" ] || { [ -e "$home" ] && [ "$(stat -c %u "$home")" != "$uid" ]; }; then
+    echo "$home exists and belongs to uid $(stat -c %u "$home"), not $uid" >&2
+    exit 4
+fi
+other=$(find "$(dirname "$home")" -mindepth 1 -maxdepth 1 -uid "$uid" ! -name "$name" | head -n 1)
+if [ -n "$other" ]; then
+    echo "uid $uid already owns $other" >&2
+    exit 5
+fi
 cur=$(id -u "$name" 2>/dev/null || true)
 if [ -z "$cur" ]; then
     useradd -l -M -u "$uid" -d "$home" -s /bin/bash "$name" || true
@@ -79,6 +102,10 @@ if [ ! -d "$home" ]; then
     chmod 700 "$home"
 fi
 "#;
+
+/// What a user is told when their account cannot be set up: the details (container, UID, the
+/// script's output) go to the server's log only.
+const ACCOUNT_FAILED: &str = "your account could not be set up; the server's log says why";
 
 /// Output of a finished root exec.
 #[derive(Debug, Default)]
@@ -288,12 +315,29 @@ pub async fn ensure_running(
     }
     let id = info.id.clone().unwrap_or_default();
     if is_running(&info) && labels.get(LABEL_CONFIG) == Some(&digest) && !id.is_empty() {
-        ensure_hidepid(docker, cfg, &id, false).await?;
-        return Ok(id);
+        if agent_answers(cfg, &name).await {
+            ensure_hidepid(docker, cfg, &id, false).await?;
+            return Ok(id);
+        }
+        log::warn!(
+            "pool: replacing container {name}: its session agent does not answer at {} (was \
+             the agent directory deleted or replaced on the host while the container ran?)",
+            cfg.agent_socket(&name).unwrap_or_default().display()
+        );
+    } else {
+        log::info!("pool: replacing container {name} (stopped, or created with other settings)");
     }
-    log::info!("pool: replacing container {name} (stopped, or created with other settings)");
     remove(docker, &name).await?;
     create_fresh(docker, cfg, &digest, idx).await
+}
+
+/// Whether the session agent of a running container `name` can be reached (true without agents).
+/// Adopting one that cannot would end every session placed there in a timeout, forever.
+async fn agent_answers(cfg: &PoolConfig, name: &str) -> bool {
+    match cfg.agent_socket(name) {
+        Some(socket) => crate::tty::agent::listens(&socket, cfg.agent_start_timeout).await,
+        None => true,
+    }
 }
 
 /// Inspects a container by name or id; `None` when it does not exist.
@@ -635,16 +679,65 @@ pub async fn ensure_account(
     let home = super::home_of(username);
     let uid_text = uid.to_string();
     let cmd = ["sh", "-c", ACCOUNT_SCRIPT, "sh", username, &uid_text, &home];
-    let out = exec_root(docker, id, &cmd).await?;
+    let out = exec_root(docker, id, &cmd).await.map_err(|e| {
+        log::warn!("pool: creating account {username} (uid {uid}): {e}");
+        without_details(e)
+    })?;
     if out.code == Some(0) {
         return Ok(());
     }
-    Err(PoolError::Provision(format!(
-        "creating account {username} (uid {uid}) in container {} failed ({:?}): {}",
+    log::error!("{}", account_refusal(username, uid, id, &out));
+    Err(PoolError::Provision(ACCOUNT_FAILED.into()))
+}
+
+/// The same kind of error, with a message that names no container, UID or command output.
+fn without_details(e: PoolError) -> PoolError {
+    match e {
+        PoolError::DockerUnavailable(_) => {
+            PoolError::DockerUnavailable("the container engine did not answer".into())
+        }
+        _ => PoolError::Provision(ACCOUNT_FAILED.into()),
+    }
+}
+
+/// The log line of a failed account script: what happened, and what an operator can do.
+fn account_refusal(username: &str, uid: u32, id: &str, out: &ExecOutput) -> String {
+    let what = format!(
+        "pool: refusing account {username} (uid {uid}) in container {} (exit {}): {}",
         short(id),
-        out.code,
+        out.code.map_or_else(|| "unknown".into(), |c| c.to_string()),
         out.stderr.trim()
-    )))
+    );
+    match refusal_hint(out.code, uid) {
+        Some(hint) => format!(
+            "{what}. The placement store's UIDs disagree with the workspace volume (was DATA_DIR \
+             deleted, e.g. by `docker-compose down -v`, while the volume was kept?); the user \
+             stays refused so that nobody gets another account's files. Restore the store from \
+             a backup; without one, {hint}"
+        ),
+        None => what,
+    }
+}
+
+/// What an operator can do about a refusal of [`ACCOUNT_SCRIPT`] without the lost store.
+fn refusal_hint(code: Option<i64>, uid: u32) -> Option<String> {
+    match code {
+        // Homes are named after the user's identity: this one is the user's own, of an old UID.
+        Some(4) => Some(format!(
+            "chown -R {uid} the home (it is this user's own, of the UID it had before)."
+        )),
+        Some(5) => Some(
+            "the home named here is another user's, who had this UID before: archive it off \
+             the volume, or chown -R it to root until its user comes back."
+                .into(),
+        ),
+        Some(3) => Some(
+            "this container still has the account with its old UID: remove the pool's \
+             containers (the server recreates them) once the homes are sorted out."
+                .into(),
+        ),
+        _ => None,
+    }
 }
 
 /// Runs `cmd` as root in container `id` (never privileged), drains its output and returns it

@@ -72,6 +72,18 @@ pub async fn spawn(
     Ok(pty::session(master, conn))
 }
 
+/// Whether an agent listens at `socket`, waiting up to `timeout` for one that is still starting.
+/// The pool asks this before it adopts a running container: when the container's directory was
+/// deleted and made again on the host, its agent listens on the deleted inode, where no session
+/// reaches it, and the container must be replaced.
+pub async fn listens(socket: &Path, timeout: Duration) -> bool {
+    // The probe connection closes at once; the agent drops it like a server gone away.
+    matches!(
+        tokio::time::timeout(timeout, Conn::connect(socket)).await,
+        Ok(Ok(_))
+    )
+}
+
 async fn start(socket: &Path, request: &ShellRequest<'_>) -> Result<(Conn, PtyMaster), TtyError> {
     let conn = Conn::connect(socket).await?;
     let body = serde_json::to_vec(request).map_err(io::Error::other)?;

@@ -696,3 +696,72 @@ fn uuid_simple() -> String {
     bytes.iter_mut().zip(f.iter()).for_each(|(b, s)| *b = *s);
     String::from_utf8_lossy(&f).trim().replace('-', "")
 }
+
+impl TestPool {
+    /// Like [`TestPool::server`], with the server's log (stderr) going to the file `log`, so a
+    /// test can check what an operator is told.
+    pub fn server_logged(
+        &self,
+        containers: usize,
+        users_each: usize,
+        extra: &[&str],
+        log: &std::path::Path,
+    ) -> Server {
+        let (c, u) = (containers.to_string(), users_each.to_string());
+        let data = self.data_dir.to_string_lossy().into_owned();
+        let uid_base = self.uid_base.to_string();
+        let mut args = vec![
+            "--uid-base",
+            &uid_base,
+            "--use-containers",
+            "true",
+            "--max-containers",
+            &c,
+            "--users-per-container",
+            &u,
+            "--container-network",
+            "none",
+            "--container-prefix",
+            &self.prefix,
+            "--workspace-volume",
+            &self.volume,
+            "--data-dir",
+            &data,
+        ];
+        args.extend_from_slice(extra);
+        let file = std::fs::File::create(log).expect("create the server's log file");
+        Server::start_with_stderr(&args, &[("RUST_LOG", "info")], Stdio::from(file))
+    }
+}
+
+/// Opens `/ws` on `server` with the request headers `headers` (e.g. an auth proxy's identity
+/// header); the client, or the HTTP status and body of the refusal.
+pub async fn connect_with_headers(
+    server: &Server,
+    headers: &[(&str, &str)],
+) -> Result<Client, (u16, String)> {
+    let mut request = format!("ws://{}/ws", server.addr)
+        .into_client_request()
+        .unwrap();
+    for (k, v) in headers {
+        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        request
+            .headers_mut()
+            .insert(name, HeaderValue::from_str(v).unwrap());
+    }
+    match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+        Ok((ws, _)) => Ok(Client {
+            ws,
+            pending: Vec::new(),
+        }),
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Err((response.status().as_u16(), body))
+        }
+        Err(e) => panic!("WebSocket connect failed: {e}"),
+    }
+}

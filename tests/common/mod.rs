@@ -592,6 +592,17 @@ impl TestPool {
 
     /// Starts a container-mode server on this pool (network `none`).
     pub fn server(&self, containers: usize, users_each: usize, extra: &[&str]) -> Server {
+        self.server_with(containers, users_each, extra, &[], Stdio::inherit())
+    }
+
+    fn server_with(
+        &self,
+        containers: usize,
+        users_each: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Server {
         let (c, u) = (containers.to_string(), users_each.to_string());
         let data = self.data_dir.to_string_lossy().into_owned();
         let uid_base = self.uid_base.to_string();
@@ -614,7 +625,7 @@ impl TestPool {
             &data,
         ];
         args.extend_from_slice(extra);
-        Server::start(&args, &[])
+        Server::start_with_stderr(&args, env, stderr)
     }
 
     /// Runs `docker ARGS` and returns stdout; panics on failure.
@@ -707,30 +718,14 @@ impl TestPool {
         extra: &[&str],
         log: &std::path::Path,
     ) -> Server {
-        let (c, u) = (containers.to_string(), users_each.to_string());
-        let data = self.data_dir.to_string_lossy().into_owned();
-        let uid_base = self.uid_base.to_string();
-        let mut args = vec![
-            "--uid-base",
-            &uid_base,
-            "--use-containers",
-            "true",
-            "--max-containers",
-            &c,
-            "--users-per-container",
-            &u,
-            "--container-network",
-            "none",
-            "--container-prefix",
-            &self.prefix,
-            "--workspace-volume",
-            &self.volume,
-            "--data-dir",
-            &data,
-        ];
-        args.extend_from_slice(extra);
         let file = std::fs::File::create(log).expect("create the server's log file");
-        Server::start_with_stderr(&args, &[("RUST_LOG", "info")], Stdio::from(file))
+        self.server_with(
+            containers,
+            users_each,
+            extra,
+            &[("RUST_LOG", "info")],
+            file.into(),
+        )
     }
 }
 

@@ -98,7 +98,7 @@ async fn greet(
 /// Copies session events to the socket until the session ends (then `exit` and close 1000, or
 /// `error` and close 1011), another socket takes over (close 4001), or the client is gone.
 async fn relay_events(
-    ws: Session,
+    mut ws: Session,
     mut events: mpsc::Receiver<Event>,
     mut client_gone: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
@@ -114,7 +114,7 @@ async fn relay_events(
         let last = tokio::select! {
             biased;
             _ = client_gone.changed() => return,
-            last = send_event(ws.clone(), event, &metrics) => last,
+            last = send_event(&mut ws, event, &metrics) => last,
         };
         if last {
             return;
@@ -123,7 +123,7 @@ async fn relay_events(
 }
 
 /// Sends one session event; true when it was the last one (or the socket is gone).
-async fn send_event(mut ws: Session, event: Option<Event>, metrics: &Metrics) -> bool {
+async fn send_event(ws: &mut Session, event: Option<Event>, metrics: &Metrics) -> bool {
     match event {
         Some(Event::Output(bytes)) => {
             metrics
@@ -133,7 +133,7 @@ async fn send_event(mut ws: Session, event: Option<Event>, metrics: &Metrics) ->
         }
         Some(Event::Ended(Ok(code))) => {
             let _ = ws.text(ServerFrame::Exit { code }.to_json()).await;
-            let _ = ws.close(Some(CloseCode::Normal.into())).await;
+            let _ = ws.clone().close(Some(CloseCode::Normal.into())).await;
         }
         Some(Event::ShuttingDown) => {
             let message = "the server is shutting down (restart or upgrade): reconnect in a moment";
@@ -141,7 +141,7 @@ async fn send_event(mut ws: Session, event: Option<Event>, metrics: &Metrics) ->
             let _ = ws
                 .text(ServerFrame::Error { code, message }.to_json())
                 .await;
-            let _ = ws.close(Some(CloseCode::Away.into())).await;
+            let _ = ws.clone().close(Some(CloseCode::Away.into())).await;
         }
         Some(Event::Ended(Err(message))) => {
             metrics.errors.fetch_add(1, Ordering::Relaxed);
@@ -151,14 +151,14 @@ async fn send_event(mut ws: Session, event: Option<Event>, metrics: &Metrics) ->
                 message: &message,
             };
             let _ = ws.text(frame.to_json()).await;
-            let _ = ws.close(Some(CloseCode::Error.into())).await;
+            let _ = ws.clone().close(Some(CloseCode::Error.into())).await;
         }
         None => {
             let reason = CloseReason {
                 code: CloseCode::Other(CLOSE_TAKEN_OVER),
                 description: Some("session attached from another connection".into()),
             };
-            let _ = ws.close(Some(reason)).await;
+            let _ = ws.clone().close(Some(reason)).await;
         }
     }
     true

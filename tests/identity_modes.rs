@@ -3,14 +3,7 @@
 
 mod common;
 
-use common::{http_get, Server};
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
+use common::{header, http_get, Server};
 
 /// Opens `/ws` with extra request headers; the HTTP status of a refusal, or 101.
 async fn upgrade_status(server: &Server, headers: &[(&'static str, &str)]) -> u16 {

@@ -4,16 +4,9 @@
 
 mod common;
 
-use common::{http_get, http_request, Server};
+use common::{header, http_get, http_request, Server};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
 
 /// The status of a real WebSocket upgrade sent with these `Host`, `Origin` and cookie headers.
 async fn upgrade_status(server: &Server, host: &str, origin: &str, cookie: &str) -> u16 {

@@ -35,24 +35,6 @@ const EVENTS_MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// protection to end before it is refused.
 const MAX_RETRIES: usize = 3;
 
-/// Ends every process of one account in a container; run as that account (root there holds no
-/// CAP_KILL, and with hidepid does not even see them). `kill -1` reaches every process of the UID
-/// but this shell, whatever its name or session; it is repeated until `/proc` shows none left
-/// (zombies linger until init reaps them). Exit 1: some survived five seconds of SIGKILL.
-const END_PROCESSES_SCRIPT: &str = r#"i=0
-while :; do
-    kill -KILL -1 2>/dev/null
-    left=
-    for p in /proc/[0-9]*; do
-        [ "${p#/proc/}" != "$$" ] && [ -O "$p" ] && left=${p#/proc/} && break
-    done
-    [ -z "$left" ] && exit 0
-    i=$((i + 1))
-    [ "$i" -ge 50 ] && { echo "process $left survives SIGKILL" >&2; exit 1; }
-    sleep 0.1
-done
-"#;
-
 type SharedStore = Arc<Mutex<Box<dyn Store>>>;
 /// Who waits for the exit of which exec (by exec id): its container's id, and where to send the
 /// exit code.
@@ -347,35 +329,13 @@ impl Pool {
         result
     }
 
-    /// Ends every process of account `username` in slot `idx`'s container (see
-    /// [`END_PROCESSES_SCRIPT`]).
+    /// Ends every process of account `username` in slot `idx`'s container.
     async fn end_processes(&self, idx: usize, username: &str) -> Result<(), PoolError> {
         let Some(uid) = self.lock_state().users.get(username).map(|u| u.uid) else {
             return Ok(());
         };
         let id = self.ensure_slot(idx).await?;
-        // By number, so that it works whether or not the account exists in this container; the
-        // account's group has the UID's number (Dockerfile.user).
-        let (reuid, regid) = (format!("--reuid={uid}"), format!("--regid={uid}"));
-        let cmd = [
-            "setpriv",
-            &reuid,
-            &regid,
-            "--clear-groups",
-            "sh",
-            "-c",
-            END_PROCESSES_SCRIPT,
-        ];
-        let out = provision::exec_root(&self.docker, &id, &cmd).await?;
-        if out.code == Some(0) {
-            return Ok(());
-        }
-        Err(PoolError::Provision(format!(
-            "ending the processes of {username} in container {} failed ({:?}): {}",
-            short(&id),
-            out.code,
-            out.stderr.trim()
-        )))
+        provision::end_processes(&self.docker, &id, username, uid).await
     }
 
     /// Persists that `username` holds a slot in `idx` (and that `evicted` lost its own there);

@@ -38,12 +38,14 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let hosts = web::Data::new(provenance::AllowedHosts::from_config(&state.config));
     let state = web::Data::new(state);
     let server = HttpServer::new({
         let state = state.clone();
         move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(hosts.clone())
                 .wrap(actix_web::middleware::from_fn(
                     provenance::allowed_hosts_only,
                 ))
@@ -189,16 +191,18 @@ fn confirm_login(token: &str) -> HttpResponse {
 }
 
 fn escape_html(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '&' => "&amp;".to_owned(),
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '\'' => "&#39;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 fn serve_page(set_cookie: Option<String>) -> HttpResponse {

@@ -8,8 +8,28 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::AppState;
 use crate::config::{normalize_host, Config};
+
+/// The host names the server answers to (`None`: any), worked out from the configuration once.
+pub(super) struct AllowedHosts(Option<Vec<String>>);
+
+impl AllowedHosts {
+    pub(super) fn from_config(config: &Config) -> Self {
+        AllowedHosts(config.host_names())
+    }
+
+    fn allow(&self, req: &HttpRequest) -> bool {
+        let Some(names) = &self.0 else {
+            return true;
+        };
+        match req.headers().get(header::HOST).map(|h| h.to_str()) {
+            // No Host at all is not a browser (they always send one), so not a rebinding page.
+            None => true,
+            Some(Ok(host)) => names.contains(&normalize_host(host_name(host))),
+            Some(Err(_)) => false,
+        }
+    }
+}
 
 /// Refuses (403) a request sent to a host name the server does not answer to (`ALLOWED_HOSTS`).
 /// Without it, a web page whose own name an attacker points at 127.0.0.1 (DNS rebinding) would be
@@ -20,8 +40,8 @@ pub(super) async fn allowed_hosts_only(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let allowed = req.path() == "/healthz"
         || req
-            .app_data::<web::Data<AppState>>()
-            .is_some_and(|state| host_allowed(req.request(), &state.config));
+            .app_data::<web::Data<AllowedHosts>>()
+            .is_some_and(|hosts| hosts.allow(req.request()));
     if allowed {
         return next.call(req).await;
     }
@@ -30,18 +50,6 @@ pub(super) async fn allowed_hosts_only(
         .content_type("text/plain; charset=utf-8")
         .body("this server does not answer to that host name (see ALLOWED_HOSTS)");
     Ok(req.into_response(refusal))
-}
-
-fn host_allowed(req: &HttpRequest, config: &Config) -> bool {
-    let Some(names) = config.host_names() else {
-        return true;
-    };
-    match req.headers().get(header::HOST).map(|h| h.to_str()) {
-        // No Host at all is not a browser (they always send one), so not a rebinding page.
-        None => true,
-        Some(Ok(host)) => names.contains(&normalize_host(host_name(host))),
-        Some(Err(_)) => false,
-    }
 }
 
 /// The name part of a `Host` header: without the port, and an IPv6 literal without brackets.

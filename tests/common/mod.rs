@@ -201,6 +201,14 @@ impl Drop for Server {
     }
 }
 
+/// The value of response header `name` (any case) among `headers`.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// A plain HTTP/1.1 GET over a fresh connection: status, headers, body.
 pub async fn http_get(
     addr: &str,

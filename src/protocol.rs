@@ -2,8 +2,9 @@
 //! of client text frames into a `ClientFrame` or the `error` frame the client gets instead.
 //! Terminal bytes never pass through here: they travel in binary frames, untouched.
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Terminal sizes a client may ask for, in columns and in rows.
@@ -47,9 +48,42 @@ pub enum ClientFrame {
     Pause,
     Resume,
     Ping {
+        /// Checked here, kept as text by [`PingId`].
         #[serde(default)]
-        id: Value,
+        id: IgnoredAny,
     },
+}
+
+/// A ping's `id` as the JSON text the client sent, so that the pong carries the same value:
+/// read into a `serde_json::Value`, an integer past 64 bits would come back as a float.
+#[derive(Debug)]
+pub struct PingId(Box<RawValue>);
+
+impl PingId {
+    /// Reads the `id` of a ping frame that has parsed as one already.
+    fn of(text: &str) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Frame {
+            #[serde(default)]
+            id: Option<Box<RawValue>>,
+        }
+        let id = serde_json::from_str::<Frame>(text)?.id;
+        Ok(PingId(id.unwrap_or_else(null)))
+    }
+
+    pub fn json(&self) -> &RawValue {
+        &self.0
+    }
+}
+
+impl PartialEq for PingId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+fn null() -> Box<RawValue> {
+    RawValue::from_string("null".into()).expect("null is JSON")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,7 +118,7 @@ pub enum ServerFrame<'a> {
         message: &'a str,
     },
     Pong {
-        id: &'a Value,
+        id: &'a RawValue,
     },
 }
 
@@ -110,16 +144,17 @@ pub enum Request {
     Resize(TermSize),
     Pause,
     Resume,
-    Ping(Value),
+    Ping(PingId),
 }
 
 /// Parses one client text frame. Every failure is a `FrameError` for an `error` frame; the session
 /// goes on either way.
 pub fn parse_client_text(text: &str) -> Result<Request, FrameError> {
-    let frame: ClientFrame = serde_json::from_str(text).map_err(|e| FrameError {
+    let malformed = |e: serde_json::Error| FrameError {
         code: ErrorCode::BadRequest,
         message: format!("malformed control frame: {e}"),
-    })?;
+    };
+    let frame: ClientFrame = serde_json::from_str(text).map_err(malformed)?;
     Ok(match frame {
         ClientFrame::Input { data } => Request::Input(data),
         ClientFrame::Resize { cols, rows } => {
@@ -134,7 +169,7 @@ pub fn parse_client_text(text: &str) -> Result<Request, FrameError> {
         }
         ClientFrame::Pause => Request::Pause,
         ClientFrame::Resume => Request::Resume,
-        ClientFrame::Ping { id } => Request::Ping(id),
+        ClientFrame::Ping { .. } => Request::Ping(PingId::of(text).map_err(malformed)?),
     })
 }
 
@@ -160,14 +195,25 @@ mod tests {
             parse_client_text(r#"{"type":"resume"}"#),
             Ok(Request::Resume)
         );
-        assert_eq!(
-            parse_client_text(r#"{"type":"ping","id":{"a":[1]}}"#),
-            Ok(Request::Ping(serde_json::json!({"a":[1]})))
-        );
-        assert_eq!(
-            parse_client_text(r#"{"type":"ping"}"#),
-            Ok(Request::Ping(Value::Null))
-        );
+        for (text, id) in [
+            (r#"{"type":"ping","id":{"a":[1]}}"#, r#"{"a":[1]}"#),
+            (r#"{"type":"ping"}"#, "null"),
+            (r#"{"type":"ping","id":null}"#, "null"),
+            // Past u64 and past f64's precision: the pong must carry these digits, not a float.
+            (
+                r#"{"id":123456789012345678901234567890,"type":"ping"}"#,
+                "123456789012345678901234567890",
+            ),
+            (
+                r#"{"type":"ping","id":0.10000000000000000001}"#,
+                "0.10000000000000000001",
+            ),
+        ] {
+            match parse_client_text(text) {
+                Ok(Request::Ping(got)) => assert_eq!(got.json().get(), id, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -245,10 +291,14 @@ mod tests {
             err.to_json(),
             r#"{"type":"error","code":"resize_refused","message":"m"}"#
         );
-        let id = serde_json::json!(7);
+        let Ok(Request::Ping(id)) =
+            parse_client_text(r#"{"type":"ping","id":-18446744073709551617}"#)
+        else {
+            panic!("a ping");
+        };
         assert_eq!(
-            ServerFrame::Pong { id: &id }.to_json(),
-            r#"{"type":"pong","id":7}"#
+            ServerFrame::Pong { id: id.json() }.to_json(),
+            r#"{"type":"pong","id":-18446744073709551617}"#
         );
     }
 

@@ -348,7 +348,7 @@ impl Inbound {
                 true
             }
             Request::Ping(id) => {
-                let pong = ServerFrame::Pong { id: &id }.to_json();
+                let pong = ServerFrame::Pong { id: id.json() }.to_json();
                 self.send_text(pong).await
             }
         }

@@ -118,6 +118,19 @@ async fn ping_is_answered_with_the_same_id() {
         let pong = c.next_json().await;
         assert_eq!(pong, json!({"type":"pong","id":id}));
     }
+    // Ids no 64-bit number holds come back digit for digit, not as a float.
+    for id in [
+        "123456789012345678901234567890",
+        "-18446744073709551617",
+        "0.1000000000000000000001",
+    ] {
+        c.send_text(&format!(r#"{{"type":"ping","id":{id}}}"#))
+            .await;
+        assert_eq!(
+            c.next_text().await,
+            format!(r#"{{"type":"pong","id":{id}}}"#)
+        );
+    }
 }
 
 #[tokio::test]

@@ -322,6 +322,20 @@ impl Client {
         }
     }
 
+    /// The next text frame as sent, byte for byte, skipping output and pings.
+    pub async fn next_text(&mut self) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return t.to_string(),
+                Ok(Some(Ok(Message::Binary(b)))) => self.pending.extend_from_slice(&b),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
         self.ws
             .send(Message::Binary(bytes.to_vec().into()))

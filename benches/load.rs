@@ -151,6 +151,9 @@ async fn main() {
             "0",
             "--max-new-sessions-per-minute",
             "0",
+            // Every user of the benchmark comes from 127.0.0.1.
+            "--max-new-identities-per-address-per-minute",
+            "0",
             "--max-sessions-per-user",
             &per_user,
         ],

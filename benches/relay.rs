@@ -1276,6 +1276,8 @@ async fn run(opts: Opts, command_line: String) -> Result<()> {
         for (flag, value) in [
             ("--max-sessions-per-user", "1000"),
             ("--max-new-sessions-per-minute", "0"),
+            // Every new user of the benchmark comes from 127.0.0.1.
+            ("--max-new-identities-per-address-per-minute", "0"),
         ] {
             if !given(flag) {
                 args.extend([flag.into(), value.into()]);

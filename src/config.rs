@@ -40,7 +40,10 @@ pub struct Config {
     #[arg(long, env = "IDENTITY_HEADER", default_value = "X-Forwarded-User")]
     pub identity_header: String,
 
-    /// Header mode: addresses or CIDR blocks of the auth proxies whose header is believed.
+    /// Addresses or CIDR blocks of the reverse proxies in front of the server, comma-separated.
+    /// From them alone are believed: X-Forwarded-For (the client's address, for per-address
+    /// limits), X-Forwarded-Proto or Forwarded (https: the cookie gets `Secure`), and in header
+    /// mode the identity header.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
 
@@ -75,6 +78,21 @@ pub struct Config {
     /// New sessions one user may open per minute; more are refused with 429 (0 = no limit).
     #[arg(long, env = "MAX_NEW_SESSIONS_PER_MINUTE", default_value_t = 60)]
     pub max_new_sessions_per_minute: u32,
+
+    /// Live sessions on the whole server, of all users (detached ones count); one more is
+    /// refused with 503 (0 = no limit).
+    #[arg(long, env = "MAX_SESSIONS", default_value_t = 1000)]
+    pub max_sessions: usize,
+
+    /// Cookie mode: new anonymous users one client address (an IPv6 client: its /64) may start
+    /// sessions for per minute; more are refused with 429 (0 = no limit). Anyone gets a new
+    /// identity by sending no cookie: without this, per-user limits limit nothing for a script.
+    #[arg(
+        long,
+        env = "MAX_NEW_IDENTITIES_PER_ADDRESS_PER_MINUTE",
+        default_value_t = 10
+    )]
+    pub max_new_identities_per_address_per_minute: u32,
 
     /// Seconds a session whose socket dropped waits for a re-attach before it is hung up (0: at once).
     #[arg(long, env = "REATTACH_GRACE_SECS", default_value_t = 300)]
@@ -231,8 +249,21 @@ impl Config {
         if self.use_containers {
             self.validate_pool()?;
         }
+        self.trusted_proxies()?;
         self.identity_mode()?;
         Ok(())
+    }
+
+    /// The reverse proxies whose forwarding headers are believed.
+    pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                p.parse::<IpNet>()
+                    .map_err(|e| invalid("TRUSTED_PROXIES", e))
+            })
+            .collect()
     }
 
     /// The identity mode with what it needs, loaded and checked.
@@ -240,15 +271,7 @@ impl Config {
         match self.identity_mode {
             IdentityMode::Cookie => Ok(Mode::Cookie),
             IdentityMode::Header => {
-                let trusted = self
-                    .trusted_proxies
-                    .iter()
-                    .filter(|p| !p.trim().is_empty())
-                    .map(|p| {
-                        p.parse::<IpNet>()
-                            .map_err(|e| invalid("TRUSTED_PROXIES", e))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+                let trusted = self.trusted_proxies()?;
                 if trusted.is_empty() {
                     return Err(invalid(
                         "TRUSTED_PROXIES",
@@ -503,6 +526,12 @@ mod tests {
         .validate()
         .unwrap_err();
         assert_eq!(err.var, "TRUSTED_PROXIES");
+        let err = parse(&["--trusted-proxies", "10.0.0.1,nonsense"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.var, "TRUSTED_PROXIES", "checked in every mode");
+        let proxies = parse(&["--trusted-proxies", "10.0.0.0/8, ,::1"]);
+        assert_eq!(proxies.trusted_proxies().unwrap().len(), 2);
         let err = parse(&["--identity-mode", "token"]).validate().unwrap_err();
         assert_eq!(err.var, "TOKEN_FILE");
         let err = parse(&["--identity-mode", "token", "--token-file", "/nonexistent"])

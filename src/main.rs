@@ -23,6 +23,7 @@ fn main() {
         eprintln!("termpool: {e}");
         std::process::exit(2);
     }
+    raise_fd_limit(config.max_sessions);
     if let Err(e) = actix_web::rt::System::new().block_on(run(config)) {
         eprintln!("termpool: {e:#}");
         std::process::exit(1);
@@ -44,6 +45,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let limits = Limits {
         max_live: config.max_sessions_per_user,
         max_per_minute: config.max_new_sessions_per_minute,
+        max_total: config.max_sessions,
+        max_newcomers_per_minute: config.max_new_identities_per_address_per_minute,
         grace: Duration::from_secs(config.reattach_grace_secs),
         idle_reap: Duration::from_secs(config.idle_reap_secs),
     };
@@ -59,6 +62,42 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config,
     };
     web::serve(state).await
+}
+
+/// File descriptors a session holds (its socket, its PTY, a pidfd or the agent's connection),
+/// with some room.
+const FDS_PER_SESSION: u64 = 4;
+
+/// Raises the soft limit of open files to what `max_sessions` need (0: as far as allowed), so
+/// that the cap, not a failing `open`, turns sessions away: the usual soft limit of 1024 runs out
+/// near 300 sessions. Not beyond: the shells inherit it, and some programs close every possible
+/// descriptor one by one.
+fn raise_fd_limit(max_sessions: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let needed = match max_sessions as u64 {
+        0 => limit.rlim_max,
+        n => n.saturating_mul(FDS_PER_SESSION).saturating_add(64),
+    };
+    let wanted = needed.min(limit.rlim_max);
+    if wanted > limit.rlim_cur {
+        limit.rlim_cur = wanted;
+        // SAFETY: setrlimit only reads `limit`.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    }
+    if needed > limit.rlim_max {
+        log::warn!(
+            "the open-file limit ({}) is too low for MAX_SESSIONS={max_sessions}: sessions \
+             will fail before the cap refuses them; raise it (ulimit -n) or lower MAX_SESSIONS",
+            limit.rlim_max
+        );
+    }
 }
 
 /// Opens the placement store and brings the container pool up. Refuses to start rather than

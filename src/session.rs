@@ -6,11 +6,13 @@
 //! socket of the same user may re-attach and is first sent the current screen. When the grace
 //! period ends the shell is hung up, as when a real terminal is closed.
 //!
-//! The registry also admits sessions: live sessions per user, new sessions per minute, and which
-//! Linux accounts have a live session (the pool frees only slots of users without one).
-//! Admission happens before the WebSocket upgrade, so a refusal is a plain HTTP 429.
+//! The registry also admits sessions: live sessions per user and on the whole server, new sessions
+//! per user and new identities per client address per minute, and which Linux accounts have a
+//! live session (the pool frees only slots of users without one). Admission happens before the
+//! WebSocket upgrade, so a refusal is a plain HTTP 429 (or 503 when the server is full).
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -34,6 +36,17 @@ pub enum Refusal {
     TooManySessions(usize),
     #[error("too many new sessions: at most {0} per minute per user")]
     TooFast(u32),
+    #[error("too many new users from your address: at most {0} per minute; try again in a minute")]
+    TooManyNewcomers(u32),
+    #[error("the server is full: it runs at most {0} sessions at once; try again later")]
+    ServerFull(usize),
+}
+
+impl Refusal {
+    /// Whether the server as a whole, rather than this client, is out of room (503, not 429).
+    pub fn is_server_full(&self) -> bool {
+        matches!(self, Refusal::ServerFull(_))
+    }
 }
 
 #[derive(Default)]
@@ -45,18 +58,32 @@ struct UserEntry {
 impl UserEntry {
     /// Drops the openings that no longer count against the rate limit.
     fn forget_old_openings(&mut self, now: Instant) {
-        while self
-            .opened
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= RATE_WINDOW)
-        {
-            self.opened.pop_front();
-        }
+        recent(&mut self.opened, now);
     }
 
     /// Nothing left to remember: no live session, no opening that still counts.
     fn is_quiet(&self) -> bool {
         self.live == 0 && self.opened.is_empty()
+    }
+}
+
+/// Forgets the times of `window` a minute old or more; returns how many are left.
+fn recent(window: &mut VecDeque<Instant>, now: Instant) -> usize {
+    while window
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) >= RATE_WINDOW)
+    {
+        window.pop_front();
+    }
+    window.len()
+}
+
+/// The key a client address is counted under: an IPv6 host usually holds a whole /64, and would
+/// otherwise be a new client with every address of it.
+fn address_key(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into()),
+        v4 => v4,
     }
 }
 
@@ -70,6 +97,10 @@ struct Inner {
     sessions: HashMap<String, Arc<LiveSession>>,
     /// Accounts with no live session: since when, and where they ran (for idle reaping).
     idle: HashMap<String, (Instant, Placement)>,
+    /// Admitted sessions of all users (placed or being placed).
+    live_total: usize,
+    /// When new anonymous identities were admitted, per client address (see `address_key`).
+    newcomers: HashMap<IpAddr, VecDeque<Instant>>,
 }
 
 /// Limits and timing of sessions.
@@ -77,6 +108,10 @@ struct Inner {
 pub struct Limits {
     pub max_live: usize,
     pub max_per_minute: u32,
+    /// Live sessions on the whole server (0: no limit).
+    pub max_total: usize,
+    /// New identities per client address per minute (0: no limit).
+    pub max_newcomers_per_minute: u32,
     /// How long a detached session waits for a re-attach (zero: hang up at once).
     pub grace: Duration,
     /// How long an account may have no live session before its leftover processes are ended.
@@ -96,6 +131,43 @@ impl Limits {
             .count();
         let per_minute = self.max_per_minute;
         (per_minute > 0 && recent >= per_minute as usize).then_some(Refusal::TooFast(per_minute))
+    }
+
+    /// Why one more new identity from an address that admitted `recent` in the last minute is
+    /// refused, if it is.
+    fn newcomer_refusal(&self, recent: usize) -> Option<Refusal> {
+        let limit = self.max_newcomers_per_minute;
+        (limit > 0 && recent >= limit as usize).then_some(Refusal::TooManyNewcomers(limit))
+    }
+
+    fn total_refusal(&self, live_total: usize) -> Option<Refusal> {
+        let limit = self.max_total;
+        (limit > 0 && live_total >= limit).then_some(Refusal::ServerFull(limit))
+    }
+}
+
+impl Inner {
+    /// Why `identity` may not open one more session now, if it may not; `newcomer_from` is the
+    /// client address that a new identity is counted against (`None`: not counted).
+    fn refusal(
+        &mut self,
+        limits: &Limits,
+        identity: &str,
+        newcomer_from: Option<IpAddr>,
+        now: Instant,
+    ) -> Option<Refusal> {
+        let known = self.users.get_mut(identity).and_then(|entry| {
+            entry.forget_old_openings(now);
+            (!entry.is_quiet()).then_some(entry)
+        });
+        let refusal = match known {
+            Some(entry) => limits.refusal(entry, now),
+            None => newcomer_from.and_then(|address| {
+                let window = self.newcomers.entry(address_key(address)).or_default();
+                limits.newcomer_refusal(recent(window, now))
+            }),
+        };
+        refusal.or_else(|| limits.total_refusal(self.live_total))
     }
 }
 
@@ -119,17 +191,28 @@ impl Registry {
     }
 
     /// Reserves a session for `identity`, or says why not. The reservation ends when the returned
-    /// slot is dropped.
-    pub fn admit(self: &Arc<Self>, identity: &str) -> Result<SessionSlot, Refusal> {
+    /// slot is dropped. `newcomer_from`: the client address to count the identity against if it
+    /// is new (no live session, no opening in the last minute); `None` where identities are not
+    /// free to make.
+    pub fn admit(
+        self: &Arc<Self>,
+        identity: &str,
+        newcomer_from: Option<IpAddr>,
+    ) -> Result<SessionSlot, Refusal> {
         let now = Instant::now();
         let mut inner = self.lock();
-        let entry = inner.users.entry(identity.to_owned()).or_default();
-        entry.forget_old_openings(now);
-        if let Some(refusal) = self.limits.refusal(entry, now) {
+        if let Some(refusal) = inner.refusal(&self.limits, identity, newcomer_from, now) {
             return Err(refusal);
         }
+        let entry = inner.users.entry(identity.to_owned()).or_default();
+        let newcomer = entry.is_quiet();
         entry.live += 1;
         entry.opened.push_back(now);
+        inner.live_total += 1;
+        if let Some(address) = newcomer_from.filter(|_| newcomer) {
+            let window = inner.newcomers.entry(address_key(address)).or_default();
+            window.push_back(now);
+        }
         Ok(SessionSlot {
             registry: Arc::downgrade(self),
             identity: identity.to_owned(),
@@ -138,15 +221,14 @@ impl Registry {
     }
 
     /// Why `admit` would refuse `identity` now, without reserving anything.
-    pub fn check_admission(&self, identity: &str) -> Result<(), Refusal> {
-        let inner = self.lock();
-        match inner.users.get(identity) {
-            Some(entry) => self
-                .limits
-                .refusal(entry, Instant::now())
-                .map_or(Ok(()), Err),
-            None => Ok(()),
-        }
+    pub fn check_admission(
+        &self,
+        identity: &str,
+        newcomer_from: Option<IpAddr>,
+    ) -> Result<(), Refusal> {
+        let mut inner = self.lock();
+        let refusal = inner.refusal(&self.limits, identity, newcomer_from, Instant::now());
+        refusal.map_or(Ok(()), Err)
     }
 
     /// Whether the Linux account has a live session right now (attached or waiting for one).
@@ -211,6 +293,7 @@ impl Registry {
 
     fn release(&self, identity: &str, placement: Option<&Placement>) {
         let mut inner = self.lock();
+        inner.live_total -= 1;
         if let Some(entry) = inner.users.get_mut(identity) {
             entry.live -= 1;
             entry.forget_old_openings(Instant::now());
@@ -233,10 +316,12 @@ impl Registry {
     /// Forgets the users with no live session and no recent opening: every anonymous visitor would
     /// otherwise leave an entry behind for good.
     fn forget_quiet_users(&self, now: Instant) {
-        self.lock().users.retain(|_, entry| {
+        let mut inner = self.lock();
+        inner.users.retain(|_, entry| {
             entry.forget_old_openings(now);
             !entry.is_quiet()
         });
+        inner.newcomers.retain(|_, window| recent(window, now) > 0);
     }
 
     /// Accounts idle for `limit` or longer, taken off the idle list.
@@ -580,34 +665,91 @@ async fn forward(session: &LiveSession, chunk: Bytes) {
 mod tests {
     use super::*;
 
+    fn limits(max_live: usize, per_minute: u32) -> Limits {
+        Limits {
+            max_live,
+            max_per_minute: per_minute,
+            max_total: 0,
+            max_newcomers_per_minute: 0,
+            grace: Duration::ZERO,
+            idle_reap: Duration::from_secs(60),
+        }
+    }
+
     fn registry(max_live: usize, per_minute: u32) -> Arc<Registry> {
-        Registry::new(
+        Registry::new(limits(max_live, per_minute), Arc::default())
+    }
+
+    #[test]
+    fn the_server_wide_cap_counts_every_user() {
+        let reg = Registry::new(
             Limits {
-                max_live,
-                max_per_minute: per_minute,
-                grace: Duration::ZERO,
-                idle_reap: Duration::from_secs(60),
+                max_total: 2,
+                ..limits(5, 0)
             },
             Arc::default(),
-        )
+        );
+        let a = reg.admit("a", None).unwrap();
+        let _b = reg.admit("b", None).unwrap();
+        let full = reg.admit("c", None).err().unwrap();
+        assert!(full.is_server_full());
+        assert_eq!(reg.check_admission("a", None), Err(Refusal::ServerFull(2)));
+        drop(a);
+        assert!(reg.admit("c", None).is_ok());
+    }
+
+    #[test]
+    fn new_identities_are_counted_per_address_and_ipv6_per_64() {
+        let reg = Registry::new(
+            Limits {
+                max_newcomers_per_minute: 2,
+                ..limits(5, 0)
+            },
+            Arc::default(),
+        );
+        let at = |a: &str| Some(a.parse::<IpAddr>().unwrap());
+        let _a = reg.admit("a", at("192.0.2.1")).unwrap();
+        let _b = reg.admit("b", at("::ffff:192.0.2.1")).unwrap();
+        let refused = Err(Refusal::TooManyNewcomers(2));
+        assert_eq!(reg.check_admission("c", at("192.0.2.1")), refused);
+        assert_eq!(reg.admit("c", at("192.0.2.1")).err(), refused.err());
+        // Known identities are not new; other addresses, and uncounted identities, are apart.
+        let _a2 = reg.admit("a", at("192.0.2.1")).unwrap();
+        assert!(reg.admit("c", at("192.0.2.2")).is_ok());
+        assert!(reg.admit("d", None).is_ok());
+        let _e = reg.admit("e", at("2001:db8::1")).unwrap();
+        let _f = reg.admit("f", at("2001:db8::ffff:1")).unwrap();
+        assert!(reg.admit("g", at("2001:db8::2")).is_err(), "the same /64");
+        assert!(reg.admit("g", at("2001:db8:0:1::2")).is_ok());
+        // A minute later, the address may bring new identities again.
+        reg.forget_quiet_users(Instant::now() + RATE_WINDOW);
+        let mut inner = reg.lock();
+        let later = Instant::now() + RATE_WINDOW;
+        assert_eq!(
+            inner.refusal(&reg.limits, "h", at("192.0.2.1"), later),
+            None
+        );
     }
 
     #[test]
     fn live_limit_is_per_user_and_released_on_drop() {
         let reg = registry(2, 0);
-        let a1 = reg.admit("a").unwrap();
-        let _a2 = reg.admit("a").unwrap();
-        assert_eq!(reg.admit("a").err(), Some(Refusal::TooManySessions(2)));
-        let _b = reg.admit("b").unwrap();
+        let a1 = reg.admit("a", None).unwrap();
+        let _a2 = reg.admit("a", None).unwrap();
+        assert_eq!(
+            reg.admit("a", None).err(),
+            Some(Refusal::TooManySessions(2))
+        );
+        let _b = reg.admit("b", None).unwrap();
         drop(a1);
-        assert!(reg.admit("a").is_ok());
+        assert!(reg.admit("a", None).is_ok());
     }
 
     #[test]
     fn users_without_sessions_are_forgotten_once_their_openings_expire() {
         let reg = registry(100, 3);
-        let live = reg.admit("a").unwrap();
-        drop(reg.admit("b").unwrap());
+        let live = reg.admit("a", None).unwrap();
+        drop(reg.admit("b", None).unwrap());
         assert_eq!(reg.lock().users.len(), 2, "b's opening still counts");
         reg.forget_quiet_users(Instant::now() + RATE_WINDOW);
         assert_eq!(reg.lock().users.len(), 1, "b is forgotten, a is live");
@@ -620,10 +762,10 @@ mod tests {
     fn rate_limit_counts_openings_not_live_sessions() {
         let reg = registry(100, 3);
         for _ in 0..3 {
-            drop(reg.admit("a").unwrap());
+            drop(reg.admit("a", None).unwrap());
         }
-        assert_eq!(reg.admit("a").err(), Some(Refusal::TooFast(3)));
-        assert!(reg.admit("b").is_ok());
+        assert_eq!(reg.admit("a", None).err(), Some(Refusal::TooFast(3)));
+        assert!(reg.admit("b", None).is_ok());
     }
 
     fn placement(user: &str) -> Placement {
@@ -638,8 +780,8 @@ mod tests {
     #[test]
     fn accounts_are_live_while_a_slot_is_bound_then_idle() {
         let reg = registry(5, 0);
-        let mut s1 = reg.admit("a").unwrap();
-        let mut s2 = reg.admit("a").unwrap();
+        let mut s1 = reg.admit("a", None).unwrap();
+        let mut s2 = reg.admit("a", None).unwrap();
         s1.bind(&placement("u1"));
         s2.bind(&placement("u1"));
         assert!(reg.account_is_live("u1"));

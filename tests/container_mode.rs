@@ -286,3 +286,48 @@ async fn a_container_removed_under_a_live_session_is_replaced_and_files_stay() {
     c.run("echo F=$(cat rmf.txt)=$(id -u)=$((1))E").await;
     c.expect_output(&format!("F=precious={uid}=1E")).await;
 }
+
+/// Idle reaping ends every process of the account, also one its user cannot see: a process that
+/// made itself non-dumpable is hidden from its own user by hidepid (a `pkill` as the user misses
+/// it), yet the UID may still signal it.
+#[tokio::test]
+async fn idle_reaping_ends_even_processes_hidden_from_their_user() {
+    let pool = TestPool::new("reaphid");
+    let server = pool.server(
+        1,
+        4,
+        &["--reattach-grace-secs", "0", "--idle-reap-secs", "3"],
+    );
+    let mut c = server.connect("").await;
+    let container = text(&c.ready().await, "container");
+    let uid = c.uid().await;
+    c.run(
+        "setsid python3 -c 'import ctypes, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); \
+         time.sleep(4321)' </dev/null >/dev/null 2>&1 &",
+    )
+    .await;
+    let job = || {
+        TestPool::processes_of(&container, uid)
+            .iter()
+            .any(|p| p.contains("4321"))
+    };
+    assert!(eventually(WAIT, job).await, "the job started");
+    // Once non-dumpable, the job is gone from its user's own view of /proc.
+    c.run(
+        "for i in $(seq 50); do pgrep -f 'sleep.4321' >/dev/null || break; sleep 0.1; done; \
+         echo SEEN=$(pgrep -c -f 'sleep.4321')=E",
+    )
+    .await;
+    c.expect_output("SEEN=0=E").await;
+    assert!(job(), "the job still runs");
+    c.close().await;
+    let gone = eventually(Duration::from_secs(15), || {
+        TestPool::processes_of(&container, uid).is_empty()
+    })
+    .await;
+    assert!(
+        gone,
+        "left behind: {:?}",
+        TestPool::processes_of(&container, uid)
+    );
+}

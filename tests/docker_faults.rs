@@ -1,15 +1,19 @@
 //! Faults of the container engine and of what the pool finds on the host: the Docker daemon
-//! stopped under live sessions and started again; an adopted container whose agent directory was
-//! replaced; homes on the workspace volume that belong to other UIDs (a lost store). One test
-//! stops the machine's daemon, so this is a test binary of its own (cargo runs test binaries one
-//! at a time) whose cases take [`SERIAL`] to run one after another.
+//! stopped under live sessions and started again; the engine's socket gone (refusals then tell a
+//! category and a reference, never the internals); an agent directory deleted under a running
+//! server, or replaced before it started; homes on the workspace volume that belong to other UIDs
+//! (a lost store). One test stops the machine's daemon, so this is a test binary of its own (cargo
+//! runs test binaries one at a time) whose cases take [`SERIAL`] to run one after another.
 
 mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{connect_with_headers, Frame, TestPool, WAIT};
+use common::{
+    connect_with_headers, log_lines_with, refusal_reference, DockerProxy, Frame, Server, TestPool,
+    WAIT,
+};
 use termpool::pool::linux_username;
 
 /// One case at a time: the daemon test stops the engine the others use.
@@ -70,6 +74,7 @@ async fn the_daemon_stopped_mid_session_then_restarted() {
     let ready = c.ready().await;
     c.run("echo survived > fault.txt; echo W$((1))W").await;
     c.expect_output("W1W").await;
+    let id = container_id(ready["container"].as_str().expect("container"));
 
     let guard = DaemonGuard;
     stop_dockerd();
@@ -90,8 +95,10 @@ async fn the_daemon_stopped_mid_session_then_restarted() {
     // While the daemon is down: refused before the upgrade with 503, and the server stays up.
     let refused = server.refusal(&cookie, "", None).await;
     assert_eq!(refused.0, 503, "{}", refused.1);
-    let (status, _, _) = common::http_get(&server.addr, "/healthz", &[]).await;
+    assert_tells_no_internals(&refused.1, &pool, &id);
+    let (status, _, health) = common::http_get(&server.addr, "/healthz", &[]).await;
     assert_eq!(status, 503);
+    assert_tells_no_internals(&String::from_utf8_lossy(&health), &pool, &id);
 
     start_dockerd();
     drop(guard);
@@ -112,6 +119,94 @@ async fn the_daemon_stopped_mid_session_then_restarted() {
         "hidepid is back after the restart (a user sees no root process): {users:?}"
     );
     let _ = WAIT;
+}
+
+fn container_id(name: &str) -> String {
+    TestPool::docker(&["inspect", "-f", "{{.Id}}", name])
+        .trim()
+        .to_owned()
+}
+
+/// A refusal tells a stranger its category and a reference, and nothing of the pool's containers
+/// (names, ids), the engine (its name, its errors) or the host (paths).
+fn assert_tells_no_internals(body: &str, pool: &TestPool, container_id: &str) {
+    let lower = body.to_lowercase();
+    let short_id = &container_id[..12];
+    for secret in [
+        pool.prefix.as_str(),
+        short_id,
+        "docker",
+        "error",
+        "no such",
+        "inspect",
+        "sock",
+        "/",
+    ] {
+        assert!(
+            !lower.contains(secret),
+            "the refusal tells {secret:?}: {body}"
+        );
+    }
+    assert!(refusal_reference(body).is_some(), "no reference in: {body}");
+}
+
+/// Asks for a session until one is refused; the refusal's status and body.
+async fn refused_within(server: &Server, cookie: &str, within: Duration) -> (u16, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        match server.try_connect(cookie, "", None).await {
+            Err(refused) => return refused,
+            Ok(c) => c.close().await,
+        }
+        assert!(Instant::now() < deadline, "still admitted after {within:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The engine's socket disappears under a running server (here a proxy of it, cut): the refusal
+/// tells the category and a reference, and the server's log line with that reference tells which
+/// container and what failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_tells_a_category_and_a_reference_never_the_internals() {
+    let _serial = SERIAL.lock().await;
+    let pool = TestPool::new("secret");
+    std::fs::create_dir_all(&pool.data_dir).expect("make the data directory");
+    let proxy = DockerProxy::new(pool.data_dir.join("docker.sock"));
+    proxy.up();
+    let log = pool.data_dir.join("server.log");
+    let host = proxy.docker_host();
+    let server = pool.server_logged_env(1, 4, &[], &[("DOCKER_HOST", &host)], &log);
+    let cookie = server.new_identity().await;
+    let mut c = server.connect_as(&cookie, "").await;
+    let container = c.ready().await["container"]
+        .as_str()
+        .expect("container")
+        .to_owned();
+    c.close().await;
+    let id = container_id(&container);
+
+    proxy.down();
+    let (status, body) = refused_within(&server, &cookie, Duration::from_secs(15)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.starts_with("the container engine is unavailable, try again later"),
+        "{body}"
+    );
+    assert_tells_no_internals(&body, &pool, &id);
+    let reference = refusal_reference(&body).unwrap_or_default();
+    let lines = log_lines_with(&log, &reference);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&container) && l.contains("container engine unavailable: ")),
+        "the log tells the details under {reference}: {lines:?}"
+    );
+
+    proxy.up();
+    let mut c = server
+        .connect_within(&cookie, Duration::from_secs(60))
+        .await;
+    assert_eq!(c.ready().await["container"], container.as_str());
 }
 
 /// Runs `script` as root in a throwaway container with `volume` at /workspace; its stdout.
@@ -258,4 +353,47 @@ async fn an_adopted_container_whose_agent_directory_was_replaced_is_recreated() 
     assert!(out.contains("kept"), "files kept: {out}");
     assert_ne!(id(&container), before, "the container was replaced");
     eprintln!("a session again {:?} after the restart", started.elapsed());
+}
+
+/// The agent directory of a container is deleted while the server runs: the next session finds
+/// no agent, the container is replaced, and the user has a shell again within seconds (not after
+/// a timeout on every session until the server restarts).
+#[tokio::test]
+async fn an_agent_directory_deleted_at_runtime_gets_its_container_replaced() {
+    let _serial = SERIAL.lock().await;
+    let pool = TestPool::new("agentgone");
+    std::fs::create_dir_all(&pool.data_dir).expect("make the data directory");
+    let log = pool.data_dir.join("server.log");
+    let server = pool.server_logged(1, 4, &[], &log);
+    let cookie = server.new_identity().await;
+    let mut c = server.connect_as(&cookie, "").await;
+    let ready = c.ready().await;
+    c.run("echo kept > kept.txt; echo K$((1))K").await;
+    c.expect_output("K1K").await;
+    let container = ready["container"].as_str().expect("container").to_owned();
+    let before = container_id(&container);
+
+    let dir = pool.data_dir.join("agents").join(&container);
+    std::fs::remove_dir_all(&dir).expect("remove the agent directory");
+    let started = Instant::now();
+    let mut again = server
+        .connect_within(&cookie, Duration::from_secs(15))
+        .await;
+    assert_eq!(again.ready().await["user"], ready["user"]);
+    eprintln!("a session again {:?} after the deletion", started.elapsed());
+    again.run("cat kept.txt; echo D$((1))D").await;
+    let out = again.expect_output("D1D").await;
+    assert!(out.contains("kept"), "files kept: {out}");
+    assert_ne!(
+        container_id(&container),
+        before,
+        "the container was replaced"
+    );
+    let lines = log_lines_with(&log, "session agent");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&container) && l.contains("cannot be reached")),
+        "the log tells which agent could not be reached: {lines:?}"
+    );
 }

@@ -170,3 +170,76 @@ async fn bad_identity_settings_stop_the_server_with_the_variable_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TOKEN_FILE"));
 }
+
+/// `POST /login` of this site's own form: the status and the `Location` it answers with.
+async fn log_in(server: &Server, form: &str) -> (u16, Option<String>) {
+    let origin = format!("http://{}", server.addr);
+    let headers = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Origin", origin.as_str()),
+    ];
+    let (status, got, _) =
+        common::http_request(&server.addr, "POST", "/login", &headers, form.as_bytes()).await;
+    (status, header(&got, "location").map(str::to_owned))
+}
+
+#[tokio::test]
+async fn a_login_returns_to_the_page_it_came_from_and_never_elsewhere() {
+    let dir = std::env::temp_dir().join(format!("termpool-next-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens");
+    std::fs::write(&file, "alice:alice-secret-token-123456\n").unwrap();
+    let server = Server::local(&[
+        "--identity-mode",
+        "token",
+        "--token-file",
+        file.to_str().unwrap(),
+    ]);
+    let next_field = "<input type=hidden name=next value=\"/container-terminal\">";
+    let (status, _, body) = http_get(&server.addr, "/container-terminal", &[]).await;
+    assert_eq!(status, 200);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains(next_field), "{body}");
+    // The form, as the browser submits it.
+    let token = "token=alice-secret-token-123456";
+    let back = log_in(&server, &format!("{token}&next=%2Fcontainer-terminal")).await;
+    assert_eq!(back, (303, Some("/container-terminal".to_owned())));
+    // Only the server's own pages: anything else lands on /.
+    for next in [
+        "https://evil.example",
+        "//evil.example",
+        "/%5Cevil.example",
+        "https:evil.example",
+        "/container-terminal.evil.example",
+        "%2Fcontainer-terminal%2F..%2F..%2Fx",
+        "",
+    ] {
+        let to = log_in(&server, &format!("{token}&next={}", next)).await;
+        assert_eq!(to, (303, Some("/".to_owned())), "next={next}");
+    }
+    assert_eq!(log_in(&server, token).await, (303, Some("/".to_owned())));
+    // A wrong token shows the form again, still on its way back.
+    let origin = format!("http://{}", server.addr);
+    let (status, _, body) = common::http_request(
+        &server.addr,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", origin.as_str()),
+        ],
+        b"token=wrong-token-wrong-token&next=%2Fcontainer-terminal",
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(String::from_utf8_lossy(&body).contains(next_field));
+    // Another site's link with a token: the confirmation form goes back to the same page.
+    let (_, _, body) = http_get(
+        &server.addr,
+        "/container-terminal?token=alice-secret-token-123456",
+        &[("Sec-Fetch-Site", "cross-site")],
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&body).contains(next_field));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

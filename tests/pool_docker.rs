@@ -18,6 +18,7 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::ListContainersOptions;
 use bollard::Docker;
+use common::DockerProxy;
 use futures_util::StreamExt;
 use termpool::pool::{
     account_names, identity_hash, linux_username, Placement, Pool, PoolConfig, PoolError,
@@ -584,61 +585,6 @@ async fn concurrent_newcomers_never_overfill() {
         "{results:?}"
     );
     assert_eq!(pool.stats().users_assigned, 6);
-}
-
-/// A unix-socket proxy to the real engine that can be cut and restored, to play a Docker outage
-/// without stopping the machine's daemon.
-struct DockerProxy {
-    path: PathBuf,
-    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-impl DockerProxy {
-    fn new(path: PathBuf) -> DockerProxy {
-        DockerProxy {
-            path,
-            tasks: Arc::new(Mutex::new(Vec::new())),
-        }
-    }
-
-    fn up(&self) {
-        let _ = std::fs::remove_file(&self.path);
-        let listener = tokio::net::UnixListener::bind(&self.path).expect("bind proxy socket");
-        let tasks = Arc::clone(&self.tasks);
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let conn = tokio::spawn(async move {
-                    let upstream = tokio::net::UnixStream::connect("/var/run/docker.sock").await;
-                    if let Ok(mut upstream) = upstream {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    }
-                });
-                tasks.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
-            }
-        });
-        self.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(accept);
-    }
-
-    fn down(&self) {
-        for t in self
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
-            t.abort();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Drop for DockerProxy {
-    fn drop(&mut self) {
-        self.down();
-    }
 }
 
 #[tokio::test]

@@ -193,3 +193,33 @@ async fn token_logins_from_other_sites_need_the_user() {
     assert!(header(&headers, "set-cookie").is_some());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The `Secure` flag of the identity cookie a first visit gets with `headers`.
+async fn cookie_is_secure(server: &Server, headers: &[(&str, &str)]) -> bool {
+    let (status, got, _) = http_get(&server.addr, "/", headers).await;
+    assert_eq!(status, 200);
+    let cookie = header(&got, "set-cookie").expect("an identity");
+    cookie.split(';').any(|attr| attr.trim() == "Secure")
+}
+
+#[tokio::test]
+async fn only_a_trusted_proxy_can_say_the_browser_came_over_https() {
+    let told_https: [&[(&str, &str)]; 2] = [
+        &[("X-Forwarded-Proto", "https")],
+        &[("Forwarded", "for=203.0.113.7;proto=https")],
+    ];
+    // termpool serves plain http: whoever connects directly did so over http, whatever it says.
+    let direct = Server::local(&[]);
+    for headers in told_https {
+        assert!(!cookie_is_secure(&direct, headers).await, "{headers:?}");
+    }
+    // A TLS proxy of TRUSTED_PROXIES is believed.
+    let proxied = Server::local(&["--trusted-proxies", "127.0.0.1"]);
+    for headers in told_https {
+        assert!(cookie_is_secure(&proxied, headers).await, "{headers:?}");
+    }
+    assert!(
+        !cookie_is_secure(&proxied, &[]).await,
+        "plain http through the proxy"
+    );
+}

@@ -195,6 +195,16 @@ impl Pool {
         }
     }
 
+    /// Tells the pool that container `container_id` of slot `container_name` runs but can take no
+    /// session (its session agent cannot be reached): the next placement there replaces it,
+    /// rather than adopting it again.
+    pub fn replace_container(&self, container_name: &str, container_id: &str) {
+        let mut st = self.lock_state();
+        if let Some(idx) = st.slots.iter().position(|s| s.name == container_name) {
+            st.mark_for_replacement(idx, container_id);
+        }
+    }
+
     /// Writes pending last-seen times to the store now.
     pub async fn flush(&self) -> Result<(), PoolError> {
         let seen = self.lock_state().take_dirty();
@@ -318,10 +328,7 @@ impl Pool {
         idx: usize,
         victim: &str,
     ) -> Result<(u32, usize), PoolError> {
-        let result = match self.end_processes(idx, victim).await {
-            Ok(()) => self.assign_slot(hash, username, idx, Some(victim)).await,
-            Err(e) => Err(e),
-        };
+        let result = self.take_over(hash, username, idx, victim).await;
         match &result {
             Ok(_) => log::info!("pool: {victim} (idle) gives its slot in {idx} to {username}"),
             Err(_) => self.lock_state().restore_slot(victim, idx),
@@ -329,13 +336,25 @@ impl Pool {
         result
     }
 
-    /// Ends every process of account `username` in slot `idx`'s container.
-    async fn end_processes(&self, idx: usize, username: &str) -> Result<(), PoolError> {
+    async fn take_over(
+        &self,
+        hash: &str,
+        username: &str,
+        idx: usize,
+        victim: &str,
+    ) -> Result<(u32, usize), PoolError> {
+        let id = self.ensure_slot(idx).await?;
+        self.end_processes(&id, victim).await?;
+        self.assign_slot(hash, username, idx, Some(victim)).await
+    }
+
+    /// Ends every process account `username` runs in container `id`, and returns once none is
+    /// left (evictions, idle reaping); its files stay. An account the pool never made has none.
+    pub async fn end_processes(&self, id: &str, username: &str) -> Result<(), PoolError> {
         let Some(uid) = self.lock_state().users.get(username).map(|u| u.uid) else {
             return Ok(());
         };
-        let id = self.ensure_slot(idx).await?;
-        provision::end_processes(&self.docker, &id, username, uid).await
+        provision::end_processes(&self.docker, id, username, uid).await
     }
 
     /// Persists that `username` holds a slot in `idx` (and that `evicted` lost its own there);
@@ -397,7 +416,7 @@ impl Pool {
         if let Some(id) = self.lock_state().ready_id(idx) {
             return Ok(id);
         }
-        match provision::ensure_running(&self.docker, &self.cfg, &self.image_id, idx).await {
+        match self.bring_up(idx).await {
             Ok(id) => {
                 let changed = self.lock_state().slots[idx].id.as_deref() != Some(&id);
                 self.lock_state().mark_ready(idx, &id);
@@ -416,6 +435,21 @@ impl Pool {
                 Err(e)
             }
         }
+    }
+
+    /// Removes the slot's container if it was found unusable, then adopts, restarts or replaces
+    /// what is there; returns the id of the running container.
+    async fn bring_up(&self, idx: usize) -> Result<String, PoolError> {
+        let unusable = self.lock_state().to_replace(idx);
+        if let Some(id) = unusable {
+            log::warn!(
+                "pool: replacing container {} ({}): its session agent cannot be reached",
+                self.cfg.container_name(idx),
+                short(&id)
+            );
+            provision::remove(&self.docker, &id).await?;
+        }
+        provision::ensure_running(&self.docker, &self.cfg, &self.image_id, idx).await
     }
 
     /// Records a slot's container in the store; a failure is logged (the id is informational).

@@ -4,7 +4,7 @@
 //! place that knows nothing about HTTP or WebSockets. The web layer hands it an opaque identity and
 //! a predicate telling which users have a live session; it answers with a [`Placement`] (container,
 //! account, UID, home) whose container is running with `/proc` hidden (hidepid) and whose account
-//! exists, or with a [`PoolError`] fit for a 503 body.
+//! exists, or with a [`PoolError`] that tells the operator what failed.
 //!
 //! - [`assign`]: the pure least-loaded, sticky assigner (all the placement rules, no I/O).
 //! - [`store`]: persistence of users, UIDs and containers (SQLite behind a small trait).
@@ -177,7 +177,8 @@ pub struct PoolStats {
     pub capacity: usize,
 }
 
-/// Why a user could not be placed. The messages are fit for a 503 body.
+/// Why a user could not be placed. The messages are for the operator: they name containers,
+/// paths and the engine's errors. A client is told only the kind (see `tty::docker`).
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     /// Every slot is held by a user with a live session.
@@ -192,6 +193,14 @@ pub enum PoolError {
     /// Docker answered, but a container or account could not be set up.
     #[error("container provisioning failed: {0}")]
     Provision(String),
+}
+
+impl PoolError {
+    /// The error of a failed call to the engine about `context`: unavailable when the engine did
+    /// not answer, a provisioning failure when it refused the request.
+    pub fn engine(context: impl std::fmt::Display, e: bollard::errors::Error) -> PoolError {
+        provision::docker_err(context)(e)
+    }
 }
 
 #[cfg(test)]

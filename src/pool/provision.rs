@@ -103,10 +103,6 @@ if [ ! -d "$home" ]; then
 fi
 "#;
 
-/// What a user is told when their account cannot be set up: the details (container, UID, the
-/// script's output) go to the server's log only.
-const ACCOUNT_FAILED: &str = "your account could not be set up; the server's log says why";
-
 /// Output of a finished root exec.
 #[derive(Debug, Default)]
 pub struct ExecOutput {
@@ -679,25 +675,16 @@ pub async fn ensure_account(
     let home = super::home_of(username);
     let uid_text = uid.to_string();
     let cmd = ["sh", "-c", ACCOUNT_SCRIPT, "sh", username, &uid_text, &home];
-    let out = exec_root(docker, id, &cmd).await.map_err(|e| {
-        log::warn!("pool: creating account {username} (uid {uid}): {e}");
-        without_details(e)
-    })?;
+    let out = exec_root(docker, id, &cmd).await?;
     if out.code == Some(0) {
         return Ok(());
     }
+    // A line of its own, at error level: the operator has something to do.
     log::error!("{}", account_refusal(username, uid, id, &out));
-    Err(PoolError::Provision(ACCOUNT_FAILED.into()))
-}
-
-/// The same kind of error, with a message that names no container, UID or command output.
-fn without_details(e: PoolError) -> PoolError {
-    match e {
-        PoolError::DockerUnavailable(_) => {
-            PoolError::DockerUnavailable("the container engine did not answer".into())
-        }
-        _ => PoolError::Provision(ACCOUNT_FAILED.into()),
-    }
+    Err(PoolError::Provision(format!(
+        "the account {username} (uid {uid}) was refused in container {}",
+        short(id)
+    )))
 }
 
 /// The log line of a failed account script: what happened, and what an operator can do.

@@ -45,6 +45,8 @@ pub(crate) struct SlotState {
     pub down_until: Option<Instant>,
     /// The last provisioning error, for the answer when no slot is usable.
     pub last_error: Option<SlotError>,
+    /// The container `id` runs but takes no session: it is removed rather than adopted again.
+    pub replace: bool,
 }
 
 /// A provisioning failure remembered for a slot.
@@ -301,6 +303,7 @@ impl State {
             s.id = Some(id.to_string());
         }
         s.ready = true;
+        s.replace = false;
         s.down_until = None;
         s.last_error = None;
     }
@@ -333,6 +336,21 @@ impl State {
         if id.is_none() || s.id.as_deref() == id {
             s.ready = false;
         }
+    }
+
+    /// The slot's container, if it is still `id`, must be replaced before the next admission.
+    pub fn mark_for_replacement(&mut self, idx: usize, id: &str) {
+        let s = &mut self.slots[idx];
+        if s.id.as_deref() == Some(id) {
+            s.ready = false;
+            s.replace = true;
+        }
+    }
+
+    /// The id of the slot's container if it must be replaced.
+    pub fn to_replace(&self, idx: usize) -> Option<String> {
+        let s = &self.slots[idx];
+        s.replace.then(|| s.id.clone()).flatten()
     }
 
     /// Nothing is known any more (e.g. the Docker event stream broke).
@@ -445,6 +463,20 @@ mod tests {
             !st.account_known(0, "a"),
             "accounts of an old container are ignored"
         );
+    }
+
+    #[test]
+    fn only_the_container_found_unusable_is_replaced() {
+        let mut st = State::new(&cfg(), vec![]);
+        st.mark_ready(0, "id0");
+        st.mark_for_replacement(0, "older-id");
+        assert_eq!(st.ready_id(0).as_deref(), Some("id0"), "another container");
+        assert_eq!(st.to_replace(0), None);
+        st.mark_for_replacement(0, "id0");
+        assert_eq!(st.ready_id(0), None, "checked before the next admission");
+        assert_eq!(st.to_replace(0).as_deref(), Some("id0"));
+        st.mark_ready(0, "id0-new");
+        assert_eq!(st.to_replace(0), None, "its successor is fine");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use tokio::io::Interest;
 use tokio::sync::OnceCell;
 
 use super::pty::{self, PtyMaster, Shell};
-use super::{Spawned, TtyError};
+use super::{Spawned, TtyError, Unavailability};
 
 /// The largest message the agent sends (its answers are a few dozen bytes).
 const MAX_MESSAGE: usize = 4096;
@@ -58,18 +59,38 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i32>>
     Option::<i32>::deserialize(d).map(Some)
 }
 
-/// Starts a login shell through the agent listening at `socket`, waiting up to `timeout` for it
-/// (the container may have just started).
+/// Connects to the agent listening at `socket`. A socket that is missing or refuses is tried again
+/// for up to `grace` (a container that has just started), then the agent is taken for gone; a
+/// busy one (its backlog full) is tried until it accepts.
+pub async fn connect(socket: &Path, grace: Duration) -> io::Result<Conn> {
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        match Conn::connect(socket) {
+            Ok(conn) => return Ok(conn),
+            Err(e) if is_busy(&e) => {}
+            Err(e) if is_not_listening(&e) && tokio::time::Instant::now() < deadline => {}
+            Err(e) => return Err(e),
+        }
+        tokio::time::sleep(CONNECT_RETRY).await;
+    }
+}
+
+/// Starts a login shell through the agent of `conn`, waiting up to `timeout` for it.
 pub async fn spawn(
-    socket: &Path,
+    conn: Conn,
     request: &ShellRequest<'_>,
     timeout: Duration,
 ) -> Result<Spawned, TtyError> {
-    let started = tokio::time::timeout(timeout, start(socket, request)).await;
-    let (conn, master) = started.map_err(|_| {
-        TtyError::Unavailable("the container's session agent did not answer in time".into())
-    })??;
-    Ok(pty::session(master, conn))
+    let started = tokio::time::timeout(timeout, start(conn, request)).await;
+    started.map_err(|_| {
+        TtyError::unavailable(
+            Unavailability::NotPrepared,
+            format!(
+                "the session agent did not start a shell for {} within {timeout:?}",
+                request.user
+            ),
+        )
+    })?
 }
 
 /// Whether an agent listens at `socket`, waiting up to `timeout` for one that is still starting.
@@ -79,32 +100,35 @@ pub async fn spawn(
 pub async fn listens(socket: &Path, timeout: Duration) -> bool {
     // The probe connection closes at once; the agent drops it like a server gone away.
     matches!(
-        tokio::time::timeout(timeout, Conn::connect(socket)).await,
+        tokio::time::timeout(timeout, connect(socket, timeout)).await,
         Ok(Ok(_))
     )
 }
 
-async fn start(socket: &Path, request: &ShellRequest<'_>) -> Result<(Conn, PtyMaster), TtyError> {
-    let conn = Conn::connect(socket).await?;
+async fn start(conn: Conn, request: &ShellRequest<'_>) -> Result<Spawned, TtyError> {
     let body = serde_json::to_vec(request).map_err(io::Error::other)?;
-    let lost = |e: io::Error| TtyError::Unavailable(format!("the container's session agent: {e}"));
-    conn.send(&body).await.map_err(lost)?;
-    let (reply, fd) = conn.recv().await.map_err(lost)?;
+    let failed = |detail: String| {
+        TtyError::unavailable(
+            Unavailability::NotPrepared,
+            format!(
+                "the session agent, starting a shell for {}: {detail}",
+                request.user
+            ),
+        )
+    };
+    conn.send(&body).await.map_err(|e| failed(e.to_string()))?;
+    let (reply, fd) = conn.recv().await.map_err(|e| failed(e.to_string()))?;
     match (reply, fd) {
         (Some(Reply { pid: Some(_), .. }), Some(fd)) if is_pty_master(&fd) => {
-            Ok((conn, PtyMaster::new(fd)?))
+            Ok(pty::session(PtyMaster::new(fd)?, conn))
         }
         (
             Some(Reply {
                 error: Some(error), ..
             }),
             _,
-        ) => Err(TtyError::Unavailable(format!(
-            "the container refused the session: {error}"
-        ))),
-        _ => Err(TtyError::Unavailable(
-            "the container's session agent answered nonsense".into(),
-        )),
+        ) => Err(failed(format!("refused: {error}"))),
+        _ => Err(failed("an answer that makes no sense".into())),
     }
 }
 
@@ -122,44 +146,40 @@ impl Shell for Conn {
     }
 
     async fn exit_code(&self) -> Result<Option<i32>, TtyError> {
-        self.exit().await.clone().map_err(TtyError::Unavailable)
+        self.exit()
+            .await
+            .clone()
+            .map_err(|detail| TtyError::unavailable(Unavailability::SessionLost, detail))
     }
 
     async fn hang_up(this: &Arc<Self>) {
         // The agent signals the session and closes the connection. When it cannot be told (the
         // container is gone), there is nothing left to hang up.
+        this.hung_up.store(true, Ordering::SeqCst);
         let _ = this.send(br#"{"hangup":true}"#).await;
     }
 }
 
-/// A connection to an agent.
-struct Conn {
+/// A connection to an agent: one session's, from its start to its end.
+pub struct Conn {
     fd: AsyncFd<OwnedFd>,
     /// The shell's exit code, or why the agent went away without telling it.
     exit: OnceCell<Result<Option<i32>, String>>,
+    /// The server hung the session up: the agent then closes without an exit code.
+    hung_up: AtomicBool,
 }
 
 impl Conn {
-    async fn connect(path: &Path) -> Result<Conn, TtyError> {
-        loop {
-            match check_is_socket(path).and_then(|()| connect_seqpacket(path)) {
-                Ok(fd) => {
-                    // SAFETY: the fd is owned by this AsyncFd alone and closed only with it.
-                    let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
-                    return Ok(Conn {
-                        fd,
-                        exit: OnceCell::new(),
-                    });
-                }
-                // Not there yet, or not listening yet (a container that has just started).
-                Err(e) if is_not_listening(&e) => tokio::time::sleep(CONNECT_RETRY).await,
-                Err(e) => {
-                    return Err(TtyError::Unavailable(format!(
-                        "cannot reach the container's session agent: {e}"
-                    )))
-                }
-            }
-        }
+    /// One attempt to connect.
+    fn connect(path: &Path) -> io::Result<Conn> {
+        let fd = check_is_socket(path).and_then(|()| connect_seqpacket(path))?;
+        // SAFETY: the fd is owned by this AsyncFd alone and closed only with it.
+        let fd = unsafe { AsyncFd::register(fd) }?;
+        Ok(Conn {
+            fd,
+            exit: OnceCell::new(),
+            hung_up: AtomicBool::new(false),
+        })
     }
 
     async fn send(&self, message: &[u8]) -> io::Result<()> {
@@ -202,11 +222,13 @@ impl Conn {
                             _,
                         )) => return Ok(code),
                         Ok((Some(_), _)) => continue,
-                        Ok((None, _)) | Err(_) => {
-                            return Err("the container of this session stopped; reconnect to \
-                                        continue on a fresh one (your files are kept)"
+                        Ok((None, _)) if self.hung_up.load(Ordering::SeqCst) => return Ok(None),
+                        Ok((None, _)) => {
+                            return Err("the session agent closed the connection without \
+                                        telling the shell's exit (the container stopped?)"
                                 .into())
                         }
+                        Err(e) => return Err(format!("the session agent's connection: {e}")),
                     }
                 }
             })
@@ -229,11 +251,14 @@ fn check_is_socket(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Nothing listens there: not yet, or no more.
 fn is_not_listening(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ENOENT | libc::ECONNREFUSED | libc::EAGAIN)
-    )
+    matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ECONNREFUSED))
+}
+
+/// The agent listens but its backlog is full.
+fn is_busy(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EAGAIN)
 }
 
 /// A non-blocking SOCK_SEQPACKET connection to the unix socket at `path`.

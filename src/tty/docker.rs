@@ -30,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, Mutex};
 
-use super::{agent, Backend, IsLive, Placement, Spawned, Tty, TtyError, TtyOutput};
+use super::{agent, Backend, IsLive, Placement, Spawned, Tty, TtyError, TtyOutput, Unavailability};
 use crate::pool::{Pool, PoolError};
 use crate::protocol::TermSize;
 
@@ -42,8 +42,14 @@ const SESSION_WRAPPER: &str = "umask 077; stty cols \"$1\" rows \"$2\" 2>/dev/nu
      printf '\\033]5379;termpool-pid=%s\\007' \"$$\"; exec /bin/bash -l";
 const PID_MARK_START: &[u8] = b"\x1b]5379;termpool-pid=";
 const PID_MARK_END: u8 = 0x07;
-/// How long a new exec may take to report its PID before the session is given up.
+/// How long a new exec may take to report its PID, or an agent to start a shell, before the
+/// session is given up.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a container's agent may not listen before the container is taken for unusable. The
+/// pool admits users only once the agent listens, so a socket that is gone or refuses now stays
+/// so (its directory was deleted on the host, or the agent died): waiting longer only makes the
+/// user wait.
+const AGENT_GRACE: Duration = Duration::from_secs(1);
 /// How long a hang-up waits for others to share its exec.
 const HANGUP_WINDOW: Duration = Duration::from_millis(500);
 /// How long an ended session waits for Docker's report of its exit before asking for it.
@@ -114,6 +120,7 @@ impl DockerBackend {
         socket: &Path,
         size: TermSize,
     ) -> Result<Spawned, TtyError> {
+        let conn = self.connect_agent(p, socket).await?;
         let env = session_env(p);
         let request = agent::ShellRequest {
             user: &p.user,
@@ -122,7 +129,30 @@ impl DockerBackend {
             rows: size.rows,
             env: &env,
         };
-        agent::spawn(socket, &request, START_TIMEOUT).await
+        agent::spawn(conn, &request, START_TIMEOUT).await
+    }
+
+    /// Connects to the agent of the placement's container. A container whose agent cannot be
+    /// reached would take no session ever again: the pool is told to replace it.
+    async fn connect_agent(&self, p: &Placement, socket: &Path) -> Result<agent::Conn, TtyError> {
+        let name = p.container.as_deref().unwrap_or_default();
+        let connecting = agent::connect(socket, AGENT_GRACE);
+        let detail = match tokio::time::timeout(START_TIMEOUT, connecting).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) => {
+                if let Some(id) = &p.container_id {
+                    self.pool.replace_container(name, id);
+                }
+                format!(
+                    "the session agent of container {name} cannot be reached at {}: {e}; the \
+                     container is replaced",
+                    socket.display()
+                )
+            }
+            // Busy, not gone: its other users' sessions are left alone.
+            Err(_) => format!("the session agent of container {name} accepted no connection"),
+        };
+        Err(TtyError::unavailable(Unavailability::NotPrepared, detail))
     }
 
     /// A session that is a `docker exec` of its own.
@@ -136,8 +166,9 @@ impl DockerBackend {
             Ok(Ok(started)) => started,
             Ok(Err(e)) => return Err(self.start_failed(&exec_id, e).await),
             Err(_) => {
-                return Err(TtyError::Unavailable(
-                    "the container did not start the shell in time".into(),
+                return Err(TtyError::unavailable(
+                    Unavailability::NotPrepared,
+                    format!("exec {exec_id} in {container} did not start the shell in time"),
                 ))
             }
         };
@@ -178,11 +209,23 @@ impl DockerBackend {
 
     /// Maps an Engine error; a container that vanished is reported to the pool for replacement.
     fn exec_failed(&self, p: &Placement, e: bollard::errors::Error) -> TtyError {
-        if let Some(name) = &p.container {
-            self.pool.container_failed(name);
-        }
-        TtyError::Unavailable(format!("container engine: {e}"))
+        let name = p.container.as_deref().unwrap_or_default();
+        self.pool.container_failed(name);
+        unavailable(PoolError::engine(
+            format!("creating a session exec in container {name}"),
+            e,
+        ))
     }
+}
+
+/// What a client is told of a pool error: its kind. The details go to the log.
+fn unavailable(e: PoolError) -> TtyError {
+    let kind = match e {
+        PoolError::PoolFull => Unavailability::PoolFull,
+        PoolError::DockerUnavailable(_) => Unavailability::EngineDown,
+        PoolError::Store(_) | PoolError::Provision(_) => Unavailability::NotPrepared,
+    };
+    TtyError::unavailable(kind, e)
 }
 
 #[async_trait]
@@ -200,13 +243,7 @@ impl Backend for DockerBackend {
             .pool
             .place(identity, has_live_session)
             .await
-            .map_err(|e| match e {
-                PoolError::PoolFull => TtyError::Unavailable(e.to_string()),
-                other => {
-                    log::warn!("placement failed: {other}");
-                    TtyError::Unavailable(other.to_string())
-                }
-            })?;
+            .map_err(unavailable)?;
         Ok(Placement {
             user: p.username,
             container: Some(p.container_name),
@@ -225,17 +262,10 @@ impl Backend for DockerBackend {
 
     async fn reap(&self, placement: &Placement) -> Result<(), TtyError> {
         let container = placement.container_id.as_deref().ok_or(TtyError::Closed)?;
-        // As the user: they may end only their own processes, and root here holds no CAP_KILL.
-        let script = "pkill -KILL -u \"$1\"; true";
-        exec_detached_as(
-            self.docker(),
-            container,
-            &placement.user,
-            script,
-            std::slice::from_ref(&placement.user),
-        )
-        .await
-        .map_err(|e| TtyError::Unavailable(format!("container engine: {e}")))
+        self.pool
+            .end_processes(container, &placement.user)
+            .await
+            .map_err(unavailable)
     }
 
     async fn shutdown(&self) {
@@ -249,7 +279,8 @@ impl Backend for DockerBackend {
         self.docker()
             .ping()
             .await
-            .map_err(|e| format!("container engine unreachable: {e}"))?;
+            // /healthz is public: the engine's error goes to the log, under the reference.
+            .map_err(|e| TtyError::unavailable(Unavailability::EngineDown, e).to_string())?;
         Ok(serde_json::to_value(stats).unwrap_or_default())
     }
 }
@@ -282,20 +313,29 @@ async fn read_pid_mark(reader: &mut BoxRead) -> Result<(u32, Bytes), TtyError> {
                 .and_then(|rest| std::str::from_utf8(&rest[..rest.len() - 1]).ok())
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| {
-                    TtyError::Unavailable("the session did not start properly".into())
+                    TtyError::unavailable(
+                        Unavailability::NotPrepared,
+                        format!(
+                            "a malformed PID report: {:?}",
+                            String::from_utf8_lossy(&mark)
+                        ),
+                    )
                 })?;
             return Ok((pid, buf.freeze()));
         }
         if buf.len() > 4096 || reader.read_buf(&mut buf).await? == 0 {
-            return Err(TtyError::Unavailable(format!(
-                "the shell ended at once: {}",
-                String::from_utf8_lossy(&buf).trim()
-            )));
+            return Err(TtyError::unavailable(
+                Unavailability::NotPrepared,
+                format!(
+                    "the shell ended at once: {}",
+                    String::from_utf8_lossy(&buf).trim()
+                ),
+            ));
         }
     }
 }
 
-/// Runs `script` (with `$1` = `arg`) in `container` as `user`, without waiting for it.
+/// Runs `script` (with `$1`... = `args`) in `container` as `user`, without waiting for it.
 async fn exec_detached_as(
     docker: &Docker,
     container: &str,
@@ -410,9 +450,10 @@ impl Tty for ExecSession {
         match writer.write_all(data).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(TtyError::Closed),
-            Err(e) => Err(TtyError::Unavailable(format!(
-                "container connection lost: {e}"
-            ))),
+            Err(e) => Err(TtyError::unavailable(
+                Unavailability::SessionLost,
+                format!("exec {}: the engine's connection: {e}", self.exec_id),
+            )),
         }
     }
 
@@ -424,7 +465,12 @@ impl Tty for ExecSession {
         self.docker
             .resize_exec(&self.exec_id, options)
             .await
-            .map_err(|e| TtyError::Unavailable(format!("resize failed: {e}")))
+            .map_err(|e| {
+                TtyError::unavailable(
+                    Unavailability::ResizeFailed,
+                    format!("resizing exec {}: {e}", self.exec_id),
+                )
+            })
     }
 
     async fn hangup(&self) {
@@ -462,10 +508,12 @@ impl ExecSession {
         if lives {
             Ok(())
         } else {
-            Err(TtyError::Unavailable(
-                "the container of this session stopped; reconnect to continue on a fresh one \
-                 (your files are kept)"
-                    .into(),
+            Err(TtyError::unavailable(
+                Unavailability::SessionLost,
+                format!(
+                    "container {} of exec {} stopped",
+                    self.container, self.exec_id
+                ),
             ))
         }
     }
@@ -496,7 +544,8 @@ impl TtyOutput for ExecOutput {
             Ok(0) => None,
             Ok(_) => Some(buf.freeze()),
             Err(e) => {
-                self.failed = Some(format!("container connection lost: {e}"));
+                let exec = &self.session.exec_id;
+                self.failed = Some(format!("exec {exec}: the engine's connection: {e}"));
                 None
             }
         }
@@ -504,7 +553,7 @@ impl TtyOutput for ExecOutput {
 
     async fn exit_code(&mut self) -> Result<Option<i32>, TtyError> {
         if let Some(reason) = self.failed.take() {
-            return Err(TtyError::Unavailable(reason));
+            return Err(TtyError::unavailable(Unavailability::SessionLost, reason));
         }
         // Docker tells of the exit on its event stream. Asking it in a loop instead made 100
         // sessions ending together send thousands of requests and stalled the engine for a minute.
@@ -523,7 +572,12 @@ impl TtyOutput for ExecOutput {
                 .docker
                 .inspect_exec(&self.session.exec_id)
                 .await
-                .map_err(|e| TtyError::Unavailable(format!("container engine: {e}")))?;
+                .map_err(|e| {
+                    TtyError::unavailable(
+                        Unavailability::SessionLost,
+                        format!("inspecting exec {}: {e}", self.session.exec_id),
+                    )
+                })?;
             if info.running != Some(true) {
                 self.session.check_container_lives(info.exit_code).await?;
                 return Ok(info.exit_code.and_then(|c| i32::try_from(c).ok()));
@@ -555,20 +609,27 @@ impl Endpoint {
         }
         if let Some(addr) = host.strip_prefix("tcp://").or(host.strip_prefix("http://")) {
             if std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty()) {
-                return Err(TtyError::Unavailable(
-                    "DOCKER_TLS_VERIFY is set, but TLS to the Engine API is not supported: use a unix socket or an SSH tunnel".into(),
+                return Err(TtyError::unavailable(
+                    Unavailability::EngineDown,
+                    "DOCKER_TLS_VERIFY is set, but TLS to the Engine API is not supported: use a unix socket or an SSH tunnel",
                 ));
             }
             return Ok(Endpoint::Tcp(addr.trim_end_matches('/').into()));
         }
-        Err(TtyError::Unavailable(format!(
-            "DOCKER_HOST={host:?} is not supported: use unix:// or tcp://"
-        )))
+        Err(TtyError::unavailable(
+            Unavailability::EngineDown,
+            format!("DOCKER_HOST={host:?} is not supported: use unix:// or tcp://"),
+        ))
     }
 
     /// `POST /exec/{id}/start` upgraded to a raw stream: the exec's TTY, both ways.
     async fn start_exec(&self, exec_id: &str) -> Result<(BoxRead, BoxWrite), TtyError> {
-        let unavailable = |e: io::Error| TtyError::Unavailable(format!("container engine: {e}"));
+        let unavailable = |e: io::Error| {
+            TtyError::unavailable(
+                Unavailability::EngineDown,
+                format!("starting exec {exec_id} through the engine's API: {e}"),
+            )
+        };
         let (mut read, mut write): (BoxRead, BoxWrite) = match self {
             Endpoint::Unix(path) => {
                 let s = tokio::net::UnixStream::connect(path)
@@ -600,10 +661,13 @@ impl Endpoint {
         let head = read_response_head(&mut read).await.map_err(unavailable)?;
         let status = head.split_whitespace().nth(1).unwrap_or("");
         if status != "101" && status != "200" {
-            return Err(TtyError::Unavailable(format!(
-                "container engine refused the exec: {}",
-                head.lines().next().unwrap_or("")
-            )));
+            return Err(TtyError::unavailable(
+                Unavailability::NotPrepared,
+                format!(
+                    "the engine refused to start exec {exec_id}: {}",
+                    head.lines().next().unwrap_or("")
+                ),
+            ));
         }
         Ok((read, write))
     }
@@ -638,7 +702,14 @@ mod tests {
     #[tokio::test]
     async fn a_shell_that_dies_at_once_is_an_error() {
         let mut reader: BoxRead = Box::new(&b"unable to find user"[..]);
-        let err = read_pid_mark(&mut reader).await.unwrap_err();
-        assert!(err.to_string().contains("unable to find user"));
+        let Err(TtyError::Unavailable(err)) = read_pid_mark(&mut reader).await else {
+            panic!("the shell's death is an Unavailable");
+        };
+        assert_eq!(err.kind, Unavailability::NotPrepared);
+        assert!(err.detail().contains("unable to find user"), "{err:?}");
+        assert!(
+            !err.to_string().contains("unable"),
+            "the client is not told: {err}"
+        );
     }
 }

@@ -36,9 +36,10 @@ pub struct Placement {
 /// Errors of a backend, mapped by the web layer to HTTP statuses or `error` frames.
 #[derive(Debug, thiserror::Error)]
 pub enum TtyError {
-    /// The backend cannot take this user now (pool full, Docker unreachable): a 503 with this text.
-    #[error("{0}")]
-    Unavailable(String),
+    /// The backend cannot take this user now (pool full, engine unreachable, a container that
+    /// could not be set up): a 503, or an `error` frame, telling only its kind and reference.
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
     /// The user is refused for a reason of their own (e.g. rate limit): a 429 with this text.
     #[error("{0}")]
     Refused(String),
@@ -48,6 +49,86 @@ pub enum TtyError {
     /// The terminal has ended; nothing more can be written to it.
     #[error("the terminal has ended")]
     Closed,
+}
+
+impl TtyError {
+    /// An [`Unavailable`] of `kind` whose `detail` goes to the log only.
+    pub fn unavailable(kind: Unavailability, detail: impl std::fmt::Display) -> TtyError {
+        TtyError::Unavailable(Unavailable::new(kind, detail))
+    }
+}
+
+/// What a client may learn of why the backend cannot serve it: one fixed message per kind. The
+/// clients are strangers; what failed inside (containers, the engine, host paths) is the
+/// operator's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailability {
+    /// Every slot is held by a user with a live session.
+    PoolFull,
+    /// The container engine does not answer.
+    EngineDown,
+    /// The user's container, account or shell could not be set up.
+    NotPrepared,
+    /// The session's container (or the connection to it) went away under the session.
+    SessionLost,
+    /// The terminal could not be resized.
+    ResizeFailed,
+}
+
+impl Unavailability {
+    /// The text a client is shown.
+    pub fn message(self) -> &'static str {
+        match self {
+            Unavailability::PoolFull => "pool full: every terminal slot is in use, try again later",
+            Unavailability::EngineDown => "the container engine is unavailable, try again later",
+            Unavailability::NotPrepared => "your terminal could not be prepared, try again later",
+            Unavailability::SessionLost => {
+                "the container of this session stopped; reconnect to continue on a fresh one \
+                 (your files are kept)"
+            }
+            Unavailability::ResizeFailed => "the terminal could not be resized",
+        }
+    }
+}
+
+/// Why a backend cannot serve a session. It displays its kind's message and a short random
+/// reference; the details are its `source`, and are logged with the same reference when it is
+/// made, so an operator finds them from what a client reports whichever layer shows it.
+#[derive(Debug, thiserror::Error)]
+#[error("{} (reference {reference})", .kind.message())]
+pub struct Unavailable {
+    pub kind: Unavailability,
+    /// 8 hex digits, in the client's message and in the log line with the details.
+    pub reference: String,
+    #[source]
+    detail: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl Unavailable {
+    /// Makes one and logs it with its details.
+    pub fn new(kind: Unavailability, detail: impl std::fmt::Display) -> Unavailable {
+        let reference = format!("{:08x}", rand::random::<u32>());
+        // A full pool is the users' doing, not a fault: no warning for it.
+        let level = match kind {
+            Unavailability::PoolFull => log::Level::Info,
+            _ => log::Level::Warn,
+        };
+        log::log!(
+            level,
+            "{} (reference {reference}): {detail}",
+            kind.message()
+        );
+        Unavailable {
+            kind,
+            reference,
+            detail: detail.to_string().into(),
+        }
+    }
+
+    /// What failed, for the operator.
+    pub fn detail(&self) -> String {
+        self.detail.to_string()
+    }
 }
 
 /// The input side of a live terminal. Shared by the tasks of one session.

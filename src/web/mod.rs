@@ -6,7 +6,7 @@ mod assets;
 mod provenance;
 mod upgrade;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -39,6 +39,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         n => n,
     };
     let hosts = web::Data::new(provenance::AllowedHosts::from_config(&state.config));
+    let proxies = web::Data::new(provenance::TrustedProxies::from_config(&state.config)?);
     let state = web::Data::new(state);
     let server = HttpServer::new({
         let state = state.clone();
@@ -46,6 +47,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
             App::new()
                 .app_data(state.clone())
                 .app_data(hosts.clone())
+                .app_data(proxies.clone())
                 .wrap(actix_web::middleware::from_fn(
                     provenance::allowed_hosts_only,
                 ))
@@ -132,6 +134,15 @@ pub(crate) fn identify(req: &HttpRequest, state: &AppState) -> Option<String> {
     })
 }
 
+/// The client address that a new identity is counted against: only anonymous identities (cookie
+/// mode) cost nothing to make; tokens and an auth proxy's users are a fixed set.
+pub(crate) fn newcomer_address(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
+    match state.identifier.mode {
+        Mode::Cookie => provenance::client_address(req),
+        _ => None,
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct TokenQuery {
     token: Option<String>,
@@ -141,15 +152,16 @@ struct TokenQuery {
 /// valid one; in token mode it asks for a token first.
 async fn page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let elsewhere = provenance::started_elsewhere(&req);
+    let back = landing(req.path());
     if let Mode::Token(_) = &state.identifier.mode {
         let query = web::Query::<TokenQuery>::from_query(req.query_string());
         if let Some(token) = query.ok().and_then(|q| q.0.token) {
             // Another site's link must not log this browser in as whoever that site chose.
             if elsewhere {
-                return confirm_login(&token);
+                return confirm_login(&token, back);
             }
             // The token leaves the URL (and the history) at once: a cookie carries the user.
-            return login_with(&req, &state, &token);
+            return login_with(&req, &state, &token, back);
         }
     }
     let identified = identify(&req, &state).is_some();
@@ -157,7 +169,7 @@ async fn page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         // The browser may well hold an identity that this navigation left behind: ask again from
         // this site rather than give it a new identity over its old one.
         Mode::Cookie | Mode::Token(_) if !identified && elsewhere => reload_from_here(),
-        Mode::Token(_) if !identified => login_form(StatusCode::OK, ""),
+        Mode::Token(_) if !identified => login_form(StatusCode::OK, "", back),
         Mode::Cookie if !identified => {
             let (_, value) = state.identifier.signer.issue();
             serve_page(Some(cookie_header(&req, &value)))
@@ -177,17 +189,32 @@ fn reload_from_here() -> HttpResponse {
 }
 
 /// Token mode, a token in another site's link: the user confirms with a same-origin POST.
-fn confirm_login(token: &str) -> HttpResponse {
+fn confirm_login(token: &str, back: &'static str) -> HttpResponse {
     little_page(
         StatusCode::OK,
         format!(
             "<!doctype html><meta charset=utf-8><title>termpool: log in</title>\
              <form method=post action=/login><p>A link from another site asks to open the \
              terminal with an access token.</p><input type=hidden name=token value=\"{}\">\
-             <button>Open terminal</button></form>",
-            escape_html(token)
+             {}<button>Open terminal</button></form>",
+            escape_html(token),
+            next_field(back)
         ),
     )
+}
+
+/// The page a login returns to: one of this server's own pages, named by a fixed list. Never a
+/// URL taken from the request, or a login link could send the browser to another site.
+fn landing(path: &str) -> &'static str {
+    match path {
+        "/container-terminal" | "/container-terminal/" => "/container-terminal",
+        _ => "/",
+    }
+}
+
+/// The login form's field that says where to return (a value of `landing`: no escaping needed).
+fn next_field(back: &'static str) -> String {
+    format!("<input type=hidden name=next value=\"{back}\">")
 }
 
 fn escape_html(text: &str) -> String {
@@ -227,13 +254,15 @@ fn serve_page(set_cookie: Option<String>) -> HttpResponse {
 }
 
 fn cookie_header(req: &HttpRequest, value: &str) -> String {
-    let secure = req.connection_info().scheme() == "https";
-    identity::set_cookie_header(value, secure)
+    identity::set_cookie_header(value, provenance::is_https(req))
 }
 
 #[derive(serde::Deserialize)]
 struct LoginForm {
     token: String,
+    /// The page the form was shown on.
+    #[serde(default)]
+    next: String,
 }
 
 /// `POST /login` (token mode): the login form's token for a cookie.
@@ -249,17 +278,18 @@ async fn login(
             .content_type("text/plain; charset=utf-8")
             .body("cross-origin login refused");
     }
-    login_with(&req, &state, &form.token)
+    login_with(&req, &state, &form.token, landing(&form.next))
 }
 
-fn login_with(req: &HttpRequest, state: &AppState, token: &str) -> HttpResponse {
+fn login_with(
+    req: &HttpRequest,
+    state: &AppState,
+    token: &str,
+    back: &'static str,
+) -> HttpResponse {
     let Some(value) = state.identifier.login(token) else {
         log::info!("login refused: unknown token");
-        return login_form(StatusCode::UNAUTHORIZED, "That token is not valid.");
-    };
-    let back = match req.path() {
-        "/container-terminal" | "/container-terminal/" => "/container-terminal",
-        _ => "/",
+        return login_form(StatusCode::UNAUTHORIZED, "That token is not valid.", back);
     };
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, back))
@@ -270,15 +300,16 @@ fn login_with(req: &HttpRequest, state: &AppState, token: &str) -> HttpResponse 
 }
 
 /// A plain form, no script: the token goes in a POST body, never in a URL.
-fn login_form(status: StatusCode, notice: &'static str) -> HttpResponse {
+fn login_form(status: StatusCode, notice: &'static str, back: &'static str) -> HttpResponse {
     little_page(
         status,
         format!(
             "<!doctype html><meta charset=utf-8><title>termpool: log in</title>\
-             <form method=post action=/login><p>{notice}</p>\
+             <form method=post action=/login><p>{notice}</p>{}\
              <label>Access token <input name=token type=password \
              autocomplete=current-password required autofocus></label> \
-             <button>Open terminal</button></form>"
+             <button>Open terminal</button></form>",
+            next_field(back)
         ),
     )
 }

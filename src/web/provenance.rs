@@ -1,6 +1,9 @@
 //! Where a request comes from: the host name it was sent to, the origin of the page that sent it,
-//! and whether another site started the navigation. The page, the login and the upgrade each
-//! decide with these; the host check guards every route but `/healthz`.
+//! whether another site started the navigation, and the client's address and scheme as the
+//! trusted proxies (`TRUSTED_PROXIES`) tell them. The page, the login and the upgrade each decide
+//! with these; the host check guards every route but `/healthz`.
+
+use std::net::{IpAddr, SocketAddr};
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -8,7 +11,8 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::config::{normalize_host, Config};
+use crate::config::{normalize_host, Config, ConfigError};
+use crate::identity::IpNet;
 
 /// The host names the server answers to (`None`: any), worked out from the configuration once.
 pub(super) struct AllowedHosts(Option<Vec<String>>);
@@ -87,9 +91,111 @@ pub(super) fn started_elsewhere(req: &HttpRequest) -> bool {
         .is_some_and(|v| v == "cross-site" || v == "same-site")
 }
 
+/// The reverse proxies whose forwarding headers are believed (`TRUSTED_PROXIES`).
+pub(super) struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    pub(super) fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        config.trusted_proxies().map(TrustedProxies)
+    }
+}
+
+fn is_trusted_proxy(req: &HttpRequest, ip: IpAddr) -> bool {
+    req.app_data::<web::Data<TrustedProxies>>()
+        .is_some_and(|proxies| proxies.0.iter().any(|net| net.contains(ip)))
+}
+
+/// The client's address: the TCP peer, or, while that is a trusted proxy, the hop before it in
+/// `X-Forwarded-For`. Read from the right: a client can write anything to the left of the
+/// address its proxy appends.
+pub(super) fn client_address(req: &HttpRequest) -> Option<IpAddr> {
+    let mut client = req.peer_addr()?.ip().to_canonical();
+    let mut hops = forwarded_for(req).into_iter().rev();
+    while is_trusted_proxy(req, client) {
+        match hops.next().flatten() {
+            Some(hop) => client = hop,
+            None => break,
+        }
+    }
+    Some(client)
+}
+
+/// The hops of every `X-Forwarded-For` header, in order; `None` for one that is no address.
+fn forwarded_for(req: &HttpRequest) -> Vec<Option<IpAddr>> {
+    req.headers()
+        .get_all("x-forwarded-for")
+        .flat_map(|value| value.to_str().unwrap_or("").split(','))
+        .map(|hop| {
+            let hop = hop.trim();
+            let ip = hop
+                .parse()
+                .or_else(|_| hop.parse::<SocketAddr>().map(|a| a.ip()));
+            ip.ok().map(|ip: IpAddr| ip.to_canonical())
+        })
+        .collect()
+}
+
+/// Whether the browser reached this server over https. termpool itself serves plain http, so
+/// only a trusted proxy (TLS in front of it) can say so, with `Forwarded` or `X-Forwarded-Proto`.
+pub(super) fn is_https(req: &HttpRequest) -> bool {
+    let from_proxy = req
+        .peer_addr()
+        .is_some_and(|peer| is_trusted_proxy(req, peer.ip()));
+    if from_proxy {
+        req.connection_info().scheme() == "https"
+    } else {
+        req.app_config().secure()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::host_name;
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn request(peer: &str, headers: &[(&str, &str)], proxies: &[&str]) -> HttpRequest {
+        let proxies = proxies.iter().map(|p| p.parse().unwrap()).collect();
+        let mut req = TestRequest::default()
+            .peer_addr(peer.parse().unwrap())
+            .app_data(web::Data::new(TrustedProxies(proxies)));
+        for (name, value) in headers {
+            req = req.append_header((*name, *value));
+        }
+        req.to_http_request()
+    }
+
+    #[test]
+    fn the_client_address_is_believed_only_from_trusted_proxies() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let xff = |v| [("X-Forwarded-For", v)];
+        let peer = "10.0.0.2:4000";
+        assert_eq!(
+            client_address(&request(peer, &xff("1.2.3.4"), &[])),
+            ip("10.0.0.2")
+        );
+        let proxied =
+            |headers: &[(&str, &str)]| client_address(&request(peer, headers, &["10.0.0.0/8"]));
+        assert_eq!(proxied(&[]), ip("10.0.0.2"), "no header: the proxy itself");
+        assert_eq!(proxied(&xff("1.2.3.4")), ip("1.2.3.4"));
+        assert_eq!(proxied(&xff("9.9.9.9, 1.2.3.4, 10.1.1.1")), ip("1.2.3.4"));
+        assert_eq!(proxied(&xff("10.3.3.3, 10.1.1.1")), ip("10.3.3.3"));
+        assert_eq!(proxied(&xff("[2001:db8::1]:443")), ip("2001:db8::1"));
+        assert_eq!(proxied(&xff("::ffff:1.2.3.4")), ip("1.2.3.4"));
+        assert_eq!(proxied(&xff("1.2.3.4, nonsense")), ip("10.0.0.2"));
+        let two = [
+            ("X-Forwarded-For", "9.9.9.9"),
+            ("X-Forwarded-For", "1.2.3.4"),
+        ];
+        assert_eq!(proxied(&two), ip("1.2.3.4"), "the last header's last hop");
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_says_https() {
+        let https = [("X-Forwarded-Proto", "https")];
+        assert!(!is_https(&request("10.0.0.2:1", &https, &[])));
+        assert!(is_https(&request("10.0.0.2:1", &https, &["10.0.0.2"])));
+        assert!(!is_https(&request("10.0.0.2:1", &[], &["10.0.0.2"])));
+    }
 
     #[test]
     fn host_names_lose_their_port() {

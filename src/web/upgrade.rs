@@ -2,6 +2,7 @@
 //! client names or spawns a new shell, and only then upgrades the connection and hands it to the
 //! relay. Anything refused here is a plain HTTP status, never a half-open socket.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
@@ -11,8 +12,8 @@ use serde::Deserialize;
 use super::AppState;
 use crate::protocol::{ErrorCode, ServerFrame, TermSize, PROTOCOL_VERSION, SIZE_RANGE};
 use crate::relay::{self, RelayConfig};
-use crate::session::{Attached, LiveSession};
-use crate::tty::TtyError;
+use crate::session::{Attached, LiveSession, Refusal};
+use crate::tty::{TtyError, Unavailability};
 
 /// The query of `/ws`. Strings, so that a bad number gets our message rather than serde's.
 #[derive(Deserialize)]
@@ -106,7 +107,8 @@ async fn open(
         let code = ErrorCode::SessionNotFound;
         notice = Some(ServerFrame::Error { code, message }.to_json());
     }
-    let session = start_session(state, &identity, size).await?;
+    let newcomer_from = super::newcomer_address(req, state);
+    let session = start_session(state, &identity, newcomer_from, size).await?;
     let attached = session
         .attach(size)
         .ok_or_else(|| refuse(StatusCode::SERVICE_UNAVAILABLE, "the shell ended at once"))?;
@@ -131,21 +133,32 @@ fn preflight(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
     if !resumes {
         state
             .registry
-            .check_admission(&identity)
-            .map_err(|e| refuse(StatusCode::TOO_MANY_REQUESTS, e.to_string()))?;
+            .check_admission(&identity, super::newcomer_address(req, state))
+            .map_err(admission_refusal)?;
     }
     Ok(())
+}
+
+/// 503 when the whole server is full, else 429: this client is asking for too much.
+fn admission_refusal(e: Refusal) -> Refused {
+    let status = if e.is_server_full() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::TOO_MANY_REQUESTS
+    };
+    refuse(status, e.to_string())
 }
 
 async fn start_session(
     state: &AppState,
     identity: &str,
+    newcomer_from: Option<IpAddr>,
     size: TermSize,
 ) -> Result<Arc<LiveSession>, Refused> {
     let mut slot = state
         .registry
-        .admit(identity)
-        .map_err(|e| refuse(StatusCode::TOO_MANY_REQUESTS, e.to_string()))?;
+        .admit(identity, newcomer_from)
+        .map_err(admission_refusal)?;
     let registry = state.registry.clone();
     let placement = state
         .backend
@@ -175,17 +188,16 @@ fn ready_frame(state: &AppState, session: &LiveSession, size: TermSize, resumed:
     .to_json()
 }
 
+/// The refusal of a backend error. A 503 tells only the kind of failure and a reference to the
+/// server's log line with the details: the client may be anyone.
 fn backend_refusal(e: TtyError) -> Refused {
     match e {
-        TtyError::Unavailable(m) => refuse(StatusCode::SERVICE_UNAVAILABLE, m),
+        TtyError::Unavailable(u) => refuse(StatusCode::SERVICE_UNAVAILABLE, u.to_string()),
         TtyError::Refused(m) => refuse(StatusCode::TOO_MANY_REQUESTS, m),
-        other => {
-            log::error!("could not start a session: {other}");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("could not start a terminal: {other}"),
-            )
-        }
+        other => backend_refusal(TtyError::unavailable(
+            Unavailability::NotPrepared,
+            format!("could not start a session: {other}"),
+        )),
     }
 }
 

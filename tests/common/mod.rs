@@ -782,3 +782,99 @@ pub async fn connect_with_headers(
         Err(e) => panic!("WebSocket connect failed: {e}"),
     }
 }
+
+impl TestPool {
+    /// Like [`TestPool::server_logged`], with environment variables of its own (e.g. DOCKER_HOST).
+    pub fn server_logged_env(
+        &self,
+        containers: usize,
+        users_each: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Server {
+        let file = std::fs::File::create(log).expect("create the server's log file");
+        let mut all = vec![("RUST_LOG", "info")];
+        all.extend_from_slice(env);
+        self.server_with(containers, users_each, extra, &all, file.into())
+    }
+}
+
+/// The reference a refusal gives the client (`reference` and 8 hex digits), which the server's
+/// log shows beside the details.
+pub fn refusal_reference(body: &str) -> Option<String> {
+    let rest = &body[body.find("reference ")? + "reference ".len()..];
+    let hex: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+    (hex.len() == 8).then_some(hex)
+}
+
+/// The lines of the log file `log` that hold `needle`.
+pub fn log_lines_with(log: &std::path::Path, needle: &str) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A unix-socket proxy to the real engine that can be cut and restored, to play a Docker outage
+/// without stopping the machine's daemon. Its tasks run on the test's runtime: a test whose server
+/// is another process needs a multi-thread runtime, so that they run while the test blocks.
+pub struct DockerProxy {
+    pub path: std::path::PathBuf,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl DockerProxy {
+    pub fn new(path: std::path::PathBuf) -> DockerProxy {
+        DockerProxy {
+            path,
+            tasks: std::sync::Arc::default(),
+        }
+    }
+
+    /// `DOCKER_HOST` for a client of the proxy.
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    pub fn up(&self) {
+        let _ = std::fs::remove_file(&self.path);
+        let listener = tokio::net::UnixListener::bind(&self.path).expect("bind proxy socket");
+        let tasks = std::sync::Arc::clone(&self.tasks);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    let upstream = tokio::net::UnixStream::connect("/var/run/docker.sock").await;
+                    if let Ok(mut upstream) = upstream {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+                tasks.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(accept);
+    }
+
+    pub fn down(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for DockerProxy {
+    fn drop(&mut self) {
+        self.down();
+    }
+}

@@ -1,0 +1,178 @@
+//! Limits that hold across identities, against the real server. In cookie mode anyone gets a
+//! fresh identity by sending no cookie, so per-user limits alone limit nothing for a script: the
+//! server also caps its live sessions (`MAX_SESSIONS`, 503) and the new anonymous identities one
+//! client address may start sessions for per minute (429), that address being the TCP peer or,
+//! behind a proxy of `TRUSTED_PROXIES`, the client its `X-Forwarded-For` names.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{connect_with_headers, http_get, Frame, Server, WAIT};
+
+/// The status and body of a plain `GET /ws` with `cookie`: what the page learns of a refusal.
+async fn plain_get_of_ws(server: &Server, cookie: &str) -> (u16, String) {
+    let (status, _, body) = http_get(&server.addr, "/ws", &[("Cookie", cookie)]).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn a_script_cannot_open_shells_under_ever_new_identities() {
+    // The defaults: one identity per session, as a script that never keeps its cookie.
+    let server = Server::local(&[]);
+    let mut open = Vec::new();
+    let (newcomer, (status, body)) = loop {
+        let cookie = server.new_identity().await;
+        match server.try_connect(&cookie, "", None).await {
+            Ok(mut c) => {
+                c.ready().await;
+                open.push((cookie, c));
+            }
+            Err(refusal) => break (cookie, refusal),
+        }
+        assert!(open.len() < 50, "50 shells for one address, none refused");
+    };
+    assert_eq!(
+        open.len(),
+        10,
+        "the default allows 10 new identities a minute"
+    );
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("new users from your address"), "{body}");
+    assert_eq!(plain_get_of_ws(&server, &newcomer).await, (429, body));
+    // Identities already in use are no newcomers: their own limits apply, not this one.
+    let (known, _) = &open[0];
+    server.connect_as(known, "").await.ready().await;
+}
+
+/// Opens a session for a new identity, coming through the proxy with `forwarded_for`.
+async fn newcomer_via(server: &Server, forwarded_for: &str) -> Result<(), u16> {
+    let cookie = server.new_identity().await;
+    let headers = [
+        ("Cookie", cookie.as_str()),
+        ("X-Forwarded-For", forwarded_for),
+    ];
+    match connect_with_headers(server, &headers).await {
+        Ok(mut c) => {
+            c.ready().await;
+            Ok(())
+        }
+        Err((status, _)) => Err(status),
+    }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_counts_apart() {
+    let limit = ["--max-new-identities-per-address-per-minute", "2"];
+    let proxied = Server::local(&[&limit[..], &["--trusted-proxies", "127.0.0.1"]].concat());
+    assert_eq!(newcomer_via(&proxied, "203.0.113.7").await, Ok(()));
+    // What the client wrote before the address the proxy appended changes nothing.
+    assert_eq!(
+        newcomer_via(&proxied, "198.51.100.1, 203.0.113.7").await,
+        Ok(())
+    );
+    assert_eq!(
+        newcomer_via(&proxied, "198.51.100.2, 203.0.113.7").await,
+        Err(429)
+    );
+    assert_eq!(
+        newcomer_via(&proxied, "203.0.113.8").await,
+        Ok(()),
+        "another client"
+    );
+    // An IPv6 client holds a /64: its addresses share one budget.
+    assert_eq!(newcomer_via(&proxied, "2001:db8:1:2::1").await, Ok(()));
+    assert_eq!(newcomer_via(&proxied, "2001:db8:1:2::2").await, Ok(()));
+    assert_eq!(newcomer_via(&proxied, "2001:db8:1:2::3").await, Err(429));
+    assert_eq!(newcomer_via(&proxied, "2001:db8:1:3::1").await, Ok(()));
+
+    // From a peer that is no trusted proxy the header is the client's own word: ignored.
+    let direct = Server::local(&limit);
+    assert_eq!(newcomer_via(&direct, "203.0.113.7").await, Ok(()));
+    assert_eq!(newcomer_via(&direct, "203.0.113.8").await, Ok(()));
+    assert_eq!(newcomer_via(&direct, "203.0.113.9").await, Err(429));
+}
+
+#[tokio::test]
+async fn beyond_max_sessions_the_server_refuses_with_503() {
+    let server = Server::local(&["--max-sessions", "3"]);
+    let mut users = Vec::new();
+    for _ in 0..3 {
+        let cookie = server.new_identity().await;
+        let mut c = server.connect_as(&cookie, "").await;
+        let id = c.ready().await["session"].as_str().unwrap().to_owned();
+        users.push((cookie, id, c));
+    }
+    // A dropped socket leaves its session waiting for a re-attach: it still counts.
+    let (dropped, dropped_id, socket) = users.pop().unwrap();
+    drop(socket);
+    let newcomer = server.new_identity().await;
+    let (status, body) = server.refusal(&newcomer, "", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("server is full"), "{body}");
+    assert_eq!(plain_get_of_ws(&server, &newcomer).await, (503, body));
+    assert_eq!(server.refusal(&users[0].0, "", None).await.0, 503);
+    // Re-attaching is no new session.
+    let resume = format!("session={dropped_id}");
+    let mut back = server.connect_as(&dropped, &resume).await;
+    assert_eq!(back.ready().await["resumed"], true);
+    // A session that ends makes room.
+    let (_, _, mut first) = users.remove(0);
+    first.run("exit").await;
+    while !matches!(first.next_frame(WAIT).await, Some(Frame::Closed(_)) | None) {}
+    let mut admitted = server
+        .connect_within(&newcomer, Duration::from_secs(5))
+        .await;
+    admitted.ready().await;
+}
+
+/// Runs the server with `env` until it exits (at most 10 s); its exit code and stderr.
+fn start_with(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_termpool"))
+        .args(["--port", "0", "--bind", "127.0.0.1"])
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_limits_stop_the_server_naming_the_variable() {
+    for (var, value) in [
+        ("MAX_SESSIONS", "lots"),
+        ("MAX_NEW_IDENTITIES_PER_ADDRESS_PER_MINUTE", "-1"),
+        // Not header mode, but the list now matters in every mode.
+        ("TRUSTED_PROXIES", "10.0.0.0/99"),
+    ] {
+        let (code, stderr) = start_with(&[(var, value)]);
+        assert_eq!(
+            code,
+            Some(2),
+            "{var}={value} must stop the server: {stderr}"
+        );
+        assert!(stderr.contains(var), "{var}: {stderr}");
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_termpool"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for shown in [
+        "[env: MAX_SESSIONS=] [default: 1000]",
+        "[env: MAX_NEW_IDENTITIES_PER_ADDRESS_PER_MINUTE=] [default: 10]",
+    ] {
+        assert!(help.contains(shown), "{shown} in {help}");
+    }
+}

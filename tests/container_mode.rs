@@ -331,3 +331,73 @@ async fn idle_reaping_ends_even_processes_hidden_from_their_user() {
         TestPool::processes_of(&container, uid)
     );
 }
+
+/// A user who holds the per-UID process limit full is still reaped. The kernel never refuses a
+/// setuid to a UID over its RLIMIT_NPROC: it marks the process, whose next execve then fails
+/// (EAGAIN). So a session started when the user is at the limit takes them over it, and while
+/// they are (after the last tab closes, a shell that ignores SIGHUP lives 3 s), a reaper that
+/// becomes the user and then executes anything (`setpriv ... sh -c`) fails; so does one at the
+/// limit on kernels before 5.14. Idle reaping here comes 1 s after the tabs close.
+#[tokio::test]
+async fn idle_reaping_ends_a_user_who_holds_the_process_limit_full() {
+    const NPROC: usize = 40;
+    let pool = TestPool::new("reapfull");
+    std::fs::create_dir_all(&pool.data_dir).expect("make the data directory");
+    let log = pool.data_dir.join("server.log");
+    let nproc = NPROC.to_string();
+    let server = pool.server_logged(
+        1,
+        4,
+        &[
+            "--user-nproc",
+            &nproc,
+            "--reattach-grace-secs",
+            "0",
+            "--idle-reap-secs",
+            "1",
+        ],
+        &log,
+    );
+    let cookie = server.new_identity().await;
+    let mut c = server.connect_as(&cookie, "").await;
+    let container = text(&c.ready().await, "container");
+    let uid = c.uid().await;
+    let count = || TestPool::processes_of(&container, uid).len();
+    // Sleeps until fork fails, then the forking process becomes one more; the shell waits for it
+    // and ignores SIGHUP, as they all do. The typed line shows `"FORK", "FAILED"`.
+    c.run(
+        r#"trap '' HUP; python3 -c $'import errno, os\nwhile True:\n    try:\n        pid = os.fork()\n    except OSError as e:\n        print("FORK", "FAILED", errno.errorcode[e.errno], flush=True)\n        break\n    if pid == 0:\n        os.execvp("sleep", ["sleep", "4321"])\nos.execvp("sleep", ["sleep", "4321"])'"#,
+    )
+    .await;
+    c.expect_output("FORK FAILED EAGAIN").await;
+    assert!(
+        eventually(WAIT, || count() == NPROC).await,
+        "the user is at the limit: {} processes",
+        count()
+    );
+    // A second tab is let in all the same, and takes the user over the limit. Its login shell
+    // cannot fork (bash retries for 15 s), but builtins work.
+    let mut c2 = server.connect_as(&cookie, "").await;
+    assert_eq!(text(&c2.ready().await, "container"), container);
+    assert!(
+        eventually(WAIT, || count() == NPROC + 1).await,
+        "over the limit: {} processes",
+        count()
+    );
+    c2.run("trap '' HUP; echo T2=$((6*7)); exec sleep 4322")
+        .await;
+    c2.expect_output_within("T2=42", Duration::from_secs(90))
+        .await;
+    c.close().await;
+    c2.close().await;
+    let gone = eventually(Duration::from_secs(20), || count() == 0).await;
+    assert!(
+        gone,
+        "left behind: {} processes, e.g. {:?}; the server said: {:?}",
+        count(),
+        TestPool::processes_of(&container, uid).first(),
+        common::log_lines_with(&log, "processes of")
+    );
+    let failed = common::log_lines_with(&log, "could not reap");
+    assert!(failed.is_empty(), "{failed:?}");
+}

@@ -26,8 +26,12 @@
 //! Runs as root with the container's capabilities (CHOWN, DAC_OVERRIDE, FOWNER, SETUID, SETGID),
 //! single-threaded. Accounts are read from this container's /etc/passwd; root and system accounts
 //! (uid below TERMPOOL_UID_MIN) are refused whatever the request says.
+//!
+//! `termpool-agent --end-processes UID` does not serve: it ends every process of one account and
+//! exits (end.rs), for the server's root execs.
 
 mod accounts;
+mod end;
 mod hangup;
 mod shell;
 mod sys;
@@ -63,11 +67,19 @@ struct Agent {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log(&format!("cannot run: {e}"));
-            ExitCode::FAILURE
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => match run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                log(&format!("cannot run: {e}"));
+                ExitCode::FAILURE
+            }
+        },
+        [flag, uid] if flag == "--end-processes" => end::run(uid, uid_min()),
+        _ => {
+            log("usage: termpool-agent [--end-processes UID]");
+            ExitCode::from(2)
         }
     }
 }
@@ -75,7 +87,6 @@ fn main() -> ExitCode {
 fn run() -> std::io::Result<()> {
     let socket = env_or("TERMPOOL_AGENT_SOCKET", "/run/termpool/agent.sock");
     let peer_uid: u32 = env_or("TERMPOOL_AGENT_PEER_UID", "0").parse().unwrap_or(0);
-    let uid_min: u32 = env_or("TERMPOOL_UID_MIN", "1000").parse().unwrap_or(1000);
     let listener = sys::listen_seqpacket(&socket, peer_uid)?;
     // The shells inherit no supplementary group of root's, and create private files by default.
     // SAFETY: setgroups with an empty list reads nothing; umask has no memory effects.
@@ -87,7 +98,7 @@ fn run() -> std::io::Result<()> {
         listener,
         signals,
         peer_uid,
-        uid_min: uid_min.max(1000),
+        uid_min: uid_min(),
         sessions: HashMap::new(),
         shells: HashMap::new(),
         hangups: Hangups::default(),
@@ -244,6 +255,12 @@ fn reply(conn: &OwnedFd, message: &Value, fd: Option<&OwnedFd>) {
     if let Err(e) = sys::send(conn, message.to_string().as_bytes(), fd) {
         log(&format!("could not answer the server: {e}"));
     }
+}
+
+/// The lowest uid of a termpool account; never below 1000, whatever the environment says.
+fn uid_min() -> u32 {
+    let uid_min: u32 = env_or("TERMPOOL_UID_MIN", "1000").parse().unwrap_or(1000);
+    uid_min.max(1000)
 }
 
 fn env_or(name: &str, default: &str) -> String {

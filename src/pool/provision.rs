@@ -727,45 +727,24 @@ fn refusal_hint(code: Option<i64>, uid: u32) -> Option<String> {
     }
 }
 
-/// Ends every process of one account in a container; run as that account (root there holds no
-/// CAP_KILL, and with hidepid does not even see them). `kill -1` reaches every process of the UID
-/// but this shell, whatever its name or session; it is repeated until `/proc` shows none left
-/// (zombies linger until init reaps them). Exit 1: some survived five seconds of SIGKILL.
-const END_PROCESSES_SCRIPT: &str = r#"i=0
-while :; do
-    kill -KILL -1 2>/dev/null
-    left=
-    for p in /proc/[0-9]*; do
-        [ "${p#/proc/}" != "$$" ] && [ -O "$p" ] && left=${p#/proc/} && break
-    done
-    [ -z "$left" ] && exit 0
-    i=$((i + 1))
-    [ "$i" -ge 50 ] && { echo "process $left survives SIGKILL" >&2; exit 1; }
-    sleep 0.1
-done
-"#;
+/// The session agent's binary in the user image (Dockerfile.user), there whether or not the pool
+/// runs agents.
+const AGENT_BINARY: &str = "/usr/local/sbin/termpool-agent";
 
 /// Ends every process of account `username` (UID `uid`) in container `id`, and waits until none
-/// is left (see [`END_PROCESSES_SCRIPT`]).
+/// is left (zombies linger until init reaps them). Root there holds no CAP_KILL: the agent's
+/// binary, run once as root, becomes the account in-process and sends `kill(-1, SIGKILL)`
+/// (agent/src/end.rs). It executes nothing as the account, which a user holding the nproc limit
+/// full would make fail. By number, so that it works whether or not the account exists in this
+/// container. Exit 1: some process survived five seconds of SIGKILL; 2: refused.
 pub async fn end_processes(
     docker: &Docker,
     id: &str,
     username: &str,
     uid: u32,
 ) -> Result<(), PoolError> {
-    // By number, so that it works whether or not the account exists in this container; the
-    // account's group has the UID's number (Dockerfile.user).
-    let (reuid, regid) = (format!("--reuid={uid}"), format!("--regid={uid}"));
-    let cmd = [
-        "setpriv",
-        &reuid,
-        &regid,
-        "--clear-groups",
-        "sh",
-        "-c",
-        END_PROCESSES_SCRIPT,
-    ];
-    let out = exec_root(docker, id, &cmd).await?;
+    let uid = uid.to_string();
+    let out = exec_root(docker, id, &[AGENT_BINARY, "--end-processes", &uid]).await?;
     if out.code == Some(0) {
         return Ok(());
     }

@@ -878,3 +878,23 @@ impl Drop for DockerProxy {
         self.down();
     }
 }
+
+impl Client {
+    /// Like [`Client::expect_output`], waiting up to `within` rather than `WAIT` (a shell that is
+    /// slow to start, e.g. one whose startup files cannot fork).
+    pub async fn expect_output_within(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        while !contains(&self.pending, needle.as_bytes()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_frame(left).await {
+                Some(Frame::Bytes(b)) => self.pending.extend_from_slice(&b),
+                Some(Frame::Ping) => {}
+                other => panic!(
+                    "waiting {within:?} for {needle:?}: got {other:?}; output so far ends with {:?}",
+                    tail(&self.pending)
+                ),
+            }
+        }
+        self.expect_output(needle).await
+    }
+}

@@ -185,15 +185,7 @@ async fn closed_sessions_leave_no_process_behind(name: &str, transport: &[&str])
         });
         futures_util::future::join_all(opened).await;
     }
-    let gone = eventually(Duration::from_secs(20), || {
-        TestPool::processes_of(&container, uid).is_empty()
-    })
-    .await;
-    assert!(
-        gone,
-        "left behind: {:?}",
-        TestPool::processes_of(&container, uid)
-    );
+    assert_all_ended(&container, uid, Duration::from_secs(20)).await;
 }
 
 #[tokio::test]
@@ -321,15 +313,7 @@ async fn idle_reaping_ends_even_processes_hidden_from_their_user() {
     c.expect_output("SEEN=0=E").await;
     assert!(job(), "the job still runs");
     c.close().await;
-    let gone = eventually(Duration::from_secs(15), || {
-        TestPool::processes_of(&container, uid).is_empty()
-    })
-    .await;
-    assert!(
-        gone,
-        "left behind: {:?}",
-        TestPool::processes_of(&container, uid)
-    );
+    assert_all_ended(&container, uid, Duration::from_secs(15)).await;
 }
 
 /// A user who holds the per-UID process limit full is still reaped. The kernel never refuses a
@@ -400,4 +384,14 @@ async fn idle_reaping_ends_a_user_who_holds_the_process_limit_full() {
     );
     let failed = common::log_lines_with(&log, "could not reap");
     assert!(failed.is_empty(), "{failed:?}");
+}
+
+/// Waits up to `within` until `uid` has no process left in `container`; fails listing them.
+async fn assert_all_ended(container: &str, uid: u32, within: Duration) {
+    let gone = eventually(within, || TestPool::processes_of(container, uid).is_empty()).await;
+    assert!(
+        gone,
+        "left behind: {:?}",
+        TestPool::processes_of(container, uid)
+    );
 }

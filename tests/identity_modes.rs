@@ -185,16 +185,7 @@ async fn log_in(server: &Server, form: &str) -> (u16, Option<String>) {
 
 #[tokio::test]
 async fn a_login_returns_to_the_page_it_came_from_and_never_elsewhere() {
-    let dir = std::env::temp_dir().join(format!("termpool-next-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("tokens");
-    std::fs::write(&file, "alice:alice-secret-token-123456\n").unwrap();
-    let server = Server::local(&[
-        "--identity-mode",
-        "token",
-        "--token-file",
-        file.to_str().unwrap(),
-    ]);
+    let server = Server::with_alice_token("next");
     let next_field = "<input type=hidden name=next value=\"/container-terminal\">";
     let (status, _, body) = http_get(&server.addr, "/container-terminal", &[]).await;
     assert_eq!(status, 200);
@@ -241,5 +232,4 @@ async fn a_login_returns_to_the_page_it_came_from_and_never_elsewhere() {
     )
     .await;
     assert!(String::from_utf8_lossy(&body).contains(next_field));
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -137,16 +137,7 @@ async fn a_link_from_another_site_does_not_replace_the_identity() {
 
 #[tokio::test]
 async fn token_logins_from_other_sites_need_the_user() {
-    let dir = std::env::temp_dir().join(format!("termpool-provenance-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("tokens");
-    std::fs::write(&file, "alice:alice-secret-token-123456\n").unwrap();
-    let server = Server::local(&[
-        "--identity-mode",
-        "token",
-        "--token-file",
-        file.to_str().unwrap(),
-    ]);
+    let server = Server::with_alice_token("provenance");
     // Another site's link with its own token: no login, a form the user must submit here.
     let (status, headers, body) = http_get(
         &server.addr,
@@ -191,7 +182,6 @@ async fn token_logins_from_other_sites_need_the_user() {
     let (status, headers, _) = post(format!("http://{}", server.addr)).await;
     assert_eq!(status, 303);
     assert!(header(&headers, "set-cookie").is_some());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The `Secure` flag of the identity cookie a first visit gets with `headers`.

@@ -185,6 +185,28 @@ impl Server {
     }
 }
 
+/// The token of `alice`, the one user of [`Server::with_alice_token`].
+pub const ALICE_TOKEN: &str = "alice-secret-token-123456";
+
+impl Server {
+    /// A local server in token mode whose one user is `alice` ([`ALICE_TOKEN`]). The server reads
+    /// its token file at start only, so the file is gone once it listens.
+    pub fn with_alice_token(tag: &str) -> Server {
+        let dir = std::env::temp_dir().join(format!("termpool-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tokens");
+        std::fs::write(&file, format!("alice:{ALICE_TOKEN}\n")).unwrap();
+        let server = Server::local(&[
+            "--identity-mode",
+            "token",
+            "--token-file",
+            file.to_str().unwrap(),
+        ]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        server
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // SAFETY: kill has no memory effects.

@@ -328,24 +328,17 @@ impl Pool {
         idx: usize,
         victim: &str,
     ) -> Result<(u32, usize), PoolError> {
-        let result = self.take_over(hash, username, idx, victim).await;
+        let result = async {
+            let id = self.ensure_slot(idx).await?;
+            self.end_processes(&id, victim).await?;
+            self.assign_slot(hash, username, idx, Some(victim)).await
+        }
+        .await;
         match &result {
             Ok(_) => log::info!("pool: {victim} (idle) gives its slot in {idx} to {username}"),
             Err(_) => self.lock_state().restore_slot(victim, idx),
         }
         result
-    }
-
-    async fn take_over(
-        &self,
-        hash: &str,
-        username: &str,
-        idx: usize,
-        victim: &str,
-    ) -> Result<(u32, usize), PoolError> {
-        let id = self.ensure_slot(idx).await?;
-        self.end_processes(&id, victim).await?;
-        self.assign_slot(hash, username, idx, Some(victim)).await
     }
 
     /// Ends every process account `username` runs in container `id`, and returns once none is

@@ -383,7 +383,13 @@ impl Client {
 
     /// Waits until the output contains `needle`; returns everything up to and including it.
     pub async fn expect_output(&mut self, needle: &str) -> String {
-        self.expect_bytes(needle.as_bytes()).await;
+        self.expect_output_within(needle, WAIT).await
+    }
+
+    /// Like [`Client::expect_output`], waiting up to `within` (a shell that is slow to start,
+    /// e.g. one whose startup files cannot fork).
+    pub async fn expect_output_within(&mut self, needle: &str, within: Duration) -> String {
+        self.expect_bytes_within(needle.as_bytes(), within).await;
         let text = String::from_utf8_lossy(&self.pending).into_owned();
         let end = text.find(needle).unwrap() + needle.len();
         let seen = text[..end].to_owned();
@@ -393,7 +399,11 @@ impl Client {
 
     /// Waits until the output holds `needle`; panics with what was seen after `WAIT`.
     pub async fn expect_bytes(&mut self, needle: &[u8]) {
-        let deadline = Instant::now() + WAIT;
+        self.expect_bytes_within(needle, WAIT).await
+    }
+
+    async fn expect_bytes_within(&mut self, needle: &[u8], within: Duration) {
+        let deadline = Instant::now() + within;
         let mut searched: usize = 0;
         loop {
             // Only the new bytes (and a needle's length before them) need searching.
@@ -407,7 +417,7 @@ impl Client {
                 Some(Frame::Bytes(b)) => self.pending.extend_from_slice(&b),
                 Some(Frame::Ping) => {}
                 other => panic!(
-                    "waiting for {:?}: got {other:?}; output so far ends with {:?}",
+                    "waiting {within:?} for {:?}: got {other:?}; output so far ends with {:?}",
                     String::from_utf8_lossy(&needle[..needle.len().min(40)]),
                     tail(&self.pending)
                 ),
@@ -898,25 +908,5 @@ impl DockerProxy {
 impl Drop for DockerProxy {
     fn drop(&mut self) {
         self.down();
-    }
-}
-
-impl Client {
-    /// Like [`Client::expect_output`], waiting up to `within` rather than `WAIT` (a shell that is
-    /// slow to start, e.g. one whose startup files cannot fork).
-    pub async fn expect_output_within(&mut self, needle: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        while !contains(&self.pending, needle.as_bytes()) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.next_frame(left).await {
-                Some(Frame::Bytes(b)) => self.pending.extend_from_slice(&b),
-                Some(Frame::Ping) => {}
-                other => panic!(
-                    "waiting {within:?} for {needle:?}: got {other:?}; output so far ends with {:?}",
-                    tail(&self.pending)
-                ),
-            }
-        }
-        self.expect_output(needle).await
     }
 }

@@ -1,10 +1,6 @@
 //! One WebSocket attached to one session: client frames to the TTY, session events to the client.
-//!
-//! The two directions run as two halves of one task, joined rather than selected, so that a
-//! program that is not reading its input (a write blocked on the TTY) never stops its output from
-//! flowing, and a slow browser (a full send queue) never stops keystrokes from arriving. The
-//! session's pump (session.rs) reads the TTY; pausing simply tells it to stop reading, so the
-//! program blocks on its own output and nothing is lost or buffered without bound.
+//! The two directions are two halves of one task, joined rather than selected, so neither stalls
+//! the other; a pause only stops the session's pump from reading.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -303,8 +299,8 @@ impl Inbound {
     fn next_write(&mut self) -> Option<Writing> {
         let chunk = self.input.pop_front()?;
         self.input_bytes -= chunk.len();
-        let tty = self.session.tty.clone();
-        Some(Box::pin(async move { tty.write(&chunk).await }))
+        let session = self.session.clone();
+        Some(Box::pin(async move { session.write(&chunk).await }))
     }
 
     /// After a write: false only when the socket is gone.
@@ -328,12 +324,8 @@ impl Inbound {
                 self.queue_input(Bytes::copy_from_slice(data.as_bytes()));
                 true
             }
-            Request::Resize(size) => match self.session.tty.resize(size).await {
-                Ok(()) => {
-                    self.session.resized(size);
-                    true
-                }
-                Err(TtyError::Closed) => true,
+            Request::Resize(size) => match self.session.resize(size).await {
+                Ok(()) | Err(TtyError::Closed) => true,
                 Err(e) => {
                     self.report(ErrorCode::BackendUnavailable, &e.to_string())
                         .await

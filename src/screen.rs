@@ -1,24 +1,6 @@
-//! The emulated screen a session keeps for re-attach, brought up to date off the output path.
-//!
-//! Feeding a terminal emulator costs about as much CPU as relaying the bytes. Done inline it
-//! would stall the pump, and a stalled pump leaves the PTY full and the program blocked: 26% of
-//! throughput was lost that way. So the pump only queues each chunk (the same refcounted buffer
-//! it sends to the socket) and one worker thread applies queued chunks in order, on the other
-//! core. Whoever needs the screen (a re-attach, a resize) first applies what is still queued,
-//! under the same lock, so it always sees every byte output so far. If the worker falls behind
-//! by more than `QUEUE_LIMIT`, the pump applies the queue itself: memory stays bounded and the
-//! program is slowed to the emulator's pace, never ahead of it.
-//!
-//! An emulator holds every cell of the screen (32 bytes each: 61 KiB at 80x24) from its first
-//! byte, while most sessions left open in a tab have printed a prompt and little else. So the
-//! emulator is created only when the output outgrows `RAW_LIMIT` or the size changes; until then
-//! the few bytes printed so far are kept as they came, fed to it then, and a socket that needs
-//! the screen meanwhile gets it from a throwaway emulator. The screen is the same either way: the
-//! emulator sees the same bytes at the same size, in the same order.
-//!
-//! The emulator is fed through a filter (see `filter`) that keeps vt100 from spending seconds on
-//! a few bytes: the screen is shared by the pump and the worker thread, so one hostile `cat`
-//! would stall every session on them.
+//! The emulated screen a session keeps for re-attach, brought up to date off the output path: a
+//! worker thread applies queued output, and the emulator is made only once the output outgrows
+//! `RAW_LIMIT` or the size changes.
 
 mod filter;
 

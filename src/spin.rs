@@ -1,21 +1,5 @@
-//! Short, bounded busy polling of a worker thread right after a keystroke.
-//!
-//! A keystroke's echo crosses six sleeping threads: the server wakes for the WebSocket frame,
-//! a kworker moves the byte into the TTY, the shell wakes, a kworker moves the echo back, the
-//! server wakes again, then the client. On small virtual machines every one of those wake-ups is
-//! an inter-processor interrupt and a VM exit, and the server's two wake-ups cost more CPU than
-//! everything it does with the bytes (perf: most of its time per echo is in the scheduler).
-//! So after a keystroke the worker does not go to sleep for a short window: it keeps asking the
-//! kernel for ready events (`epoll_wait` with a zero timeout, through tokio) and handles the echo,
-//! and the next keystroke of a fast typist or a paste, without being woken.
-//!
-//! The window is opened only by client input, never by output, so a session that prints a lot
-//! sleeps between chunks as before, and an idle server never spins. Its cost is bounded: at most
-//! `window` of one core per keystroke (with the default 200 µs, which covers an echo and most
-//! command lines up to their prompt: 0.2% of a core per typist at 10 keystrokes a second). While
-//! spinning the thread offers its core to any other runnable thread (`sched_yield`) on every
-//! round: without that the spinner kept the very shell it waited for off its core, and echoes
-//! took 180 µs instead of 67.
+//! Short, bounded busy polling of a worker thread right after a keystroke, so that its echo is
+//! handled without sleeping and being woken. Opened only by client input, never by output.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;

@@ -1,20 +1,5 @@
-//! vt100 behind a filter that keeps its work proportional to the output.
-//!
-//! vt100 repeats the work of some sequences once per count: `CSI 65535 @` (insert characters)
-//! makes 65535 `Vec::insert`s into one row, a second of CPU for 8 bytes of output, and IL and SD
-//! (`CSI Ps L`, `CSI Ps T`) allocate a new row per count. Past the screen's width (ICH, DCH,
-//! ECH) or height (IL, DL, SU, SD) a count changes nothing more: every cell it can reach is
-//! reached. So a count larger than that is clamped to it: the sequence is made void (a private
-//! marker before its final byte makes vte ignore it) and sent again with the clamped count. DCH,
-//! ECH, DL and SU are bounded by vt100 itself already, and clamped all the same: it costs nothing
-//! and the screen is the same. No other sequence vt100 knows does work per count (REP it lacks).
-//!
-//! vte also keeps an OSC string (a window title) whole, however long, in a buffer it never
-//! shrinks, although vt100 does nothing with it here: what is past `OSC_LIMIT` is dropped.
-//!
-//! Nothing is held back: each byte is passed on as it comes, replaced or dropped, and the state
-//! between chunks is a few bytes, so a sequence split anywhere is treated as if whole. Only the
-//! emulator gets the filtered bytes; the client gets the output as it came.
+//! vt100 behind a filter that keeps its work proportional to the output: counts past the screen's
+//! size are clamped and OSC strings cut at `OSC_LIMIT`. Only the emulator gets the filtered bytes.
 
 use std::borrow::Cow;
 

@@ -98,7 +98,7 @@ async fn open(
         if let Some(session) = state.registry.find(&id, &identity) {
             if let Some(attached) = session.attach(size) {
                 // The re-attaching client's size wins.
-                let _ = session.tty.resize(size).await;
+                let _ = session.resize(size).await;
                 let ready = ready_frame(state, &session, size, true);
                 return Ok((session, attached, vec![ready]));
             }

@@ -1,0 +1,123 @@
+//! Idle reaping: which Linux accounts have a live session, and ending the leftover processes of
+//! those that have had none for `Limits::idle_reap`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Registry;
+use crate::tty::{Backend, Placement};
+
+/// Live sessions per Linux account, and since when the others have had none.
+#[derive(Default)]
+pub(super) struct Accounts {
+    live: HashMap<String, usize>,
+    /// Accounts with no live session: since when, and where they ran.
+    idle: HashMap<String, (Instant, Placement)>,
+}
+
+impl Accounts {
+    pub(super) fn is_live(&self, account: &str) -> bool {
+        self.live.get(account).is_some_and(|n| *n > 0)
+    }
+
+    /// A session of the account at `placement` has started: it is no longer idle.
+    pub(super) fn bind(&mut self, placement: &Placement) {
+        *self.live.entry(placement.user.clone()).or_default() += 1;
+        self.idle.remove(&placement.user);
+    }
+
+    /// A session of the account at `placement` has ended: idle from `now` if it was the last.
+    pub(super) fn release(&mut self, placement: &Placement, now: Instant) {
+        if let Some(n) = self.live.get_mut(&placement.user) {
+            *n -= 1;
+            if *n == 0 {
+                self.live.remove(&placement.user);
+                let idle = (now, placement.clone());
+                self.idle.insert(placement.user.clone(), idle);
+            }
+        }
+    }
+
+    /// Accounts idle for `limit` or longer, taken off the idle list.
+    fn take_idle(&mut self, limit: Duration) -> Vec<Placement> {
+        let due: Vec<String> = self
+            .idle
+            .iter()
+            .filter(|(_, (since, _))| since.elapsed() >= limit)
+            .map(|(account, _)| account.clone())
+            .collect();
+        due.iter()
+            .filter_map(|account| self.idle.remove(account).map(|(_, p)| p))
+            .collect()
+    }
+}
+
+impl Registry {
+    fn take_idle(&self, limit: Duration) -> Vec<Placement> {
+        self.lock().accounts.take_idle(limit)
+    }
+
+    /// Ends the leftover processes (nohup jobs, daemons) of accounts that have had no live
+    /// session for `Limits::idle_reap`; their files stay. Runs until the process ends.
+    pub async fn reap_idle_forever(self: Arc<Self>, backend: Arc<dyn Backend>) {
+        let limit = self.limits.idle_reap;
+        let every = (limit / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
+        loop {
+            tokio::time::sleep(every).await;
+            self.forget_quiet_users(Instant::now());
+            for placement in self.take_idle(limit) {
+                log::info!(
+                    "reaping processes of {} (idle for {limit:?})",
+                    placement.user
+                );
+                if let Err(e) = backend.reap(&placement).await {
+                    log::warn!("could not reap {}: {e}", placement.user);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::registry::tests::registry;
+
+    fn placement(user: &str) -> Placement {
+        Placement {
+            user: user.into(),
+            container: None,
+            container_id: None,
+            home: "/".into(),
+        }
+    }
+
+    #[test]
+    fn accounts_are_live_while_a_slot_is_bound_then_idle() {
+        let reg = registry(5, 0);
+        let mut s1 = reg.admit("a", None).unwrap();
+        let mut s2 = reg.admit("a", None).unwrap();
+        s1.bind(&placement("u1"));
+        s2.bind(&placement("u1"));
+        assert!(reg.account_is_live("u1"));
+        drop(s1);
+        assert!(reg.account_is_live("u1"));
+        assert!(
+            reg.take_idle(Duration::ZERO).is_empty(),
+            "not idle while a session lives"
+        );
+        drop(s2);
+        assert!(!reg.account_is_live("u1"));
+        assert!(
+            reg.lock().admission.knows("a"),
+            "rate history kept for a minute"
+        );
+        assert!(
+            reg.take_idle(Duration::from_secs(3600)).is_empty(),
+            "not idle long enough"
+        );
+        assert_eq!(reg.take_idle(Duration::ZERO), vec![placement("u1")]);
+        assert!(reg.take_idle(Duration::ZERO).is_empty(), "reaped once");
+    }
+}

@@ -1,0 +1,293 @@
+//! The server's map of live sessions and the books admission and idle reaping keep on them;
+//! a `SessionSlot` holds one admitted session's place until it is dropped.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use super::admission::{Admission, Limits, Refusal};
+use super::idle::Accounts;
+use super::{pump, LiveSession};
+use crate::metrics::Metrics;
+use crate::protocol::TermSize;
+use crate::screen::Screen;
+use crate::tty::{Placement, Spawned};
+
+#[derive(Default)]
+pub(super) struct Inner {
+    pub(super) admission: Admission,
+    pub(super) accounts: Accounts,
+    /// Live sessions by id.
+    sessions: HashMap<String, Arc<LiveSession>>,
+}
+
+pub struct Registry {
+    inner: Mutex<Inner>,
+    pub(super) limits: Limits,
+    metrics: Arc<Metrics>,
+}
+
+impl Registry {
+    pub fn new(limits: Limits, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Registry {
+            inner: Mutex::default(),
+            limits,
+            metrics,
+        })
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves a session for `identity`, or says why not. The reservation ends when the returned
+    /// slot is dropped. `newcomer_from`: the client address to count the identity against if it
+    /// is new (no live session, no opening in the last minute); `None` where identities are not
+    /// free to make.
+    pub fn admit(
+        self: &Arc<Self>,
+        identity: &str,
+        newcomer_from: Option<IpAddr>,
+    ) -> Result<SessionSlot, Refusal> {
+        let now = Instant::now();
+        let admitted = self
+            .lock()
+            .admission
+            .admit(&self.limits, identity, newcomer_from, now);
+        admitted.map(|()| SessionSlot {
+            registry: Arc::downgrade(self),
+            identity: identity.to_owned(),
+            placement: None,
+        })
+    }
+
+    /// Why `admit` would refuse `identity` now, without reserving anything.
+    pub fn check_admission(
+        &self,
+        identity: &str,
+        newcomer_from: Option<IpAddr>,
+    ) -> Result<(), Refusal> {
+        let mut inner = self.lock();
+        let refusal =
+            inner
+                .admission
+                .refusal(&self.limits, identity, newcomer_from, Instant::now());
+        refusal.map_or(Ok(()), Err)
+    }
+
+    /// Whether the Linux account has a live session right now (attached or waiting for one).
+    pub fn account_is_live(&self, account: &str) -> bool {
+        self.lock().accounts.is_live(account)
+    }
+
+    /// The live session `id` if it belongs to `identity`.
+    pub fn find(&self, id: &str, identity: &str) -> Option<Arc<LiveSession>> {
+        let inner = self.lock();
+        let session = inner.sessions.get(id)?;
+        (session.identity == identity).then(|| session.clone())
+    }
+
+    /// Starts the pump of a freshly spawned shell and registers the session.
+    pub fn start(
+        self: &Arc<Self>,
+        slot: SessionSlot,
+        placement: Placement,
+        spawned: Spawned,
+        size: TermSize,
+    ) -> Arc<LiveSession> {
+        // Without re-attach nobody needs the screen: no emulator, no cost.
+        let screen = (!self.limits.grace.is_zero()).then(|| Screen::new(size));
+        let (session, generation) = LiveSession::new(self, slot, placement, spawned.tty, screen);
+        self.lock()
+            .sessions
+            .insert(session.id.clone(), session.clone());
+        self.metrics.sessions_open.fetch_add(1, Ordering::Relaxed);
+        self.metrics.sessions_total.fetch_add(1, Ordering::Relaxed);
+        // On the worker's local set, beside the relay and the HTTP connection it writes to: a chunk
+        // then reaches the socket in one pass of that set, without a round through the runtime.
+        tokio::task::spawn_local(pump::pump(session.clone(), spawned.output, generation));
+        session
+    }
+
+    /// Live sessions right now.
+    pub fn live_sessions(&self) -> Vec<Arc<LiveSession>> {
+        self.lock().sessions.values().cloned().collect()
+    }
+
+    pub(super) fn forget(&self, session: &LiveSession) {
+        if self.lock().sessions.remove(&session.id).is_some() {
+            self.metrics.sessions_open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn release(&self, identity: &str, placement: Option<&Placement>) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.admission.release(identity, now);
+        if let Some(placement) = placement {
+            inner.accounts.release(placement, now);
+        }
+    }
+
+    pub(super) fn forget_quiet_users(&self, now: Instant) {
+        self.lock().admission.forget_quiet_users(now);
+    }
+
+    /// Tells every attached client that the server is going away, and hangs every session up.
+    pub async fn shutdown(&self) {
+        let sessions = self.live_sessions();
+        let closing = sessions.iter().map(|s| s.shut_down());
+        let all = futures_util::future::join_all(closing);
+        if tokio::time::timeout(Duration::from_secs(5), all)
+            .await
+            .is_err()
+        {
+            log::warn!("some sessions did not close within 5 s");
+        }
+    }
+}
+
+/// One admitted session. Dropping it gives the place back.
+pub struct SessionSlot {
+    registry: Weak<Registry>,
+    identity: String,
+    placement: Option<Placement>,
+}
+
+impl SessionSlot {
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Records where the session runs, once placed: its account is live from now on.
+    pub fn bind(&mut self, placement: &Placement) {
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        if self.placement.is_none() {
+            registry.lock().accounts.bind(placement);
+            self.placement = Some(placement.clone());
+        }
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        if let Some(registry) = self.registry.upgrade() {
+            registry.release(&self.identity, self.placement.as_ref());
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::super::admission::RATE_WINDOW;
+    use super::*;
+
+    fn limits(max_live: usize, per_minute: u32) -> Limits {
+        Limits {
+            max_live,
+            max_per_minute: per_minute,
+            max_total: 0,
+            max_newcomers_per_minute: 0,
+            grace: Duration::ZERO,
+            idle_reap: Duration::from_secs(60),
+        }
+    }
+
+    pub(in crate::session) fn registry(max_live: usize, per_minute: u32) -> Arc<Registry> {
+        Registry::new(limits(max_live, per_minute), Arc::default())
+    }
+
+    #[test]
+    fn the_server_wide_cap_counts_every_user() {
+        let reg = Registry::new(
+            Limits {
+                max_total: 2,
+                ..limits(5, 0)
+            },
+            Arc::default(),
+        );
+        let a = reg.admit("a", None).unwrap();
+        let _b = reg.admit("b", None).unwrap();
+        let full = reg.admit("c", None).err().unwrap();
+        assert!(full.is_server_full());
+        assert_eq!(reg.check_admission("a", None), Err(Refusal::ServerFull(2)));
+        drop(a);
+        assert!(reg.admit("c", None).is_ok());
+    }
+
+    #[test]
+    fn new_identities_are_counted_per_address_and_ipv6_per_64() {
+        let reg = Registry::new(
+            Limits {
+                max_newcomers_per_minute: 2,
+                ..limits(5, 0)
+            },
+            Arc::default(),
+        );
+        let at = |a: &str| Some(a.parse::<IpAddr>().unwrap());
+        let _a = reg.admit("a", at("192.0.2.1")).unwrap();
+        let _b = reg.admit("b", at("::ffff:192.0.2.1")).unwrap();
+        let refused = Err(Refusal::TooManyNewcomers(2));
+        assert_eq!(reg.check_admission("c", at("192.0.2.1")), refused);
+        assert_eq!(reg.admit("c", at("192.0.2.1")).err(), refused.err());
+        // Known identities are not new; other addresses, and uncounted identities, are apart.
+        let _a2 = reg.admit("a", at("192.0.2.1")).unwrap();
+        assert!(reg.admit("c", at("192.0.2.2")).is_ok());
+        assert!(reg.admit("d", None).is_ok());
+        let _e = reg.admit("e", at("2001:db8::1")).unwrap();
+        let _f = reg.admit("f", at("2001:db8::ffff:1")).unwrap();
+        assert!(reg.admit("g", at("2001:db8::2")).is_err(), "the same /64");
+        assert!(reg.admit("g", at("2001:db8:0:1::2")).is_ok());
+        // A minute later, the address may bring new identities again.
+        reg.forget_quiet_users(Instant::now() + RATE_WINDOW);
+        let mut inner = reg.lock();
+        let later = Instant::now() + RATE_WINDOW;
+        assert_eq!(
+            inner
+                .admission
+                .refusal(&reg.limits, "h", at("192.0.2.1"), later),
+            None
+        );
+    }
+
+    #[test]
+    fn live_limit_is_per_user_and_released_on_drop() {
+        let reg = registry(2, 0);
+        let a1 = reg.admit("a", None).unwrap();
+        let _a2 = reg.admit("a", None).unwrap();
+        assert_eq!(
+            reg.admit("a", None).err(),
+            Some(Refusal::TooManySessions(2))
+        );
+        let _b = reg.admit("b", None).unwrap();
+        drop(a1);
+        assert!(reg.admit("a", None).is_ok());
+    }
+
+    #[test]
+    fn users_without_sessions_are_forgotten_once_their_openings_expire() {
+        let reg = registry(100, 3);
+        let live = reg.admit("a", None).unwrap();
+        drop(reg.admit("b", None).unwrap());
+        assert_eq!(reg.lock().admission.users(), 2, "b's opening still counts");
+        reg.forget_quiet_users(Instant::now() + RATE_WINDOW);
+        assert_eq!(reg.lock().admission.users(), 1, "b is forgotten, a is live");
+        drop(live);
+        reg.forget_quiet_users(Instant::now() + RATE_WINDOW);
+        assert_eq!(reg.lock().admission.users(), 0);
+    }
+
+    #[test]
+    fn rate_limit_counts_openings_not_live_sessions() {
+        let reg = registry(100, 3);
+        for _ in 0..3 {
+            drop(reg.admit("a", None).unwrap());
+        }
+        assert_eq!(reg.admit("a", None).err(), Some(Refusal::TooFast(3)));
+        assert!(reg.admit("b", None).is_ok());
+    }
+}

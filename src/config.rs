@@ -44,7 +44,7 @@ pub struct ServerOptions {
 /// Where sessions run.
 pub enum BackendOptions {
     Local { shell: Vec<String> },
-    Containers(PoolConfig),
+    Containers(Box<PoolConfig>),
 }
 
 /// A setting that cannot work, named by its environment variable.
@@ -78,7 +78,7 @@ impl Args {
         let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|e| invalid("TRUSTED_PROXIES", e))?;
         let backend = match self.use_containers {
-            true => BackendOptions::Containers(self.pool_config()?),
+            true => BackendOptions::Containers(Box::new(self.pool_config()?)),
             false => BackendOptions::Local { shell },
         };
         Ok(Options {
@@ -331,7 +331,7 @@ mod tests {
 
     fn pool(args: &[&str]) -> PoolConfig {
         match parse(args).unwrap().backend {
-            BackendOptions::Containers(pool) => pool,
+            BackendOptions::Containers(pool) => *pool,
             BackendOptions::Local { .. } => panic!("not container mode"),
         }
     }

@@ -36,7 +36,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let backend: Arc<dyn Backend> = match options.backend {
         BackendOptions::Containers(pool) => {
             let dir = options.data_dir.clone().unwrap_or_default();
-            Arc::new(container_backend(pool, &dir).await?)
+            Arc::new(container_backend(*pool, &dir).await?)
         }
         BackendOptions::Local { shell } => Arc::new(LocalBackend::new(shell)),
     };

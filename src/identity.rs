@@ -12,7 +12,6 @@ pub use proxies::TrustedProxies;
 pub use token::TokenTable;
 
 /// How identities are established; chosen by `IDENTITY_MODE`.
-#[derive(Clone)]
 pub enum Mode {
     Cookie,
     Header {

@@ -11,7 +11,6 @@ use subtle::ConstantTimeEq;
 use super::valid_user_name;
 
 /// Static bearer tokens: `user:token` lines from a file. Only SHA-256 digests are kept.
-#[derive(Clone)]
 pub struct TokenTable {
     entries: Vec<(String, [u8; 32])>,
 }

@@ -34,6 +34,9 @@ use super::{agent, Backend, IsLive, Placement, Spawned, Tty, TtyError, TtyOutput
 use crate::pool::{Pool, PoolError};
 use crate::protocol::TermSize;
 
+mod exits;
+use exits::ExecExits;
+
 /// Starts the login shell at the requested size and reports its PID first. `$1`/`$2` are the
 /// size, passed as arguments so that nothing is ever interpolated into the script.
 /// umask 077: what a user writes outside their home (e.g. /tmp, shared by the container) is
@@ -66,14 +69,19 @@ pub struct DockerBackend {
     pool: Arc<Pool>,
     endpoint: Endpoint,
     hangups: Arc<Hangups>,
+    exits: Arc<ExecExits>,
 }
 
 impl DockerBackend {
+    /// Must be called inside a Tokio runtime: it starts following the pool's Docker events.
     pub fn new(pool: Arc<Pool>) -> Result<Self, TtyError> {
+        let endpoint = Endpoint::from_env()?;
+        let exits = ExecExits::watch(pool.docker().clone(), pool.label_filter());
         Ok(DockerBackend {
             pool,
-            endpoint: Endpoint::from_env()?,
+            endpoint,
             hangups: Arc::default(),
+            exits,
         })
     }
 
@@ -159,7 +167,7 @@ impl DockerBackend {
     async fn spawn_exec(&self, placement: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
         let exec_id = self.create_exec(placement, size).await?;
         let container = placement.container_id.clone().unwrap_or_default();
-        let exit_event = self.pool.exec_exit(&exec_id, &container);
+        let exit_event = self.exits.exit_of(&exec_id, &container);
         let (mut reader, writer) = self.endpoint.start_exec(&exec_id).await?;
         let started = tokio::time::timeout(START_TIMEOUT, read_pid_mark(&mut reader)).await;
         let (pid, early_output) = match started {

@@ -18,7 +18,6 @@ use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::assign::{AssignError, Decision};
@@ -36,9 +35,6 @@ const EVENTS_MAX_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_RETRIES: usize = 3;
 
 type SharedStore = Arc<Mutex<Box<dyn Store>>>;
-/// Who waits for the exit of which exec (by exec id): its container's id, and where to send the
-/// exit code.
-type ExecWaiters = HashMap<String, (String, oneshot::Sender<Option<i64>>)>;
 
 /// The container pool. Create it with [`Pool::start`]; share the `Arc`.
 pub struct Pool {
@@ -52,7 +48,6 @@ pub struct Pool {
     /// Serialises provisioning per slot.
     slot_locks: Vec<tokio::sync::Mutex<()>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    exec_waiters: Mutex<ExecWaiters>,
 }
 
 impl Pool {
@@ -80,7 +75,6 @@ impl Pool {
             state: Mutex::new(state),
             placing: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
-            exec_waiters: Mutex::default(),
         });
         provision::remove_strays(&pool.docker, &pool.cfg).await?;
         pool.bring_up_all().await?;
@@ -119,30 +113,9 @@ impl Pool {
         &self.cfg
     }
 
-    /// Resolves with the exit code Docker reports for exec `exec_id` of container `container_id`
-    /// on its event stream (`exec_die`); ask before starting the exec. Fails, rather than waits
-    /// on, when the event may have been missed: the stream broke or the container died.
-    pub fn exec_exit(&self, exec_id: &str, container_id: &str) -> oneshot::Receiver<Option<i64>> {
-        let (tx, rx) = oneshot::channel();
-        let mut waiters = self.lock_exec_waiters();
-        // Waiters whose session went away first (a failed start) are dropped here.
-        waiters.retain(|_, (_, tx)| !tx.is_closed());
-        waiters.insert(exec_id.to_owned(), (container_id.to_owned(), tx));
-        rx
-    }
-
-    fn lock_exec_waiters(&self) -> MutexGuard<'_, ExecWaiters> {
-        self.exec_waiters.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn on_exec_die(&self, attributes: &HashMap<String, String>) {
-        let Some(exec_id) = attributes.get("execID") else {
-            return;
-        };
-        if let Some((_, tx)) = self.lock_exec_waiters().remove(exec_id) {
-            let code = attributes.get("exitCode").and_then(|c| c.parse().ok());
-            let _ = tx.send(code);
-        }
+    /// The `key=value` label that marks this pool's containers, to filter Docker's events by.
+    pub fn label_filter(&self) -> String {
+        format!("{LABEL_POOL}={}", self.cfg.pool_label)
     }
 
     /// Numbers for /metrics and /healthz (no Docker call).
@@ -521,12 +494,9 @@ impl Pool {
         Ok(())
     }
 
-    /// A Docker event about one of the pool's containers or one of their execs.
+    /// A Docker event about one of the pool's containers.
     fn on_event(self: &Arc<Self>, action: &str, actor: EventActor) {
-        match action {
-            "exec_die" => self.on_exec_die(&actor.attributes.unwrap_or_default()),
-            _ => self.on_container_event(action, &actor.id.unwrap_or_default()),
-        }
+        self.on_container_event(action, &actor.id.unwrap_or_default());
     }
 
     /// A container died or was paused: its slot is brought back.
@@ -535,9 +505,6 @@ impl Pool {
         if !matches!(action, "die" | "destroy" | "pause") {
             return;
         }
-        // Its execs may never report their exit.
-        self.lock_exec_waiters()
-            .retain(|_, (container, _)| container != id);
         let Some(idx) = self.lock_state().mark_dead_id(id) else {
             return;
         };
@@ -661,8 +628,6 @@ async fn watch_events(pool: Weak<Pool>, docker: Docker, label: String) {
         }
         let Some(p) = pool.upgrade() else { return };
         p.lock_state().mark_all_unready();
-        // Exits during the gap would be missed: their waiters ask Docker instead.
-        p.lock_exec_waiters().clear();
         drop(p);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(EVENTS_MAX_BACKOFF);

@@ -1,13 +1,6 @@
-//! Sessions started by the session agent inside a user container (`agent/`), which
-//! hands the PTY master to the server over a unix socket: keystrokes and output then go straight
-//! between the server and the kernel's PTY, with no `docker exec`, dockerd or containerd-shim in
-//! between, and opening a session costs a fork in the container instead of a runc start.
-//!
-//! Each session is one SOCK_SEQPACKET connection to the agent of its container (the protocol is in
-//! the agent's doc string). The connection lives as long as the session: the agent reports the
-//! shell's exit code on it, and a hang-up request, or the connection closing, ends the session.
-//! The socket is in a per-container directory of the host (`AGENT_DIR/<container>`), bind-mounted
-//! into that container only.
+//! Terminals started by the session agent inside a user container (`agent/`), which passes the
+//! PTY master to the server over a per-container unix socket; one SOCK_SEQPACKET connection per
+//! session carries its exit code and hang-up.
 
 use std::io;
 use std::mem::size_of;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Removes everything scripts/swarm/up.sh created: the engines and their containers, mounts, data
 # and cgroups, the network namespaces, the bridge and the iptables rule. Idempotent; safe after a
-# crash or a partial up.sh. Touches nothing of the host engine.
+# crash or a partial up.sh. Touches nothing of the host engine. Takes about a minute, most of it
+# deleting the nodes' image layers.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./lib.sh

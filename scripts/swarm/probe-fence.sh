@@ -42,11 +42,18 @@ for target in sys.argv[1:]:
         print(f"  {target:<18} ->", socket.create_connection((host, int(port)), timeout=3).recv(64).decode())
     except Exception as e:
         print(f"  {target:<18} -> refused/blocked: {e}")'
-echo "overlay $SUBNET; from the server task (unfenced):"
-dk 1 exec "$(task_on 1 tpfence-srv)" python3 -c "$probe" tpfence-a:7100 tpfence-a:8000 tpfence-b:7100
-echo "from a user (uid 200001) of tpfence-a:"
-dk 2 exec -u 200001 "$(task_on 2 tpfence-a)" python3 -c "$probe" tpfence-b:7100 tpfence-b:8000 tpfence-srv:9
-echo "from root (the agent) of tpfence-a:"
-dk 2 exec "$(task_on 2 tpfence-a)" python3 -c "$probe" tpfence-b:7100
-echo "a user of tpfence-a tries to change the fence:"
-dk 2 exec -u 200001 "$(task_on 2 tpfence-a)" nft flush ruleset 2>&1 | sed 's/^/  /' || true
+a=$(task_on 2 tpfence-a)
+from_server=$(dk 1 exec "$(task_on 1 tpfence-srv)" python3 -c "$probe" tpfence-a:7100 tpfence-a:8000 tpfence-b:7100)
+from_user=$(dk 2 exec -u 200001 "$a" python3 -c "$probe" tpfence-b:7100 tpfence-b:8000 tpfence-srv:9)
+from_root=$(dk 2 exec "$a" python3 -c "$probe" tpfence-b:7100)
+change=$(dk 2 exec -u 200001 "$a" nft flush ruleset 2>&1 || true)
+printf 'overlay %s; from the server task (unfenced):\n%s\n' "$SUBNET" "$from_server"
+printf 'from a user (uid 200001) of tpfence-a:\n%s\n' "$from_user"
+printf 'from root (the agent) of tpfence-a:\n%s\n' "$from_root"
+printf 'a user of tpfence-a tries to change the fence:\n%s\n' "$change"
+[ "$(grep -c ' -> agent-of-' <<<"$from_server")" = 2 ] &&
+    grep -q '8000 .*blocked' <<<"$from_server" &&
+    [ "$(printf '%s\n%s\n' "$from_user" "$from_root" | grep -c blocked)" = 4 ] &&
+    grep -q 'Operation not permitted' <<<"$change" ||
+    { log "FAIL: the fence does not hold"; exit 1; }
+log "ok: the server reaches agents only; users reach no other container, nor the server"

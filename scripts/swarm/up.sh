@@ -42,6 +42,10 @@ setup_netns() {
         ip link set "$ns_if" netns "$ns"
         ip -n "$ns" link set "$ns_if" name eth0
     fi
+    # A run that stopped between moving and renaming the link.
+    if ip -n "$ns" link show "$ns_if" >/dev/null 2>&1; then
+        ip -n "$ns" link set "$ns_if" name eth0
+    fi
     ip link set "$host_if" master "$SWARM_BRIDGE" up
     ip -n "$ns" link set lo up
     ip -n "$ns" link set eth0 up

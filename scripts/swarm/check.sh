@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 . ./lib.sh
 
-IMAGE=${SWARM_CHECK_IMAGE:-terminal-multi-user:latest}
+# By ID: a node tries a registry pull before starting a task whose image is named by a tag.
+IMAGE=$(dk 1 image inspect --format '{{.Id}}' "${SWARM_CHECK_IMAGE:-terminal-multi-user:latest}")
 NET=tpcheck-net
 SERVICES=(tpcheck-spread tpcheck-a tpcheck-b)
 

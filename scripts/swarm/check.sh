@@ -5,8 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 . ./lib.sh
 
-# By ID: a node tries a registry pull before starting a task whose image is named by a tag.
-IMAGE=$(dk 1 image inspect --format '{{.Id}}' "${SWARM_CHECK_IMAGE:-terminal-multi-user:latest}")
 NET=tpcheck-net
 SERVICES=(tpcheck-spread tpcheck-a tpcheck-b)
 
@@ -22,6 +20,8 @@ trap cleanup EXIT
 
 nodes=$(existing_nodes | wc -l)
 [ "$nodes" -ge 2 ] || { log "no swarm: run up.sh first"; exit 1; }
+# By ID: a node tries a registry pull before starting a task whose image is named by a tag.
+IMAGE=$(dk 1 image inspect --format '{{.Id}}' "${SWARM_CHECK_IMAGE:-terminal-multi-user:latest}")
 
 ready=$(dk 1 node ls --format '{{.Status}} {{.Availability}}' | grep -c '^Ready Active$' || true)
 dk 1 node ls

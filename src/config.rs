@@ -263,6 +263,9 @@ impl Args {
         if !(10_000..=2_000_000_000).contains(&self.uid_base) {
             return Err(invalid("UID_BASE", "must be within 10000..=2000000000"));
         }
+        // SAFETY: getuid and geteuid have no memory effects.
+        let own = unsafe { [libc::getuid(), libc::geteuid()] };
+        check_uid_range(self.uid_base, &own)?;
         if self.user_nproc < 8 {
             return Err(invalid("USER_NPROC", "must be at least 8"));
         }
@@ -306,6 +309,24 @@ impl Args {
     }
 }
 
+/// Accounts take UIDs from `uid_base` upward, forever: a range holding the server's own uid (a
+/// user could then signal or trace the server and own its files) or a system uid is refused.
+fn check_uid_range(uid_base: u32, own: &[u32]) -> Result<(), ConfigError> {
+    if uid_base < 1000 {
+        return Err(invalid(
+            "UID_BASE",
+            "system UIDs (below 1000) cannot be accounts",
+        ));
+    }
+    if let Some(uid) = own.iter().find(|&&uid| uid >= uid_base) {
+        return Err(invalid(
+            "UID_BASE",
+            format!("the server runs as uid {uid}, inside the accounts' range {uid_base}.."),
+        ));
+    }
+    Ok(())
+}
+
 /// A name Docker accepts for a container prefix or a volume.
 fn docker_name(s: &str) -> bool {
     !s.is_empty()
@@ -322,6 +343,17 @@ mod tests {
         let args = std::iter::once("termpool").chain(args.iter().copied());
         let args = Args::try_parse_from(args).map_err(|e| e.to_string())?;
         args.into_options().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn uid_ranges_holding_the_server_or_system_uids_are_refused() {
+        assert!(check_uid_range(200_000, &[0, 0]).is_ok());
+        assert!(check_uid_range(200_000, &[1000, 199_999]).is_ok());
+        let e = check_uid_range(200_000, &[0, 200_000]).unwrap_err();
+        assert_eq!(e.var, "UID_BASE");
+        assert!(e.reason.contains("200000"), "{e}");
+        assert!(check_uid_range(300_000, &[350_000, 0]).is_err());
+        assert!(check_uid_range(999, &[0, 0]).is_err());
     }
 
     /// The message a bad setting stops the server with; it must name the setting.

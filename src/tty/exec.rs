@@ -72,14 +72,19 @@ impl ExecTerminals {
         size: TermSize,
         env: Vec<String>,
     ) -> Result<String, bollard::errors::Error> {
-        let cmd = [
-            "/bin/sh",
-            "-c",
-            SESSION_WRAPPER,
-            "termpool-session",
-            &size.cols.to_string(),
-            &size.rows.to_string(),
-        ];
+        // `env -i`: an exec inherits the container's environment (TERMPOOL_* and the image's);
+        // the shell gets exactly `env`, the allowlist the session agent's shells get.
+        let cmd: Vec<String> = ["/usr/bin/env", "-i"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(env)
+            .chain(
+                ["/bin/sh", "-c", SESSION_WRAPPER, "termpool-session"]
+                    .into_iter()
+                    .map(str::to_owned),
+            )
+            .chain([size.cols.to_string(), size.rows.to_string()])
+            .collect();
         let config = ExecConfig {
             attach_stdin: Some(true),
             attach_stdout: Some(true),
@@ -90,8 +95,7 @@ impl ExecTerminals {
             privileged: Some(false),
             user: Some(p.user.clone()),
             working_dir: Some(p.home.clone()),
-            env: Some(env),
-            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            cmd: Some(cmd),
             ..Default::default()
         };
         Ok(self.docker.create_exec(container, config).await?.id)

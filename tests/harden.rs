@@ -1,0 +1,200 @@
+//! Attacks on what users of the pool share with each other and with the reaper, each performed
+//! through the real server, the real Docker engine and the user image (issue #15). The image is
+//! `TERMPOOL_TEST_IMAGE` if set (an image built from this tree), else the default one.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{eventually, Client, Server, TestPool, WAIT};
+
+fn text(v: &serde_json::Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_owned()
+}
+
+/// `--container-image` with the image under test, when one is named.
+fn image_args() -> Vec<String> {
+    match std::env::var("TERMPOOL_TEST_IMAGE") {
+        Ok(image) if !image.is_empty() => vec!["--container-image".into(), image],
+        _ => Vec::new(),
+    }
+}
+
+fn start(pool: &TestPool, containers: usize, users_each: usize, extra: &[&str]) -> Server {
+    let image = image_args();
+    let mut args: Vec<&str> = image.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
+    pool.server(containers, users_each, &args)
+}
+
+/// Runs `cmd` in the shell and returns what it printed between two markers the typed line
+/// does not show (`B""EGIN` is typed, `BEGIN` printed).
+async fn sh(c: &mut Client, cmd: &str) -> String {
+    c.run(&format!("echo B\"\"EGIN; {cmd}; echo E\"\"ND")).await;
+    c.expect_output("BEGIN").await;
+    let out = c.expect_output("END").await;
+    out.trim_end_matches("END")
+        .replace('\r', "")
+        .trim()
+        .to_owned()
+}
+
+/// The names of the shell's environment variables, sorted, one line.
+const ENV_NAMES: &str = "env | cut -d= -f1 | sort | tr '\\n' ' '";
+
+/// With `SESSION_AGENT=false` a session is a `docker exec`, which inherits the container's
+/// environment (`TERMPOOL_AGENT_*`, `TERMPOOL_CONTAINER_NAME`, the image's variables); the
+/// shell must get the agent's allowlist all the same.
+#[tokio::test]
+async fn both_session_modes_give_the_shell_the_same_environment() {
+    let mut names = Vec::new();
+    for (tag, transport) in [("envag", "true"), ("envex", "false")] {
+        let pool = TestPool::new(tag);
+        let server = start(&pool, 1, 2, &["--session-agent", transport]);
+        let mut c = server.connect("").await;
+        c.ready().await;
+        c.sync().await;
+        let leaked = sh(&mut c, "env | grep -c '^TERMPOOL_'").await;
+        assert_eq!(
+            leaked, "0",
+            "agent mode {transport}: TERMPOOL_* reached the shell"
+        );
+        names.push(sh(&mut c, ENV_NAMES).await);
+    }
+    assert_eq!(names[0], names[1], "agent mode vs docker exec mode");
+    assert!(
+        names[0].contains("HOME") && names[0].contains("PATH"),
+        "{}",
+        names[0]
+    );
+}
+
+/// User A of a container reads every cgroup file that lists tasks: none shows B's shell (on
+/// cgroup v1 `/sys/fs/cgroup/*/tasks` lists every pid of the container, hidepid or not).
+#[tokio::test]
+async fn cgroup_files_do_not_list_other_users_processes() {
+    let pool = TestPool::new("cgmask");
+    let server = start(&pool, 1, 2, &[]);
+    let mut a = server.connect("").await;
+    let ready_a = a.ready().await;
+    let mut b = server.connect("").await;
+    let ready_b = b.ready().await;
+    assert_eq!(text(&ready_a, "container"), text(&ready_b, "container"));
+    let b_pid = b.shell_pid().await;
+    a.sync().await;
+    let listed = sh(
+        &mut a,
+        "find /sys/fs/cgroup \\( -name tasks -o -name cgroup.procs -o -name cgroup.threads \\) \
+         -exec cat {} + 2>/dev/null | sort -u | tr '\\n' ' '",
+    )
+    .await;
+    let pids: Vec<&str> = listed.split_whitespace().collect();
+    assert!(
+        !pids.contains(&b_pid.to_string().as_str()),
+        "A sees B's shell {b_pid} in the cgroup files: {listed}"
+    );
+    let mount = sh(&mut a, "grep -c ' /sys/fs/cgroup tmpfs ro,' /proc/mounts").await;
+    assert_eq!(
+        mount, "1",
+        "the cgroup files are masked by an empty read-only tmpfs"
+    );
+}
+
+/// The account being reaped runs a watcher that sends SIGSTOP to everything it can reach
+/// (`kill(-1)`), forks, and SIGKILLs every pid it can see. The reaper stays root, so it is
+/// neither stopped nor killed: every process of the account ends and no reap fails.
+#[tokio::test]
+async fn the_account_being_reaped_cannot_stop_or_kill_the_reaper() {
+    let pool = TestPool::new("reapwatch");
+    std::fs::create_dir_all(&pool.data_dir).expect("make the data directory");
+    let log = pool.data_dir.join("server.log");
+    let mut args = image_args();
+    args.extend(["--reattach-grace-secs", "0", "--idle-reap-secs", "2"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = pool.server_logged(1, 2, &args, &log);
+    let mut c = server.connect("").await;
+    let container = text(&c.ready().await, "container");
+    let uid = c.uid().await;
+    // A watcher that, once the session is closed, stops and kills whatever of the account it
+    // can reach (kill(-1) reaches every process whose real or saved uid is the account's).
+    let watcher = "import os, signal, time\n\
+        time.sleep(1.5)\n\
+        while True:\n\
+        \x20   os.kill(-1, signal.SIGSTOP)\n\
+        \x20   os.kill(-1, signal.SIGKILL)\n";
+    c.run(&format!(
+        "printf '%s' '{}' | base64 -d > ~/w.py && setsid -f python3 ~/w.py </dev/null \
+         >/dev/null 2>&1; echo W\"\"STARTED",
+        base64(watcher.as_bytes())
+    ))
+    .await;
+    c.expect_output("WSTARTED").await;
+    let watching = || {
+        TestPool::processes_of(&container, uid)
+            .iter()
+            .any(|p| p.contains("w.py"))
+    };
+    assert!(eventually(WAIT, watching).await, "the watcher runs");
+    let count = || TestPool::processes_of(&container, uid).len();
+    c.close().await;
+    let gone = eventually(Duration::from_secs(20), || count() == 0).await;
+    assert!(
+        gone,
+        "left behind: {:?}",
+        TestPool::processes_of(&container, uid)
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("reaping processes of"), "reaped: {text}");
+    assert!(!text.contains("could not reap"), "a reap failed: {text}");
+}
+
+/// A `UID_BASE` whose range holds the server's own uid is refused at start, naming the setting.
+#[test]
+fn a_uid_range_holding_the_servers_own_uid_is_refused() {
+    // The server as uid 350000, accounts from 300000: its own uid would be given to a user.
+    let out = Command::new("setpriv")
+        .args(["--reuid=350000", "--regid=350000", "--clear-groups", "--"])
+        .arg(copy_of_binary())
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--use-containers",
+            "true",
+        ])
+        .args(["--uid-base", "300000", "--data-dir", "/tmp"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the server under setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the server started: {stderr}");
+    assert!(
+        stderr.contains("UID_BASE") && stderr.contains("350000"),
+        "{stderr}"
+    );
+}
+
+/// The server's binary where any uid may run it (the target directory may not be).
+fn copy_of_binary() -> std::path::PathBuf {
+    let to = std::env::temp_dir().join(format!("termpool-uidcheck-{}", std::process::id()));
+    std::fs::copy(env!("CARGO_BIN_EXE_termpool"), &to).expect("copy the server's binary");
+    to
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, &b| n << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

@@ -232,6 +232,8 @@ impl Args {
             nano_cpus: (self.container_cpus * 1e9) as i64,
             pids_limit: self.container_pids_limit,
             user_nproc: self.user_nproc,
+            ptys_per_container: self.ptys_per_container,
+            user_disk_quota_mb: self.user_disk_quota_mb,
             volume: self.workspace_volume.clone(),
             network_mode: self.container_network.clone(),
             name_prefix: self.container_prefix.clone(),

@@ -138,6 +138,20 @@ pub struct Args {
     #[arg(long, env = "USER_NPROC", default_value_t = 256, help_heading = POOL)]
     pub user_nproc: i64,
 
+    /// PTYs the users of one container may hold at once (8-4096; /dev/pts is remounted with
+    /// `max=`). MAX_CONTAINERS times this must fit the host's kernel.pty.max minus its reserve
+    /// and the PTYs in use, or the server refuses to start.
+    #[arg(long, env = "PTYS_PER_CONTAINER", default_value_t = 256, help_heading = POOL,
+          value_parser = clap::value_parser!(u32).range(8..=4096))]
+    pub ptys_per_container: u32,
+
+    /// Disk quota of each account on the workspace volume in MiB (0 = none; up to 16777216). The
+    /// volume's filesystem must have user quotas on (docs/isolation.md); set when an account is
+    /// created in a container.
+    #[arg(long, env = "USER_DISK_QUOTA_MB", default_value_t = 0, help_heading = POOL,
+          value_parser = clap::value_parser!(u64).range(0..=16_777_216))]
+    pub user_disk_quota_mb: u64,
+
     /// First UID given to a user account (10000-2000000000; UIDs are global across the pool and
     /// never reused; keep ranges of several pools on one host apart: per-user process limits
     /// count per UID).

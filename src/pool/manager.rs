@@ -208,6 +208,7 @@ fn validate(cfg: &PoolConfig) -> Result<(), PoolError> {
             "the pool needs at least one container and one user per container".into(),
         ));
     }
+    super::ptys::check_host_budget(cfg)?;
     if cfg.name_prefix.is_empty() || cfg.pool_label.is_empty() {
         return Err(PoolError::Provision(
             "container name prefix and pool label must not be empty".into(),

@@ -9,7 +9,7 @@ use super::PoolError;
 
 /// The session agent's binary in the user image (Dockerfile.user), there whether or not the pool
 /// runs agents.
-const AGENT_BINARY: &str = "/usr/local/sbin/termpool-agent";
+pub(super) const AGENT_BINARY: &str = "/usr/local/sbin/termpool-agent";
 
 /// Ends every process of account `username` (UID `uid`) in container `id`, and waits until none
 /// is left (zombies linger until init reaps them). The agent's binary, run once as root, keeps

@@ -140,7 +140,12 @@ pub struct Conn {
 impl Conn {
     /// One attempt to connect.
     fn connect(path: &Path) -> io::Result<Conn> {
-        let fd = check_is_socket(path).and_then(|()| connect_seqpacket(path))?;
+        // Connecting through the pinned inode: a link swapped in after the check is never
+        // followed, as it would be by a connect() to the path.
+        let pinned = open_socket_nofollow(path)?;
+        let via = format!("/proc/self/fd/{}", pinned.as_raw_fd());
+        let fd = connect_seqpacket(Path::new(&via))?;
+        check_peer_is_root(&fd)?;
         // SAFETY: the fd is owned by this AsyncFd alone and closed only with it.
         let fd = unsafe { AsyncFd::register(fd) }?;
         Ok(Conn {
@@ -205,18 +210,48 @@ impl Conn {
 }
 
 /// The socket's directory is shared with the container, whose root could put a symbolic link in
-/// the socket's place, pointing at a socket of the host: connect() would follow it.
-fn check_is_socket(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    let kind = std::fs::symlink_metadata(path)?.file_type();
-    if kind.is_socket() {
-        Ok(())
+/// the socket's place, pointing at a socket of the host: connect() would follow it. The socket
+/// is opened O_PATH|O_NOFOLLOW (a link opens as itself) and must be a socket.
+fn open_socket_nofollow(path: &Path) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)?;
+    if file.metadata()?.file_type().is_socket() {
+        Ok(file.into())
     } else {
         Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{} is not a socket", path.display()),
         ))
     }
+}
+
+/// Whoever answers must be root (the container's root: the agent; no user namespace maps it).
+fn check_peer_is_root(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: ucred is plain data; getsockopt writes at most `len` bytes into it.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            std::ptr::addr_of_mut!(cred).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if cred.uid != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("the agent socket's peer is uid {}, not root", cred.uid),
+        ));
+    }
+    Ok(())
 }
 
 /// Nothing listens there: not yet, or no more.
@@ -347,12 +382,14 @@ mod tests {
         let link = dir.join("agent.sock");
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        assert!(check_is_socket(&real).is_ok());
-        let e = check_is_socket(&link).unwrap_err();
+        assert!(open_socket_nofollow(&real).is_ok());
+        let e = open_socket_nofollow(&link).map(drop).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(!is_not_listening(&e), "a link is an error, not a wait");
         assert!(is_not_listening(
-            &check_is_socket(&dir.join("none")).unwrap_err()
+            &open_socket_nofollow(&dir.join("none"))
+                .map(drop)
+                .unwrap_err()
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -92,6 +92,9 @@ impl Pool {
             return Ok(());
         }
         accounts::ensure_account(&self.docker, id, username, uid).await?;
+        if self.cfg.user_disk_quota_mb > 0 {
+            super::super::quota::set_quota(&self.docker, &self.cfg, uid).await?;
+        }
         self.lock_state().add_account(idx, id, username);
         Ok(())
     }

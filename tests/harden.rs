@@ -1,31 +1,16 @@
 //! Attacks on what users of the pool share with each other and with the reaper, each performed
-//! through the real server, the real Docker engine and the user image (issue #15). The image is
-//! `TERMPOOL_TEST_IMAGE` if set (an image built from this tree), else the default one.
+//! through the real server, the real Docker engine and the user image (issue #15): the default
+//! one, or `CONTAINER_IMAGE` (which the servers inherit) for an image built from this tree.
 
 mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, Client, Server, TestPool, WAIT};
+use common::{eventually, Client, TestPool, WAIT};
 
 fn text(v: &serde_json::Value, key: &str) -> String {
     v[key].as_str().unwrap_or_default().to_owned()
-}
-
-/// `--container-image` with the image under test, when one is named.
-fn image_args() -> Vec<String> {
-    match std::env::var("TERMPOOL_TEST_IMAGE") {
-        Ok(image) if !image.is_empty() => vec!["--container-image".into(), image],
-        _ => Vec::new(),
-    }
-}
-
-fn start(pool: &TestPool, containers: usize, users_each: usize, extra: &[&str]) -> Server {
-    let image = image_args();
-    let mut args: Vec<&str> = image.iter().map(String::as_str).collect();
-    args.extend_from_slice(extra);
-    pool.server(containers, users_each, &args)
 }
 
 /// Runs `cmd` in the shell and returns what it printed between two markers the typed line
@@ -51,7 +36,7 @@ async fn both_session_modes_give_the_shell_the_same_environment() {
     let mut names = Vec::new();
     for (tag, transport) in [("envag", "true"), ("envex", "false")] {
         let pool = TestPool::new(tag);
-        let server = start(&pool, 1, 2, &["--session-agent", transport]);
+        let server = pool.server(1, 2, &["--session-agent", transport]);
         let mut c = server.connect("").await;
         c.ready().await;
         c.sync().await;
@@ -75,7 +60,7 @@ async fn both_session_modes_give_the_shell_the_same_environment() {
 #[tokio::test]
 async fn cgroup_files_do_not_list_other_users_processes() {
     let pool = TestPool::new("cgmask");
-    let server = start(&pool, 1, 2, &[]);
+    let server = pool.server(1, 2, &[]);
     let mut a = server.connect("").await;
     let ready_a = a.ready().await;
     let mut b = server.connect("").await;
@@ -109,9 +94,7 @@ async fn the_account_being_reaped_cannot_stop_or_kill_the_reaper() {
     let pool = TestPool::new("reapwatch");
     std::fs::create_dir_all(&pool.data_dir).expect("make the data directory");
     let log = pool.data_dir.join("server.log");
-    let mut args = image_args();
-    args.extend(["--reattach-grace-secs", "0", "--idle-reap-secs", "2"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = ["--reattach-grace-secs", "0", "--idle-reap-secs", "2"];
     let server = pool.server_logged(1, 2, &args, &log);
     let mut c = server.connect("").await;
     let container = text(&c.ready().await, "container");
@@ -157,7 +140,7 @@ async fn a_user_holding_every_pty_it_can_get_stays_within_its_containers_cap() {
     const CAP: usize = 16;
     let pool = TestPool::new("ptycap");
     let cap = CAP.to_string();
-    let server = start(&pool, 2, 1, &["--ptys-per-container", &cap]);
+    let server = pool.server(2, 1, &["--ptys-per-container", &cap]);
     let mut a = server.connect("").await;
     let container_a = text(&a.ready().await, "container");
     a.sync().await;
@@ -184,8 +167,9 @@ async fn a_user_holding_every_pty_it_can_get_stays_within_its_containers_cap() {
         "A took {got} PTYs past the container's cap of {CAP}"
     );
     // C, in the other container, opens sessions while A holds its PTYs.
+    let c_cookie = server.new_identity().await;
     for _ in 0..2 {
-        let mut c = server.connect("").await;
+        let mut c = server.connect_as(&c_cookie, "").await;
         let ready = c.ready().await;
         assert_ne!(text(&ready, "container"), container_a);
         c.sync().await;
@@ -289,7 +273,7 @@ async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_o
         eprintln!("NOT RUN: this kernel cannot mount ext4 with user quotas (CONFIG_QFMT_V2)");
         return;
     };
-    let server = start(&pool, 1, 2, &["--user-disk-quota-mb", "4"]);
+    let server = pool.server(1, 2, &["--user-disk-quota-mb", "4"]);
     let mut a = server.connect("").await;
     a.ready().await;
     a.sync().await;
@@ -324,7 +308,7 @@ async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_o
 #[tokio::test]
 async fn a_process_left_on_a_closed_terminal_cannot_reach_the_next_session() {
     let pool = TestPool::new("tiocsti");
-    let server = start(&pool, 1, 2, &["--reattach-grace-secs", "0"]);
+    let server = pool.server(1, 2, &["--reattach-grace-secs", "0"]);
     let cookie = server.new_identity().await;
     let mut a = server.connect_as(&cookie, "").await;
     a.ready().await;
@@ -367,8 +351,6 @@ async fn a_process_left_on_a_closed_terminal_cannot_reach_the_next_session() {
         !seen.contains("LURKER"),
         "the lurker reached the next session: {seen}"
     );
-    let history = sh(&mut next, "history | grep -c LURKER").await;
-    assert_eq!(history, "0");
 }
 
 /// `USER_DISK_QUOTA_MB` on a workspace without user quotas (Docker's ordinary volume): the quota
@@ -378,10 +360,7 @@ async fn a_quota_that_cannot_be_set_refuses_the_account_instead_of_leaving_it_un
     let pool = TestPool::new("noquota");
     std::fs::create_dir_all(&pool.data_dir).expect("make the data directory");
     let log = pool.data_dir.join("server.log");
-    let mut args = image_args();
-    args.extend(["--user-disk-quota-mb", "4"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = pool.server_logged(1, 2, &args, &log);
+    let server = pool.server_logged(1, 2, &["--user-disk-quota-mb", "4"], &log);
     let cookie = server.new_identity().await;
     match server.try_connect(&cookie, "", None).await {
         // Placement fails before the upgrade (503) or right after it (an error frame).

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use termpool_agent_proto::{connect_seqpacket, is_busy, is_not_listening};
 use termpool_agent_proto::Reply;
 pub use termpool_agent_proto::ShellRequest;
+use termpool_agent_proto::{connect_seqpacket, is_busy, is_not_listening};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::OnceCell;

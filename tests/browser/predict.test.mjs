@@ -1,0 +1,155 @@
+// Browser test of predictive echo (frontend/src/predict.ts): key-to-glyph times at a bash prompt
+// through a proxy of this test that delays 100 ms each way, against the same page with no delay;
+// vim and a password prompt must show no guess. Prints the figures. Run like terminal.test.mjs.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { bufferType, fixture, nextId, openTerminal, run, screenLines, start, stop, typeLine, waitFor, waitForLine } from './helpers.mjs';
+import { delayingProxy, installProbe, marksOf, overlaysOf, percentiles, screenMismatches, summary, typeTimed } from './latency.mjs';
+
+const DELAY_MS = 100; // each way
+const KEY_INTERVAL_MS = 150; // a fast typist
+const LINE = 'echo the quick brown fox jumps over 13 lazy dogs';
+/** The brief's target: predicted glyphs at most this much later (p90) than with no delay at all. */
+const TARGET_EXTRA_P90_MS = 10;
+
+let proxy = null;
+
+before(async () => {
+  await start();
+  proxy = await delayingProxy(fixture.baseUrl, DELAY_MS);
+});
+
+after(async () => {
+  if (proxy) await proxy.close();
+  await stop();
+});
+
+/** A page (DOM renderer, so the probe can read glyphs) at a cleared bash prompt. */
+async function promptPage(context, base, predict) {
+  const { page, consoleErrors } = await openTerminal(context, { base, query: `?renderer=dom&predict=${predict}` });
+  await installProbe(page);
+  // In auto mode the page decides once the first pongs measured the round trip.
+  if (predict === 'auto') await waitFor(() => predicting(page), 'a round trip above the threshold', 5000);
+  await typeLine(page, 'clear');
+  await waitFor(async () => {
+    const lines = await screenLines(page);
+    return lines.length === 1 && /[$#] ?$/.test(lines[0]);
+  }, 'a prompt on a cleared screen');
+  await settled(page);
+  return { page, consoleErrors };
+}
+
+async function predicting(page) {
+  return page.evaluate(() => window.termpool.predict.enabled);
+}
+
+/** No prediction pending or drawn. */
+async function settled(page) {
+  await waitFor(
+    () => page.evaluate(() => !window.termpool.predict.hasPending && !document.querySelector('#terminal .termpool-prediction')),
+    'predictions to settle',
+  );
+}
+
+async function timeLine(page, set) {
+  await typeTimed(page, set, LINE, KEY_INTERVAL_MS);
+  const marks = await marksOf(page, set);
+  await settled(page);
+  return marks;
+}
+
+describe('predictive echo', { timeout: 240_000 }, () => {
+  test('key to glyph: no delay, and 100 ms each way with and without prediction', async () => {
+    const context = await fixture.browser.newContext();
+    try {
+      const direct = await promptPage(context, fixture.baseUrl, 'off');
+      const noDelay = await timeLine(direct.page, 'no delay');
+      await direct.page.close();
+
+      const slow = await promptPage(context, proxy.url, 'auto');
+      const rtt = await slow.page.evaluate(() => window.termpool.predict.smoothedRtt);
+      const engineStats = () => slow.page.evaluate(() => ({ ...window.termpool.predict.stats }));
+      const before = await engineStats();
+      const predicted = await timeLine(slow.page, 'predicted');
+      const overlays = await overlaysOf(slow.page, 'predicted');
+      const after = await engineStats();
+      const stats = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - before[k]]));
+      // Confirmed: the overlays are gone and the screen shows exactly the server's characters.
+      const lines = await screenLines(slow.page);
+      assert.ok(lines[0].endsWith(LINE), `the typed line on screen: ${lines[0]}`);
+      assert.deepEqual(await screenMismatches(slow.page), [], 'drawn rows equal the buffer');
+      assert.deepEqual(slow.consoleErrors, []);
+      await slow.page.close();
+
+      const unpredicted = await promptPage(context, proxy.url, 'off');
+      const off = await timeLine(unpredicted.page, 'off');
+      await unpredicted.page.close();
+
+      const byOverlay = predicted.filter((m) => m.how === 'prediction');
+      console.log(`predictive echo, ${predicted.length} keys a run, one every ${KEY_INTERVAL_MS} ms; smoothed RTT ${rtt.toFixed(1)} ms`);
+      console.log(summary('no delay (predict=off)', noDelay));
+      console.log(summary(`${DELAY_MS} ms each way, predict=auto: all keys`, predicted));
+      console.log(summary(`${DELAY_MS} ms each way, predict=auto: predicted`, byOverlay));
+      console.log(summary(`${DELAY_MS} ms each way, predict=off`, off));
+      console.log(`overlays drawn ${overlays.drawn}, wrong ${overlays.wrong}; engine: ${JSON.stringify(stats)}`);
+
+      for (const [name, marks] of [['no delay', noDelay], ['predicted', predicted], ['off', off]]) {
+        assert.equal(percentiles(marks).missing, 0, `every character of the ${name} run showed up`);
+      }
+      assert.equal(overlays.wrong, 0, 'no wrong character drawn');
+      assert.equal(stats.shownWrong, 0, 'no drawn guess refuted');
+      assert.ok(byOverlay.length >= 0.8 * predicted.length, `most keys shown by prediction (${byOverlay.length}/${predicted.length})`);
+      const base = percentiles(noDelay).p90;
+      const guessed = percentiles(byOverlay).p90;
+      assert.ok(guessed <= base + TARGET_EXTRA_P90_MS, `predicted p90 ${guessed.toFixed(1)} ms within ${TARGET_EXTRA_P90_MS} ms of no delay's ${base.toFixed(1)} ms`);
+      assert.ok(percentiles(off).p50 >= 2 * DELAY_MS, 'without prediction the delay shows');
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('vim and a password prompt on the slow link: no guess drawn, text intact', async () => {
+    const context = await fixture.browser.newContext();
+    try {
+      const { page, consoleErrors } = await promptPage(context, proxy.url, 'auto');
+
+      // vim: the alternate screen, where keys are commands as often as text.
+      const file = `/tmp/termpool-predict-${nextId()}.txt`;
+      const text = 'if guessing is unsafe it stays off';
+      await typeLine(page, `vim -u NONE -N ${file}`);
+      await waitFor(async () => (await bufferType(page)) === 'alternate', 'vim to switch to the alternate screen');
+      await page.keyboard.press('i');
+      await page.waitForTimeout(4 * DELAY_MS);
+      await typeTimed(page, 'vim', text, KEY_INTERVAL_MS);
+      const vim = await marksOf(page, 'vim');
+      const vimOverlays = await overlaysOf(page, 'vim');
+      await page.keyboard.press('Escape');
+      await typeLine(page, ':wq');
+      await waitFor(async () => (await bufferType(page)) === 'normal', 'vim to exit');
+      console.log(summary(`vim, ${DELAY_MS} ms each way, predict=auto`, vim));
+      assert.equal(vimOverlays.drawn, 0, 'no guess drawn in vim');
+      assert.equal(percentiles(vim).missing, 0, 'every character typed in vim showed up');
+      assert.deepEqual(await run(page, `cat ${file}; rm -f ${file}`), [text], 'the file vim wrote');
+
+      // A password prompt: nothing is echoed, so nothing may be shown.
+      const secret = 'hunter2-correct-horse';
+      await typeLine(page, `read -rs -p 'Password: ' pw; echo; echo "len=\${#pw}"`);
+      await waitForLine(page, (l) => l.trimEnd() === 'Password:', 'the password prompt');
+      await settled(page);
+      await typeTimed(page, 'password', secret, KEY_INTERVAL_MS);
+      await page.waitForTimeout(4 * DELAY_MS); // an echo, if any, would be here by now
+      const pwOverlays = await overlaysOf(page, 'password');
+      const prompt = (await screenLines(page)).at(-1).trimEnd();
+      await page.keyboard.press('Enter');
+      await waitForLine(page, (l) => l === `len=${secret.length}`, 'the read to finish');
+      console.log(`password prompt: ${pwOverlays.drawn} guesses drawn for ${secret.length} keys`);
+      assert.equal(pwOverlays.drawn, 0, 'no guess drawn at the password prompt');
+      assert.equal(prompt, 'Password:', 'nothing shown after the prompt');
+      assert.deepEqual(await screenMismatches(page), []);
+      assert.deepEqual(consoleErrors, []);
+    } finally {
+      await context.close();
+    }
+  });
+});

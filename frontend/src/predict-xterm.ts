@@ -3,7 +3,7 @@
 
 import type { IDecoration, IMarker, Terminal } from '@xterm/xterm';
 
-import { Predictor, type LineAnchor, type Prediction, type PredictionOverlay, type PredictMode, type ScreenView } from './predict';
+import { nextCol, Predictor, type LineAnchor, type Prediction, type PredictionOverlay, type PredictMode, type ScreenView } from './predict';
 
 /** How often pending predictions are checked while no output arrives (for the timeout). */
 const CHECK_INTERVAL_MS = 200;
@@ -52,8 +52,8 @@ class DecorationOverlay implements PredictionOverlay {
     const old = this.cursor;
     this.cursor = null;
     if (old) afterNextFrame(() => old.marker.dispose());
-    if (p === null || p.col + 1 >= this.term.cols) return;
-    this.cursor = this.draw(p.anchor.line, p.col + 1, (el) => this.paintCursor(el));
+    if (p === null || nextCol(p) >= this.term.cols) return;
+    this.cursor = this.draw(p.anchor.line, nextCol(p), (el) => this.paintCursor(el));
   }
 
   /** A one-cell decoration on its own marker (so it goes independently of the prediction's). */

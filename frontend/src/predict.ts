@@ -28,7 +28,9 @@ export interface ScreenView {
 }
 
 export interface Prediction {
+  /** The character expected in the cell; '' for a Backspace, which expects the cell blank. */
   readonly ch: string;
+  readonly erase: boolean;
   readonly col: number;
   readonly anchor: LineAnchor;
   readonly epoch: number;
@@ -40,7 +42,7 @@ export interface Prediction {
 export interface PredictionOverlay {
   show(p: Prediction): void;
   hide(p: Prediction): void;
-  /** Where the cursor will be: after `p`, or nowhere (null) when nothing is shown. */
+  /** Where the cursor will be: after `p` (see `nextCol`), or nowhere (null) when nothing is shown. */
   cursorAfter(p: Prediction | null): void;
 }
 
@@ -73,6 +75,8 @@ export class Predictor {
   private pending: Prediction[] = [];
   /** Keys went out that were not predicted: positions are unknown until older predictions resolve. */
   private unplaced = false;
+  /** Where the keys typed since the last interruption began: Backspace never erases before it. */
+  private runStart: { anchor: LineAnchor; col: number } | null = null;
 
   constructor(
     private readonly screen: ScreenView,
@@ -118,7 +122,8 @@ export class Predictor {
       this.reset();
       return;
     }
-    if (!isPrintable(data) || !this.predict(data)) this.interrupt();
+    const placed = data === BACKSPACE ? this.erase() : isPrintable(data) && this.predict(data);
+    if (!placed) this.interrupt();
   }
 
   /** Compares predictions with the screen: after output was parsed, and on a timer while pending. */
@@ -131,13 +136,16 @@ export class Predictor {
     const cursor = this.screen.cursor();
     const timeout = Math.max(MIN_CONFIRM_TIMEOUT_MS, 3 * (this.srtt ?? 0));
     const now = this.now();
-    for (const p of [...this.pending]) {
-      const verdict = judge(this.screen, p, cursor, now - p.at > timeout);
-      if (verdict === 'confirmed') this.confirm(p);
-      else if (verdict === 'wrong') {
-        this.mispredicted(p);
+    // In typing order: a guess is judged only once every earlier one was confirmed.
+    const queue = [...this.pending];
+    for (let i = 0; i < queue.length; i++) {
+      const verdict = judge(this.screen, queue, i, cursor, now - queue[i].at > timeout);
+      if (verdict === 'pending') break;
+      if (verdict === 'wrong') {
+        this.mispredicted(queue[i]);
         break;
       }
+      this.confirm(queue[i]);
     }
     this.syncCursor();
   }
@@ -161,32 +169,60 @@ export class Predictor {
   private predict(ch: string): boolean {
     if (this.unplaced && this.pending.length > 0) return false;
     this.unplaced = false;
-    const cell = this.nextCell();
-    if (cell === null) return false;
-    const p: Prediction = { ch, col: cell.col, anchor: this.screen.anchor(cell.line), epoch: this.epoch, at: this.now(), shown: false };
+    const at = this.predictedCursor();
+    const last = this.pending[this.pending.length - 1];
+    // A pending Backspace's cell still shows the character it erases.
+    const from = last?.erase && last.col === at.col ? at.col + 1 : at.col;
+    if (at.line < 0 || at.col >= this.screen.cols() || !this.blankFrom(at.line, from)) return false;
+    if (this.runStart === null) this.runStart = { anchor: this.screen.anchor(at.line), col: at.col };
+    this.place(ch, at, false);
+    return true;
+  }
+
+  /** Predicts a Backspace at the end of the line: only over keys typed in this run. */
+  private erase(): boolean {
+    const run = this.runStart;
+    if (run === null || (this.unplaced && this.pending.length > 0)) return false;
+    const at = this.predictedCursor();
+    if (at.line !== run.anchor.line || at.col - 1 < run.col) return false;
+    this.place('', { line: at.line, col: at.col - 1 }, true);
+    return true;
+  }
+
+  private place(ch: string, at: { line: number; col: number }, erase: boolean): void {
+    const anchor = this.screen.anchor(at.line);
+    const p: Prediction = { ch, erase, col: at.col, anchor, epoch: this.epoch, at: this.now(), shown: false };
     this.pending.push(p);
     this.stats.predicted += 1;
     if (p.epoch <= this.confirmedEpoch) this.show(p);
     this.syncCursor();
-    return true;
   }
 
-  /** The cell after the last prediction, else the cursor's; null unless it and the rest of its row are blank. */
-  private nextCell(): { line: number; col: number } | null {
+  /** Where the cursor will be once the server has echoed every pending prediction. */
+  private predictedCursor(): { line: number; col: number } {
     const last = this.pending[this.pending.length - 1];
-    const at = last ? { line: last.anchor.line, col: last.col + 1 } : this.screen.cursor();
-    const cols = this.screen.cols();
-    if (at.line < 0 || at.col >= cols) return null;
-    for (let x = at.col; x < cols; x++) {
-      if (this.screen.cell(at.line, x) !== '') return null;
+    return last ? { line: last.anchor.line, col: nextCol(last) } : this.screen.cursor();
+  }
+
+  /** Nothing but blanks (spaces look the same) from `col` to the end of the row. */
+  private blankFrom(line: number, col: number): boolean {
+    for (let x = col; x < this.screen.cols(); x++) {
+      const c = this.screen.cell(line, x);
+      if (c !== '' && c !== ' ') return false;
     }
-    return at;
+    return true;
   }
 
   /** A key that is not predicted: later keys may land anywhere until the server shows where. */
   private interrupt(): void {
     this.epoch += 1;
     this.unplaced = true;
+    this.endRun();
+  }
+
+  private endRun(): void {
+    this.runStart?.anchor.dispose();
+    this.runStart = null;
   }
 
   private show(p: Prediction): void {
@@ -225,6 +261,7 @@ export class Predictor {
     }
     this.pending = [];
     this.unplaced = false;
+    this.endRun();
     this.overlay.cursorAfter(null);
   }
 
@@ -232,6 +269,14 @@ export class Predictor {
     const shown = this.pending.filter((p) => p.shown);
     this.overlay.cursorAfter(shown.length > 0 ? shown[shown.length - 1] : null);
   }
+}
+
+/** What xterm.js sends for the Backspace key. */
+const BACKSPACE = '\x7f';
+
+/** The column of the cursor once `p` was echoed. */
+export function nextCol(p: Prediction): number {
+  return p.erase ? p.col : p.col + 1;
 }
 
 /** A single printable ASCII character: the keys whose echo a shell prompt can be expected to make. */
@@ -242,14 +287,25 @@ export function isPrintable(data: string): boolean {
 }
 
 /**
- * Confirmed when the cell shows the character; wrong when it shows another one, when the cursor
- * went past the cell or to another line without writing it, or after the timeout.
+ * A character is confirmed when its cell shows it; wrong when the cell shows another one, when
+ * the cursor went past the cell or to another line without writing it, or after the timeout.
+ * A Backspace is confirmed when its cell is blank with the cursor back on it. When later keys
+ * in the same cell came in the same piece of output, the cell shows the last of them: a key (or
+ * Backspace) whose successor in the cell is confirmed is confirmed too.
  */
-function judge(screen: ScreenView, p: Prediction, cursor: { col: number; line: number }, expired: boolean): Verdict {
+function judge(screen: ScreenView, queue: Prediction[], i: number, cursor: { col: number; line: number }, expired: boolean): Verdict {
+  const p = queue[i];
   const line = p.anchor.line;
   if (line < 0) return 'wrong';
   const got = screen.cell(line, p.col);
-  if (got === p.ch) return 'confirmed';
-  if (got !== '' || cursor.line !== line || cursor.col > p.col || expired) return 'wrong';
-  return 'pending';
+  // A space and an empty cell look the same: erasing may write either.
+  const blank = got === '' || got === ' ';
+  if (p.erase ? cursor.line === line && blank && cursor.col <= p.col : got === p.ch) return 'confirmed';
+  const next = queue[i + 1];
+  if (next?.col === p.col && next.erase !== p.erase && judge(screen, queue, i + 1, cursor, false) === 'confirmed') {
+    return 'confirmed';
+  }
+  if (expired || cursor.line !== line) return 'wrong';
+  if (p.erase) return cursor.col > p.col + 1 ? 'wrong' : 'pending';
+  return !blank || cursor.col > p.col ? 'wrong' : 'pending';
 }

@@ -49,7 +49,7 @@ function setup({ mode = 'on', cols = 40, prompt = '$ ' } = {}) {
   const overlay = {
     show: (p) => shown.set(p, p.ch),
     hide: (p) => shown.delete(p),
-    cursorAfter: (p) => cursorAt.push(p ? p.col + 1 : null),
+    cursorAfter: (p) => cursorAt.push(p ? predict.nextCol(p) : null),
   };
   const p = new predict.Predictor(view, overlay, mode, () => screen.clock);
   /** The server writes `text` at the cursor (\r\n moves to the next line) and the page checks. */
@@ -60,6 +60,10 @@ function setup({ mode = 'on', cols = 40, prompt = '$ ' } = {}) {
         continue;
       }
       if (ch === '\r') continue;
+      if (ch === '\b') {
+        screen.cursor = { ...screen.cursor, col: screen.cursor.col - 1 };
+        continue;
+      }
       const row = rows.get(screen.cursor.line) ?? [];
       row[screen.cursor.col] = ch;
       rows.set(screen.cursor.line, row);
@@ -186,17 +190,47 @@ test('text right of the cursor (editing mid-line) is not guessed over', () => {
   assert.equal(p.stats.predicted, 0);
 });
 
-test('backspace and other control keys are sent unpredicted and start a new epoch', () => {
+test('Backspace over keys of this run is predicted, and confirmed by the erase or the next echo', () => {
+  const { p, server, drawn, type, cursorAt } = setup();
+  type('a');
+  server('a');
+  type('bx');
+  assert.equal(drawn(), '3:b 4:x');
+  type('\x7f');
+  assert.equal(drawn(), '3:b 4:x 4:', 'a blank drawn over the x');
+  assert.equal(cursorAt.at(-1), 4, 'the cursor goes back onto the erased cell');
+  type('c');
+  assert.equal(drawn(), '3:b 4:x 4: 4:c');
+  server('bx');
+  assert.equal(drawn(), '4: 4:c', 'b and x confirmed; the erase waits for its echo');
+  server('\b \b');
+  assert.equal(drawn(), '4:c');
+  server('c');
+  assert.equal(drawn(), '');
+  // Both echoes in one piece of output: the cell already shows the next key.
+  type('y');
+  type('\x7f');
+  type('z');
+  server('y\b \bz');
+  assert.equal(drawn(), '');
+  assert.equal(p.stats.wrong, 0);
+});
+
+test('Backspace at the start of what was typed, and other control keys, are not predicted', () => {
   const { p, server, drawn, type } = setup();
   type('a');
   server('a');
   type('\x7f');
+  server('\b \b');
+  assert.equal(drawn(), '', 'erasing a confirmed key of this run is drawn and confirmed');
+  type('\x7f');
+  assert.equal(p.stats.predicted, 2, 'nothing typed left to erase: the prompt is not guessed over');
   type('b');
-  assert.equal(drawn(), '', 'the guess after a backspace waits for an echo');
+  assert.equal(drawn(), '', 'the guess after an unpredicted key waits for an echo');
   type('\x1b[A');
   type('c');
   assert.equal(drawn(), '');
-  assert.equal(p.stats.predicted, 2, 'c is not placed while b (placed before the arrow key) is unresolved');
+  assert.equal(p.stats.predicted, 3, 'c is not placed while b (placed before the arrow key) is unresolved');
 });
 
 test('predict setting: the URL wins and is remembered, then the remembered one, else auto', () => {

@@ -70,11 +70,13 @@ export async function installProbe(page) {
         counted.add(o.el);
         // Judged only while keys are timed; a guess elsewhere has no expected character.
         const set = probe.armed?.set ?? null;
-        const want = probe.marks.find((m) => m.set === set && m.row === o.row && m.col === o.col);
-        probe.overlays.push({ set, ch: o.ch, row: o.row, col: o.col, right: want?.ch === o.ch });
+        const want = probe.marks.findLast((m) => m.set === set && m.row === o.row && m.col === o.col);
+        // A blank overlay is a Backspace's: right where the last key typed there was erased.
+        const right = o.ch === '' ? want?.erased === true : want?.ch === o.ch && !want.erased;
+        probe.overlays.push({ set, ch: o.ch, row: o.row, col: o.col, right });
       }
       for (const m of probe.marks) {
-        if (m.shownAt !== undefined) continue;
+        if (m.shownAt !== undefined || m.erased) continue;
         const o = overlays.find((x) => x.row === m.row && x.col === m.col && x.ch === m.ch);
         if (o) Object.assign(m, { shownAt: now, how: 'prediction' });
         else if (rowText(m.row)[m.col] === m.ch) Object.assign(m, { shownAt: now, how: 'echo' });
@@ -85,6 +87,12 @@ export async function installProbe(page) {
       'keydown',
       (ev) => {
         const a = probe.armed;
+        if (a && ev.key === 'Backspace' && a.typed > 0) {
+          a.typed -= 1;
+          const m = probe.marks.findLast((x) => x.set === a.set && x.col === a.col + a.typed);
+          if (m) m.erased = true;
+          return;
+        }
         if (!a || ev.key.length !== 1) return;
         probe.marks.push({ ch: ev.key, t0: performance.now(), row: a.row, col: a.col + a.typed, set: a.set });
         a.typed += 1;
@@ -98,11 +106,15 @@ export async function installProbe(page) {
   });
 }
 
-/** Types `text` one key every `intervalMs`, timing each character (spaces are typed, not timed). */
+/**
+ * Types `text` one key every `intervalMs` (\b is Backspace), timing each character; spaces are
+ * typed, not timed.
+ */
 export async function typeTimed(page, set, text, intervalMs) {
   await page.evaluate((s) => window.__probe.arm(s), set);
   for (const ch of text) {
-    await page.keyboard.type(ch);
+    if (ch === '\b') await page.keyboard.press('Backspace');
+    else await page.keyboard.type(ch);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
   await page.evaluate(() => {
@@ -114,7 +126,8 @@ export async function typeTimed(page, set, text, intervalMs) {
 export async function marksOf(page, set, timeoutMs = 5000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const marks = await page.evaluate((s) => window.__probe.marks.filter((m) => m.set === s && m.ch !== ' '), set);
+    // A key erased before it showed up is not waited for.
+    const marks = await page.evaluate((s) => window.__probe.marks.filter((m) => m.set === s && m.ch !== ' ' && (!m.erased || m.shownAt !== undefined)), set);
     if (marks.every((m) => m.shownAt !== undefined) || Date.now() > deadline) return marks;
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -1,6 +1,6 @@
 // Predictive local echo on slow links, after mosh: typed characters shown at once as an overlay
 // and checked against the server's echo in their cell. Pure logic: the terminal and the overlay
-// are behind `ScreenView` and `PredictionOverlay` (predict-overlay.ts binds them to xterm.js).
+// are behind `ScreenView` and `PredictionOverlay` (predict-xterm.ts binds them to xterm.js).
 
 export type PredictMode = 'auto' | 'on' | 'off';
 
@@ -62,9 +62,10 @@ type Verdict = 'confirmed' | 'wrong' | 'pending';
 
 /**
  * Predictions of one epoch are shown only once one of them was confirmed. A new epoch starts with
- * every key that is not a plain printable one (Enter, Backspace, arrows, control keys), with a
- * misprediction and with a reset (resize, new socket, alternate screen): after those, the page
- * waits for one confirmed echo before it shows guesses again, so an echo-less prompt shows nothing.
+ * every key that is neither printable nor a Backspace over keys just typed (Enter, arrows, control
+ * keys), with a misprediction and with a reset (resize, new socket, alternate screen): after
+ * those the page waits for one confirmed echo before it shows guesses again, so an echo-less
+ * prompt shows nothing.
  */
 export class Predictor {
   readonly stats: PredictStats = { predicted: 0, shown: 0, confirmed: 0, wrong: 0, shownWrong: 0 };
@@ -170,10 +171,7 @@ export class Predictor {
     if (this.unplaced && this.pending.length > 0) return false;
     this.unplaced = false;
     const at = this.predictedCursor();
-    const last = this.pending[this.pending.length - 1];
-    // A pending Backspace's cell still shows the character it erases.
-    const from = last?.erase && last.col === at.col ? at.col + 1 : at.col;
-    if (at.line < 0 || at.col >= this.screen.cols() || !this.blankFrom(at.line, from)) return false;
+    if (at.line < 0 || at.col >= this.screen.cols() || !this.blankFrom(at.line, at.col)) return false;
     if (this.runStart === null) this.runStart = { anchor: this.screen.anchor(at.line), col: at.col };
     this.place(ch, at, false);
     return true;
@@ -204,11 +202,15 @@ export class Predictor {
     return last ? { line: last.anchor.line, col: nextCol(last) } : this.screen.cursor();
   }
 
-  /** Nothing but blanks (spaces look the same) from `col` to the end of the row. */
+  /**
+   * Nothing but blanks (spaces look the same) from `col` to the end of the row, once the pending
+   * Backspaces have erased their cells (which may still show what they erase).
+   */
   private blankFrom(line: number, col: number): boolean {
+    const erased = new Set(this.pending.filter((p) => p.erase && p.anchor.line === line).map((p) => p.col));
     for (let x = col; x < this.screen.cols(); x++) {
       const c = this.screen.cell(line, x);
-      if (c !== '' && c !== ' ') return false;
+      if (c !== '' && c !== ' ' && !erased.has(x)) return false;
     }
     return true;
   }
@@ -291,7 +293,7 @@ export function isPrintable(data: string): boolean {
  * the cursor went past the cell or to another line without writing it, or after the timeout.
  * A Backspace is confirmed when its cell is blank with the cursor back on it. When later keys
  * in the same cell came in the same piece of output, the cell shows the last of them: a key (or
- * Backspace) whose successor in the cell is confirmed is confirmed too.
+ * Backspace) followed by a confirmed guess in the same cell is confirmed too.
  */
 function judge(screen: ScreenView, queue: Prediction[], i: number, cursor: { col: number; line: number }, expired: boolean): Verdict {
   const p = queue[i];
@@ -301,10 +303,8 @@ function judge(screen: ScreenView, queue: Prediction[], i: number, cursor: { col
   // A space and an empty cell look the same: erasing may write either.
   const blank = got === '' || got === ' ';
   if (p.erase ? cursor.line === line && blank && cursor.col <= p.col : got === p.ch) return 'confirmed';
-  const next = queue[i + 1];
-  if (next?.col === p.col && next.erase !== p.erase && judge(screen, queue, i + 1, cursor, false) === 'confirmed') {
-    return 'confirmed';
-  }
+  const later = queue.findIndex((q, j) => j > i && q.col === p.col && q.anchor.line === line);
+  if (later > i && judge(screen, queue, later, cursor, false) === 'confirmed') return 'confirmed';
   if (expired || cursor.line !== line) return 'wrong';
   if (p.erase) return cursor.col > p.col + 1 ? 'wrong' : 'pending';
   return !blank || cursor.col > p.col ? 'wrong' : 'pending';

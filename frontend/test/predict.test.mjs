@@ -207,6 +207,14 @@ test('Backspace over keys of this run is predicted, and confirmed by the erase o
   assert.equal(drawn(), '4:c');
   server('c');
   assert.equal(drawn(), '');
+  // Two Backspaces after the erased keys were echoed: their cells still show them.
+  type('pq');
+  server('pq');
+  type('\x7f\x7f');
+  type('rs');
+  assert.equal(drawn(), '6: 5: 5:r 6:s', 'typed again over the erased cells');
+  server('\b \b\b \brs');
+  assert.equal(drawn(), '');
   // Both echoes in one piece of output: the cell already shows the next key.
   type('y');
   type('\x7f');

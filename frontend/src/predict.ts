@@ -116,7 +116,7 @@ export class Predictor {
     this.updateActive();
   }
 
-  /** Keys typed (xterm.js `onData`), called before they are sent. */
+  /** Keys typed (xterm.js `onData`) that went out to the server. */
   input(data: string): void {
     if (!this.active) return;
     if (this.screen.altScreen()) {
@@ -293,7 +293,7 @@ export function isPrintable(data: string): boolean {
  * the cursor went past the cell or to another line without writing it, or after the timeout.
  * A Backspace is confirmed when its cell is blank with the cursor back on it. When later keys
  * in the same cell came in the same piece of output, the cell shows the last of them: a key (or
- * Backspace) followed by a confirmed guess in the same cell is confirmed too.
+ * Backspace) is confirmed too when its cell shows a key typed there after it.
  */
 function judge(screen: ScreenView, queue: Prediction[], i: number, cursor: { col: number; line: number }, expired: boolean): Verdict {
   const p = queue[i];
@@ -303,8 +303,9 @@ function judge(screen: ScreenView, queue: Prediction[], i: number, cursor: { col
   // A space and an empty cell look the same: erasing may write either.
   const blank = got === '' || got === ' ';
   if (p.erase ? cursor.line === line && blank && cursor.col <= p.col : got === p.ch) return 'confirmed';
-  const later = queue.findIndex((q, j) => j > i && q.col === p.col && q.anchor.line === line);
-  if (later > i && judge(screen, queue, later, cursor, false) === 'confirmed') return 'confirmed';
+  // Only a character is evidence: a blank cell is also what a key not yet echoed leaves.
+  const later = queue.find((q, j) => j > i && !q.erase && q.col === p.col && q.anchor.line === line);
+  if (later !== undefined && got === later.ch) return 'confirmed';
   if (expired || cursor.line !== line) return 'wrong';
   if (p.erase) return cursor.col > p.col + 1 ? 'wrong' : 'pending';
   return !blank || cursor.col > p.col ? 'wrong' : 'pending';

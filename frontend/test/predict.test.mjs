@@ -207,6 +207,15 @@ test('Backspace over keys of this run is predicted, and confirmed by the erase o
   assert.equal(drawn(), '4:c');
   server('c');
   assert.equal(drawn(), '');
+  // A Backspace before the key it erases was echoed: the blank cell is not its echo yet.
+  type('k');
+  type('\x7f');
+  p.check();
+  assert.equal(drawn(), '5:k 5:', 'k not echoed yet: neither k nor its erase is confirmed');
+  server('k');
+  assert.equal(drawn(), '5:', 'k confirmed, the erase waits');
+  server('\b \b');
+  assert.equal(drawn(), '');
   // Two Backspaces after the erased keys were echoed: their cells still show them.
   type('pq');
   server('pq');

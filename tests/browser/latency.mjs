@@ -154,7 +154,9 @@ export async function overlaysOf(page, set) {
 
 /** Rows of the viewport whose drawn text (DOM renderer, overlays ignored) differs from the buffer. */
 export async function screenMismatches(page) {
-  return page.evaluate(() => {
+  return page.evaluate(async () => {
+    // Output parsed a moment ago is drawn in the next frame: let two frames pass first.
+    for (let i = 0; i < 2; i++) await new Promise((r) => requestAnimationFrame(r));
     const term = window.termpool.term;
     const buf = term.buffer.active;
     const rows = document.querySelector('#terminal .xterm-rows')?.children ?? [];

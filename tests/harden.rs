@@ -266,13 +266,15 @@ fn run(program: &str, args: &[&str]) {
 
 /// With `USER_DISK_QUOTA_MB=4`, user A `dd`s 20 MB into the home: the filesystem stops A with
 /// `Disk quota exceeded` near 4 MiB, and B, sharing the volume, still writes 3 MB.
+///
+/// Ignored (reported as such, never as passed): the kernel of this project's machines is built
+/// without quota support (docs/isolation.md); run it with `--ignored` on a host that has it.
 #[tokio::test]
+#[ignore = "needs a kernel with CONFIG_QUOTA and CONFIG_QFMT_V2; this project's machines lack them"]
 async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_on() {
     let pool = TestPool::new("quota");
     let Some(_fs) = QuotaFs::new(&pool.volume, 64) else {
-        // Measured on the reference machine: its kernel lacks quota formats (docs/isolation.md).
-        eprintln!("NOT RUN: this kernel cannot mount ext4 with user quotas (CONFIG_QFMT_V2)");
-        return;
+        panic!("this kernel cannot mount ext4 with user quotas (CONFIG_QUOTA, CONFIG_QFMT_V2)");
     };
     let server = pool.server(1, 2, &["--user-disk-quota-mb", "4"]);
     let mut a = server.connect("").await;

@@ -47,11 +47,11 @@ impl DockerBackend {
         let conn = self.connect_agent(p, socket).await?;
         let env = session_env(p);
         let request = agent::ShellRequest {
-            user: &p.user,
-            home: &p.home,
+            user: p.user.as_str().into(),
+            home: p.home.as_str().into(),
             cols: size.cols,
             rows: size.rows,
-            env: &env,
+            env: env.as_slice().into(),
         };
         agent::spawn(conn, &request, START_TIMEOUT).await
     }

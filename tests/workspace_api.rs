@@ -67,7 +67,7 @@ async fn sessions_are_listed_to_their_owner_and_ended_by_them() {
     let server = Server::local(&[]);
     let cookie = server.new_identity().await;
     let mut client = server.connect_as(&cookie, "cols=100&rows=30").await;
-    let id = client.ready().await["session"].as_str().unwrap().to_owned();
+    let id = client.ready().await.session.into_owned();
     client.sync().await;
     client.run("sleep 300").await;
     let listed = || async {
@@ -140,7 +140,7 @@ async fn sessions_are_listed_to_their_owner_and_ended_by_them() {
     let mut again = server.connect_as(&cookie, &format!("session={id}")).await;
     let ready = again.ready().await;
     assert_eq!(
-        ready["resumed"], false,
+        ready.resumed, false,
         "the ended session cannot be re-attached"
     );
     again.close().await;
@@ -157,7 +157,7 @@ async fn an_access_key_carries_the_account_to_another_browser() {
     let server = Server::local(&[]);
     let first = server.new_identity().await;
     let mut client = server.connect_as(&first, "").await;
-    let id = client.ready().await["session"].as_str().unwrap().to_owned();
+    let id = client.ready().await.session.into_owned();
     let (status, _, json) = call(&server, "POST", "/api/access-key", &first, &[], b"").await;
     assert_eq!(status, 200, "{json}");
     let key = json["key"].as_str().unwrap().to_owned();
@@ -272,7 +272,7 @@ async fn uploads_land_in_the_shells_directory_and_never_overwrite() {
     let server = Server::local(&["--max-upload-mb", "1"]);
     let cookie = server.new_identity().await;
     let mut client = server.connect_as(&cookie, "").await;
-    let id = client.ready().await["session"].as_str().unwrap().to_owned();
+    let id = client.ready().await.session.into_owned();
     let dir = std::env::temp_dir().join(format!("termpool-upload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     client.run(&format!("cd {}", dir.display())).await;
@@ -343,7 +343,7 @@ async fn a_full_disk_is_a_507_and_leaves_no_partial_file() {
     let server = Server::local(&[]);
     let cookie = server.new_identity().await;
     let mut client = server.connect_as(&cookie, "").await;
-    let id = client.ready().await["session"].as_str().unwrap().to_owned();
+    let id = client.ready().await.session.into_owned();
     client.run(&format!("cd {}", dir.display())).await;
     client.sync().await;
     let (status, json) = upload(&server, &cookie, &id, "huge", &vec![7u8; 200_000]).await;
@@ -351,7 +351,10 @@ async fn a_full_disk_is_a_507_and_leaves_no_partial_file() {
     let left = dir.join("huge").exists();
     drop(server);
     // Lazily: a shell of the server may still be leaving the directory.
-    let _ = std::process::Command::new("umount").arg("-l").arg(&dir).status();
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(&dir)
+        .status();
     let _ = std::fs::remove_dir(&dir);
     assert_eq!(
         (status, json["error"].as_str()),

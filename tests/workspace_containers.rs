@@ -91,3 +91,23 @@ async fn download_is_a_command_of_the_user_image() {
     c.expect_bytes(b"\x1b]1337;File=name=aC50eHQ=;size=6;inline=0:aGVsbG8K\x07")
         .await;
 }
+
+#[tokio::test]
+async fn uploads_follow_the_shell_of_a_docker_exec_session_too() {
+    let pool = TestPool::new("uplx");
+    let server = pool.server(1, 2, &["--session-agent", "false"]);
+    let cookie = server.new_identity().await;
+    let mut c = server.connect_as(&cookie, "").await;
+    let ready = c.ready().await;
+    c.run("mkdir -p deeper && cd deeper && echo IN=$((5*5))")
+        .await;
+    c.expect_output("IN=25").await;
+    let (status, json) = upload(&server.addr, &cookie, &ready.session, "n.txt", b"exec\n").await;
+    assert_eq!(status, 201, "{json}");
+    assert_eq!(
+        json["path"],
+        format!("/workspace/{}/deeper/n.txt", ready.user)
+    );
+    c.run("cat n.txt").await;
+    c.expect_output("exec").await;
+}

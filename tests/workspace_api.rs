@@ -389,6 +389,50 @@ async fn download_writes_the_iterm2_file_sequence() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[tokio::test]
+async fn download_is_there_in_a_login_shell_whose_profile_sets_path() {
+    let server = Server::start(&["--shell", "/bin/bash -l"], &[]);
+    let mut client = server.connect("").await;
+    client.ready().await;
+    client
+        .run("cd /tmp && printf 'hi' > termpool-login-dl && download termpool-login-dl")
+        .await;
+    let expected = format!(
+        "\x1b]1337;File=name={};size=2;inline=0:aGk=\x07",
+        base64(b"termpool-login-dl")
+    );
+    client.expect_bytes(expected.as_bytes()).await;
+    client.close().await;
+}
+
+#[tokio::test]
+async fn token_login_stays_under_the_base_path() {
+    let dir = std::env::temp_dir().join(format!("termpool-base-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens");
+    std::fs::write(&file, "alice:alice-secret-token-123456\n").unwrap();
+    let args = [
+        "--identity-mode",
+        "token",
+        "--token-file",
+        file.to_str().unwrap(),
+    ];
+    let server = Server::local(&[&args[..], &["--base-path", "/terminal/"]].concat());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (status, _, form) = http_request(&server.addr, "GET", "/terminal/", &[], b"").await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&form).contains("action=/terminal/login"));
+    let path = "/terminal/?token=alice-secret-token-123456";
+    let (status, headers, _) = http_request(&server.addr, "GET", path, &[], b"").await;
+    assert_eq!(
+        (status, header(&headers, "location")),
+        (303, Some("/terminal/"))
+    );
+    let cookie = cookie_of(&headers);
+    let (status, json) = get(&server, "/terminal/api/whoami", &cookie).await;
+    assert_eq!((status, json["mode"].as_str()), (200, Some("token")));
+}
+
 /// Standard base64 with padding, as coreutils' `base64` writes it.
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

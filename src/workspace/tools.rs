@@ -24,9 +24,16 @@ pub fn install(max_download_mb: u64) -> std::io::Result<(PathBuf, Vec<(String, S
         .mode(0o755)
         .open(dir.join("download"))?;
     script.write_all(DOWNLOAD_SCRIPT.as_bytes())?;
-    let env = vec![(
-        "TERMPOOL_MAX_DOWNLOAD_MB".to_owned(),
-        max_download_mb.to_string(),
-    )];
+    // Login shells' profiles usually set PATH afresh (Debian's /etc/profile does): bash also gets
+    // the command as an exported function, which it takes from the environment before any
+    // profile runs.
+    let function = format!("() {{ '{}/download' \"$@\"; }}", dir.display());
+    let env = vec![
+        (
+            "TERMPOOL_MAX_DOWNLOAD_MB".to_owned(),
+            max_download_mb.to_string(),
+        ),
+        ("BASH_FUNC_download%%".to_owned(), function),
+    ];
     Ok((dir, env))
 }

@@ -22,17 +22,74 @@ const FILE: &str = "access-keys.json";
 pub enum KeyError {
     #[error("the access keys cannot be saved: {0}")]
     Io(#[from] std::io::Error),
+    /// The store that keeps them failed (its own message).
+    #[error("the access key store failed: {0}")]
+    Store(String),
 }
 
-/// The account of every key, by key hash; saved in `DATA_DIR` when there is one.
+/// Where key hashes are kept: one per identity. The names are the placement store's (its
+/// `access_keys` table), so that store can keep them; [`FileKeys`] keeps them until it does.
+pub trait KeyStore: Send {
+    /// Makes `key_hash` the identity's one key, ending any previous one.
+    fn set_access_key(&mut self, identity: &str, key_hash: &str) -> Result<(), KeyError>;
+    fn identity_for_key(&self, key_hash: &str) -> Result<Option<String>, KeyError>;
+    fn has_access_key(&self, identity: &str) -> Result<bool, KeyError>;
+}
+
+/// Access keys: made here, their hashes kept in a [`KeyStore`].
 pub struct AccessKeys {
-    /// identity -> hex SHA-256 of its key.
-    hashes: Mutex<HashMap<String, String>>,
-    file: Option<PathBuf>,
+    store: Mutex<Box<dyn KeyStore>>,
 }
 
 impl AccessKeys {
-    /// The keys kept in `dir` (none yet if it has no key file), or in memory only.
+    /// The keys kept in `dir` (see [`FileKeys`]), or in memory only.
+    pub fn open(dir: Option<&Path>) -> Result<Self, KeyError> {
+        Ok(AccessKeys::with_store(Box::new(FileKeys::open(dir)?)))
+    }
+
+    pub fn with_store(store: Box<dyn KeyStore>) -> Self {
+        AccessKeys {
+            store: Mutex::new(store),
+        }
+    }
+
+    /// Makes a new key for `identity`, replacing its previous one; returns the key itself, which
+    /// is kept nowhere.
+    pub fn create(&self, identity: &str) -> Result<String, KeyError> {
+        let mut bytes = [0u8; KEY_BYTES];
+        rand::rng().fill_bytes(&mut bytes);
+        let key = hex::encode(bytes);
+        self.lock().set_access_key(identity, &hash(&key))?;
+        Ok(key)
+    }
+
+    /// The identity a key stands for, if it is the current key of one.
+    pub fn identity_for_key(&self, key: &str) -> Option<String> {
+        self.lock()
+            .identity_for_key(&hash(key))
+            .unwrap_or_else(|e| {
+                log::error!("{e}");
+                None
+            })
+    }
+
+    pub fn has_key(&self, identity: &str) -> bool {
+        self.lock().has_access_key(identity).unwrap_or(false)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn KeyStore>> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Key hashes in a JSON file of `DATA_DIR` (`access-keys.json`, mode 0600), or in memory only.
+pub struct FileKeys {
+    /// identity -> hex SHA-256 of its key.
+    hashes: HashMap<String, String>,
+    file: Option<PathBuf>,
+}
+
+impl FileKeys {
     pub fn open(dir: Option<&Path>) -> Result<Self, KeyError> {
         let file = dir.map(|d| d.join(FILE));
         let hashes = match &file {
@@ -42,50 +99,11 @@ impl AccessKeys {
             }
             _ => HashMap::new(),
         };
-        Ok(AccessKeys {
-            hashes: Mutex::new(hashes),
-            file,
-        })
-    }
-
-    /// Makes a new key for `identity`, replacing its previous one; returns the key itself, which
-    /// is kept nowhere.
-    pub fn create(&self, identity: &str) -> Result<String, KeyError> {
-        let mut bytes = [0u8; KEY_BYTES];
-        rand::rng().fill_bytes(&mut bytes);
-        let key = hex::encode(bytes);
-        let mut hashes = self.lock();
-        let previous = hashes.insert(identity.to_owned(), hash(&key));
-        if let Err(e) = self.save(&hashes) {
-            match previous {
-                Some(old) => hashes.insert(identity.to_owned(), old),
-                None => hashes.remove(identity),
-            };
-            return Err(e);
-        }
-        Ok(key)
-    }
-
-    /// The identity a key stands for, if it is the current key of one.
-    pub fn identity_for_key(&self, key: &str) -> Option<String> {
-        let wanted = hash(key);
-        let hashes = self.lock();
-        hashes
-            .iter()
-            .find(|(_, h)| subtle::ConstantTimeEq::ct_eq(h.as_bytes(), wanted.as_bytes()).into())
-            .map(|(identity, _)| identity.clone())
-    }
-
-    pub fn has_key(&self, identity: &str) -> bool {
-        self.lock().contains_key(identity)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.hashes.lock().unwrap_or_else(|e| e.into_inner())
+        Ok(FileKeys { hashes, file })
     }
 
     /// Writes the table whole to a fresh file (0600) and renames it over the old one.
-    fn save(&self, hashes: &HashMap<String, String>) -> Result<(), KeyError> {
+    fn save(&self) -> Result<(), KeyError> {
         let Some(path) = &self.file else {
             return Ok(());
         };
@@ -96,10 +114,36 @@ impl AccessKeys {
             .create_new(true)
             .mode(0o600)
             .open(&fresh)?;
-        file.write_all(&serde_json::to_vec(hashes).map_err(std::io::Error::other)?)?;
+        file.write_all(&serde_json::to_vec(&self.hashes).map_err(std::io::Error::other)?)?;
         file.sync_all()?;
         std::fs::rename(&fresh, path)?;
         Ok(())
+    }
+}
+
+impl KeyStore for FileKeys {
+    fn set_access_key(&mut self, identity: &str, key_hash: &str) -> Result<(), KeyError> {
+        let previous = self.hashes.insert(identity.to_owned(), key_hash.to_owned());
+        if let Err(e) = self.save() {
+            match previous {
+                Some(old) => self.hashes.insert(identity.to_owned(), old),
+                None => self.hashes.remove(identity),
+            };
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn identity_for_key(&self, key_hash: &str) -> Result<Option<String>, KeyError> {
+        let found = self
+            .hashes
+            .iter()
+            .find(|(_, h)| subtle::ConstantTimeEq::ct_eq(h.as_bytes(), key_hash.as_bytes()).into());
+        Ok(found.map(|(identity, _)| identity.clone()))
+    }
+
+    fn has_access_key(&self, identity: &str) -> Result<bool, KeyError> {
+        Ok(self.hashes.contains_key(identity))
     }
 }
 

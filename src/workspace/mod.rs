@@ -6,7 +6,7 @@ pub mod files;
 pub mod keys;
 pub mod tools;
 
-pub use keys::{AccessKeys, KeyError, RedeemLimiter};
+pub use keys::{AccessKeys, FileKeys, KeyError, KeyStore, RedeemLimiter};
 
 /// The workspace's state shared by the request handlers.
 pub struct Workspace {

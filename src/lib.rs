@@ -15,6 +15,7 @@
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`tty`]: the seam between sessions and where shells run: local PTYs, container agents, execs.
 //! - [`pool`]: which container and Linux account each user gets, kept in a store.
+//! - [`workspace`]: beyond the terminal: access keys for an account, uploads, the `download` command.
 //!
 //! The session agent that runs inside each user container is the `agent/` crate; the messages it
 //! exchanges with the server are `agent/proto/`.
@@ -30,3 +31,4 @@ pub mod session;
 pub mod spin;
 pub mod tty;
 pub mod web;
+pub mod workspace;

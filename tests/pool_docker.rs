@@ -21,8 +21,7 @@ use bollard::Docker;
 use common::DockerProxy;
 use futures_util::StreamExt;
 use termpool::pool::{
-    account_names, identity_hash, linux_username, Account, Pool, PoolConfig, PoolError,
-    SqliteStore,
+    account_names, identity_hash, linux_username, Account, Pool, PoolConfig, PoolError, SqliteStore,
 };
 
 const IMAGE: &str = "terminal-multi-user:latest";

@@ -1,12 +1,14 @@
 //! The server's settings: the command line and environment (`args`) turned once, at start, into
 //! typed and validated options, so that a bad setting stops the server naming its variable.
 
+mod admin;
 mod args;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use admin::AdminOptions;
 pub use args::{Args, IdentityMode};
 
 use crate::identity::{Mode, TokenTable, TrustedProxies};
@@ -39,6 +41,8 @@ pub struct ServerOptions {
     /// The host names the server answers to, normalized; `None` means any.
     pub allowed_hosts: Option<Vec<String>>,
     pub trusted_proxies: TrustedProxies,
+    /// The admin API's settings; `None`: it is off.
+    pub admin: Option<AdminOptions>,
 }
 
 /// Where sessions run.
@@ -112,6 +116,7 @@ impl Args {
             allowed_origins: self.allowed_origins()?,
             allowed_hosts: self.allowed_hosts(bind)?,
             trusted_proxies,
+            admin: self.admin()?,
         })
     }
 

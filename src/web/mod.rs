@@ -1,7 +1,9 @@
 //! The HTTP face of the server: its shared state, the listener and the route table; the handlers
 //! live in the child modules.
 
+mod admin;
 mod assets;
+mod blocked;
 mod pages;
 mod provenance;
 mod status;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use actix_web::{guard, web, App, HttpServer};
 use anyhow::Context;
 
+use crate::blocks::{Blocklist, SharedStore};
 use crate::config::ServerOptions;
 use crate::identity::Identifier;
 use crate::metrics::Metrics;
@@ -25,6 +28,10 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub identifier: Identifier,
     pub metrics: Arc<Metrics>,
+    /// The operator's blocks (kept in `store` when there is one).
+    pub blocks: Arc<Blocklist>,
+    /// The store's web-side connection (`DATA_DIR` set); `None`: nothing outlives the process.
+    pub store: Option<SharedStore>,
 }
 
 /// Binds, prints `listening on http://ADDR` on stdout, and serves until SIGINT/SIGTERM; then
@@ -41,6 +48,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
                 .app_data(state.clone())
                 .app_data(hosts.clone())
                 .app_data(proxies.clone())
+                .wrap(actix_web::middleware::from_fn(blocked::refuse_blocked))
                 .wrap(actix_web::middleware::from_fn(
                     provenance::allowed_hosts_only,
                 ))
@@ -110,5 +118,6 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/assets/{path:.*}", web::get().to(pages::asset))
         .route("/login", web::post().to(pages::login))
         .route("/healthz", web::get().to(status::healthz))
-        .route("/metrics", web::get().to(status::metrics));
+        .route("/metrics", web::get().to(status::metrics))
+        .configure(admin::routes);
 }

@@ -36,6 +36,32 @@ impl Pool {
         blocking(&self.store, move |s| s.accounts_idle_since(t)).await
     }
 
+    /// Every account of the store (flushed first, so activity is current), with the id of its
+    /// container if it holds a slot.
+    pub async fn accounts(&self) -> Result<Vec<(UserRecord, Option<String>)>, PoolError> {
+        self.flush().await?;
+        let users = blocking(&self.store, |s| s.users()).await?;
+        let st = self.lock_state();
+        let id_of = |name: &str| st.slots.iter().find(|s| s.name == name)?.id.clone();
+        let with_ids = users.into_iter().map(|u| {
+            let id = u.container.as_deref().and_then(id_of);
+            (u, id)
+        });
+        Ok(with_ids.collect())
+    }
+
+    /// Users holding a slot in each container, by container name.
+    pub fn users_per_container(&self) -> Vec<(String, usize)> {
+        let st = self.lock_state();
+        let mut counts = vec![0; st.slots.len()];
+        st.users
+            .values()
+            .filter_map(|u| u.slot)
+            .for_each(|i| counts[i] += 1);
+        let names = st.slots.iter().map(|s| s.name.clone());
+        names.zip(counts).collect()
+    }
+
     /// Makes sure slot `idx` has a running container with hidepid (adopting, restarting or
     /// replacing it); returns its id. Cheap when the slot is known to be ready.
     pub(super) async fn ensure_slot(&self, idx: usize) -> Result<String, PoolError> {

@@ -135,8 +135,8 @@ async fn sessions_and_refusals_are_audited_without_secrets() {
     let cookie = server.new_identity().await;
     let mut client = server.connect_as(&cookie, "").await;
     let ready = client.ready().await;
-    let session = ready["session"].as_str().unwrap().to_owned();
-    let account = ready["user"].as_str().unwrap().to_owned();
+    let session = ready.session.to_string();
+    let account = ready.user.to_string();
     client.run("echo audited-$((6*7))").await;
     client.expect_output("audited-42").await;
     client.run("exit").await;
@@ -206,7 +206,7 @@ async fn blocks_refuse_clients_end_their_sessions_and_survive_a_restart() {
     let mallory = server.new_identity().await;
     let alice = server.new_identity().await;
     let mut m = server.connect_as(&mallory, "").await;
-    let session = m.ready().await["session"].as_str().unwrap().to_owned();
+    let session = m.ready().await.session.to_string();
     let hash = identity_hash_of(&server, &session).await;
     assert_eq!(hash.len(), 64);
 
@@ -304,7 +304,7 @@ async fn ending_a_user_hangs_up_its_sessions_and_ends_its_jobs() {
     let dir = TempDir::new("end");
     let server = admin_server(&dir, &[], &[]);
     let mut c = server.connect("").await;
-    let session = c.ready().await["session"].as_str().unwrap().to_owned();
+    let session = c.ready().await.session.to_string();
     let hash = identity_hash_of(&server, &session).await;
     // A job that ignores the hang-up, as a miner would.
     let marker = format!("{}", 40_000 + std::process::id() % 20_000);

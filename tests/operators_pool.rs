@@ -49,9 +49,9 @@ async fn operators_see_occupancy_and_end_a_users_processes() {
     for _ in 0..3 {
         let mut c = server.connect("").await;
         let ready = c.ready().await;
-        let container = ready["container"].as_str().unwrap().to_owned();
+        let container = ready.container.as_deref().unwrap().to_owned();
         *per.entry(container.clone()).or_default() += 1;
-        clients.push((c, ready["user"].as_str().unwrap().to_owned(), container));
+        clients.push((c, ready.user.to_string(), container));
     }
     let (_, _, body) = common::http_get(&server.addr, "/metrics", &[]).await;
     let metrics = String::from_utf8(body).unwrap();

@@ -296,7 +296,7 @@ fn a_store_of_the_unversioned_release_is_upgraded_in_place() {
         .expect("version");
     assert_eq!(version, SCHEMA_VERSION);
     let mut users = s.users().expect("users");
-    users.sort_by(|a, b| a.uid.cmp(&b.uid));
+    users.sort_by_key(|u| u.uid);
     let kept: Vec<_> = users
         .iter()
         .map(|u| {

@@ -282,6 +282,10 @@ async fn blocks_refuse_clients_end_their_sessions_and_survive_a_restart() {
     let (status, _, page) = common::http_get(&server.addr, "/", &[]).await;
     assert_eq!(status, 403);
     assert!(String::from_utf8_lossy(&page).contains("abuse from this network"));
+    // A forwarding header from a client that is no trusted proxy does not move it out of the block.
+    let elsewhere = [("X-Forwarded-For", "198.51.100.7")];
+    let (status, _, _) = common::http_get(&server.addr, "/", &elsewhere).await;
+    assert_eq!(status, 403);
     let (status, _) = server.refusal(&alice, "", None).await;
     assert_eq!(status, 403);
     let path = "/admin/blocks/address/127.0.0.0/8";
@@ -361,6 +365,10 @@ async fn the_admin_api_answers_only_allowed_addresses_and_is_off_by_default() {
     let server = admin_server(&dir, &["--trusted-proxies", "127.0.0.1"], &[]);
     let from = [("X-Forwarded-For", "203.0.113.9")];
     let (status, _) = admin_with(&server, "GET", "/admin/users", Some(TOKEN), "", &from).await;
+    assert_eq!(status, 403);
+    // A client that writes a loopback hop to the left of what its proxy appends gains nothing.
+    let forged = [("X-Forwarded-For", "127.0.0.1, 203.0.113.9")];
+    let (status, _) = admin_with(&server, "GET", "/admin/users", Some(TOKEN), "", &forged).await;
     assert_eq!(status, 403);
     let local = [("X-Forwarded-For", "127.0.0.1")];
     let (status, _) = admin_with(&server, "GET", "/admin/users", Some(TOKEN), "", &local).await;

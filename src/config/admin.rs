@@ -50,3 +50,50 @@ impl Args {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn admin(args: &[&str]) -> Result<Option<AdminOptions>, String> {
+        let args = std::iter::once("termpool").chain(args.iter().copied());
+        let args = Args::try_parse_from(args).map_err(|e| e.to_string())?;
+        args.admin().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn off_without_a_token_file_and_loopback_only_by_default() {
+        assert!(admin(&[]).unwrap().is_none());
+        let file = std::env::temp_dir().join(format!("termpool-admin-{}", std::process::id()));
+        std::fs::write(&file, "  0123456789abcdef\n").unwrap();
+        let path = file.to_str().unwrap();
+        let on = admin(&["--admin-token-file", path]).unwrap().unwrap();
+        assert_eq!(on.token, "0123456789abcdef");
+        assert!(on.allowed.contains("127.0.0.1".parse().unwrap()));
+        assert!(on.allowed.contains("::1".parse().unwrap()));
+        assert!(!on.allowed.contains("10.0.0.1".parse().unwrap()));
+        assert!(
+            !format!("{on:?}").contains("0123456789abcdef"),
+            "never printed"
+        );
+        for (args, var) in [
+            (
+                vec!["--admin-allowed-addresses", "10.0.0.0/40"],
+                "ADMIN_ALLOWED_ADDRESSES",
+            ),
+            (
+                vec!["--admin-token-file", "/nonexistent/token"],
+                "ADMIN_TOKEN_FILE",
+            ),
+        ] {
+            let err = admin(&args).err().unwrap();
+            assert!(err.contains(var), "{err}");
+        }
+        std::fs::write(&file, "two words here\n").unwrap();
+        let err = admin(&["--admin-token-file", path]).err().unwrap();
+        assert!(err.contains("ADMIN_TOKEN_FILE"), "{err}");
+        std::fs::remove_file(&file).unwrap();
+    }
+}

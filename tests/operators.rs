@@ -500,3 +500,40 @@ async fn the_server_upgrades_an_old_store_and_refuses_a_newer_one() {
     );
     assert_eq!(std::fs::read(&store).unwrap(), before);
 }
+
+#[tokio::test]
+async fn a_refused_login_is_audited_without_its_token() {
+    let dir = TempDir::new("login");
+    let tokens = dir.path("tokens");
+    std::fs::write(&tokens, format!("alice:{}\n", common::ALICE_TOKEN)).unwrap();
+    let server = admin_server(
+        &dir,
+        &[
+            "--identity-mode",
+            "token",
+            "--token-file",
+            tokens.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let guess = "token=guessed-token-0123456789";
+    let headers = [("Content-Type", "application/x-www-form-urlencoded")];
+    let (status, _, _) =
+        http_request(&server.addr, "POST", "/login", &headers, guess.as_bytes()).await;
+    assert_eq!(status, 401);
+    let log = dir.path("log");
+    assert!(
+        common::eventually(WAIT, || !log_lines_with(&log, "reason=login_token")
+            .is_empty())
+        .await,
+        "no audit line for the refused login"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("guessed-token"), "the log holds the token");
+    let (_, _, body) = common::http_get(&server.addr, "/metrics", &[]).await;
+    let metrics = String::from_utf8(body).unwrap();
+    assert_eq!(
+        metric(&metrics, r#"termpool_refusals_total{reason="login_token"}"#),
+        Some(1.0)
+    );
+}

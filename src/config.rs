@@ -1,12 +1,14 @@
 //! The server's settings: the command line and environment (`args`) turned once, at start, into
 //! typed and validated options, so that a bad setting stops the server naming its variable.
 
+mod admin;
 mod args;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use admin::AdminOptions;
 pub use args::{Args, IdentityMode};
 
 use crate::identity::{Mode, TokenTable, TrustedProxies};
@@ -43,6 +45,8 @@ pub struct ServerOptions {
     pub base_path: String,
     pub max_upload_bytes: u64,
     pub max_download_mb: u64,
+    /// The admin API's settings; `None`: it is off.
+    pub admin: Option<AdminOptions>,
 }
 
 /// Where sessions run.
@@ -119,6 +123,7 @@ impl Args {
             base_path: base_path(&self.base_path)?,
             max_upload_bytes: self.max_upload_mb << 20,
             max_download_mb: self.max_download_mb,
+            admin: self.admin()?,
         })
     }
 

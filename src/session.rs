@@ -8,7 +8,10 @@ mod listing;
 mod pump;
 mod registry;
 
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
@@ -17,6 +20,7 @@ pub use admission::{Limits, Refusal};
 pub use listing::SessionSummary;
 pub use registry::{Registry, SessionSlot};
 
+use crate::audit;
 use crate::protocol::TermSize;
 use crate::screen::Screen;
 use crate::tty::{Placement, Tty, TtyError};
@@ -76,6 +80,12 @@ pub struct LiveSession {
     opened_at: std::time::SystemTime,
     /// The TTY's size, as last set.
     size: Mutex<TermSize>,
+    /// The client that opened the session, for the audit trail and address blocks.
+    pub client: Option<IpAddr>,
+    opened: Instant,
+    /// Bytes written to the terminal, and read from it (for the audit trail).
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
 }
 
 impl LiveSession {
@@ -87,6 +97,7 @@ impl LiveSession {
         tty: Arc<dyn Tty>,
         screen: Option<Arc<Screen>>,
         size: TermSize,
+        client: Option<IpAddr>,
     ) -> (Arc<Self>, watch::Receiver<u64>) {
         let (generation, generation_rx) = watch::channel(0);
         let session = Arc::new(LiveSession {
@@ -106,6 +117,10 @@ impl LiveSession {
             slot: Mutex::new(Some(slot)),
             opened_at: std::time::SystemTime::now(),
             size: Mutex::new(size),
+            client,
+            opened: Instant::now(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
         });
         (session, generation_rx)
     }
@@ -142,7 +157,38 @@ impl LiveSession {
 
     /// Writes client input to the TTY.
     pub async fn write(&self, data: &[u8]) -> Result<(), TtyError> {
+        self.bytes_in
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         self.tty.write(data).await
+    }
+
+    /// Counts output the shell produced.
+    fn count_output(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The hex SHA-256 of the session's identity (never the identity itself).
+    pub fn identity_hash(&self) -> String {
+        crate::pool::identity_hash(&self.identity)
+    }
+
+    /// Ends the session at an operator's request: its shell and jobs get SIGHUP, as when the
+    /// terminal is closed.
+    pub async fn hang_up(&self) {
+        self.tty.hangup().await;
+    }
+
+    /// The audit line of this session's `event`.
+    fn audit(&self, event: &str) -> audit::Line {
+        audit::Line::new(event)
+            .field("session", &self.id)
+            .identity(Some(&self.identity))
+            .field("account", &self.placement.user)
+            .field(
+                "container",
+                self.placement.container.as_deref().unwrap_or("-"),
+            )
+            .client(self.client)
     }
 
     /// Resizes the TTY, and the screen with it once the TTY has taken the new size.
@@ -205,6 +251,16 @@ impl LiveSession {
             shared.ended = true;
             shared.attachment.take().map(|a| a.tx)
         };
+        let ended = self
+            .audit("session_end")
+            .duration("duration_s", self.opened.elapsed())
+            .field("bytes_in", self.bytes_in.load(Ordering::Relaxed))
+            .field("bytes_out", self.bytes_out.load(Ordering::Relaxed));
+        let ended = match &result {
+            Ok(code) => ended.field("exit", code.map_or("-".into(), |c| c.to_string())),
+            Err(why) => ended.field("exit", "lost").field("why", why),
+        };
+        ended.emit();
         if let Some(tx) = target {
             let _ = tx.send(Event::Ended(result)).await;
         }

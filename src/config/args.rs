@@ -12,6 +12,7 @@ const IDENTITY: &str = "Identity";
 const LIMITS: &str = "Limits";
 const POOL: &str = "Container pool";
 const TUNING: &str = "Tuning";
+const OPERATOR: &str = "Operator";
 
 /// termpool: a multi-user web terminal server.
 #[derive(Parser, Debug, Clone)]
@@ -209,6 +210,17 @@ pub struct Args {
     #[arg(long, env = "BUSY_POLL_US", default_value_t = 200, help_heading = TUNING,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub busy_poll_us: u64,
+
+    /// A file holding the admin API's bearer token (16 or more characters); without it the admin
+    /// API (/admin/...) is off.
+    #[arg(long, env = "ADMIN_TOKEN_FILE", help_heading = OPERATOR)]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Client addresses or CIDR blocks the admin API answers, comma-separated; any other gets 403,
+    /// token or not.
+    #[arg(long, env = "ADMIN_ALLOWED_ADDRESSES", value_delimiter = ',',
+          default_value = "127.0.0.0/8,::1", help_heading = OPERATOR)]
+    pub admin_allowed_addresses: Vec<String>,
 
     /// HTTP worker threads (0 = one per core).
     #[arg(long, env = "WORKERS", default_value_t = 0, help_heading = TUNING)]

@@ -190,12 +190,12 @@ impl Drop for Pool {
         {
             task.abort();
         }
-        let seen = self.lock_state().take_dirty();
-        if seen.is_empty() {
+        let touches = self.lock_state().take_dirty();
+        if touches.is_empty() {
             return;
         }
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = store.touch(&seen) {
+        if let Err(e) = store.touch(&touches) {
             log::warn!("pool: writing last-seen times at shutdown failed: {e}");
         }
     }

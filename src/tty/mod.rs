@@ -33,6 +33,20 @@ pub struct Placement {
     pub home: String,
 }
 
+/// An account as the operator sees it (`/admin/users`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccountInfo {
+    pub user: String,
+    /// Hex SHA-256 of the account's identity (what an identity block names).
+    pub identity_hash: String,
+    pub uid: u32,
+    /// The container holding the account's slot, if any.
+    pub container: Option<String>,
+    pub container_id: Option<String>,
+    /// Unix seconds of the account's last known activity.
+    pub last_activity: i64,
+}
+
 /// Errors of a backend, mapped by the web layer to HTTP statuses or `error` frames.
 #[derive(Debug, thiserror::Error)]
 pub enum TtyError {
@@ -199,4 +213,12 @@ pub trait Backend: Send + Sync {
     async fn reap(&self, placement: &Placement) -> Result<(), TtyError>;
     /// The server is stopping: persist what must survive it.
     async fn shutdown(&self) {}
+    /// The accounts the backend keeps, for the operator (none in local mode).
+    async fn accounts(&self) -> Result<Vec<AccountInfo>, TtyError> {
+        Ok(Vec::new())
+    }
+    /// Users holding a slot in each container, by container name (none in local mode).
+    fn users_per_container(&self) -> Vec<(String, usize)> {
+        Vec::new()
+    }
 }

@@ -2,7 +2,9 @@
 //! live in the child modules.
 
 mod api;
+mod admin;
 mod assets;
+mod blocked;
 mod pages;
 mod provenance;
 mod status;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use actix_web::{guard, web, App, HttpServer};
 use anyhow::Context;
 
+use crate::blocks::{Blocklist, SharedStore};
 use crate::config::ServerOptions;
 use crate::identity::Identifier;
 use crate::metrics::Metrics;
@@ -29,6 +32,10 @@ pub struct AppState {
     pub identifier: Identifier,
     pub metrics: Arc<Metrics>,
     pub workspace: Workspace,
+    /// The operator's blocks (kept in `store` when there is one).
+    pub blocks: Arc<Blocklist>,
+    /// The store's web-side connection (`DATA_DIR` set); `None`: nothing outlives the process.
+    pub store: Option<SharedStore>,
 }
 
 /// Binds, prints `listening on http://ADDR` on stdout, and serves until SIGINT/SIGTERM; then
@@ -46,6 +53,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
                 .app_data(state.clone())
                 .app_data(hosts.clone())
                 .app_data(proxies.clone())
+                .wrap(actix_web::middleware::from_fn(blocked::refuse_blocked))
                 .wrap(actix_web::middleware::from_fn(
                     provenance::allowed_hosts_only,
                 ))
@@ -141,5 +149,6 @@ fn base_routes(cfg: &mut web::ServiceConfig) {
         .route("/api/sessions/{id}", web::delete().to(api::end_session))
         .route("/api/access-key", web::post().to(api::create_key))
         .route("/api/access-key/redeem", web::post().to(api::redeem_key))
-        .route("/api/upload", web::post().to(upload::upload));
+        .route("/api/upload", web::post().to(upload::upload))
+        .configure(admin::routes);
 }

@@ -157,6 +157,7 @@ pub(super) async fn login(
     // A form on another site must not log this browser in as whoever that site chose.
     if !provenance::origin_allowed(&req, &state.options) {
         log::info!("login refused: cross-origin form");
+        refused_login(&req, &state, 403, "login_origin");
         return HttpResponse::Forbidden()
             .content_type("text/plain; charset=utf-8")
             .body("cross-origin login refused");
@@ -173,6 +174,7 @@ fn login_with(
     let base = state.options.base_path.as_str();
     let Some(value) = state.identifier.login(token) else {
         log::info!("login refused: unknown token");
+        refused_login(req, state, 401, "login_token");
         return login_form(
             StatusCode::UNAUTHORIZED,
             "That token is not valid.",
@@ -186,6 +188,16 @@ fn login_with(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .finish()
+}
+
+/// Counts a refused login and writes its audit line (never the token).
+fn refused_login(req: &HttpRequest, state: &AppState, status: u16, reason: &str) {
+    state.metrics.count_refusal_reason(reason);
+    crate::audit::Line::new("refused")
+        .field("status", status)
+        .field("reason", reason)
+        .client(provenance::client_address(req))
+        .emit();
 }
 
 /// A plain form, no script: the token goes in a POST body, never in a URL.

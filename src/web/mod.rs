@@ -1,8 +1,8 @@
 //! The HTTP face of the server: its shared state, the listener and the route table; the handlers
 //! live in the child modules.
 
-mod api;
 mod admin;
+mod api;
 mod assets;
 mod blocked;
 mod pages;

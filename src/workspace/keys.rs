@@ -2,33 +2,28 @@
 //! SHA-256 hash; at most one per account, a new one replacing (ending) the old.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::blocks::SharedStore;
+
 /// Random bytes in a key (shown as hex).
 const KEY_BYTES: usize = 32;
 /// Redeem attempts one client address may make per minute.
 pub const REDEEMS_PER_MINUTE: u32 = 10;
-const FILE: &str = "access-keys.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("the access keys cannot be saved: {0}")]
-    Io(#[from] std::io::Error),
     /// The store that keeps them failed (its own message).
     #[error("the access key store failed: {0}")]
     Store(String),
 }
 
-/// Where key hashes are kept: one per identity. The names are the placement store's (its
-/// `access_keys` table), so that store can keep them; [`FileKeys`] keeps them until it does.
+/// Where key hashes are kept: one per identity.
 pub trait KeyStore: Send {
     /// Makes `key_hash` the identity's one key, ending any previous one.
     fn set_access_key(&mut self, identity: &str, key_hash: &str) -> Result<(), KeyError>;
@@ -42,9 +37,12 @@ pub struct AccessKeys {
 }
 
 impl AccessKeys {
-    /// The keys kept in `dir` (see [`FileKeys`]), or in memory only.
-    pub fn open(dir: Option<&Path>) -> Result<Self, KeyError> {
-        Ok(AccessKeys::with_store(Box::new(FileKeys::open(dir)?)))
+    /// Keys kept in the server's store (`DATA_DIR`), or for the process's lifetime without one.
+    pub fn open(store: Option<SharedStore>) -> Self {
+        match store {
+            Some(store) => AccessKeys::with_store(Box::new(StoredKeys(store))),
+            None => AccessKeys::with_store(Box::<MemoryKeys>::default()),
+        }
     }
 
     pub fn with_store(store: Box<dyn KeyStore>) -> Self {
@@ -82,55 +80,42 @@ impl AccessKeys {
     }
 }
 
-/// Key hashes in a JSON file of `DATA_DIR` (`access-keys.json`, mode 0600), or in memory only.
-pub struct FileKeys {
+/// Key hashes in the store's `access_keys` table, beside the placements and blocks.
+struct StoredKeys(SharedStore);
+
+impl StoredKeys {
+    fn lock(&self) -> std::sync::MutexGuard<'_, crate::pool::SqliteStore> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl KeyStore for StoredKeys {
+    fn set_access_key(&mut self, identity: &str, key_hash: &str) -> Result<(), KeyError> {
+        let result = self.lock().set_access_key(identity, key_hash);
+        result.map_err(|e| KeyError::Store(e.to_string()))
+    }
+
+    fn identity_for_key(&self, key_hash: &str) -> Result<Option<String>, KeyError> {
+        let result = self.lock().identity_for_key(key_hash);
+        result.map_err(|e| KeyError::Store(e.to_string()))
+    }
+
+    fn has_access_key(&self, identity: &str) -> Result<bool, KeyError> {
+        let result = self.lock().has_access_key(identity);
+        result.map_err(|e| KeyError::Store(e.to_string()))
+    }
+}
+
+/// Key hashes for the process's lifetime, when the server keeps no store (no `DATA_DIR`).
+#[derive(Default)]
+pub struct MemoryKeys {
     /// identity -> hex SHA-256 of its key.
     hashes: HashMap<String, String>,
-    file: Option<PathBuf>,
 }
 
-impl FileKeys {
-    pub fn open(dir: Option<&Path>) -> Result<Self, KeyError> {
-        let file = dir.map(|d| d.join(FILE));
-        let hashes = match &file {
-            Some(path) if path.exists() => {
-                let text = std::fs::read_to_string(path)?;
-                serde_json::from_str(&text).map_err(std::io::Error::other)?
-            }
-            _ => HashMap::new(),
-        };
-        Ok(FileKeys { hashes, file })
-    }
-
-    /// Writes the table whole to a fresh file (0600) and renames it over the old one.
-    fn save(&self) -> Result<(), KeyError> {
-        let Some(path) = &self.file else {
-            return Ok(());
-        };
-        let fresh = path.with_extension("json.new");
-        let _ = std::fs::remove_file(&fresh);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&fresh)?;
-        file.write_all(&serde_json::to_vec(&self.hashes).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-        std::fs::rename(&fresh, path)?;
-        Ok(())
-    }
-}
-
-impl KeyStore for FileKeys {
+impl KeyStore for MemoryKeys {
     fn set_access_key(&mut self, identity: &str, key_hash: &str) -> Result<(), KeyError> {
-        let previous = self.hashes.insert(identity.to_owned(), key_hash.to_owned());
-        if let Err(e) = self.save() {
-            match previous {
-                Some(old) => self.hashes.insert(identity.to_owned(), old),
-                None => self.hashes.remove(identity),
-            };
-            return Err(e);
-        }
+        self.hashes.insert(identity.to_owned(), key_hash.to_owned());
         Ok(())
     }
 
@@ -188,21 +173,36 @@ mod tests {
     fn a_new_key_replaces_the_old_and_only_hashes_are_kept() {
         let dir = std::env::temp_dir().join(format!("termpool-keys-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let keys = AccessKeys::open(Some(&dir)).unwrap();
+        let path = dir.join("store.sqlite");
+        let open = || {
+            let store = crate::pool::SqliteStore::open(&path).unwrap();
+            AccessKeys::open(Some(std::sync::Arc::new(Mutex::new(store))))
+        };
+        let keys = open();
         let first = keys.create("cookie:a").unwrap();
         assert_eq!(first.len(), 64);
         assert_eq!(keys.identity_for_key(&first).as_deref(), Some("cookie:a"));
         let second = keys.create("cookie:a").unwrap();
         assert_eq!(keys.identity_for_key(&first), None, "the old key has ended");
-        let saved = std::fs::read_to_string(dir.join(FILE)).unwrap();
-        assert!(!saved.contains(&second) && saved.contains(&hash(&second)));
-        let reopened = AccessKeys::open(Some(&dir)).unwrap();
+        drop(keys);
+        let saved = std::fs::read(&path).unwrap();
+        let contains = |needle: &str| saved.windows(needle.len()).any(|w| w == needle.as_bytes());
+        assert!(!contains(&second) && contains(&hash(&second)));
+        let reopened = open();
         assert_eq!(
             reopened.identity_for_key(&second).as_deref(),
             Some("cookie:a")
         );
         assert!(reopened.has_key("cookie:a") && !reopened.has_key("cookie:b"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn without_a_store_keys_last_as_long_as_the_process() {
+        let keys = AccessKeys::open(None);
+        let key = keys.create("cookie:a").unwrap();
+        assert_eq!(keys.identity_for_key(&key).as_deref(), Some("cookie:a"));
+        assert!(keys.identity_for_key("0000").is_none());
     }
 
     #[test]

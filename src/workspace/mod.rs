@@ -6,7 +6,7 @@ pub mod files;
 pub mod keys;
 pub mod tools;
 
-pub use keys::{AccessKeys, FileKeys, KeyError, KeyStore, RedeemLimiter};
+pub use keys::{AccessKeys, KeyError, KeyStore, MemoryKeys, RedeemLimiter};
 
 /// The workspace's state shared by the request handlers.
 pub struct Workspace {
@@ -15,11 +15,11 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Access keys kept in `data_dir` when there is one, else for the process's lifetime.
-    pub fn open(data_dir: Option<&std::path::Path>) -> Result<Self, KeyError> {
-        Ok(Workspace {
-            keys: AccessKeys::open(data_dir)?,
+    /// Access keys kept in the server's store when there is one, else for the process's lifetime.
+    pub fn open(store: Option<crate::blocks::SharedStore>) -> Self {
+        Workspace {
+            keys: AccessKeys::open(store),
             redeems: RedeemLimiter::default(),
-        })
+        }
     }
 }

@@ -139,6 +139,19 @@ impl SqliteStore {
             .map_err(sql("looking up an access key"))
     }
 
+    /// Whether `identity` has an access key.
+    pub fn has_access_key(&self, identity: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM access_keys WHERE identity_hash = ?1",
+                params![identity_hash(identity)],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(sql("looking up an access key"))
+    }
+
     /// Removes the access key of `identity`; `false` if it had none.
     pub fn remove_access_key(&mut self, identity: &str) -> Result<bool, StoreError> {
         let n = self

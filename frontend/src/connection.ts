@@ -177,6 +177,19 @@ export class Connection {
     return true;
   }
 
+  /** Attaches this tab to another live session of the user's (the current one is left detached). */
+  attachTo(id: string): void {
+    this.session = id;
+    this.connect({ manual: true });
+  }
+
+  /** Closes for good and forgets the session: the page is about to load as another account. */
+  forget(): void {
+    this.session = null;
+    this.store.clear();
+    this.close();
+  }
+
   /** An automatic retry is waiting: try now instead (page became visible, network came back). */
   retryNowIfWaiting(): void {
     if (this.retryTimer !== undefined) this.connect();

@@ -39,6 +39,10 @@ pub struct ServerOptions {
     /// The host names the server answers to, normalized; `None` means any.
     pub allowed_hosts: Option<Vec<String>>,
     pub trusted_proxies: TrustedProxies,
+    /// The path prefix of every route: starts and ends with `/` (`/` alone at the root).
+    pub base_path: String,
+    pub max_upload_bytes: u64,
+    pub max_download_mb: u64,
 }
 
 /// Where sessions run.
@@ -112,6 +116,9 @@ impl Args {
             allowed_origins: self.allowed_origins()?,
             allowed_hosts: self.allowed_hosts(bind)?,
             trusted_proxies,
+            base_path: base_path(&self.base_path)?,
+            max_upload_bytes: self.max_upload_mb << 20,
+            max_download_mb: self.max_download_mb,
         })
     }
 
@@ -306,6 +313,24 @@ impl Args {
     }
 }
 
+/// `BASE_PATH` made `/a/b/`: one leading and one trailing slash, plain path segments between.
+fn base_path(raw: &str) -> Result<String, ConfigError> {
+    let segments: Vec<&str> = raw.split('/').filter(|s| !s.is_empty()).collect();
+    let plain = |s: &&str| {
+        *s != "."
+            && *s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    };
+    if !raw.starts_with('/') || !segments.iter().all(plain) {
+        return Err(invalid(
+            "BASE_PATH",
+            format!("{raw:?} is not a path like /terminal/ (letters, digits, - . _ ~)"),
+        ));
+    }
+    Ok(segments.iter().fold("/".to_owned(), |p, s| p + s + "/"))
+}
+
 /// A name Docker accepts for a container prefix or a volume.
 fn docker_name(s: &str) -> bool {
     !s.is_empty()
@@ -345,6 +370,17 @@ mod tests {
         assert_eq!(named.unwrap(), ["term.example.org", "::1"]);
         assert_eq!(hosts(&["--allowed-hosts", "a,*"]), None);
         assert!(refusal(&["--allowed-hosts", "https://x.org"]).contains("ALLOWED_HOSTS"));
+    }
+
+    #[test]
+    fn base_paths_are_normalized_or_refused() {
+        let base = |p: &str| parse(&["--base-path", p]).map(|o| o.server.base_path);
+        assert_eq!(parse(&[]).unwrap().server.base_path, "/");
+        assert_eq!(base("/terminal").unwrap(), "/terminal/");
+        assert_eq!(base("//a//b/").unwrap(), "/a/b/");
+        for bad in ["terminal/", "/a/../b", "/a b/", "/a?x", "/%2e/"] {
+            assert!(base(bad).unwrap_err().contains("BASE_PATH"), "{bad}");
+        }
     }
 
     #[test]

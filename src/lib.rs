@@ -30,3 +30,4 @@ pub mod session;
 pub mod spin;
 pub mod tty;
 pub mod web;
+pub mod workspace;

@@ -15,6 +15,7 @@ use termpool::tty::container::DockerBackend;
 use termpool::tty::local::LocalBackend;
 use termpool::tty::Backend;
 use termpool::web::{self, AppState};
+use termpool::workspace::{tools, Workspace};
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -38,7 +39,9 @@ async fn run(options: Options) -> anyhow::Result<()> {
             let dir = options.data_dir.clone().unwrap_or_default();
             Arc::new(container_backend(*pool, &dir).await?)
         }
-        BackendOptions::Local { shell } => Arc::new(LocalBackend::new(shell)),
+        BackendOptions::Local { shell } => {
+            Arc::new(local_backend(shell, options.server.max_download_mb)?)
+        }
     };
     let signer = match &options.data_dir {
         Some(dir) => CookieSigner::persistent(dir)
@@ -46,7 +49,9 @@ async fn run(options: Options) -> anyhow::Result<()> {
         None => CookieSigner::ephemeral(),
     };
     let metrics = Arc::new(Metrics::default());
+    let workspace = Workspace::open(options.data_dir.as_deref())?;
     let state = AppState {
+        workspace,
         registry: Registry::new(options.limits, metrics.clone()),
         backend,
         identifier: Identifier {
@@ -57,6 +62,13 @@ async fn run(options: Options) -> anyhow::Result<()> {
         options: options.server,
     };
     web::serve(state).await
+}
+
+/// The local backend, with the server's own commands (`download`) on its shells' PATH.
+fn local_backend(shell: Vec<String>, max_download_mb: u64) -> anyhow::Result<LocalBackend> {
+    let (dir, env) =
+        tools::install(max_download_mb).context("cannot install the download command")?;
+    Ok(LocalBackend::new(shell).with_tools(dir.display().to_string(), env))
 }
 
 /// File descriptors a session holds (its socket, its PTY, a pidfd or the agent's connection),

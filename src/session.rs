@@ -4,6 +4,7 @@
 
 mod admission;
 mod idle;
+mod listing;
 mod pump;
 mod registry;
 
@@ -13,6 +14,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 pub use admission::{Limits, Refusal};
+pub use listing::SessionSummary;
 pub use registry::{Registry, SessionSlot};
 
 use crate::protocol::TermSize;
@@ -71,6 +73,9 @@ pub struct LiveSession {
     /// Bumped whenever the attachment changes, to wake the pump.
     generation: watch::Sender<u64>,
     slot: Mutex<Option<SessionSlot>>,
+    opened_at: std::time::SystemTime,
+    /// The TTY's size, as last set.
+    size: Mutex<TermSize>,
 }
 
 impl LiveSession {
@@ -81,6 +86,7 @@ impl LiveSession {
         placement: Placement,
         tty: Arc<dyn Tty>,
         screen: Option<Arc<Screen>>,
+        size: TermSize,
     ) -> (Arc<Self>, watch::Receiver<u64>) {
         let (generation, generation_rx) = watch::channel(0);
         let session = Arc::new(LiveSession {
@@ -98,6 +104,8 @@ impl LiveSession {
             }),
             generation,
             slot: Mutex::new(Some(slot)),
+            opened_at: std::time::SystemTime::now(),
+            size: Mutex::new(size),
         });
         (session, generation_rx)
     }
@@ -140,6 +148,7 @@ impl LiveSession {
     /// Resizes the TTY, and the screen with it once the TTY has taken the new size.
     pub async fn resize(&self, size: TermSize) -> Result<(), TtyError> {
         self.tty.resize(size).await?;
+        *self.size.lock().unwrap_or_else(|e| e.into_inner()) = size;
         if let Some(screen) = &self.screen {
             screen.resize(size);
         }

@@ -46,6 +46,11 @@ pub struct Args {
     #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',', help_heading = SERVER)]
     pub allowed_hosts: Vec<String>,
 
+    /// Path prefix the server is reached at, e.g. `/terminal/` behind a reverse proxy: the page,
+    /// its assets, the WebSocket, the API and the login live under it.
+    #[arg(long, env = "BASE_PATH", default_value = "/", help_heading = SERVER)]
+    pub base_path: String,
+
     /// Directory for persistent state: the cookie key, and the placement store in container mode
     /// [default: none in local mode (cookies end with the process), ./termpool-data in container mode].
     #[arg(long, env = "DATA_DIR", help_heading = SERVER)]
@@ -98,6 +103,16 @@ pub struct Args {
     #[arg(long, env = "MAX_NEW_IDENTITIES_PER_ADDRESS_PER_MINUTE", default_value_t = 10,
           help_heading = LIMITS)]
     pub max_new_identities_per_address_per_minute: u32,
+
+    /// Largest file a user may upload, in MiB (1-1048576); a larger one is refused with 413.
+    #[arg(long, env = "MAX_UPLOAD_MB", default_value_t = 100, help_heading = LIMITS,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_upload_mb: u64,
+
+    /// Largest file the `download` command sends to the browser, in MiB (1-1048576).
+    #[arg(long, env = "MAX_DOWNLOAD_MB", default_value_t = 100, help_heading = LIMITS,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_download_mb: u64,
 
     /// Seconds a session whose socket dropped waits for a re-attach before it is hung up (0: at once).
     #[arg(long, env = "REATTACH_GRACE_SECS", default_value_t = 300, help_heading = LIMITS)]

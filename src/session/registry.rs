@@ -20,7 +20,7 @@ pub(super) struct Inner {
     pub(super) admission: Admission,
     pub(super) accounts: Accounts,
     /// Live sessions by id.
-    sessions: HashMap<String, Arc<LiveSession>>,
+    pub(super) sessions: HashMap<String, Arc<LiveSession>>,
 }
 
 pub struct Registry {
@@ -99,7 +99,8 @@ impl Registry {
     ) -> Arc<LiveSession> {
         // Without re-attach nobody needs the screen: no emulator, no cost.
         let screen = (!self.limits.grace.is_zero()).then(|| Screen::new(size));
-        let (session, generation) = LiveSession::new(self, slot, placement, spawned.tty, screen);
+        let (session, generation) =
+            LiveSession::new(self, slot, placement, spawned.tty, screen, size);
         self.lock()
             .sessions
             .insert(session.id.clone(), session.clone());

@@ -139,6 +139,16 @@ pub trait Tty: Send + Sync {
     async fn resize(&self, size: TermSize) -> Result<(), TtyError>;
     /// Ends the session as closing a real terminal does: SIGHUP to every process of it. Idempotent.
     async fn hangup(&self);
+    /// The terminal's foreground process group (its leader's pid, as this server sees pids), when
+    /// known: what the user is running.
+    fn foreground_pid(&self) -> Option<i32> {
+        None
+    }
+    /// The shell's pid as this server sees pids, when known (its working directory is where
+    /// uploads land).
+    fn shell_pid(&self) -> Option<i32> {
+        None
+    }
 }
 
 /// The output side of a live terminal, owned by the one task that relays it.

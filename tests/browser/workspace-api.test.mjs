@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { artifacts, fixture, nextId, openTerminal, run, screenLines, start, stop, waitConnected, waitFor, waitForLine } from './helpers.mjs';
+import { artifacts, fixture, nextId, openTerminal, run, screenLines, start, stop, typeLine, waitConnected, waitFor, waitForLine } from './helpers.mjs';
 
 before(async () => {
   // Only for a server this file starts itself (not one named by TERMPOOL_URL).
@@ -96,7 +96,7 @@ describe('workspace api', { timeout: 240_000 }, () => {
     try {
       const first = await openTerminal(context);
       const mark = `VISIBLE_${nextId().replace(/-/g, '_')}`;
-      await first.page.keyboard.type(`clear; echo ${mark}; sleep 600\n`);
+      await typeLine(first.page, `clear; echo ${mark}; sleep 600`);
       await waitForLine(first.page, (l) => l === mark, 'the mark');
       const detachedId = first.frames.ready[0].session;
       await first.page.close(); // the tab goes away: the session stays, detached

@@ -175,9 +175,15 @@ describe('workspace api', { timeout: 240_000 }, () => {
       await waitFor(async () => (await a.page.inputValue('#access-key-value')) !== oldKey, 'a new key');
       const key = await a.page.inputValue('#access-key-value');
       await shot(a.page, 'access-key');
+      await a.page.click('#account-panel .panel-close');
+      await a.page.click('#terminal');
 
       const b = await openTerminal(other);
-      assert.notEqual(b.frames.ready[0].user, userA, 'a fresh browser is another account');
+      const sessionsOf = (page) => page.evaluate(() => fetch('api/sessions').then((r) => r.json()));
+      const sessionA = a.frames.ready[0].session;
+      // In local mode every identity's shell is the server's user: the identity shows in the list.
+      if (a.frames.ready[0].container !== null) assert.notEqual(b.frames.ready[0].user, userA, 'a fresh browser is another account');
+      assert.ok(!(await sessionsOf(b.page)).sessions.some((s) => s.id === sessionA), 'a fresh browser is another identity');
       await b.page.click('#account-button');
       await b.page.fill('#redeem-key', oldKey);
       await b.page.click('#use-access-key');
@@ -189,8 +195,7 @@ describe('workspace api', { timeout: 240_000 }, () => {
       assert.equal(who.user, userA, 'the key gave this browser the account');
       // The identity itself moved (in local mode every account is the server's user): this
       // browser now sees the first browser's sessions.
-      const listed = await b.page.evaluate(() => fetch('api/sessions').then((r) => r.json()));
-      assert.ok(listed.sessions.some((s) => s.id === a.frames.ready[0].session), 'the sessions of the account are listed');
+      assert.ok((await sessionsOf(b.page)).sessions.some((s) => s.id === sessionA), 'the sessions of the account are listed');
       assert.deepEqual(await run(b.page, 'whoami'), await run(a.page, 'whoami'));
       assert.deepEqual(await run(b.page, `cat ~/${file}`), ['kept']);
       await run(b.page, `rm -f ~/${file}`);

@@ -163,7 +163,8 @@ describe('workspace page', { timeout: 180_000 }, () => {
     const viewport = { width: 390, height: 760 };
     const context = await fixture.browser.newContext({ hasTouch: true, isMobile: true, viewport, deviceScaleFactor: 2 });
     try {
-      const { page } = await openTerminal(context, { viewport });
+      // The DOM renderer: headless Chromium's screenshots of an emulated phone miss the WebGL canvas.
+      const { page } = await openTerminal(context, { viewport, query: '?renderer=dom' });
       assert.equal(await page.isVisible('#keybar'), true, 'the key bar shows on a touch device');
       const labels = await page.$$eval('#keybar button', (bs) => bs.map((b) => b.textContent));
       for (const k of ['Esc', 'Ctrl', 'Alt', 'Tab', '←', '↑', '↓', '→', '|', '~', '/', '-']) assert.ok(labels.includes(k), `key ${k}`);

@@ -55,6 +55,9 @@ export const DEFAULT_RECONNECT: ReconnectOptions = {
 /** Largest binary frame the page sends; big pastes are split (the server's frame limit is 1 MiB). */
 export const MAX_INPUT_FRAME = 64 * 1024;
 
+/** Close code of a socket whose session another socket re-attached to. */
+const TAKEN_OVER = 4001;
+
 /** One socket of the connection and what it has seen so far. */
 interface SocketLife {
   gen: number;
@@ -287,7 +290,9 @@ export class Connection {
     if (!info.gotReady) this.attempt += 1;
     else this.attempt = 0;
     if (info.opened) {
-      this.retryOrGiveUp(gen, info, false, info.reason);
+      // 4001: another tab took this session (docs/protocol.md); taking it back by ourselves
+      // would make the two tabs steal it from each other for ever.
+      this.retryOrGiveUp(gen, info, info.code === TAKEN_OVER, info.reason);
       return;
     }
     // The upgrade never happened. A refused upgrade is a plain HTTP error with a body that says

@@ -130,6 +130,19 @@ describe('workspace api', { timeout: 240_000 }, () => {
       await page.waitForSelector(ownRow, { state: 'detached' });
       const listed = await page.evaluate(() => fetch('api/sessions').then((r) => r.json()));
       assert.deepEqual(listed.sessions.map((s) => s.id), [detachedId]);
+
+      // "New tab" on the session this tab shows: the new tab takes it, with its screen, and this
+      // tab says so and does not take it back by itself.
+      await page.click('#sessions-panel .panel-close');
+      const third = await openTerminal(context);
+      await third.page.click('#sessions-button');
+      const [tab] = await Promise.all([context.waitForEvent('page'), third.page.click(`${row} .attach-new-tab`)]);
+      await waitConnected(tab);
+      await waitForLine(tab, (l) => l === mark, 'the screen in the new tab');
+      await page.waitForSelector('#status[data-state="disconnected"]');
+      assert.match(await page.textContent('#banner-text'), /attached from another connection/i);
+      await tab.waitForTimeout(1500);
+      assert.equal(await tab.getAttribute('#status', 'data-state'), 'connected', 'the new tab keeps the session');
     } finally {
       await context.close();
     }

@@ -14,9 +14,12 @@ export class ApiError extends Error {
   }
 }
 
-/** `api/<rel>` under the base path of the page at `pathname` (`/terminal/` -> `/terminal/api/...`). */
+/**
+ * `api/<rel>` under the server's base path, which serves the page at `<base>` and at
+ * `<base>container-terminal` (`/terminal/container-terminal` -> `/terminal/api/...`).
+ */
 export function apiUrl(pathname: string, rel: string): string {
-  return `${basePath(pathname)}/api/${rel}`;
+  return `${basePath(pathname).replace(/\/container-terminal$/, '')}/api/${rel}`;
 }
 
 /** The server's `{"error": ...}` text of a failed answer, else a generic line with the status. */

@@ -104,7 +104,8 @@ test('API paths follow the base path; errors read the server text', () => {
   const { apiUrl, errorText } = mods.api;
   assert.equal(apiUrl('/', 'sessions'), '/api/sessions');
   assert.equal(apiUrl('/terminal/', 'whoami'), '/terminal/api/whoami');
-  assert.equal(apiUrl('/container-terminal', 'upload'), '/container-terminal/api/upload');
+  assert.equal(apiUrl('/container-terminal', 'upload'), '/api/upload');
+  assert.equal(apiUrl('/terminal/container-terminal/', 'sessions'), '/terminal/api/sessions');
   assert.equal(errorText(409, '{"error":"a.txt already exists"}'), 'a.txt already exists');
   assert.equal(errorText(502, '<html>bad gateway</html>'), 'the server answered HTTP 502');
   const { uploadError } = mods.upload;

@@ -143,6 +143,21 @@ impl Backend for DockerBackend {
         }
     }
 
+    async fn write_file(
+        &self,
+        p: &Placement,
+        shell_pid: Option<i32>,
+        name: &str,
+        length: u64,
+        body: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> Result<String, crate::workspace::files::UploadError> {
+        let container = p.container_id.as_deref().unwrap_or_default();
+        let written = self
+            .execs
+            .write_file(container, p, shell_pid, name, length, body);
+        written.await
+    }
+
     async fn reap(&self, placement: &Placement) -> Result<(), TtyError> {
         let container = placement.container_id.as_deref().ok_or(TtyError::Closed)?;
         self.pool

@@ -5,6 +5,7 @@
 mod attach;
 mod exits;
 mod hangup;
+mod upload;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,7 +102,7 @@ impl ExecTerminals {
     pub(super) async fn start(&self, exec_id: String, p: &Placement) -> Result<Spawned, TtyError> {
         let container = p.container_id.clone().unwrap_or_default();
         let exit_event = self.exits.exit_of(&exec_id, &container);
-        let (mut reader, writer) = self.endpoint.start_exec(&exec_id).await?;
+        let (mut reader, writer) = self.endpoint.start_exec(&exec_id, true).await?;
         let started = tokio::time::timeout(START_TIMEOUT, read_pid_mark(&mut reader)).await;
         let (pid, early_output) = match started {
             Ok(Ok(started)) => started,
@@ -197,6 +198,10 @@ struct ExecSession {
 
 #[async_trait]
 impl Tty for ExecSession {
+    fn shell_pid(&self) -> Option<i32> {
+        i32::try_from(self.pid).ok()
+    }
+
     async fn write(&self, data: &[u8]) -> Result<(), TtyError> {
         let mut writer = self.writer.lock().await;
         let writer = writer.as_mut().ok_or(TtyError::Closed)?;

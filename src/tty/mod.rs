@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::protocol::TermSize;
+use crate::workspace::files::UploadError;
 
 /// Tells whether a Linux account has a live session right now.
 pub type IsLive = dyn for<'s> Fn(&'s str) -> bool + Send + Sync;
@@ -144,8 +145,8 @@ pub trait Tty: Send + Sync {
     fn foreground_pid(&self) -> Option<i32> {
         None
     }
-    /// The shell's pid as this server sees pids, when known (its working directory is where
-    /// uploads land).
+    /// The shell's pid in its own pid namespace (the container's, for container sessions), when
+    /// known: its working directory is where uploads land.
     fn shell_pid(&self) -> Option<i32> {
         None
     }
@@ -181,6 +182,19 @@ pub trait Backend: Send + Sync {
     async fn spawn(&self, placement: &Placement, size: TermSize) -> Result<Spawned, TtyError>;
     /// A short health line for /healthz (`Ok` when the backend can take sessions).
     async fn health(&self) -> Result<serde_json::Value, String>;
+    /// Writes an uploaded file (`length` bytes arriving on `body`) as the placed user into the
+    /// working directory of its shell `shell_pid` (else the home); returns the path written.
+    /// Never over an existing file, never through a symlink; a body that ends short leaves nothing.
+    async fn write_file(
+        &self,
+        _placement: &Placement,
+        _shell_pid: Option<i32>,
+        _name: &str,
+        _length: u64,
+        _body: tokio::sync::mpsc::Receiver<Bytes>,
+    ) -> Result<String, UploadError> {
+        Err(UploadError::Unsupported)
+    }
     /// Ends every process the placed account still runs there (idle reaping); files stay.
     async fn reap(&self, placement: &Placement) -> Result<(), TtyError>;
     /// The server is stopping: persist what must survive it.

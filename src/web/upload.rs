@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::api::{answer, caller, ApiError, ApiResult};
 use super::AppState;
+use crate::session::LiveSession;
 use crate::workspace::files::{self, UploadError};
 
 #[derive(serde::Deserialize)]
@@ -43,10 +44,8 @@ async fn receive(req: &HttpRequest, state: &AppState, body: web::Payload) -> Api
         .find(&query.session, &identity)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such session of yours"))?;
     if session.placement.container.is_some() {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "uploads into container sessions are not available yet",
-        ));
+        let path = into_container(state, &session, &query.name, length, body).await?;
+        return Ok(created(&path));
     }
     let dir = files::target_dir(session.shell_pid(), &session.placement.home);
     let (file, path) = files::create(&dir, &query.name).map_err(upload_error)?;
@@ -56,10 +55,52 @@ async fn receive(req: &HttpRequest, state: &AppState, body: web::Payload) -> Api
         let _ = std::fs::remove_file(&path);
         return Err(e);
     }
-    log::info!("upload of {length} bytes written");
-    Ok(HttpResponse::Created()
+    Ok(created(&path.display().to_string()))
+}
+
+fn created(path: &str) -> HttpResponse {
+    log::info!("upload written");
+    HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "path": path.display().to_string() })))
+        .json(json!({ "path": path }))
+}
+
+/// Container mode: the backend writes the file as the user, fed the body through a channel (the
+/// request's body stream stays on this worker). A body refused midway ends the channel short.
+async fn into_container(
+    state: &AppState,
+    session: &LiveSession,
+    name: &str,
+    length: u64,
+    mut body: web::Payload,
+) -> Result<String, ApiError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let max = state.options.max_upload_bytes;
+    let forwarding = async move {
+        let mut received = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|_| broke_off())?;
+            received += chunk.len() as u64;
+            if received > max {
+                return Err(too_large(max));
+            }
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    };
+    let writing =
+        state
+            .backend
+            .write_file(&session.placement, session.shell_pid(), name, length, rx);
+    let (forwarded, written) = futures_util::join!(forwarding, writing);
+    forwarded?;
+    written.map_err(upload_error)
+}
+
+fn broke_off() -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "the upload broke off")
 }
 
 /// The announced body size: required, and within the limit.
@@ -122,6 +163,7 @@ fn upload_error(e: UploadError) -> ApiError {
         UploadError::Exists(_) => StatusCode::CONFLICT,
         UploadError::Quota => StatusCode::INSUFFICIENT_STORAGE,
         UploadError::Denied(_) => StatusCode::FORBIDDEN,
+        UploadError::Unsupported => StatusCode::NOT_IMPLEMENTED,
         UploadError::Io(io) => {
             log::warn!("upload failed: {io}");
             StatusCode::INTERNAL_SERVER_ERROR

@@ -23,6 +23,8 @@ pub enum UploadError {
     Denied(String),
     #[error("the file could not be written: {0}")]
     Io(io::Error),
+    #[error("uploads are not available for this session")]
+    Unsupported,
 }
 
 impl UploadError {

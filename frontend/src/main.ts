@@ -7,10 +7,11 @@ import './style.css';
 
 import type { Terminal } from '@xterm/xterm';
 
-import { basePath, clampSize, parseConfig } from './config';
+import { basePath, clampSize, parseConfig, predictSetting } from './config';
 import { Connection, type ConnectionEvents, type ReadyFrame } from './connection';
 import { FlowControl } from './flow';
 import { forwardInput, handleShortcuts } from './input';
+import { TerminalPredictor } from './predict-xterm';
 import { SearchBox } from './search';
 import { sessionFromHash } from './sessions';
 import { SessionStore } from './session-store';
@@ -41,6 +42,7 @@ interface Page {
   size: SizeSync;
   title: TitleTracker;
   workspace: Workspace;
+  predictor: TerminalPredictor;
   conn: () => Connection;
 }
 
@@ -67,14 +69,20 @@ function main(): void {
     send: (cols, rows) => live().sendControl({ type: 'resize', cols, rows }),
   });
   const searchBox = new SearchBox(term, search, byId('search'), byId<HTMLInputElement>('search-input'));
+  const predictor = new TerminalPredictor(term, predictSetting(cfg.predict, localStorageOrNull()));
+  window.termpool = { term, predict: predictor.engine };
   const workspace = setupWorkspace({ term, container, app: byId('app'), conn: live, settings, refit: () => size.fitNow() });
-  forwardInput(term, (bytes) => live().sendBytes(workspace.keybar ? workspace.keybar.filter(bytes) : bytes));
+  forwardInput(
+    term,
+    (bytes) => live().sendBytes(workspace.keybar ? workspace.keybar.filter(bytes) : bytes),
+    (data) => predictor.typed(data),
+  );
   handleShortcuts(term, () => searchBox.open());
   const title = new TitleTracker(term);
 
   const store = new SessionStore(`termpool.session:${basePath(window.location.pathname) || '/'}`);
   takeSessionLink(store);
-  conn = new Connection(window.location, connectionEvents({ term, status, flow, size, title, workspace, conn: live }), store);
+  conn = new Connection(window.location, connectionEvents({ term, status, flow, size, title, predictor, workspace, conn: live }), store);
   followPageLifecycle(conn);
   // Fit before connecting so the TTY is created with the right size (no resize race).
   whenFontsReady(() => {
@@ -97,7 +105,7 @@ function statusElements(): ConstructorParameters<typeof StatusUi>[0] {
 }
 
 function connectionEvents(page: Page): ConnectionEvents {
-  const { term, status, flow } = page;
+  const { term, status, flow, predictor } = page;
   return {
     size: () => clampSize(term),
     onState: (state, detail) => {
@@ -108,19 +116,24 @@ function connectionEvents(page: Page): ConnectionEvents {
     onOutput: (bytes) => {
       const n = bytes.length;
       flow.written(n);
-      term.write(bytes, () => flow.processed(n));
+      term.write(bytes, () => {
+        flow.processed(n);
+        predictor.parsed();
+      });
     },
     onExit: (code) => {
       term.write(`\r\n\x1b[0m[session ended, code ${code === null ? 'unknown' : code}]\r\n`);
       status.showBanner('The session has ended.', 'Start a new session', () => page.conn().connect({ fresh: true, manual: true }));
     },
     onError: (code, message) => status.showMessage(message ? `${code}: ${message}` : code),
+    onRoundTrip: (ms) => predictor.roundTrip(ms),
   };
 }
 
 function onReady(page: Page, ready: ReadyFrame, firstOfPage: boolean): void {
   const { term, status } = page;
   page.flow.newConnection();
+  page.predictor.reset();
   status.showIdentity(ready.container ? `${ready.user}@${ready.container}` : `${ready.user} (${ready.mode})`);
   page.title.setFallback(`${ready.container ? `${ready.user}@${ready.container}` : ready.user} — termpool`);
   status.showMessage('');
@@ -140,6 +153,14 @@ function takeSessionLink(store: SessionStore): void {
   if (id === null) return;
   store.set(id);
   window.history.replaceState(null, '', window.location.pathname + window.location.search);
+}
+
+function localStorageOrNull(): Storage | null {
+  try {
+    return window.localStorage;
+  } catch {
+    return null; // denied (e.g. third-party frame with storage blocked)
+  }
 }
 
 /** Reload hands the session to the next page; a visible page or a network back retries at once. */

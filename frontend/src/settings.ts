@@ -1,7 +1,7 @@
 // The reader's own settings (font size, theme, copy-on-select, predictive echo), kept in
 // localStorage; URL parameters still win over them for the page they are given to.
 
-import { MAX_FONT_SIZE, MIN_FONT_SIZE, type PageConfig, type ThemeName } from './config';
+import { MAX_FONT_SIZE, MIN_FONT_SIZE, PREDICT_STORAGE_KEY, type PageConfig, type ThemeName } from './config';
 
 export type PredictChoice = 'auto' | 'on' | 'off';
 
@@ -13,8 +13,8 @@ export interface Settings {
 }
 
 export const SETTINGS_KEY = 'termpool.settings';
-/** The frontend's predictive-echo setting lives under its own key (read by predict's setup). */
-export const PREDICT_KEY = 'termpool.predict';
+/** The predictive-echo setting keeps the key config.ts reads it from. */
+const PREDICT_KEY = PREDICT_STORAGE_KEY;
 
 type Store = Pick<Storage, 'getItem' | 'setItem'>;
 

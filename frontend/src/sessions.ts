@@ -100,7 +100,8 @@ export class SessionsMenu {
 
   private end(s: SessionInfo, tr: HTMLElement): void {
     callApi<null>('DELETE', `sessions/${encodeURIComponent(s.id)}`).then(
-      () => this.panel.refresh(),
+      // Gone for the person at once; the server may list it a moment longer while it hangs up.
+      () => tr.remove(),
       (e: Error) => tr.append(h('p', { class: 'error' }, `Cannot end it: ${e.message}`)),
     );
   }

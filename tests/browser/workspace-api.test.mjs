@@ -128,8 +128,8 @@ describe('workspace api', { timeout: 240_000 }, () => {
       await page.waitForSelector(ownRow);
       await page.click(`${ownRow} .end-session`);
       await page.waitForSelector(ownRow, { state: 'detached' });
-      const listed = await page.evaluate(() => fetch('api/sessions').then((r) => r.json()));
-      assert.deepEqual(listed.sessions.map((s) => s.id), [detachedId]);
+      const listed = () => page.evaluate(() => fetch('api/sessions').then((r) => r.json()));
+      await waitFor(async () => (await listed()).sessions.map((s) => s.id).join() === detachedId, 'the server to list only the re-attached session');
 
       // "New tab" on the session this tab shows: the new tab takes it, with its screen, and this
       // tab says so and does not take it back by itself.

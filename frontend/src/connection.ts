@@ -57,6 +57,9 @@ export const DEFAULT_RECONNECT: ReconnectOptions = {
 /** Largest binary frame the page sends; big pastes are split (the server's frame limit is 1 MiB). */
 export const MAX_INPUT_FRAME = 64 * 1024;
 
+/** Close code of a socket whose session another socket re-attached to. */
+const TAKEN_OVER = 4001;
+
 /** One socket of the connection and what it has seen so far. */
 interface SocketLife {
   gen: number;
@@ -179,6 +182,19 @@ export class Connection {
     return true;
   }
 
+  /** Attaches this tab to another live session of the user's (the current one is left detached). */
+  attachTo(id: string): void {
+    this.session = id;
+    this.connect({ manual: true });
+  }
+
+  /** Closes for good and forgets the session: the page is about to load as another account. */
+  forget(): void {
+    this.session = null;
+    this.store.clear();
+    this.close();
+  }
+
   /** An automatic retry is waiting: try now instead (page became visible, network came back). */
   retryNowIfWaiting(): void {
     if (this.retryTimer !== undefined) this.connect();
@@ -277,7 +293,9 @@ export class Connection {
     if (!info.gotReady) this.attempt += 1;
     else this.attempt = 0;
     if (info.opened) {
-      this.retryOrGiveUp(gen, info, false, info.reason);
+      // 4001: another tab took this session (docs/protocol.md); taking it back by ourselves
+      // would make the two tabs steal it from each other for ever.
+      this.retryOrGiveUp(gen, info, info.code === TAKEN_OVER, info.reason);
       return;
     }
     // The upgrade never happened. A refused upgrade is a plain HTTP error with a body that says

@@ -13,11 +13,14 @@ import { FlowControl } from './flow';
 import { forwardInput, handleShortcuts } from './input';
 import { TerminalPredictor } from './predict-xterm';
 import { SearchBox } from './search';
+import { sessionFromHash } from './sessions';
 import { SessionStore } from './session-store';
+import { effectiveSettings, localStore, readStored } from './settings';
 import { SizeSync } from './size';
 import { StatusUi } from './status';
 import { createTerminal } from './terminal';
 import { TitleTracker } from './title';
+import { setupWorkspace, type Workspace } from './workspace';
 
 /** Modes a program may have left on; reset before a re-attached or new shell paints the screen. */
 const RESET_MODES =
@@ -38,12 +41,15 @@ interface Page {
   flow: FlowControl;
   size: SizeSync;
   title: TitleTracker;
+  workspace: Workspace;
   predictor: TerminalPredictor;
   conn: () => Connection;
 }
 
 function main(): void {
   const cfg = parseConfig(window.location.search);
+  const settings = effectiveSettings(cfg, window.location.search, readStored(localStore()));
+  Object.assign(cfg, { fontSize: settings.fontSize, theme: settings.theme });
   document.documentElement.dataset.theme = cfg.theme;
   const container = byId<HTMLDivElement>('terminal');
   const { term, fit, search } = createTerminal(cfg, container);
@@ -65,12 +71,18 @@ function main(): void {
   const searchBox = new SearchBox(term, search, byId('search'), byId<HTMLInputElement>('search-input'));
   const predictor = new TerminalPredictor(term, predictSetting(cfg.predict, localStorageOrNull()));
   window.termpool = { term, predict: predictor.engine };
-  forwardInput(term, (bytes) => live().sendBytes(bytes), (data) => predictor.typed(data));
+  const workspace = setupWorkspace({ term, container, app: byId('app'), conn: live, settings, refit: () => size.fitNow() });
+  forwardInput(
+    term,
+    (bytes) => live().sendBytes(workspace.keybar ? workspace.keybar.filter(bytes) : bytes),
+    (data) => predictor.typed(data),
+  );
   handleShortcuts(term, () => searchBox.open());
   const title = new TitleTracker(term);
 
   const store = new SessionStore(`termpool.session:${basePath(window.location.pathname) || '/'}`);
-  conn = new Connection(window.location, connectionEvents({ term, status, flow, size, title, predictor, conn: live }), store);
+  takeSessionLink(store);
+  conn = new Connection(window.location, connectionEvents({ term, status, flow, size, title, predictor, workspace, conn: live }), store);
   followPageLifecycle(conn);
   // Fit before connecting so the TTY is created with the right size (no resize race).
   whenFontsReady(() => {
@@ -96,7 +108,10 @@ function connectionEvents(page: Page): ConnectionEvents {
   const { term, status, flow, predictor } = page;
   return {
     size: () => clampSize(term),
-    onState: (state, detail) => status.showState(state, detail),
+    onState: (state, detail) => {
+      status.showState(state, detail);
+      page.workspace.onState(state, detail);
+    },
     onReady: (ready, info) => onReady(page, ready, info.firstOfPage),
     onOutput: (bytes) => {
       const n = bytes.length;
@@ -130,6 +145,14 @@ function onReady(page: Page, ready: ReadyFrame, firstOfPage: boolean): void {
     if (!ready.resumed) term.write('\r\n');
   }
   page.size.attached(ready.cols, ready.rows);
+}
+
+/** A `#session=<id>` link (the sessions menu's "New tab") attaches this page to that session. */
+function takeSessionLink(store: SessionStore): void {
+  const id = sessionFromHash(window.location.hash);
+  if (id === null) return;
+  store.set(id);
+  window.history.replaceState(null, '', window.location.pathname + window.location.search);
 }
 
 function localStorageOrNull(): Storage | null {

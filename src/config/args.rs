@@ -110,9 +110,10 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub max_upload_mb: u64,
 
-    /// Largest file the `download` command sends to the browser, in MiB (1-1048576).
-    #[arg(long, env = "MAX_DOWNLOAD_MB", default_value_t = 100, help_heading = LIMITS,
-          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    /// Largest file the `download` command sends to the browser, in MiB (1-7: the page's
+    /// terminal drops an OSC sequence over 10 MB, and base64 makes 7 MiB into 9.8 MB).
+    #[arg(long, env = "MAX_DOWNLOAD_MB", default_value_t = 7, help_heading = LIMITS,
+          value_parser = clap::value_parser!(u64).range(1..=7))]
     pub max_download_mb: u64,
 
     /// Seconds a session whose socket dropped waits for a re-attach before it is hung up (0: at once).

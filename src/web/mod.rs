@@ -3,6 +3,7 @@
 //! before the upgrade, so a refusal is a plain HTTP status and never a half-open socket.
 
 mod assets;
+mod closing;
 mod provenance;
 mod upgrade;
 
@@ -59,9 +60,10 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     // Our own handler closes the sessions first; actix's would wait for them to end by themselves.
     .disable_signals()
     // Keystrokes are tiny writes; Nagle's algorithm would hold each echo back for tens of ms.
-    .on_connect(|conn, _| {
+    .on_connect(|conn, data| {
         if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
             let _ = tcp.set_nodelay(true);
+            data.insert(closing::ConnSocket(std::os::fd::AsRawFd::as_raw_fd(tcp)));
         }
     })
     .bind(addr)

@@ -9,6 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
+use super::closing::{ClosingBody, ConnSocket};
 use super::AppState;
 use crate::protocol::{ErrorCode, ServerFrame, TermSize, PROTOCOL_VERSION, SIZE_RANGE};
 use crate::relay::{self, RelayConfig};
@@ -73,9 +74,19 @@ pub(super) async fn websocket(
         metrics: state.metrics.clone(),
         busy_poll: std::time::Duration::from_micros(state.config.busy_poll_us),
     };
+    let socket = req.conn_data::<ConnSocket>().copied();
+    let mut reading_done = None;
+    let response = response.map_body(|_, body| {
+        let (body, done) = ClosingBody::new(body, socket);
+        reading_done = Some(done);
+        body
+    });
     // actix-ws's stream is not Send: the relay stays on this worker's local executor.
-    actix_web::rt::spawn(relay::run(ws, stream, session, attached, greeting, cfg));
-    response
+    actix_web::rt::spawn(async move {
+        relay::run(ws, stream, session, attached, greeting, cfg).await;
+        drop(reading_done);
+    });
+    response.map_into_boxed_body()
 }
 
 fn refused(state: &AppState, r: Refused) -> HttpResponse {

@@ -21,7 +21,7 @@ use bollard::Docker;
 use common::DockerProxy;
 use futures_util::StreamExt;
 use termpool::pool::{
-    account_names, identity_hash, linux_username, Placement, Pool, PoolConfig, PoolError,
+    account_names, identity_hash, linux_username, Account, Pool, PoolConfig, PoolError,
     SqliteStore,
 };
 
@@ -231,7 +231,7 @@ async fn spread_stickiness_homes_and_latency() {
     let pool = fx.start(3, 4).await;
     let docker = client().await;
 
-    let mut placed: Vec<(String, Placement)> = Vec::new();
+    let mut placed: Vec<(String, Account)> = Vec::new();
     let mut cold = Vec::new();
     for i in 0..12 {
         let identity = format!("spread-user-{i}");
@@ -362,7 +362,7 @@ async fn full_pool_evicts_least_recent_idle_user_then_refuses() {
 async fn restart_adopts_containers_and_keeps_assignments() {
     let fx = Fixture::new("restart");
     let docker = client().await;
-    let first: Vec<Placement>;
+    let first: Vec<Account>;
     let before;
     {
         let pool = fx.start(2, 2).await;
@@ -764,7 +764,7 @@ async fn simultaneous_placements_never_evict_each_other() {
     };
     let ids = (0..3).map(|i| format!("race-{i}"));
     let results = futures_util::future::join_all(ids.map(place_and_bind)).await;
-    let placed: Vec<&Placement> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let placed: Vec<&Account> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     let full = results
         .iter()
         .filter(|r| matches!(r, Err(PoolError::PoolFull)))

@@ -42,7 +42,7 @@ export function parseConfig(search: string): PageConfig {
   return { fontSize, fontFamily, theme, renderer };
 }
 
-/** The largest terminal the server accepts, in columns and in rows (PROTOCOL.md). */
+/** The largest terminal the server accepts, in columns and in rows (docs/protocol.md). */
 export const MAX_TERMINAL_DIM = 1000;
 
 /**

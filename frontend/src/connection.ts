@@ -1,30 +1,16 @@
-// One terminal connection over the WebSocket protocol (see PROTOCOL.md), across reconnects.
-//
-// A `Connection` owns at most one socket at a time. Every socket gets a generation number so
-// that late events of a replaced socket are ignored. When a socket drops without an `exit` frame,
-// the connection, with `autoReconnect`, opens a new socket with exponential backoff, asking the
-// server to re-attach with `?session=<id>` (the id from the last `ready`).
-//
-// Across page loads the id goes through sessionStorage, but only while no page holds it: it is
-// written when the page goes away (`persist`, on pagehide) and taken out again by the next page.
-// So a reload re-attaches, while a duplicated tab (which copies sessionStorage) gets a session
-// of its own instead of fighting the original tab for one.
+// One terminal connection over the WebSocket protocol (docs/protocol.md), across reconnects: it
+// owns at most one socket at a time, and opens a new one after a drop, asking to re-attach.
 
-import { httpProbeUrl, wsUrl } from './config';
+import { backoffDelay, type BackoffOptions } from './backoff';
+import { wsUrl } from './config';
+import { closeReason, parseTextFrame, type ReadyFrame, type TextFrame } from './frames';
+import { Heartbeat, type HeartbeatOptions } from './heartbeat';
+import { probeRefusal } from './probe';
+import type { SessionStore } from './session-store';
+
+export type { ReadyFrame } from './frames';
 
 export type ConnState = 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'ended';
-
-export interface ReadyFrame {
-  type: 'ready';
-  protocol: number;
-  session: string;
-  user: string;
-  container: string | null;
-  mode: string;
-  cols: number;
-  rows: number;
-  resumed: boolean;
-}
 
 export interface StateDetail {
   /** For `reconnecting`: milliseconds until the next automatic attempt, if one is scheduled. */
@@ -51,16 +37,10 @@ export interface ConnectionEvents {
   onError(code: string, message: string): void;
 }
 
-export interface ReconnectOptions {
+export interface ReconnectOptions extends BackoffOptions, HeartbeatOptions {
   autoReconnect: boolean;
-  baseDelayMs: number;
-  maxDelayMs: number;
   /** Automatic attempts in a row before giving up (the Reconnect button still works). */
   maxAttempts: number;
-  /** Send an application ping this often while connected (0 disables). */
-  pingIntervalMs: number;
-  /** Drop the socket when no pong came for this long (only once the server has answered one). */
-  pongTimeoutMs: number;
 }
 
 export const DEFAULT_RECONNECT: ReconnectOptions = {
@@ -75,57 +55,36 @@ export const DEFAULT_RECONNECT: ReconnectOptions = {
 /** Largest binary frame the page sends; big pastes are split (the server's frame limit is 1 MiB). */
 export const MAX_INPUT_FRAME = 64 * 1024;
 
-/** Delay before automatic attempt number `attempt` (0-based): 0.5 s, 1 s, 2 s ... capped, with jitter. */
-export function backoffDelay(attempt: number, opts: Pick<ReconnectOptions, 'baseDelayMs' | 'maxDelayMs'>, rnd = Math.random): number {
-  const exp = Math.min(opts.maxDelayMs, opts.baseDelayMs * Math.pow(2, Math.min(attempt, 30)));
-  return Math.round(exp * (0.8 + 0.2 * rnd()));
+/** One socket of the connection and what it has seen so far. */
+interface SocketLife {
+  gen: number;
+  ws: WebSocket;
+  /** The session id sent in the URL, if any. */
+  asked: string | null;
+  opened: boolean;
+  gotReady: boolean;
+  exited: boolean;
 }
 
-/** Hands the session id of this tab over to the next page load (sessionStorage survives reloads). */
-export class SessionStore {
-  constructor(private readonly key: string) {}
-  /** Reads and removes the stored id. */
-  take(): string | null {
-    try {
-      const id = window.sessionStorage.getItem(this.key);
-      window.sessionStorage.removeItem(this.key);
-      return id;
-    } catch {
-      return null;
-    }
-  }
-  set(id: string): void {
-    try {
-      window.sessionStorage.setItem(this.key, id);
-    } catch {
-      /* storage unavailable: re-attach just won't survive a reload */
-    }
-  }
-  clear(): void {
-    try {
-      window.sessionStorage.removeItem(this.key);
-    } catch {
-      /* ignore */
-    }
-  }
+interface DropInfo {
+  opened: boolean;
+  gotReady: boolean;
+  reason: string;
+  code?: number;
 }
 
-const CLOSE_REASONS: Record<number, string> = {
-  1001: 'the server is going away',
-  1008: 'refused by the server (policy)',
-  1009: 'a message was too big for the server',
-  1011: 'server error',
-  1012: 'the server is restarting',
-  1013: 'the server is busy, try again later',
-};
-
+/**
+ * Every socket gets a generation number, so that late events of a replaced socket are ignored.
+ * A socket that drops without an `exit` frame is replaced with exponential backoff, asking the
+ * server to re-attach with `?session=<id>` (the id from the last `ready`).
+ */
 export class Connection {
   private ws: WebSocket | null = null;
   private generation = 0;
   private state: ConnState = 'connecting';
   private attempt = 0;
   private retryTimer: number | undefined;
-  private pingTimer: number | undefined;
+  private heartbeat: Heartbeat | null = null;
   private everReady = false;
   private session: string | null;
   private readonly encoder = new TextEncoder();
@@ -168,9 +127,8 @@ export class Connection {
     this.detachSocket();
 
     const gen = ++this.generation;
-    const session = this.session;
-    const { cols, rows } = this.events.size();
-    const url = wsUrl(this.loc, { cols, rows, session });
+    const asked = this.session;
+    const url = wsUrl(this.loc, { ...this.events.size(), session: asked });
     this.setState(this.everReady && !options.fresh ? 'reconnecting' : 'connecting', { attempt: this.attempt });
 
     let ws: WebSocket;
@@ -182,79 +140,16 @@ export class Connection {
     }
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
-
-    let opened = false;
-    let gotReady = false;
-    let exited = false;
-    let lastPong = 0;
-
+    const life: SocketLife = { gen, ws, asked, opened: false, gotReady: false, exited: false };
+    const current = () => gen === this.generation;
     ws.onopen = () => {
-      if (gen !== this.generation) return;
-      opened = true;
+      if (current()) life.opened = true;
     };
     ws.onmessage = (ev: MessageEvent) => {
-      if (gen !== this.generation) return;
-      if (typeof ev.data !== 'string') {
-        this.events.onOutput(new Uint8Array(ev.data as ArrayBuffer));
-        return;
-      }
-      let msg: Record<string, unknown>;
-      try {
-        msg = JSON.parse(ev.data) as Record<string, unknown>;
-      } catch {
-        console.warn('termpool: ignoring a text frame that is not JSON');
-        return;
-      }
-      switch (msg.type) {
-        case 'ready': {
-          const ready = msg as unknown as ReadyFrame;
-          gotReady = true;
-          const firstOfPage = !this.everReady;
-          this.everReady = true;
-          this.attempt = 0;
-          if (typeof ready.session === 'string' && ready.session !== '') this.session = ready.session;
-          this.startPing(gen, () => lastPong, ws);
-          this.setState('connected', {});
-          this.events.onReady(ready, { firstOfPage, askedToResume: session !== null });
-          break;
-        }
-        case 'exit': {
-          exited = true;
-          this.session = null;
-          const code = typeof msg.code === 'number' ? msg.code : null;
-          this.events.onExit(code);
-          break;
-        }
-        case 'error': {
-          const code = String(msg.code ?? 'internal');
-          const message = String(msg.message ?? '');
-          if (code === 'session_not_found' && session !== null) {
-            // The old session is gone (ended, expired, or never ours): the server already gave
-            // us a fresh one. Nothing for the user to act on.
-            console.info('termpool: previous session not found, started a new one');
-            break;
-          }
-          this.events.onError(code, message);
-          break;
-        }
-        case 'pong':
-          lastPong = Date.now();
-          break;
-        default:
-          // Newer servers may add frame types; old clients ignore them (PROTOCOL.md).
-          break;
-      }
+      if (current()) this.onMessage(life, ev);
     };
     ws.onclose = (ev: CloseEvent) => {
-      if (gen !== this.generation) return;
-      this.ws = null;
-      this.stopPing();
-      if (exited) {
-        this.setState('ended', {});
-        return;
-      }
-      const reason = ev.reason || CLOSE_REASONS[ev.code] || (opened ? 'connection lost' : 'could not connect');
-      this.dropped(gen, { opened, gotReady, reason, code: ev.code });
+      if (current()) this.onClose(life, ev);
     };
     ws.onerror = () => {
       /* always followed by close */
@@ -293,76 +188,120 @@ export class Connection {
     this.detachSocket();
   }
 
-  private dropped(gen: number, info: { opened: boolean; gotReady: boolean; reason: string; code?: number }): void {
+  private onMessage(life: SocketLife, ev: MessageEvent): void {
+    if (typeof ev.data !== 'string') {
+      this.events.onOutput(new Uint8Array(ev.data as ArrayBuffer));
+      return;
+    }
+    const msg = parseTextFrame(ev.data);
+    if (msg === null) return;
+    switch (msg.type) {
+      case 'ready':
+        this.onReady(life, msg as unknown as ReadyFrame);
+        break;
+      case 'exit':
+        life.exited = true;
+        this.session = null;
+        this.events.onExit(typeof msg.code === 'number' ? msg.code : null);
+        break;
+      case 'error':
+        this.onErrorFrame(life, msg);
+        break;
+      case 'pong':
+        this.heartbeat?.pong();
+        break;
+      default:
+        // Newer servers may add frame types; old clients ignore them (docs/protocol.md).
+        break;
+    }
+  }
+
+  private onReady(life: SocketLife, ready: ReadyFrame): void {
+    life.gotReady = true;
+    const firstOfPage = !this.everReady;
+    this.everReady = true;
+    this.attempt = 0;
+    if (typeof ready.session === 'string' && ready.session !== '') this.session = ready.session;
+    this.startHeartbeat(life);
+    this.setState('connected', {});
+    this.events.onReady(ready, { firstOfPage, askedToResume: life.asked !== null });
+  }
+
+  private onErrorFrame(life: SocketLife, msg: TextFrame): void {
+    const code = String(msg.code ?? 'internal');
+    const message = String(msg.message ?? '');
+    if (code === 'session_not_found' && life.asked !== null) {
+      // The old session is gone (ended, expired, or never ours): the server already gave
+      // us a fresh one. Nothing for the user to act on.
+      console.info('termpool: previous session not found, started a new one');
+      return;
+    }
+    this.events.onError(code, message);
+  }
+
+  private onClose(life: SocketLife, ev: CloseEvent): void {
+    this.ws = null;
+    this.stopHeartbeat();
+    if (life.exited) {
+      this.setState('ended', {});
+      return;
+    }
+    const reason = closeReason(ev, life.opened);
+    this.dropped(life.gen, { opened: life.opened, gotReady: life.gotReady, reason, code: ev.code });
+  }
+
+  private startHeartbeat(life: SocketLife): void {
+    this.stopHeartbeat();
+    const link = {
+      open: () => life.gen === this.generation && life.ws.readyState === WebSocket.OPEN,
+      send: (text: string) => life.ws.send(text),
+    };
+    this.heartbeat = new Heartbeat(link, this.opts, () => {
+      // Drop the dead socket and reconnect.
+      this.detachSocket();
+      this.dropped(life.gen, { opened: true, gotReady: true, reason: 'connection timed out' });
+    });
+    this.heartbeat.start();
+  }
+
+  private stopHeartbeat(): void {
+    this.heartbeat?.stop();
+    this.heartbeat = null;
+  }
+
+  private dropped(gen: number, info: DropInfo): void {
     if (gen !== this.generation) return;
     if (!info.gotReady) this.attempt += 1;
     else this.attempt = 0;
-    const decide = (fatal: boolean, reason: string) => {
-      if (gen !== this.generation) return;
-      if (this.opts.autoReconnect && !fatal && this.attempt < this.opts.maxAttempts) {
-        const delay = info.gotReady && this.attempt === 0 ? Math.min(250, this.opts.baseDelayMs) : backoffDelay(Math.max(0, this.attempt - 1), this.opts);
-        this.retryTimer = window.setTimeout(() => {
-          this.retryTimer = undefined;
-          if (gen === this.generation) this.connect();
-        }, delay);
-        this.setState('reconnecting', { retryInMs: delay, attempt: this.attempt, reason });
-      } else {
-        this.setState('disconnected', { attempt: this.attempt, reason });
-      }
-    };
     if (info.opened) {
-      decide(false, info.reason);
+      this.retryOrGiveUp(gen, info, false, info.reason);
       return;
     }
     // The upgrade never happened. A refused upgrade is a plain HTTP error with a body that says
-    // why (PROTOCOL.md), but browsers hide it from WebSocket code: ask the same URL over HTTP.
-    this.probe().then(
+    // why, but browsers hide it from WebSocket code: ask the same URL over HTTP.
+    probeRefusal(this.loc).then(
       (res) => {
-        if (!res) return decide(false, info.reason);
+        if (!res) return this.retryOrGiveUp(gen, info, false, info.reason);
         const text = res.body ? `${res.status}: ${res.body}` : `HTTP ${res.status}`;
         // 401/403 will not fix themselves by retrying; 429/503 may.
-        decide(res.status === 401 || res.status === 403, text);
+        this.retryOrGiveUp(gen, info, res.status === 401 || res.status === 403, text);
       },
-      () => decide(false, info.reason),
+      () => this.retryOrGiveUp(gen, info, false, info.reason),
     );
   }
 
-  private async probe(): Promise<{ status: number; body: string } | null> {
-    const ctl = new AbortController();
-    const t = window.setTimeout(() => ctl.abort(), 3000);
-    try {
-      const res = await fetch(httpProbeUrl(this.loc), { credentials: 'same-origin', cache: 'no-store', signal: ctl.signal });
-      if (![401, 403, 429, 503].includes(res.status)) return null;
-      const body = (await res.text()).replace(/\s+/g, ' ').trim().slice(0, 300);
-      return { status: res.status, body };
-    } catch {
-      return null;
-    } finally {
-      window.clearTimeout(t);
+  private retryOrGiveUp(gen: number, info: DropInfo, fatal: boolean, reason: string): void {
+    if (gen !== this.generation) return;
+    if (!this.opts.autoReconnect || fatal || this.attempt >= this.opts.maxAttempts) {
+      this.setState('disconnected', { attempt: this.attempt, reason });
+      return;
     }
-  }
-
-  private startPing(gen: number, lastPong: () => number, ws: WebSocket): void {
-    this.stopPing();
-    if (this.opts.pingIntervalMs <= 0) return;
-    let id = 0;
-    this.pingTimer = window.setInterval(() => {
-      if (gen !== this.generation || ws.readyState !== WebSocket.OPEN) return;
-      const last = lastPong();
-      if (last !== 0 && Date.now() - last > this.opts.pongTimeoutMs) {
-        // The server answered pings before and stopped: the connection is dead even if the
-        // browser has not noticed. Drop it and reconnect.
-        this.detachSocket();
-        this.dropped(gen, { opened: true, gotReady: true, reason: 'connection timed out' });
-        return;
-      }
-      ws.send(JSON.stringify({ type: 'ping', id: ++id }));
-    }, this.opts.pingIntervalMs);
-  }
-
-  private stopPing(): void {
-    if (this.pingTimer !== undefined) window.clearInterval(this.pingTimer);
-    this.pingTimer = undefined;
+    const delay = info.gotReady && this.attempt === 0 ? Math.min(250, this.opts.baseDelayMs) : backoffDelay(Math.max(0, this.attempt - 1), this.opts);
+    this.retryTimer = window.setTimeout(() => {
+      this.retryTimer = undefined;
+      if (gen === this.generation) this.connect();
+    }, delay);
+    this.setState('reconnecting', { retryInMs: delay, attempt: this.attempt, reason });
   }
 
   private clearRetry(): void {
@@ -372,7 +311,7 @@ export class Connection {
 
   /** Forgets the current socket: its late events are ignored from now on. */
   private detachSocket(): void {
-    this.stopPing();
+    this.stopHeartbeat();
     const old = this.ws;
     this.ws = null;
     if (old) {

@@ -1,9 +1,6 @@
-// Flow control between the server and xterm.js.
-//
-// Every chunk handed to `term.write` counts as pending until xterm.js calls the write callback
-// (it has parsed the chunk). Above the high watermark the server is asked to pause (it stops
-// reading the TTY, so a flooding program blocks instead of the browser); once the backlog drains
-// below the low watermark it is asked to resume.
+// Flow control between the server and xterm.js: bytes handed to `term.write` and not yet parsed
+// are pending; above the high watermark the server is asked to pause (it stops reading the TTY,
+// so a flooding program blocks instead of the browser), below the low watermark to resume.
 
 export const HIGH_WATERMARK = 512 * 1024;
 export const LOW_WATERMARK = 128 * 1024;

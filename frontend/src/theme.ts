@@ -1,3 +1,5 @@
+// The terminal's colours for the page's two themes (the page's own colours are in style.css).
+
 import type { ITheme } from '@xterm/xterm';
 import type { ThemeName } from './config';
 

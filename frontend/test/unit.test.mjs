@@ -13,14 +13,14 @@ import * as esbuild from 'esbuild';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let config;
 let flow;
-let connection;
+let backoff;
 
 before(async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'termpool-unit-'));
   try {
     await esbuild.build({
       absWorkingDir: root,
-      entryPoints: { config: 'src/config.ts', flow: 'src/flow.ts', connection: 'src/connection.ts' },
+      entryPoints: { config: 'src/config.ts', flow: 'src/flow.ts', backoff: 'src/backoff.ts' },
       outdir: dir,
       bundle: true,
       format: 'esm',
@@ -30,7 +30,7 @@ before(async () => {
     });
     config = await import(pathToFileURL(path.join(dir, 'config.mjs')));
     flow = await import(pathToFileURL(path.join(dir, 'flow.mjs')));
-    connection = await import(pathToFileURL(path.join(dir, 'connection.mjs')));
+    backoff = await import(pathToFileURL(path.join(dir, 'backoff.mjs')));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -114,8 +114,8 @@ test('flow control forgets the pause of a dropped socket', () => {
 test('reconnect backoff doubles up to the cap', () => {
   const opts = { baseDelayMs: 500, maxDelayMs: 10_000 };
   const top = () => 0.999999;
-  const delays = [0, 1, 2, 3, 4, 5, 6, 10, 50].map((a) => connection.backoffDelay(a, opts, top));
+  const delays = [0, 1, 2, 3, 4, 5, 6, 10, 50].map((a) => backoff.backoffDelay(a, opts, top));
   assert.deepEqual(delays, [500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000, 10_000]);
-  const low = connection.backoffDelay(3, opts, () => 0);
+  const low = backoff.backoffDelay(3, opts, () => 0);
   assert.ok(low >= 3200 && low <= 4000, `jittered delay ${low}`);
 });

@@ -1,17 +1,5 @@
-//! The placement rules as one pure function, so they can be tested exhaustively without Docker.
-//!
-//! Rules, in order:
-//! 1. No alive container at all: [`AssignError::NoContainer`].
-//! 2. A user whose assigned container is alive goes back to it ([`Decision::Sticky`]), even if that
-//!    container is over capacity.
-//! 3. Anyone else (new, or whose container is gone) goes to the alive container with the fewest
-//!    assigned users that has a free slot; ties go to the lowest index ([`Decision::New`]).
-//! 4. With every slot taken, the least recently seen user without a live session loses its slot
-//!    to the newcomer ([`Decision::Evict`]; ties: smallest user name). Only the slot moves: the
-//!    evicted user's account, UID and files stay.
-//! 5. With every slot held by a user with a live session: [`AssignError::PoolFull`].
-//!
-//! Users assigned to containers that are not alive (or not listed) hold no slot.
+//! The placement rules (sticky, least loaded, evict the least recently seen idle user) as one
+//! pure function, so they can be tested exhaustively without Docker.
 
 /// One container of the pool as the assigner sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

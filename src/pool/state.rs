@@ -1,21 +1,13 @@
-//! The pool's in-memory state: a mirror of the store's users plus what is known about each
-//! container right now (running with hidepid verified? which accounts exist in it?).
-//!
-//! It exists so that a returning user whose container is up and whose account is known is placed
-//! with no Docker call and no disk write ([`State::warm`]): last-seen times are kept here and
-//! written to the store in batches. Everything here is synchronous and cheap; it is held under a
-//! plain mutex, never across an `.await`.
-//!
-//! It also knows whose placement is under way or has just been answered ([`State::choose`]): the
-//! caller counts a user as live only once its session is bound, after `place` returns, so without
-//! this a newcomer could take the slot of a user still being placed, and both would get a shell.
+//! The pool's in-memory state: the store's users, each container's readiness and accounts, and
+//! whose placement is under way; a returning user is placed from here with no Docker or disk I/O.
+//! Synchronous and cheap: held under a plain mutex, never across an `.await`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::assign::{self, AssignError, Assignment, ContainerSlot, Decision};
 use super::store::UserRecord;
-use super::{account_names, home_of, Placement, PoolConfig, PoolStats};
+use super::{account_names, home_of, Account, PoolConfig, PoolStats};
 
 /// How long a user just placed counts as live although the caller has not bound its session yet.
 /// The web layer binds right after `place` returns, with no await in between, so this only has to
@@ -140,14 +132,14 @@ impl State {
     /// The fast path: a placement for identity `hash` if its slot's container is ready and its
     /// account known there; records the visit (`now`: Unix seconds) and protects the slot from
     /// eviction until the caller has bound the session (`at`: now).
-    pub fn warm(&mut self, hash: &str, now: i64, at: Instant) -> Option<Placement> {
+    pub fn warm(&mut self, hash: &str, now: i64, at: Instant) -> Option<Account> {
         let username = self.by_identity.get(hash)?;
         let user = self.users.get_mut(username)?;
         let slot = &self.slots[user.slot?];
         if !slot.ready || !slot.accounts.contains(username) {
             return None;
         }
-        let placement = Placement {
+        let placement = Account {
             container_name: slot.name.clone(),
             container_id: slot.id.clone()?,
             username: username.to_string(),

@@ -1,13 +1,6 @@
-//! Sessions started by the session agent inside a user container (`agent/`), which
-//! hands the PTY master to the server over a unix socket: keystrokes and output then go straight
-//! between the server and the kernel's PTY, with no `docker exec`, dockerd or containerd-shim in
-//! between, and opening a session costs a fork in the container instead of a runc start.
-//!
-//! Each session is one SOCK_SEQPACKET connection to the agent of its container (the protocol is in
-//! the agent's doc string). The connection lives as long as the session: the agent reports the
-//! shell's exit code on it, and a hang-up request, or the connection closing, ends the session.
-//! The socket is in a per-container directory of the host (`AGENT_DIR/<container>`), bind-mounted
-//! into that container only.
+//! Terminals started by the session agent inside a user container (`agent/`), which passes the
+//! PTY master to the server over a per-container unix socket; one SOCK_SEQPACKET connection per
+//! session carries its exit code and hang-up.
 
 use std::io;
 use std::mem::size_of;
@@ -19,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use termpool_agent_proto::Reply;
+pub use termpool_agent_proto::ShellRequest;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::OnceCell;
@@ -32,32 +26,6 @@ const MAX_MESSAGE: usize = 4096;
 /// How often a connection to an agent that is not listening yet (a container just started) is
 /// tried again.
 const CONNECT_RETRY: Duration = Duration::from_millis(20);
-
-/// What the agent is asked to start.
-#[derive(Serialize)]
-pub struct ShellRequest<'a> {
-    pub user: &'a str,
-    pub home: &'a str,
-    pub cols: u16,
-    pub rows: u16,
-    pub env: &'a [String],
-}
-
-#[derive(Deserialize)]
-struct Reply {
-    #[serde(default)]
-    pid: Option<u32>,
-    #[serde(default)]
-    error: Option<String>,
-    /// Present (maybe null) once the shell has exited.
-    #[serde(default, deserialize_with = "present")]
-    exit: Option<Option<i32>>,
-}
-
-/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i32>>, D::Error> {
-    Option::<i32>::deserialize(d).map(Some)
-}
 
 /// Connects to the agent listening at `socket`. A socket that is missing or refuses is tried again
 /// for up to `grace` (a container that has just started), then the agent is taken for gone; a
@@ -387,16 +355,5 @@ mod tests {
             &check_is_socket(&dir.join("none")).unwrap_err()
         ));
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn exit_null_is_told_from_no_exit() {
-        let r: Reply = serde_json::from_str(r#"{"exit":null}"#).unwrap();
-        assert_eq!(r.exit, Some(None));
-        let r: Reply = serde_json::from_str(r#"{"exit":3}"#).unwrap();
-        assert_eq!(r.exit, Some(Some(3)));
-        let r: Reply = serde_json::from_str(r#"{"pid":12}"#).unwrap();
-        assert_eq!(r.exit, None);
-        assert_eq!(r.pid, Some(12));
     }
 }

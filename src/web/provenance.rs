@@ -1,7 +1,5 @@
-//! Where a request comes from: the host name it was sent to, the origin of the page that sent it,
-//! whether another site started the navigation, and the client's address and scheme as the
-//! trusted proxies (`TRUSTED_PROXIES`) tell them. The page, the login and the upgrade each decide
-//! with these; the host check guards every route but `/healthz`.
+//! Who is asking and from where: the identity a request carries, the host name it was sent to, the
+//! origin of the page that sent it, and the client's address and scheme as trusted proxies tell.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -11,15 +9,15 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::config::{normalize_host, Config, ConfigError};
-use crate::identity::IpNet;
+use crate::config::{normalize_host, ServerOptions};
+use crate::identity::{self, Asking, Identifier, Mode, TrustedProxies};
 
 /// The host names the server answers to (`None`: any), worked out from the configuration once.
 pub(super) struct AllowedHosts(Option<Vec<String>>);
 
 impl AllowedHosts {
-    pub(super) fn from_config(config: &Config) -> Self {
-        AllowedHosts(config.host_names())
+    pub(super) fn new(options: &ServerOptions) -> Self {
+        AllowedHosts(options.allowed_hosts.clone())
     }
 
     fn allow(&self, req: &HttpRequest) -> bool {
@@ -67,7 +65,7 @@ fn host_name(host: &str) -> &str {
 /// Whether a browser request comes from this server's own pages: no `Origin` (not a browser, or
 /// a same-origin GET), or an `Origin` that is this server (either scheme, same `Host`) or one of
 /// `ALLOWED_ORIGINS`.
-pub(super) fn origin_allowed(req: &HttpRequest, config: &Config) -> bool {
+pub(super) fn origin_allowed(req: &HttpRequest, options: &ServerOptions) -> bool {
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return true;
     };
@@ -79,7 +77,7 @@ pub(super) fn origin_allowed(req: &HttpRequest, config: &Config) -> bool {
         .unwrap_or("");
     let own = !host.is_empty()
         && (origin == format!("http://{host}") || origin == format!("https://{host}"));
-    own || config.extra_origins().any(|o| o == origin)
+    own || options.allowed_origins.iter().any(|o| o == origin)
 }
 
 /// Whether another site started this navigation (a link or a form elsewhere), per the browser's
@@ -91,18 +89,24 @@ pub(super) fn started_elsewhere(req: &HttpRequest) -> bool {
         .is_some_and(|v| v == "cross-site" || v == "same-site")
 }
 
-/// The reverse proxies whose forwarding headers are believed (`TRUSTED_PROXIES`).
-pub(super) struct TrustedProxies(Vec<IpNet>);
-
-impl TrustedProxies {
-    pub(super) fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        config.trusted_proxies().map(TrustedProxies)
-    }
+/// Who is asking, in the configured identity mode.
+pub(super) fn identify(req: &HttpRequest, identifier: &Identifier) -> Option<String> {
+    let cookie = req.cookie(identity::COOKIE_NAME);
+    let header = match &identifier.mode {
+        Mode::Header { header, .. } => req.headers().get(header.as_str()),
+        _ => None,
+    };
+    identifier.identify(&Asking {
+        cookie: cookie.as_ref().map(|c| c.value()),
+        peer: req.peer_addr().map(|a| a.ip()),
+        header: header.and_then(|h| h.to_str().ok()),
+    })
 }
 
+/// Whether `ip` is one of the reverse proxies whose forwarding headers are believed.
 fn is_trusted_proxy(req: &HttpRequest, ip: IpAddr) -> bool {
     req.app_data::<web::Data<TrustedProxies>>()
-        .is_some_and(|proxies| proxies.0.iter().any(|net| net.contains(ip)))
+        .is_some_and(|proxies| proxies.contains(ip))
 }
 
 /// The client's address: the TCP peer, or, while that is a trusted proxy, the hop before it in
@@ -154,10 +158,10 @@ mod tests {
     use actix_web::test::TestRequest;
 
     fn request(peer: &str, headers: &[(&str, &str)], proxies: &[&str]) -> HttpRequest {
-        let proxies = proxies.iter().map(|p| p.parse().unwrap()).collect();
+        let proxies = TrustedProxies::parse(proxies).unwrap();
         let mut req = TestRequest::default()
             .peer_addr(peer.parse().unwrap())
-            .app_data(web::Data::new(TrustedProxies(proxies)));
+            .app_data(web::Data::new(proxies));
         for (name, value) in headers {
             req = req.append_header((*name, *value));
         }

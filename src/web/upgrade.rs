@@ -10,7 +10,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::closing::{ClosingBody, ConnSocket};
-use super::AppState;
+use super::{provenance, AppState};
+use crate::identity::Mode;
 use crate::protocol::{ErrorCode, ServerFrame, TermSize, PROTOCOL_VERSION, SIZE_RANGE};
 use crate::relay::{self, RelayConfig};
 use crate::session::{Attached, LiveSession, Refusal};
@@ -36,10 +37,12 @@ struct Refused {
     message: String,
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Refused {
-    Refused {
-        status,
-        message: message.into(),
+impl Refused {
+    fn new(status: StatusCode, message: impl Into<String>) -> Refused {
+        Refused {
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -56,23 +59,23 @@ pub(super) async fn websocket(
             // same URL over plain HTTP to learn why: it gets the refusal its upgrade got.
             let refusal = preflight(&req, &state)
                 .err()
-                .unwrap_or_else(|| refuse(StatusCode::BAD_REQUEST, e.to_string()));
-            return refused(&state, refusal);
+                .unwrap_or_else(|| Refused::new(StatusCode::BAD_REQUEST, e.to_string()));
+            return refusal_response(&state, refusal);
         }
     };
     let (session, attached, greeting) = match open(&req, &state).await {
         Ok(opened) => opened,
-        Err(r) => return refused(&state, r),
+        Err(r) => return refusal_response(&state, r),
     };
-    let limit = state.config.max_frame_bytes;
+    let limit = state.options.max_frame_bytes;
     let stream = stream
         .max_frame_size(limit)
         .aggregate_continuations()
         .max_continuation_size(limit);
     let cfg = RelayConfig {
-        ping_interval: state.config.ping_interval(),
+        ping_interval: state.options.ping_interval,
         metrics: state.metrics.clone(),
-        busy_poll: std::time::Duration::from_micros(state.config.busy_poll_us),
+        busy_poll: state.options.busy_poll,
     };
     let socket = req.conn_data::<ConnSocket>().copied();
     let mut reading_done = None;
@@ -89,7 +92,7 @@ pub(super) async fn websocket(
     response.map_into_boxed_body()
 }
 
-fn refused(state: &AppState, r: Refused) -> HttpResponse {
+fn refusal_response(state: &AppState, r: Refused) -> HttpResponse {
     state.metrics.count_refusal(r.status.as_u16());
     log::info!("WebSocket upgrade refused ({}): {}", r.status, r.message);
     HttpResponse::build(r.status)
@@ -118,11 +121,11 @@ async fn open(
         let code = ErrorCode::SessionNotFound;
         notice = Some(ServerFrame::Error { code, message }.to_json());
     }
-    let newcomer_from = super::newcomer_address(req, state);
+    let newcomer_from = newcomer_address(req, state);
     let session = start_session(state, &identity, newcomer_from, size).await?;
     let attached = session
         .attach(size)
-        .ok_or_else(|| refuse(StatusCode::SERVICE_UNAVAILABLE, "the shell ended at once"))?;
+        .ok_or_else(|| Refused::new(StatusCode::SERVICE_UNAVAILABLE, "the shell ended at once"))?;
     let mut greeting = vec![ready_frame(state, &session, size, false)];
     greeting.extend(notice);
     Ok((session, attached, greeting))
@@ -144,7 +147,7 @@ fn preflight(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
     if !resumes {
         state
             .registry
-            .check_admission(&identity, super::newcomer_address(req, state))
+            .check_admission(&identity, newcomer_address(req, state))
             .map_err(admission_refusal)?;
     }
     Ok(())
@@ -157,7 +160,7 @@ fn admission_refusal(e: Refusal) -> Refused {
     } else {
         StatusCode::TOO_MANY_REQUESTS
     };
-    refuse(status, e.to_string())
+    Refused::new(status, e.to_string())
 }
 
 async fn start_session(
@@ -203,8 +206,8 @@ fn ready_frame(state: &AppState, session: &LiveSession, size: TermSize, resumed:
 /// server's log line with the details: the client may be anyone.
 fn backend_refusal(e: TtyError) -> Refused {
     match e {
-        TtyError::Unavailable(u) => refuse(StatusCode::SERVICE_UNAVAILABLE, u.to_string()),
-        TtyError::Refused(m) => refuse(StatusCode::TOO_MANY_REQUESTS, m),
+        TtyError::Unavailable(u) => Refused::new(StatusCode::SERVICE_UNAVAILABLE, u.to_string()),
+        TtyError::Refused(m) => Refused::new(StatusCode::TOO_MANY_REQUESTS, m),
         other => backend_refusal(TtyError::unavailable(
             Unavailability::NotPrepared,
             format!("could not start a session: {other}"),
@@ -215,22 +218,31 @@ fn backend_refusal(e: TtyError) -> Refused {
 /// Cross-site WebSocket hijacking guard: a browser always sends `Origin`; it must be this server
 /// or a configured origin. Non-browser clients send none.
 fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
-    if super::provenance::origin_allowed(req, &state.config) {
+    if provenance::origin_allowed(req, &state.options) {
         return Ok(());
     }
-    Err(refuse(
+    Err(Refused::new(
         StatusCode::FORBIDDEN,
         "cross-origin WebSocket refused: the Origin is not this server nor an allowed origin",
     ))
 }
 
 fn identify(req: &HttpRequest, state: &AppState) -> Result<String, Refused> {
-    super::identify(req, state).ok_or_else(|| {
-        refuse(
+    provenance::identify(req, &state.identifier).ok_or_else(|| {
+        Refused::new(
             StatusCode::UNAUTHORIZED,
             "no valid identity: load the terminal page first (or log in)",
         )
     })
+}
+
+/// The client address that a new identity is counted against: only anonymous identities (cookie
+/// mode) cost nothing to make; tokens and an auth proxy's users are a fixed set.
+fn newcomer_address(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
+    match state.identifier.mode {
+        Mode::Cookie => provenance::client_address(req),
+        _ => None,
+    }
 }
 
 fn parse_query(req: &HttpRequest) -> Result<WsRequest, Refused> {
@@ -239,7 +251,7 @@ fn parse_query(req: &HttpRequest) -> Result<WsRequest, Refused> {
 
 fn parse_query_string(query: &str) -> Result<WsRequest, Refused> {
     let query = web::Query::<WsQuery>::from_query(query)
-        .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("bad query: {e}")))?;
+        .map_err(|e| Refused::new(StatusCode::BAD_REQUEST, format!("bad query: {e}")))?;
     let default = TermSize::default();
     let dim = |value: &Option<String>, name: &str, default: u16| match value {
         None => Ok(default),
@@ -248,7 +260,7 @@ fn parse_query_string(query: &str) -> Result<WsRequest, Refused> {
             .ok()
             .filter(|n| SIZE_RANGE.contains(n))
             .ok_or_else(|| {
-                refuse(
+                Refused::new(
                     StatusCode::BAD_REQUEST,
                     format!("{name} must be a whole number within 1..=1000"),
                 )

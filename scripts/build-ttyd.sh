@@ -1,6 +1,6 @@
 #!/bin/bash
 # Builds ttyd, the comparison server of the relay benchmark (never used by CI's tests): Debian's
-# source package from trixie (bookworm has none), fetched through a deb-src line that exists only
+# source package from unstable (neither bookworm nor trixie has one), fetched through a deb-src line that exists only
 # for the one `apt-get source` command, built against bookworm's libraries.
 #
 #   scripts/build-ttyd.sh [OUT_DIR]     (default target/ttyd; prints the binary's path)
@@ -21,19 +21,23 @@ apt-get install -y -q --no-install-recommends dpkg-dev cmake build-essential pkg
 # A deb-src list of its own, passed to this one apt-get call and deleted after.
 lists=$(mktemp -d)
 trap 'rm -rf "$lists"' EXIT
-cat >"$lists/trixie-src.sources" <<'EOF'
+cat >"$lists/sid-src.sources" <<'EOF'
 Types: deb-src
 URIs: http://deb.debian.org/debian
-Suites: trixie
+Suites: sid
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
-apt_opts=(-o "Dir::Etc::SourceParts=$lists" -o "Dir::Etc::SourceList=/dev/null"
+apt_opts=(-o APT::Sandbox::User=root -o "Dir::Etc::SourceParts=$lists" -o "Dir::Etc::SourceList=/dev/null"
     -o "Dir::State::Lists=$lists/state" -o "Dir::Cache=$lists/cache")
 mkdir -p "$lists/state/partial" "$lists/cache/archives/partial"
 apt-get "${apt_opts[@]}" update -q >&2
-(cd "$out" && apt-get "${apt_opts[@]}" source -q ttyd >&2)
-
+# The Debian packaging may be missing from the mirror while the upstream tarball is there: only
+# the upstream source is needed.
+(cd "$out" && apt-get "${apt_opts[@]}" source -q --download-only ttyd >&2) || true
+orig=$(find "$out" -maxdepth 1 -name 'ttyd_*.orig.tar.*' | head -1)
+[ -n "$orig" ] || { echo "build-ttyd: no ttyd source could be had" >&2; exit 1; }
+tar -C "$out" -xf "$orig"
 src=$(find "$out" -maxdepth 1 -type d -name 'ttyd-*' | head -1)
 [ -n "$src" ] || { echo "build-ttyd: no source unpacked in $out" >&2; exit 1; }
 cmake -S "$src" -B "$out/build" -DCMAKE_BUILD_TYPE=Release >&2

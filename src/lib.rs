@@ -12,3 +12,4 @@ pub mod session;
 pub mod spin;
 pub mod tty;
 pub mod web;
+pub mod wsdeflate;

@@ -5,8 +5,11 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::Payload;
+use actix_web::http::header::{HeaderValue, SEC_WEBSOCKET_EXTENSIONS};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::closing::{ClosingBody, ConnSocket};
@@ -16,6 +19,7 @@ use crate::protocol::{ErrorCode, ServerFrame, TermSize, PROTOCOL_VERSION, SIZE_R
 use crate::relay::{self, RelayConfig};
 use crate::session::{Attached, LiveSession, Refusal};
 use crate::tty::{TtyError, Unavailability};
+use crate::wsdeflate::{self, DeflatingBody, InflatingStream};
 
 /// The query of `/ws`. Strings, so that a bad number gets our message rather than serde's.
 #[derive(Deserialize)]
@@ -51,8 +55,16 @@ pub(super) async fn websocket(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    let limit = state.options.max_frame_bytes;
+    let (body, deflate) = match compression(&req, body, limit).await {
+        Ok(parts) => parts,
+        Err(e) => {
+            let refusal = Refused::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            return refusal_response(&state, refusal);
+        }
+    };
     // The handshake is checked first so that no shell is spawned for a request that can't upgrade.
-    let (response, ws, stream) = match actix_ws::handle(&req, body) {
+    let (mut response, ws, stream) = match actix_ws::handle(&req, body) {
         Ok(parts) => parts,
         Err(e) => {
             // Browsers hide a refused upgrade's status from WebSocket code, so the page asks the
@@ -67,7 +79,6 @@ pub(super) async fn websocket(
         Ok(opened) => opened,
         Err(r) => return refusal_response(&state, r),
     };
-    let limit = state.options.max_frame_bytes;
     let stream = stream
         .max_frame_size(limit)
         .aggregate_continuations()
@@ -79,7 +90,18 @@ pub(super) async fn websocket(
     };
     let socket = req.conn_data::<ConnSocket>().copied();
     let mut reading_done = None;
+    if let Some(answer) = &deflate {
+        if let Ok(value) = HeaderValue::from_str(answer) {
+            response
+                .headers_mut()
+                .insert(SEC_WEBSOCKET_EXTENSIONS, value);
+        }
+    }
     let response = response.map_body(|_, body| {
+        let body = match deflate {
+            Some(_) => DeflatingBody::new(body).boxed(),
+            None => body,
+        };
         let (body, done) = ClosingBody::new(body, socket);
         reading_done = Some(done);
         body
@@ -90,6 +112,26 @@ pub(super) async fn websocket(
         drop(reading_done);
     });
     response.map_into_boxed_body()
+}
+
+/// The client's payload, inflating if it offered permessage-deflate in a form we accept, and
+/// then the `Sec-WebSocket-Extensions` answer.
+async fn compression(
+    req: &HttpRequest,
+    body: web::Payload,
+    limit: usize,
+) -> Result<(web::Payload, Option<String>), actix_web::Error> {
+    let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
+    let Some(answer) = wsdeflate::negotiate(offers.filter_map(|v| v.to_str().ok())) else {
+        return Ok((body, None));
+    };
+    let inflating = InflatingStream::new(body.into_inner(), limit);
+    let mut payload: Payload = Payload::Stream {
+        payload: Box::pin(inflating),
+    };
+    // Never fails: it only takes the payload.
+    let body = web::Payload::from_request(req, &mut payload).await?;
+    Ok((body, Some(answer)))
 }
 
 fn refusal_response(state: &AppState, r: Refused) -> HttpResponse {

@@ -1,9 +1,6 @@
-//! The container pool against the real Docker engine and the real user image
-//! (`terminal-multi-user:latest`, scripts/build-user-image.sh), with network `none`.
-//!
-//! Every test uses its own name prefix, pool label, volume and store file, removed at the end even
-//! when the test fails. The tests run one at a time (a process-wide lock) so timings mean
-//! something on a 2-core machine. Docker being unreachable is a loud failure, never a skip.
+//! The container pool against the real Docker engine and user image, with network `none`. Each
+//! test has its own prefix, label, volume and store, removed even on failure; tests run one at a
+//! time (a process-wide lock). Docker being unreachable is a loud failure, never a skip.
 
 mod common;
 
@@ -21,8 +18,7 @@ use bollard::Docker;
 use common::DockerProxy;
 use futures_util::StreamExt;
 use termpool::pool::{
-    account_names, identity_hash, linux_username, Account, Pool, PoolConfig, PoolError,
-    SqliteStore,
+    account_names, identity_hash, linux_username, Account, Pool, PoolConfig, PoolError, SqliteStore,
 };
 
 const IMAGE: &str = "terminal-multi-user:latest";
@@ -726,10 +722,10 @@ async fn simultaneous_newcomers_get_one_shell_and_503s() {
     assert_eq!(winners.len(), 1, "exactly one of three gets the one slot");
     let (cookie, mut first) = winners.pop().expect("a winner");
     let ready = first.ready().await;
-    let user = ready["user"].as_str().unwrap_or_default().to_owned();
+    let user = ready.user.to_string();
     // The winner was not evicted: its second tab is placed in its slot, as the same account.
     let mut second = server.connect_as(cookie, "").await;
-    assert_eq!(second.ready().await["user"], ready["user"]);
+    assert_eq!(second.ready().await.user, ready.user);
     for tab in [&mut first, &mut second] {
         tab.run("echo W=$(whoami)=E").await;
         tab.expect_output(&format!("W={user}=E")).await;

@@ -4,6 +4,7 @@ protocol by one Python client (websockets, which speaks permessage-deflate), thr
 TCP relay of its own for the bytes on the wire.
 
   python3 benches/compare.py --termpool target/release/termpool [--ttyd PATH] [--samples N]
+      [--server-arg=--busy-poll-us=500 ...]
 
 Figures, per server: keystroke echo and command-line round trip (p50/p90), bytes on the wire and
 server CPU per MiB for a 10 MiB build-log-like output with and without deflate, and the time from
@@ -90,11 +91,11 @@ class Counter:
 class Termpool:
     name = "termpool"
 
-    def __init__(self, binary):
+    def __init__(self, binary, extra):
         self.port = free_port()
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--shell", SHELL,
-             "--max-new-sessions-per-minute", "0"],
+             "--max-new-sessions-per-minute", "0"] + extra,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/") as r:
@@ -234,11 +235,13 @@ async def main():
     ap.add_argument("--termpool", default="target/release/termpool")
     ap.add_argument("--ttyd", default=os.environ.get("TERMPOOL_TTYD") or shutil.which("ttyd"))
     ap.add_argument("--samples", type=int, default=400)
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="extra termpool argument (repeatable), e.g. --server-arg=--busy-poll-us=500")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp()
     log = os.path.join(tmp, "build.log")
     build_log(log)
-    servers = [Termpool(a.termpool)] + ([Ttyd(a.ttyd)] if a.ttyd else [])
+    servers = [Termpool(a.termpool, a.server_arg)] + ([Ttyd(a.ttyd)] if a.ttyd else [])
     results = {}
     try:
         for s in servers:

@@ -9,16 +9,22 @@
 //! - [`identity`]: who is asking (signed cookie, trusted header, token), never the client's say.
 //! - [`protocol`]: the JSON frames of the protocol, both directions.
 //! - [`relay`]: one WebSocket attached to one session.
+//! - [`wsdeflate`]: permessage-deflate on the WebSocket's byte streams, which actix-ws lacks.
 //! - [`session`]: live sessions that outlive their sockets; admission, the pump, idle reaping.
 //! - [`screen`]: the emulated screen a session keeps for re-attach.
 //! - [`spin`]: bounded busy polling after a keystroke.
 //! - [`metrics`]: counters for `/metrics`.
+//! - [`audit`]: the operator's trail of sessions and refusals (log target `audit`).
+//! - [`blocks`]: the operator's blocks of identities and addresses.
 //! - [`tty`]: the seam between sessions and where shells run: local PTYs, container agents, execs.
 //! - [`pool`]: which container and Linux account each user gets, kept in a store.
+//! - [`workspace`]: beyond the terminal: access keys for an account, uploads, the `download` command.
 //!
 //! The session agent that runs inside each user container is the `agent/` crate; the messages it
 //! exchanges with the server are `agent/proto/`.
 
+pub mod audit;
+pub mod blocks;
 pub mod config;
 pub mod identity;
 pub mod metrics;
@@ -30,4 +36,5 @@ pub mod session;
 pub mod spin;
 pub mod tty;
 pub mod web;
+pub mod workspace;
 pub mod wsdeflate;

@@ -35,6 +35,8 @@ export interface ConnectionEvents {
   onOutput(bytes: Uint8Array): void;
   onExit(code: number | null): void;
   onError(code: string, message: string): void;
+  /** A round trip measured with ping and pong, in milliseconds. */
+  onRoundTrip?(ms: number): void;
 }
 
 export interface ReconnectOptions extends BackoffOptions, HeartbeatOptions {
@@ -208,7 +210,7 @@ export class Connection {
         this.onErrorFrame(life, msg);
         break;
       case 'pong':
-        this.heartbeat?.pong();
+        this.heartbeat?.pong(msg.id);
         break;
       default:
         // Newer servers may add frame types; old clients ignore them (docs/protocol.md).
@@ -256,11 +258,12 @@ export class Connection {
       open: () => life.gen === this.generation && life.ws.readyState === WebSocket.OPEN,
       send: (text: string) => life.ws.send(text),
     };
-    this.heartbeat = new Heartbeat(link, this.opts, () => {
+    const dead = () => {
       // Drop the dead socket and reconnect.
       this.detachSocket();
       this.dropped(life.gen, { opened: true, gotReady: true, reason: 'connection timed out' });
-    });
+    };
+    this.heartbeat = new Heartbeat(link, this.opts, dead, (ms) => this.events.onRoundTrip?.(ms));
     this.heartbeat.start();
   }
 

@@ -7,10 +7,11 @@ import './style.css';
 
 import type { Terminal } from '@xterm/xterm';
 
-import { basePath, clampSize, parseConfig } from './config';
+import { basePath, clampSize, parseConfig, predictSetting } from './config';
 import { Connection, type ConnectionEvents, type ReadyFrame } from './connection';
 import { FlowControl } from './flow';
 import { forwardInput, handleShortcuts } from './input';
+import { TerminalPredictor } from './predict-xterm';
 import { SearchBox } from './search';
 import { SessionStore } from './session-store';
 import { SizeSync } from './size';
@@ -37,6 +38,7 @@ interface Page {
   flow: FlowControl;
   size: SizeSync;
   title: TitleTracker;
+  predictor: TerminalPredictor;
   conn: () => Connection;
 }
 
@@ -61,12 +63,14 @@ function main(): void {
     send: (cols, rows) => live().sendControl({ type: 'resize', cols, rows }),
   });
   const searchBox = new SearchBox(term, search, byId('search'), byId<HTMLInputElement>('search-input'));
-  forwardInput(term, (bytes) => live().sendBytes(bytes));
+  const predictor = new TerminalPredictor(term, predictSetting(cfg.predict, localStorageOrNull()));
+  window.termpool = { term, predict: predictor.engine };
+  forwardInput(term, (bytes) => live().sendBytes(bytes), (data) => predictor.typed(data));
   handleShortcuts(term, () => searchBox.open());
   const title = new TitleTracker(term);
 
   const store = new SessionStore(`termpool.session:${basePath(window.location.pathname) || '/'}`);
-  conn = new Connection(window.location, connectionEvents({ term, status, flow, size, title, conn: live }), store);
+  conn = new Connection(window.location, connectionEvents({ term, status, flow, size, title, predictor, conn: live }), store);
   followPageLifecycle(conn);
   // Fit before connecting so the TTY is created with the right size (no resize race).
   whenFontsReady(() => {
@@ -89,7 +93,7 @@ function statusElements(): ConstructorParameters<typeof StatusUi>[0] {
 }
 
 function connectionEvents(page: Page): ConnectionEvents {
-  const { term, status, flow } = page;
+  const { term, status, flow, predictor } = page;
   return {
     size: () => clampSize(term),
     onState: (state, detail) => status.showState(state, detail),
@@ -97,19 +101,24 @@ function connectionEvents(page: Page): ConnectionEvents {
     onOutput: (bytes) => {
       const n = bytes.length;
       flow.written(n);
-      term.write(bytes, () => flow.processed(n));
+      term.write(bytes, () => {
+        flow.processed(n);
+        predictor.parsed();
+      });
     },
     onExit: (code) => {
       term.write(`\r\n\x1b[0m[session ended, code ${code === null ? 'unknown' : code}]\r\n`);
       status.showBanner('The session has ended.', 'Start a new session', () => page.conn().connect({ fresh: true, manual: true }));
     },
     onError: (code, message) => status.showMessage(message ? `${code}: ${message}` : code),
+    onRoundTrip: (ms) => predictor.roundTrip(ms),
   };
 }
 
 function onReady(page: Page, ready: ReadyFrame, firstOfPage: boolean): void {
   const { term, status } = page;
   page.flow.newConnection();
+  page.predictor.reset();
   status.showIdentity(ready.container ? `${ready.user}@${ready.container}` : `${ready.user} (${ready.mode})`);
   page.title.setFallback(`${ready.container ? `${ready.user}@${ready.container}` : ready.user} — termpool`);
   status.showMessage('');
@@ -121,6 +130,14 @@ function onReady(page: Page, ready: ReadyFrame, firstOfPage: boolean): void {
     if (!ready.resumed) term.write('\r\n');
   }
   page.size.attached(ready.cols, ready.rows);
+}
+
+function localStorageOrNull(): Storage | null {
+  try {
+    return window.localStorage;
+  } catch {
+    return null; // denied (e.g. third-party frame with storage blocked)
+  }
 }
 
 /** Reload hands the session to the next page; a visible page or a network back retries at once. */

@@ -20,7 +20,7 @@ pub(super) struct Inner {
     pub(super) admission: Admission,
     pub(super) accounts: Accounts,
     /// Live sessions by id.
-    sessions: HashMap<String, Arc<LiveSession>>,
+    pub(super) sessions: HashMap<String, Arc<LiveSession>>,
 }
 
 pub struct Registry {
@@ -96,10 +96,13 @@ impl Registry {
         placement: Placement,
         spawned: Spawned,
         size: TermSize,
+        client: Option<IpAddr>,
     ) -> Arc<LiveSession> {
         // Without re-attach nobody needs the screen: no emulator, no cost.
         let screen = (!self.limits.grace.is_zero()).then(|| Screen::new(size));
-        let (session, generation) = LiveSession::new(self, slot, placement, spawned.tty, screen);
+        let (session, generation) =
+            LiveSession::new(self, slot, placement, spawned.tty, screen, size, client);
+        session.audit("session_open").emit();
         self.lock()
             .sessions
             .insert(session.id.clone(), session.clone());
@@ -109,6 +112,16 @@ impl Registry {
         // then reaches the socket in one pass of that set, without a round through the runtime.
         tokio::task::spawn_local(pump::pump(session.clone(), spawned.output, generation));
         session
+    }
+
+    /// Live sessions of the Linux account `account` right now.
+    pub fn sessions_of_account(&self, account: &str) -> Vec<Arc<LiveSession>> {
+        let inner = self.lock();
+        let of = inner
+            .sessions
+            .values()
+            .filter(|s| s.placement.user == account);
+        of.cloned().collect()
     }
 
     /// Live sessions right now.

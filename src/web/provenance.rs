@@ -13,11 +13,12 @@ use crate::config::{normalize_host, ServerOptions};
 use crate::identity::{self, Asking, Identifier, Mode, TrustedProxies};
 
 /// The host names the server answers to (`None`: any), worked out from the configuration once.
-pub(super) struct AllowedHosts(Option<Vec<String>>);
+pub(super) struct AllowedHosts(Option<Vec<String>>, String);
 
 impl AllowedHosts {
     pub(super) fn new(options: &ServerOptions) -> Self {
-        AllowedHosts(options.allowed_hosts.clone())
+        let health = format!("{}healthz", options.base_path);
+        AllowedHosts(options.allowed_hosts.clone(), health)
     }
 
     fn allow(&self, req: &HttpRequest) -> bool {
@@ -40,10 +41,9 @@ pub(super) async fn allowed_hosts_only(
     req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let allowed = req.path() == "/healthz"
-        || req
-            .app_data::<web::Data<AllowedHosts>>()
-            .is_some_and(|hosts| hosts.allow(req.request()));
+    let allowed = req
+        .app_data::<web::Data<AllowedHosts>>()
+        .is_some_and(|hosts| req.path() == hosts.1 || hosts.allow(req.request()));
     if allowed {
         return next.call(req).await;
     }

@@ -9,6 +9,7 @@
 //! - [`identity`]: who is asking (signed cookie, trusted header, token), never the client's say.
 //! - [`protocol`]: the JSON frames of the protocol, both directions.
 //! - [`relay`]: one WebSocket attached to one session.
+//! - [`wsdeflate`]: permessage-deflate on the WebSocket's byte streams, which actix-ws lacks.
 //! - [`session`]: live sessions that outlive their sockets; admission, the pump, idle reaping.
 //! - [`screen`]: the emulated screen a session keeps for re-attach.
 //! - [`spin`]: bounded busy polling after a keystroke.
@@ -36,3 +37,4 @@ pub mod spin;
 pub mod tty;
 pub mod web;
 pub mod workspace;
+pub mod wsdeflate;

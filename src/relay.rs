@@ -24,6 +24,8 @@ const CLOSE_TAKEN_OVER: u16 = 4001;
 /// Input the relay holds while the TTY does not take it; with more waiting it stops reading the
 /// socket (and the client's TCP window closes) until the program reads.
 const INPUT_QUEUE_BYTES: usize = 1 << 20;
+/// How long a closing socket waits for the client to answer its close frame.
+const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
 
 /// What the relay needs besides the session.
 pub struct RelayConfig {
@@ -154,6 +156,19 @@ async fn send_event(ws: &mut Session, event: Option<Event>, metrics: &Metrics) -
     true
 }
 
+/// After our close frame, reads until the client's (or its going away), for at most
+/// `CLOSE_REPLY_WAIT`: only then may the connection close without cutting the client's reply off.
+async fn await_close_reply(stream: &mut AggregatedMessageStream) {
+    let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, async {
+        while let Some(Ok(message)) = stream.recv().await {
+            if matches!(message, AggregatedMessage::Close(_)) {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
 /// A write to the TTY in progress.
 type Writing = Pin<Box<dyn Future<Output = Result<(), TtyError>>>>;
 
@@ -213,8 +228,11 @@ impl Inbound {
                     }
                     continue;
                 }
-                // The outbound half has closed the socket.
-                _ = output_done.changed() => return,
+                // The outbound half has closed the socket: the client's answer ends the handshake.
+                _ = output_done.changed() => {
+                    await_close_reply(&mut stream).await;
+                    return;
+                }
             };
             self.last_heard = Instant::now();
             match message {

@@ -5,6 +5,7 @@ mod admin;
 mod api;
 mod assets;
 mod blocked;
+mod closing;
 mod pages;
 mod provenance;
 mod status;
@@ -65,9 +66,10 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     // Our own handler closes the sessions first; actix's would wait for them to end by themselves.
     .disable_signals()
     // Keystrokes are tiny writes; Nagle's algorithm would hold each echo back for tens of ms.
-    .on_connect(|conn, _| {
+    .on_connect(|conn, data| {
         if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
             let _ = tcp.set_nodelay(true);
+            data.insert(closing::ConnSocket(std::os::fd::AsRawFd::as_raw_fd(tcp)));
         }
     })
     .bind(addr)

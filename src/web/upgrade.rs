@@ -7,10 +7,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::Payload;
+use actix_web::http::header::{HeaderValue, SEC_WEBSOCKET_EXTENSIONS};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
+use super::closing::{ClosingBody, ConnSocket};
 use super::{provenance, AppState};
 use crate::audit;
 use crate::identity::Mode;
@@ -18,6 +22,7 @@ use crate::protocol::{ErrorCode, Ready, ServerFrame, TermSize, PROTOCOL_VERSION,
 use crate::relay::{self, RelayConfig};
 use crate::session::{Attached, LiveSession, Refusal};
 use crate::tty::{TtyError, Unavailability};
+use crate::wsdeflate::{self, DeflatingBody, InflatingStream};
 
 /// The query of `/ws`. Strings, so that a bad number gets our message rather than serde's.
 #[derive(Deserialize)]
@@ -69,8 +74,16 @@ pub(super) async fn websocket(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    let limit = state.options.max_frame_bytes;
+    let (body, deflate) = match compression(&req, body, limit).await {
+        Ok(parts) => parts,
+        Err(e) => {
+            let refusal = Refused::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            return refusal_response(&req, &state, refusal);
+        }
+    };
     // The handshake is checked first so that no shell is spawned for a request that can't upgrade.
-    let (response, ws, stream) = match actix_ws::handle(&req, body) {
+    let (mut response, ws, stream) = match actix_ws::handle(&req, body) {
         Ok(parts) => parts,
         Err(e) => {
             // Browsers hide a refused upgrade's status from WebSocket code, so the page asks the
@@ -85,7 +98,6 @@ pub(super) async fn websocket(
         Ok(opened) => opened,
         Err(r) => return refusal_response(&req, &state, r),
     };
-    let limit = state.options.max_frame_bytes;
     let stream = stream
         .max_frame_size(limit)
         .aggregate_continuations()
@@ -95,9 +107,50 @@ pub(super) async fn websocket(
         metrics: state.metrics.clone(),
         busy_poll: state.options.busy_poll,
     };
+    let socket = req.conn_data::<ConnSocket>().copied();
+    let mut reading_done = None;
+    if let Some(answer) = &deflate {
+        if let Ok(value) = HeaderValue::from_str(answer) {
+            response
+                .headers_mut()
+                .insert(SEC_WEBSOCKET_EXTENSIONS, value);
+        }
+    }
+    let response = response.map_body(|_, body| {
+        let body = match deflate {
+            Some(_) => DeflatingBody::new(body).boxed(),
+            None => body,
+        };
+        let (body, done) = ClosingBody::new(body, socket);
+        reading_done = Some(done);
+        body
+    });
     // actix-ws's stream is not Send: the relay stays on this worker's local executor.
-    actix_web::rt::spawn(relay::run(ws, stream, session, attached, greeting, cfg));
-    response
+    actix_web::rt::spawn(async move {
+        relay::run(ws, stream, session, attached, greeting, cfg).await;
+        drop(reading_done);
+    });
+    response.map_into_boxed_body()
+}
+
+/// The client's payload, inflating if it offered permessage-deflate in a form we accept, and
+/// then the `Sec-WebSocket-Extensions` answer.
+async fn compression(
+    req: &HttpRequest,
+    body: web::Payload,
+    limit: usize,
+) -> Result<(web::Payload, Option<String>), actix_web::Error> {
+    let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
+    let Some(answer) = wsdeflate::negotiate(offers.filter_map(|v| v.to_str().ok())) else {
+        return Ok((body, None));
+    };
+    let inflating = InflatingStream::new(body.into_inner(), limit);
+    let mut payload: Payload = Payload::Stream {
+        payload: Box::pin(inflating),
+    };
+    // Never fails: it only takes the payload.
+    let body = web::Payload::from_request(req, &mut payload).await?;
+    Ok((body, Some(answer)))
 }
 
 fn refusal_response(req: &HttpRequest, state: &AppState, r: Refused) -> HttpResponse {

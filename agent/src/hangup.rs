@@ -1,6 +1,7 @@
 //! Ending sessions as closing a terminal does: SIGHUP and SIGCONT to the shell's session, SIGKILL
 //! to the shell later, sent with the user's uid as effective uid (root here has no CAP_KILL).
 
+use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -8,18 +9,38 @@ use crate::sys;
 
 /// How long a hung-up shell may take to exit before it is killed.
 const GRACE: Duration = Duration::from_secs(3);
+/// How often a hung-up session is scanned again, until `GRACE` ends, for processes forked while
+/// the previous scan ran (they were not in it, and their parent may die before it can pass the
+/// SIGHUP on).
+const RESCAN: Duration = Duration::from_millis(200);
 
 #[derive(Default)]
 pub struct Hangups {
-    /// Sessions to hang up in this round: (leader, uid).
-    pending: Vec<(libc::pid_t, u32)>,
+    /// Sessions being hung up, until `GRACE` ends.
+    sweeps: Vec<Sweep>,
     /// Shells to kill if still there at the deadline.
     deadlines: Vec<(Instant, OwnedFd, u32)>,
 }
 
+/// One hung-up session: its members are signalled once each, however late they appear.
+struct Sweep {
+    leader: libc::pid_t,
+    uid: u32,
+    signalled: HashSet<libc::pid_t>,
+    next: Instant,
+    until: Instant,
+}
+
 impl Hangups {
     pub fn add(&mut self, leader: libc::pid_t, uid: u32) {
-        self.pending.push((leader, uid));
+        let now = Instant::now();
+        self.sweeps.push(Sweep {
+            leader,
+            uid,
+            signalled: HashSet::new(),
+            next: now,
+            until: now + GRACE,
+        });
         // Held from here on, so the SIGKILL later cannot reach a reused pid. None: the shell has
         // already been reaped.
         if let Ok(shell) = sys::pidfd_open(leader) {
@@ -29,31 +50,13 @@ impl Hangups {
 
     /// How long the event loop may wait before `run` has work.
     pub fn next_timeout(&self) -> Option<Duration> {
-        if !self.pending.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        let next = self.deadlines.iter().map(|d| d.0).min()?;
+        let sweeps = self.sweeps.iter().map(|s| s.next);
+        let next = self.deadlines.iter().map(|d| d.0).chain(sweeps).min()?;
         Some(next.saturating_duration_since(Instant::now()))
     }
 
     pub fn run(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        let mut uids: Vec<u32> = pending.iter().map(|p| p.1).collect();
-        uids.sort_unstable();
-        uids.dedup();
-        for uid in uids {
-            let leaders: Vec<libc::pid_t> =
-                pending.iter().filter(|p| p.1 == uid).map(|p| p.0).collect();
-            as_user(uid, || {
-                for member in session_members(&leaders) {
-                    // SAFETY: kill has no memory effects.
-                    unsafe {
-                        libc::kill(member, libc::SIGHUP);
-                        libc::kill(member, libc::SIGCONT);
-                    }
-                }
-            });
-        }
+        self.sweep();
         let now = Instant::now();
         let (due, later) = std::mem::take(&mut self.deadlines)
             .into_iter()
@@ -66,6 +69,45 @@ impl Hangups {
                 });
             }
         }
+    }
+
+    /// SIGHUP and SIGCONT to every member of the sessions due for a scan not signalled before.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let mut uids: Vec<u32> = self
+            .sweeps
+            .iter()
+            .filter(|s| s.next <= now)
+            .map(|s| s.uid)
+            .collect();
+        uids.sort_unstable();
+        uids.dedup();
+        for uid in uids {
+            let mut due: Vec<&mut Sweep> = self
+                .sweeps
+                .iter_mut()
+                .filter(|s| s.uid == uid && s.next <= now)
+                .collect();
+            let leaders: Vec<libc::pid_t> = due.iter().map(|s| s.leader).collect();
+            as_user(uid, || {
+                for (member, sid) in session_members(&leaders) {
+                    let Some(sweep) = due.iter_mut().find(|s| s.leader == sid) else {
+                        continue;
+                    };
+                    if sweep.signalled.insert(member) {
+                        // SAFETY: kill has no memory effects.
+                        unsafe {
+                            libc::kill(member, libc::SIGHUP);
+                            libc::kill(member, libc::SIGCONT);
+                        }
+                    }
+                }
+            });
+            for sweep in due {
+                sweep.next = now + RESCAN;
+            }
+        }
+        self.sweeps.retain(|s| s.until > now);
     }
 }
 
@@ -87,17 +129,16 @@ fn as_user(uid: u32, f: impl FnOnce()) {
     }
 }
 
-/// The processes (visible to this effective uid) whose session id is one of `sids`.
-fn session_members(sids: &[libc::pid_t]) -> Vec<libc::pid_t> {
+/// The processes (visible to this effective uid) whose session id is one of `sids`, with it.
+fn session_members(sids: &[libc::pid_t]) -> Vec<(libc::pid_t, libc::pid_t)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| session_of(&stat))
-                .is_some_and(|sid| sids.contains(&sid))
+        .filter_map(|pid| {
+            let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+            let sid = session_of(&stat)?;
+            sids.contains(&sid).then_some((pid, sid))
         })
         .collect()
 }

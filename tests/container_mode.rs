@@ -161,9 +161,20 @@ async fn closed_sessions_leave_no_process_behind_with_docker_exec() {
 /// processes, gets the hang-up all the same: here a program whose SIGHUP trap starts a `sleep`
 /// once every other process of the session has had its signal.
 #[tokio::test]
-async fn a_process_forked_during_the_hang_up_gets_it_too() {
-    let pool = TestPool::new("hupfork");
-    let server = pool.server(1, 4, &["--reattach-grace-secs", "0"]);
+async fn a_process_forked_during_the_hang_up_gets_it_too_with_the_agent() {
+    a_process_forked_during_the_hang_up_gets_it_too("hupfork", &[]).await;
+}
+
+#[tokio::test]
+async fn a_process_forked_during_the_hang_up_gets_it_too_with_docker_exec() {
+    a_process_forked_during_the_hang_up_gets_it_too("hupforkx", &["--session-agent", "false"])
+        .await;
+}
+
+/// `transport`: the server arguments that choose how sessions start.
+async fn a_process_forked_during_the_hang_up_gets_it_too(name: &str, transport: &[&str]) {
+    let pool = TestPool::new(name);
+    let server = pool.server(1, 4, &[&["--reattach-grace-secs", "0"], transport].concat());
     let mut c = server.connect("").await;
     let ready = c.ready().await;
     let container = container_of(&ready);

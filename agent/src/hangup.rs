@@ -9,26 +9,34 @@ use crate::sys;
 
 /// How long a hung-up shell may take to exit before it is killed.
 const GRACE: Duration = Duration::from_secs(3);
-/// How often a hung-up session is scanned again, until `GRACE` ends, for processes forked while
-/// the previous scan ran (they were not in it, and their parent may die before it can pass the
-/// SIGHUP on).
+/// How often a hung-up session is scanned again for processes forked after the previous scan
+/// (their parent may die before it can pass the SIGHUP on): until `GRACE` has passed and the
+/// shell is gone, and once more after that.
 const RESCAN: Duration = Duration::from_millis(200);
 
 #[derive(Default)]
 pub struct Hangups {
-    /// Sessions being hung up, until `GRACE` ends.
     sweeps: Vec<Sweep>,
-    /// Shells to kill if still there at the deadline.
-    deadlines: Vec<(Instant, OwnedFd, u32)>,
 }
 
 /// One hung-up session: its members are signalled once each, however late they appear.
 struct Sweep {
     leader: libc::pid_t,
     uid: u32,
+    /// Held from the start, so the SIGKILL cannot reach a reused pid. None: already reaped.
+    shell: Option<OwnedFd>,
     signalled: HashSet<libc::pid_t>,
     next: Instant,
-    until: Instant,
+    /// When the shell is killed if it is still there.
+    deadline: Instant,
+    /// This scan began after the deadline, with the shell gone: it is the last.
+    last: bool,
+}
+
+impl Sweep {
+    fn shell_gone(&self) -> bool {
+        !matches!(&self.shell, Some(shell) if !sys::has_exited(shell))
+    }
 }
 
 impl Hangups {
@@ -37,43 +45,41 @@ impl Hangups {
         self.sweeps.push(Sweep {
             leader,
             uid,
+            shell: sys::pidfd_open(leader).ok(),
             signalled: HashSet::new(),
             next: now,
-            until: now + GRACE,
+            deadline: now + GRACE,
+            last: false,
         });
-        // Held from here on, so the SIGKILL later cannot reach a reused pid. None: the shell has
-        // already been reaped.
-        if let Ok(shell) = sys::pidfd_open(leader) {
-            self.deadlines.push((Instant::now() + GRACE, shell, uid));
-        }
     }
 
     /// How long the event loop may wait before `run` has work.
     pub fn next_timeout(&self) -> Option<Duration> {
-        let sweeps = self.sweeps.iter().map(|s| s.next);
-        let next = self.deadlines.iter().map(|d| d.0).chain(sweeps).min()?;
+        let next = self.sweeps.iter().map(|s| s.next).min()?;
         Some(next.saturating_duration_since(Instant::now()))
     }
 
     pub fn run(&mut self) {
-        self.sweep();
         let now = Instant::now();
-        let (due, later) = std::mem::take(&mut self.deadlines)
-            .into_iter()
-            .partition(|d| d.0 <= now);
-        self.deadlines = later;
-        for (_, shell, uid) in due {
-            if !sys::has_exited(&shell) {
-                as_user(uid, || {
-                    let _ = sys::pidfd_send_signal(&shell, libc::SIGKILL);
-                });
+        for sweep in self.sweeps.iter_mut().filter(|s| s.next <= now) {
+            // Decided before the scan: whatever the shell forked before it died is in it.
+            sweep.last = now >= sweep.deadline && sweep.shell_gone();
+        }
+        self.sweep(now);
+        for sweep in &self.sweeps {
+            if now >= sweep.deadline && !sweep.shell_gone() {
+                if let Some(shell) = &sweep.shell {
+                    as_user(sweep.uid, || {
+                        let _ = sys::pidfd_send_signal(shell, libc::SIGKILL);
+                    });
+                }
             }
         }
+        self.sweeps.retain(|s| !s.last);
     }
 
     /// SIGHUP and SIGCONT to every member of the sessions due for a scan not signalled before.
-    fn sweep(&mut self) {
-        let now = Instant::now();
+    fn sweep(&mut self, now: Instant) {
         let mut uids: Vec<u32> = self
             .sweeps
             .iter()
@@ -107,7 +113,6 @@ impl Hangups {
                 sweep.next = now + RESCAN;
             }
         }
-        self.sweeps.retain(|s| s.until > now);
     }
 }
 

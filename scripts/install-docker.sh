@@ -21,7 +21,10 @@ if docker info >/dev/null 2>&1; then
 fi
 
 # No systemd here: run dockerd ourselves, detached from this shell (setsid) so it outlives it.
-if ! pgrep -x dockerd >/dev/null 2>&1; then
+# The host's engine is the one whose pid is in /var/run/docker.pid: other dockerd processes (a
+# test Swarm's nodes) do not serve the default socket.
+PID=$(cat /var/run/docker.pid 2>/dev/null || true)
+if [ -z "$PID" ] || [ "$(cat "/proc/$PID/comm" 2>/dev/null)" != dockerd ]; then
     echo "install-docker: starting dockerd (log: $LOG)" >&2
     # A pid file left by an unclean stop makes dockerd refuse to start if its pid was reused.
     rm -f /var/run/docker.pid

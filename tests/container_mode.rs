@@ -157,6 +157,38 @@ async fn closed_sessions_leave_no_process_behind_with_docker_exec() {
     closed_sessions_leave_no_process_behind("hupx", &["--session-agent", "false"]).await;
 }
 
+/// A process forked while its session is being hung up, after the agent looked for the session's
+/// processes, gets the hang-up all the same: here a program whose SIGHUP trap starts a `sleep`
+/// once every other process of the session has had its signal.
+#[tokio::test]
+async fn a_process_forked_during_the_hang_up_gets_it_too_with_the_agent() {
+    a_process_forked_during_the_hang_up_gets_it_too("hupfork", &[]).await;
+}
+
+#[tokio::test]
+async fn a_process_forked_during_the_hang_up_gets_it_too_with_docker_exec() {
+    a_process_forked_during_the_hang_up_gets_it_too("hupforkx", &["--session-agent", "false"])
+        .await;
+}
+
+/// `transport`: the server arguments that choose how sessions start.
+async fn a_process_forked_during_the_hang_up_gets_it_too(name: &str, transport: &[&str]) {
+    let pool = TestPool::new(name);
+    let server = pool.server(1, 4, &[&["--reattach-grace-secs", "0"], transport].concat());
+    let mut c = server.connect("").await;
+    let ready = c.ready().await;
+    let container = container_of(&ready);
+    let uid = c.uid().await;
+    c.run(
+        "bash -c 'trap \"sleep 0.5; sleep 6061 & exit\" HUP; echo TRAP\"\"SET; \
+         while :; do sleep 0.1; done'",
+    )
+    .await;
+    c.expect_output("TRAPSET").await;
+    c.close().await;
+    assert_all_ended(&container, uid, Duration::from_secs(20)).await;
+}
+
 /// `transport`: the server arguments that choose how sessions start.
 async fn closed_sessions_leave_no_process_behind(name: &str, transport: &[&str]) {
     let pool = TestPool::new(name);

@@ -19,24 +19,31 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const IMAGE: &str = "terminal-multi-user:latest";
 
-fn dockerd_pids() -> Vec<i32> {
-    let out = Command::new("pgrep")
-        .args(["-x", "dockerd"])
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
+/// Where the host's engine (the one on the default socket) writes its pid.
+const PID_FILE: &str = "/var/run/docker.pid";
+
+/// The host engine's pid while it runs. Only this daemon is stopped: other engines on the machine
+/// (a test Swarm's nodes) are not this test's to stop.
+fn host_dockerd() -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(PID_FILE)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    is_dockerd(pid).then_some(pid)
+}
+
+/// Whether `pid` is (still) a dockerd, not a gone process or a reused pid.
+fn is_dockerd(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "dockerd")
 }
 
 fn stop_dockerd() {
-    for pid in dockerd_pids() {
-        // SAFETY: kill has no memory effects.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
+    let pid = host_dockerd().expect("the host's dockerd runs (its pid in /var/run/docker.pid)");
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !dockerd_pids().is_empty() {
+    while is_dockerd(pid) {
         assert!(Instant::now() < deadline, "dockerd did not stop");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -56,7 +63,7 @@ struct DaemonGuard;
 
 impl Drop for DaemonGuard {
     fn drop(&mut self) {
-        if dockerd_pids().is_empty() {
+        if host_dockerd().is_none() {
             start_dockerd();
         }
     }

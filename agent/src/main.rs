@@ -17,7 +17,6 @@ use std::process::ExitCode;
 
 use termpool_agent_proto::{Hangup, Reply, ShellRequest};
 
-use accounts::Account;
 use hangup::Hangups;
 
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -27,7 +26,7 @@ const MAX_SIZE: u16 = 1000;
 /// One connection from the server, and the shell started for it (once it is).
 struct Session {
     conn: OwnedFd,
-    shell: Option<(libc::pid_t, Account)>,
+    shell: Option<libc::pid_t>,
 }
 
 struct Agent {
@@ -143,10 +142,10 @@ impl Agent {
         }
         // A hang-up, the server gone, or a failed start.
         if let Some(session) = self.sessions.remove(&fd) {
-            if let Some((pid, account)) = session.shell {
+            if let Some(pid) = session.shell {
                 // The fd number goes to the next connection: its exit must not be sent there.
                 self.shells.remove(&pid);
-                self.hangups.add(pid, account.uid);
+                self.hangups.add(pid);
             }
         }
     }
@@ -177,7 +176,7 @@ fn start(session: &mut Session, message: &[u8], uid_min: u32) -> Option<libc::pi
         Ok((master, pid)) => {
             // A pid from fork() is positive.
             reply(&session.conn, &Reply::started(pid as u32), Some(&master));
-            session.shell = Some((pid, request.account));
+            session.shell = Some(pid);
             Some(pid)
         }
         Err(e) => {

@@ -57,9 +57,13 @@ impl HangupBatch {
     }
 
     async fn send_all(&self, docker: &Docker, key: (String, String)) {
-        const SCRIPT: &str =
-            "for s in \"$@\"; do pkill -HUP -s \"$s\"; pkill -CONT -s \"$s\"; done; \
-            sleep 3; for s in \"$@\"; do kill -KILL \"$s\" 2>/dev/null; done; true";
+        // Scanned again for 3 s, each process signalled once: one forked after a scan (a shell
+        // forking the command it had just read) would otherwise outlive its terminal.
+        const SCRIPT: &str = "seen=' '; n=0; while [ $n -lt 15 ]; do \
+            for p in $(for s in \"$@\"; do pgrep -s \"$s\"; done); do case \"$seen\" in \
+            *\" $p \"*) ;; *) kill -HUP $p; kill -CONT $p; seen=\"$seen$p \";; esac; \
+            done 2>/dev/null; n=$((n+1)); sleep 0.2; done; \
+            for s in \"$@\"; do kill -KILL \"$s\" 2>/dev/null; done; true";
         loop {
             tokio::time::sleep(HANGUP_WINDOW).await;
             let sids: Vec<String> = {

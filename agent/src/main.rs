@@ -1,7 +1,6 @@
 //! termpool's session agent: starts login shells on PTYs inside a user container and hands each
-//! PTY's master to the server over a unix socket; messages are `termpool-agent-proto`'s.
-//! `--end-processes UID` instead ends one account's processes and exits (end.rs);
-//! `--set-quota DIR UID MB` sets one account's disk quota and exits (quota.rs).
+//! PTY's master to the server over a unix socket (messages: `termpool-agent-proto`). One-shot
+//! modes: `--end-processes UID` (end.rs) and `--set-quota DIR UID MB` (quota.rs).
 
 mod accounts;
 mod end;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 pub use args::{Args, IdentityMode};
 
-use crate::identity::{Mode, TokenTable, TrustedProxies};
+use crate::identity::{Mode, TokenFile, TrustedProxies};
 use crate::pool::{PoolConfig, AGENT_SOCKET};
 use crate::session::Limits;
 
@@ -185,7 +185,7 @@ impl Args {
                     .token_file
                     .as_ref()
                     .ok_or_else(|| invalid("TOKEN_FILE", "token mode needs a token file"))?;
-                let tokens = TokenTable::load(path)
+                let tokens = TokenFile::open(path)
                     .map_err(|e| invalid("TOKEN_FILE", format!("{}: {e}", path.display())))?;
                 Ok(Mode::Token(tokens))
             }

@@ -10,7 +10,9 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::config::{normalize_host, ServerOptions};
-use crate::identity::{self, Asking, Identifier, Mode, TrustedProxies};
+use crate::identity::{
+    identity_cookie, single_header, Asking, Identifier, Mode, TrustedProxies, Unidentified,
+};
 
 /// The host names the server answers to (`None`: any), worked out from the configuration once.
 pub(super) struct AllowedHosts(Option<Vec<String>>);
@@ -89,18 +91,32 @@ pub(super) fn started_elsewhere(req: &HttpRequest) -> bool {
         .is_some_and(|v| v == "cross-site" || v == "same-site")
 }
 
-/// Who is asking, in the configured identity mode.
-pub(super) fn identify(req: &HttpRequest, identifier: &Identifier) -> Option<String> {
-    let cookie = req.cookie(identity::COOKIE_NAME);
-    let header = match &identifier.mode {
-        Mode::Header { header, .. } => req.headers().get(header.as_str()),
-        _ => None,
+/// Who is asking in the configured identity mode, or why nobody: an identity cookie or header sent twice is refused as such,
+/// never resolved by order (a planted cookie comes first).
+pub(super) fn identify_checked(
+    req: &HttpRequest,
+    identifier: &Identifier,
+) -> Result<String, Unidentified> {
+    let values = |name: &str| {
+        req.headers()
+            .get_all(name)
+            .map(|v| v.to_str().unwrap_or(""))
+            .collect::<Vec<_>>()
     };
-    identifier.identify(&Asking {
-        cookie: cookie.as_ref().map(|c| c.value()),
-        peer: req.peer_addr().map(|a| a.ip()),
-        header: header.and_then(|h| h.to_str().ok()),
-    })
+    let (cookie, header) = match &identifier.mode {
+        Mode::Header { header, .. } => (None, single_header(header, values(header))?),
+        Mode::Cookie | Mode::Token(_) => {
+            let cookies = values(header::COOKIE.as_str());
+            (identity_cookie(cookies.iter().copied())?, None)
+        }
+    };
+    identifier
+        .identify(&Asking {
+            cookie,
+            peer: req.peer_addr().map(|a| a.ip()),
+            header,
+        })
+        .ok_or(Unidentified::Missing)
 }
 
 /// Whether `ip` is one of the reverse proxies whose forwarding headers are believed.

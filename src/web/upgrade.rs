@@ -217,11 +217,12 @@ fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
 }
 
 fn identify(req: &HttpRequest, state: &AppState) -> Result<String, Refused> {
-    provenance::identify(req, &state.identifier).ok_or_else(|| {
-        Refused::new(
-            StatusCode::UNAUTHORIZED,
-            "no valid identity: load the terminal page first (or log in)",
-        )
+    provenance::identify_checked(req, &state.identifier).map_err(|e| {
+        let status = match e.is_ambiguous() {
+            true => StatusCode::BAD_REQUEST,
+            false => StatusCode::UNAUTHORIZED,
+        };
+        Refused::new(status, e.to_string())
     })
 }
 

@@ -198,6 +198,10 @@ impl Args {
             max_per_minute: self.max_new_sessions_per_minute,
             max_total: self.max_sessions,
             max_newcomers_per_minute: self.max_new_identities_per_address_per_minute,
+            max_per_address: self.max_sessions_per_address,
+            max_identities_per_address: self.max_identities_per_address,
+            ipv6_prefix_len: self.ipv6_prefix_len,
+            idle_detach: Duration::from_secs(self.idle_session_secs),
             grace: Duration::from_secs(self.reattach_grace_secs),
             idle_reap: Duration::from_secs(self.idle_reap_secs),
         }

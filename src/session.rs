@@ -2,17 +2,20 @@
 //! attached to it, re-attachable for a grace period after it drops. Admission and the session map
 //! are in the child modules.
 
+mod addresses;
 mod admission;
 mod idle;
 mod pump;
 mod registry;
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-pub use admission::{Limits, Refusal};
+pub use addresses::address_key;
+pub use admission::{Limits, Refusal, Requester};
 pub use registry::{Registry, SessionSlot};
 
 use crate::protocol::TermSize;
@@ -43,6 +46,8 @@ struct Shared {
     next_attach: u64,
     /// Whether the shell has printed anything yet (a blank screen needs no redraw).
     output_seen: bool,
+    /// Since when no socket has been attached, after one was.
+    detached_since: Option<Instant>,
     ended: bool,
 }
 
@@ -94,6 +99,7 @@ impl LiveSession {
                 attachment: None,
                 next_attach: 0,
                 output_seen: false,
+                detached_since: None,
                 ended: false,
             }),
             generation,
@@ -122,6 +128,7 @@ impl LiveSession {
         shared.next_attach += 1;
         let id = shared.next_attach;
         shared.attachment = Some(Attachment { id, tx, paused });
+        shared.detached_since = None;
         drop(shared);
         self.generation.send_modify(|g| *g += 1);
         Some(Attached {
@@ -155,6 +162,7 @@ impl LiveSession {
                 return; // another socket has taken over already
             }
             shared.attachment = None;
+            shared.detached_since = Some(Instant::now());
         }
         self.generation.send_modify(|g| *g += 1);
         let grace = self.registry.upgrade().map(|r| r.limits.grace);
@@ -178,6 +186,12 @@ impl LiveSession {
                 session.tty.hangup().await;
             }
         });
+    }
+
+    /// Since when the session has been waiting for a re-attach, if it is.
+    fn detached_since(&self) -> Option<Instant> {
+        let shared = self.shared();
+        shared.detached_since.filter(|_| !shared.ended)
     }
 
     /// The server is stopping: tell the attached client why, then hang up.

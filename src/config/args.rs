@@ -92,12 +92,34 @@ pub struct Args {
     #[arg(long, env = "MAX_SESSIONS", default_value_t = 1000, help_heading = LIMITS)]
     pub max_sessions: usize,
 
-    /// Cookie mode: new anonymous users one client address (an IPv6 client: its /64) may start
+    /// Cookie mode: new anonymous users one client address (an IPv6 client: its block) may start
     /// sessions for per minute; more are refused with 429 (0 = no limit). Anyone gets a new
     /// identity by sending no cookie: without this, per-user limits limit nothing for a script.
     #[arg(long, env = "MAX_NEW_IDENTITIES_PER_ADDRESS_PER_MINUTE", default_value_t = 10,
           help_heading = LIMITS)]
     pub max_new_identities_per_address_per_minute: u32,
+
+    /// Live sessions one client address may hold at once, of all its users (detached ones count;
+    /// an IPv6 client: its IPV6_PREFIX_LEN block); one more is refused with 429 (0 = no limit).
+    #[arg(long, env = "MAX_SESSIONS_PER_ADDRESS", default_value_t = 30, help_heading = LIMITS)]
+    pub max_sessions_per_address: usize,
+
+    /// Users (identities) one client address may have live sessions for at once; a session of
+    /// one more is refused with 429 (0 = no limit). Each holds an account of the pool.
+    #[arg(long, env = "MAX_IDENTITIES_PER_ADDRESS", default_value_t = 10, help_heading = LIMITS)]
+    pub max_identities_per_address: usize,
+
+    /// The IPv6 block (prefix length in bits, 32-128) counted as one client address by every
+    /// per-address limit: a single IPv6 host is commonly given a /64 or a /56.
+    #[arg(long, env = "IPV6_PREFIX_LEN", default_value_t = 56, help_heading = LIMITS,
+          value_parser = clap::value_parser!(u8).range(32..=128))]
+    pub ipv6_prefix_len: u8,
+
+    /// Seconds without client input after which an attached session is detached (closed with code
+    /// 4000, "idle"; the shell waits for a re-attach like any dropped one); the page is warned a
+    /// minute before, or half the time if that is shorter (0 = never).
+    #[arg(long, env = "IDLE_SESSION_SECS", default_value_t = 3600, help_heading = LIMITS)]
+    pub idle_session_secs: u64,
 
     /// Seconds a session whose socket dropped waits for a re-attach before it is hung up (0: at once).
     #[arg(long, env = "REATTACH_GRACE_SECS", default_value_t = 300, help_heading = LIMITS)]

@@ -82,7 +82,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::registry::tests::registry;
+    use crate::session::registry::tests::{registry, NOBODY};
 
     fn placement(user: &str) -> Placement {
         Placement {
@@ -96,8 +96,8 @@ mod tests {
     #[test]
     fn accounts_are_live_while_a_slot_is_bound_then_idle() {
         let reg = registry(5, 0);
-        let mut s1 = reg.admit("a", None).unwrap();
-        let mut s2 = reg.admit("a", None).unwrap();
+        let mut s1 = reg.admit("a", &NOBODY).unwrap();
+        let mut s2 = reg.admit("a", &NOBODY).unwrap();
         s1.bind(&placement("u1"));
         s2.bind(&placement("u1"));
         assert!(reg.account_is_live("u1"));

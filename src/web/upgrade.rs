@@ -2,7 +2,6 @@
 //! client names or spawns a new shell, and only then upgrades the connection and hands it to the
 //! relay. Anything refused here is a plain HTTP status, never a half-open socket.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
@@ -13,7 +12,7 @@ use super::{provenance, AppState};
 use crate::identity::Mode;
 use crate::protocol::{ErrorCode, ServerFrame, TermSize, PROTOCOL_VERSION, SIZE_RANGE};
 use crate::relay::{self, RelayConfig};
-use crate::session::{Attached, LiveSession, Refusal};
+use crate::session::{Attached, LiveSession, Refusal, Requester};
 use crate::tty::{TtyError, Unavailability};
 
 /// The query of `/ws`. Strings, so that a bad number gets our message rather than serde's.
@@ -110,8 +109,7 @@ async fn open(
         let code = ErrorCode::SessionNotFound;
         notice = Some(ServerFrame::Error { code, message }.to_json());
     }
-    let newcomer_from = newcomer_address(req, state);
-    let session = start_session(state, &identity, newcomer_from, size).await?;
+    let session = start_session(state, &identity, &requester(req, state), size).await?;
     let attached = session
         .attach(size)
         .ok_or_else(|| Refused::new(StatusCode::SERVICE_UNAVAILABLE, "the shell ended at once"))?;
@@ -136,7 +134,7 @@ fn preflight(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
     if !resumes {
         state
             .registry
-            .check_admission(&identity, newcomer_address(req, state))
+            .check_admission(&identity, &requester(req, state))
             .map_err(admission_refusal)?;
     }
     Ok(())
@@ -155,12 +153,13 @@ fn admission_refusal(e: Refusal) -> Refused {
 async fn start_session(
     state: &AppState,
     identity: &str,
-    newcomer_from: Option<IpAddr>,
+    requester: &Requester,
     size: TermSize,
 ) -> Result<Arc<LiveSession>, Refused> {
     let mut slot = state
         .registry
-        .admit(identity, newcomer_from)
+        .admit_evicting(identity, requester)
+        .await
         .map_err(admission_refusal)?;
     let registry = state.registry.clone();
     let placement = state
@@ -226,12 +225,12 @@ fn identify(req: &HttpRequest, state: &AppState) -> Result<String, Refused> {
     })
 }
 
-/// The client address that a new identity is counted against: only anonymous identities (cookie
-/// mode) cost nothing to make; tokens and an auth proxy's users are a fixed set.
-fn newcomer_address(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
-    match state.identifier.mode {
-        Mode::Cookie => provenance::client_address(req),
-        _ => None,
+/// Who asks, for admission: the client's address, and whether its identity cost nothing to make
+/// (cookie mode; tokens and an auth proxy's users are a fixed set).
+fn requester(req: &HttpRequest, state: &AppState) -> Requester {
+    Requester {
+        address: provenance::client_address(req),
+        anonymous: matches!(state.identifier.mode, Mode::Cookie),
     }
 }
 

@@ -19,11 +19,14 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// A shell that starts fast and predictably: no profile, no rc, a fixed prompt.
 pub const TEST_SHELL: &str = "/bin/bash --noprofile --norc";
 
-/// Server arguments for tests that open many sessions of one user at once: no per-user limit
-/// refuses them, and a closed one is hung up at once rather than kept for a re-attach.
-pub const MANY_SESSIONS: [&str; 6] = [
+/// Server arguments for tests that open many sessions of one user at once: no per-user or
+/// per-address limit refuses them, and a closed one is hung up at once rather than kept for a
+/// re-attach.
+pub const MANY_SESSIONS: [&str; 8] = [
     "--max-sessions-per-user",
     "1000",
+    "--max-sessions-per-address",
+    "0",
     "--max-new-sessions-per-minute",
     "0",
     "--reattach-grace-secs",

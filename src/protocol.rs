@@ -1,4 +1,4 @@
-//! The frames of the WebSocket protocol (`PROTOCOL.md`, version 1) as serde types, and the parsing
+//! The frames of the WebSocket protocol (`docs/protocol.md`, version 1) as serde types, and the parsing
 //! of client text frames into a `ClientFrame` or the `error` frame the client gets instead.
 //! Terminal bytes never pass through here: they travel in binary frames, untouched.
 
@@ -47,6 +47,8 @@ pub enum ClientFrame {
     },
     Pause,
     Resume,
+    /// The user wants to stay after an `idle` warning.
+    Stay,
     Ping {
         /// Checked here, kept as text by [`PingId`].
         #[serde(default)]
@@ -120,6 +122,11 @@ pub enum ServerFrame<'a> {
     Pong {
         id: &'a RawValue,
     },
+    /// No input for a while: the socket is closed (4000, "idle") in `detach_in` seconds unless
+    /// input or `stay` comes.
+    Idle {
+        detach_in: u64,
+    },
 }
 
 impl ServerFrame<'_> {
@@ -144,6 +151,7 @@ pub enum Request {
     Resize(TermSize),
     Pause,
     Resume,
+    Stay,
     Ping(PingId),
 }
 
@@ -169,6 +177,7 @@ pub fn parse_client_text(text: &str) -> Result<Request, FrameError> {
         }
         ClientFrame::Pause => Request::Pause,
         ClientFrame::Resume => Request::Resume,
+        ClientFrame::Stay => Request::Stay,
         ClientFrame::Ping { .. } => Request::Ping(PingId::of(text).map_err(malformed)?),
     })
 }
@@ -195,6 +204,7 @@ mod tests {
             parse_client_text(r#"{"type":"resume"}"#),
             Ok(Request::Resume)
         );
+        assert_eq!(parse_client_text(r#"{"type":"stay"}"#), Ok(Request::Stay));
         for (text, id) in [
             (r#"{"type":"ping","id":{"a":[1]}}"#, r#"{"a":[1]}"#),
             (r#"{"type":"ping"}"#, "null"),

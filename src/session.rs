@@ -5,9 +5,11 @@
 mod addresses;
 mod admission;
 mod idle;
+mod inactivity;
 mod pump;
 mod registry;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
@@ -32,6 +34,10 @@ pub enum Event {
     ShuttingDown,
     /// The shell ended (its exit code), or the backend lost it (why).
     Ended(Result<Option<i32>, String>),
+    /// No input for a while: the socket is detached in this many seconds unless some comes.
+    IdleWarning(u64),
+    /// No input came after the warning: close the socket (the session waits for a re-attach).
+    IdleDetach,
 }
 
 /// The socket attached to a session: its output queue and its pause switch.
@@ -76,6 +82,9 @@ pub struct LiveSession {
     /// Bumped whenever the attachment changes, to wake the pump.
     generation: watch::Sender<u64>,
     slot: Mutex<Option<SessionSlot>>,
+    born: Instant,
+    /// When the client last typed or asked to stay, in ms after `born` (see inactivity.rs).
+    last_input: AtomicU64,
 }
 
 impl LiveSession {
@@ -104,6 +113,8 @@ impl LiveSession {
             }),
             generation,
             slot: Mutex::new(Some(slot)),
+            born: Instant::now(),
+            last_input: AtomicU64::new(0),
         });
         (session, generation_rx)
     }
@@ -130,6 +141,7 @@ impl LiveSession {
         shared.attachment = Some(Attachment { id, tx, paused });
         shared.detached_since = None;
         drop(shared);
+        self.touch();
         self.generation.send_modify(|g| *g += 1);
         Some(Attached {
             id,
@@ -141,6 +153,7 @@ impl LiveSession {
 
     /// Writes client input to the TTY.
     pub async fn write(&self, data: &[u8]) -> Result<(), TtyError> {
+        self.touch();
         self.tty.write(data).await
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::admission::{Admission, Limits, Refusal, Requester};
 use super::idle::Accounts;
-use super::{pump, LiveSession};
+use super::{inactivity, pump, LiveSession};
 use crate::metrics::Metrics;
 use crate::protocol::TermSize;
 use crate::screen::Screen;
@@ -151,6 +151,15 @@ impl Registry {
         // On the worker's local set, beside the relay and the HTTP connection it writes to: a chunk
         // then reaches the socket in one pass of that set, without a round through the runtime.
         tokio::task::spawn_local(pump::pump(session.clone(), spawned.output, generation));
+        if !self.limits.idle_detach.is_zero() {
+            let attachments = session.generation.subscribe();
+            let watch = inactivity::watch(
+                Arc::downgrade(&session),
+                attachments,
+                self.limits.idle_detach,
+            );
+            tokio::task::spawn_local(watch);
+        }
         session
     }
 

@@ -1,13 +1,6 @@
-//! Load benchmark of container mode (the hardening issue): the full default pool, 10 containers x
-//! 20 users = 200 live sessions, each typing one keystroke every 100 ms for 60 s; then 1000
-//! sessions opened and closed one after another, counting processes and file descriptors left.
-//!
-//!   cargo bench --bench load                     # the full run (about 3 minutes plus pool start)
-//!   cargo bench --bench load -- --quick          # 20 sessions for 10 s, 50 open/close cycles
-//!                                                # (also what `cargo test --all-targets` runs)
-//!
-//! Needs the Docker engine and the user image (scripts/install-test-deps.sh). Prints p50/p99
-//! echo latency, errors, server CPU and RSS, and the leak counts before and after.
+//! `cargo bench --bench load [-- --quick]`: container mode under load (the full pool typing, then
+//! sessions opened and closed one after another), printing echo latency, errors, server CPU and
+//! RSS, and the processes and descriptors left. Needs Docker and the user image.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -162,11 +155,19 @@ async fn main() {
             &per_user,
         ],
     );
-    let pid = server.pid();
+    let errors = everyone_typing(&server, &plan).await;
+    let settled = open_and_close(&server, &pool, &plan).await;
+    if errors > 0 || !settled {
+        eprintln!("load benchmark: errors or leaks (see above)");
+        std::process::exit(1);
+    }
+}
 
-    // Part 1: every slot typing, all at once.
+/// Part 1: every slot typing, all at once. Prints the figures; returns the sessions that failed.
+async fn everyone_typing(server: &Server, plan: &Plan) -> usize {
+    let pid = server.pid();
     let placing = Instant::now();
-    let clients = join_all((0..plan.sessions).map(|_| ready_typist(&server))).await;
+    let clients = join_all((0..plan.sessions).map(|_| ready_typist(server))).await;
     println!(
         "{} users placed and their sessions open in {:.1} s",
         clients.len(),
@@ -205,15 +206,21 @@ async fn main() {
         }
     }
     samples.sort();
+    let rss_peak = rss_peak.load(std::sync::atomic::Ordering::Relaxed);
+    print_typing(&samples, errors, cpu, wall, rss_peak);
+    errors
+}
+
+fn print_typing(samples: &[Duration], errors: usize, cpu: f64, wall: f64, rss_peak: u64) {
     println!("\n| figure | value |\n|---|---|");
     println!("| keystroke echoes measured | {} |", samples.len());
     println!(
         "| echo p50 | {:.2} ms |",
-        percentile(&samples, 0.5).as_secs_f64() * 1e3
+        percentile(samples, 0.5).as_secs_f64() * 1e3
     );
     println!(
         "| echo p99 | {:.2} ms (target < 50 ms) |",
-        percentile(&samples, 0.99).as_secs_f64() * 1e3
+        percentile(samples, 0.99).as_secs_f64() * 1e3
     );
     println!(
         "| echo max | {:.2} ms |",
@@ -225,12 +232,13 @@ async fn main() {
         cpu,
         100.0 * cpu / wall
     );
-    println!(
-        "| server RSS peak | {:.1} MiB |",
-        rss_peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
-    );
+    println!("| server RSS peak | {:.1} MiB |", rss_peak as f64 / 1024.0);
+}
 
-    // Part 2: sessions opened and closed in sequence, by one user.
+/// Part 2: sessions opened and closed in sequence, by one user. Prints the figures; returns
+/// whether the server's descriptors and the pool's processes went back to what they were.
+async fn open_and_close(server: &Server, pool: &TestPool, plan: &Plan) -> bool {
+    let pid = server.pid();
     tokio::time::sleep(Duration::from_secs(5)).await; // let part 1's hang-ups finish
     let fds_before = open_fds(pid);
     let procs_before = pool_processes(&pool.prefix, plan.containers);
@@ -259,8 +267,5 @@ async fn main() {
         fds_after.saturating_sub(fds_before)
     );
     println!("| processes in the pool's containers | {procs_before} before, {procs_after} after (leaked: {}) |", procs_after.saturating_sub(procs_before));
-    if errors > 0 || !settled {
-        eprintln!("load benchmark: errors or leaks (see above)");
-        std::process::exit(1);
-    }
+    settled
 }

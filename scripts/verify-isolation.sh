@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Manual check of the container-mode isolation settings in DESIGN.md against the real Docker
-# engine: starts a user container exactly as the pool does, applies hidepid with the helper
-# container, creates two users and checks what one can see of the other. Cleans up after itself.
+# Manual check of the container-mode isolation settings (docs/design.md, "Isolation settings")
+# against the real Docker engine: starts a user container exactly as the pool does, applies
+# hidepid with the helper container, creates two users and checks what one can see of the
+# other. Cleans up after itself.
 # Usage: scripts/verify-isolation.sh   (needs a running daemon and the user image:
 #        scripts/install-docker.sh && scripts/build-user-image.sh)
 set -euo pipefail
@@ -29,7 +30,7 @@ docker image inspect "$IMAGE" >/dev/null
 
 docker volume create --label termpool.test=verify-isolation "$V" >/dev/null
 
-# The user container: these flags map 1:1 onto the Engine API HostConfig (see the report / DESIGN).
+# The user container: these flags map 1:1 onto the Engine API HostConfig (see docs/design.md).
 docker run -d --name "$C" --hostname "$C" \
     --label termpool.pool=verify-isolation --label termpool.index=0 \
     -e TERMPOOL_CONTAINER_NAME="$C" \

@@ -1,5 +1,23 @@
-//! termpool: a multi-user web terminal server. See README.md for what it does and DESIGN.md (in
-//! the project's shared folder) for why it is built this way.
+//! termpool: a multi-user web terminal server. Each browser tab gets a login shell on a real TTY,
+//! streamed over one WebSocket (`docs/protocol.md`); shells run on a local PTY or as Linux
+//! accounts in a pool of Docker containers (`docs/design.md` says why it is built this way).
+//!
+//! Layout, in the order a request meets it:
+//!
+//! - [`config`]: command-line and environment settings, turned once into typed options.
+//! - [`web`]: the HTTP face: routes, the page, `/healthz`, `/metrics`, the WebSocket upgrade.
+//! - [`identity`]: who is asking (signed cookie, trusted header, token), never the client's say.
+//! - [`protocol`]: the JSON frames of the protocol, both directions.
+//! - [`relay`]: one WebSocket attached to one session.
+//! - [`session`]: live sessions that outlive their sockets; admission, the pump, idle reaping.
+//! - [`screen`]: the emulated screen a session keeps for re-attach.
+//! - [`spin`]: bounded busy polling after a keystroke.
+//! - [`metrics`]: counters for `/metrics`.
+//! - [`tty`]: the seam between sessions and where shells run: local PTYs, container agents, execs.
+//! - [`pool`]: which container and Linux account each user gets, kept in a store.
+//!
+//! The session agent that runs inside each user container is the `agent/` crate; the messages it
+//! exchanges with the server are `agent/proto/`.
 
 pub mod config;
 pub mod identity;

@@ -11,7 +11,7 @@ use termpool::identity::{CookieSigner, Identifier};
 use termpool::metrics::Metrics;
 use termpool::pool::{Pool, PoolConfig, SqliteStore};
 use termpool::session::Registry;
-use termpool::tty::docker::DockerBackend;
+use termpool::tty::container::DockerBackend;
 use termpool::tty::local::LocalBackend;
 use termpool::tty::Backend;
 use termpool::web::{self, AppState};

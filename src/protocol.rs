@@ -1,8 +1,9 @@
-//! The frames of the WebSocket protocol (`docs/protocol.md`, version 1) as serde types, and the parsing
-//! of client text frames into a `ClientFrame` or the `error` frame the client gets instead.
-//! Terminal bytes never pass through here: they travel in binary frames, untouched.
+//! The WebSocket protocol's frames (`docs/protocol.md`, version 1) as serde types both ways, so the
+//! server and its clients (tests, benchmark) share them; and client text frames checked into a
+//! `Request`. Terminal bytes never pass through here: they travel in binary frames, untouched.
 
-use serde::de::IgnoredAny;
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -35,7 +36,7 @@ impl TermSize {
 }
 
 /// A control frame from the client (a text frame).
-#[derive(Debug, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ClientFrame {
     Input {
@@ -50,19 +51,26 @@ pub enum ClientFrame {
     /// The user wants to stay after an `idle` warning.
     Stay,
     Ping {
-        /// Checked here, kept as text by [`PingId`].
-        #[serde(default)]
-        id: IgnoredAny,
+        /// Read from the frame's text by [`parse_client_text`]: serde's buffering of a tagged
+        /// enum would turn a long number into a float.
+        #[serde(skip_deserializing)]
+        id: PingId,
     },
 }
 
 /// A ping's `id` as the JSON text the client sent, so that the pong carries the same value:
 /// read into a `serde_json::Value`, an integer past 64 bits would come back as a float.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
 pub struct PingId(Box<RawValue>);
 
 impl PingId {
-    /// Reads the `id` of a ping frame that has parsed as one already.
+    /// An id from its JSON text, e.g. `"7"` or `"{\"a\":1}"`.
+    pub fn new(json: &str) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(json.to_owned()).map(PingId)
+    }
+
+    /// Reads the `id` of a `ping` or `pong` frame that has parsed as one already.
     fn of(text: &str) -> Result<Self, serde_json::Error> {
         #[derive(Deserialize)]
         struct Frame {
@@ -70,11 +78,18 @@ impl PingId {
             id: Option<Box<RawValue>>,
         }
         let id = serde_json::from_str::<Frame>(text)?.id;
-        Ok(PingId(id.unwrap_or_else(null)))
+        Ok(id.map(PingId).unwrap_or_default())
     }
 
     pub fn json(&self) -> &RawValue {
         &self.0
+    }
+}
+
+impl Default for PingId {
+    /// The id of a ping that has none: `null`.
+    fn default() -> Self {
+        PingId(RawValue::from_string("null".into()).expect("null is JSON"))
     }
 }
 
@@ -84,11 +99,7 @@ impl PartialEq for PingId {
     }
 }
 
-fn null() -> Box<RawValue> {
-    RawValue::from_string("null".into()).expect("null is JSON")
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -98,42 +109,83 @@ pub enum ErrorCode {
     Internal,
 }
 
-/// A frame from the server (sent as a text frame).
-#[derive(Debug, Serialize)]
+/// A frame from the server (sent as a text frame). The server borrows its strings; a client
+/// parses a `ServerFrame<'static>` with [`ServerFrame::from_json`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerFrame<'a> {
-    Ready {
-        protocol: u32,
-        session: &'a str,
-        user: &'a str,
-        container: Option<&'a str>,
-        mode: &'a str,
-        cols: u16,
-        rows: u16,
-        resumed: bool,
-    },
-    Exit {
-        code: Option<i32>,
-    },
-    Error {
-        code: ErrorCode,
-        message: &'a str,
-    },
-    Pong {
-        id: &'a RawValue,
-    },
-    /// No input for a while: the socket is closed (4000, "idle") in `detach_in` seconds unless
-    /// input or `stay` comes.
-    Idle {
-        detach_in: u64,
-    },
+    Ready(Ready<'a>),
+    Exit(Exit),
+    Error(ErrorFrame<'a>),
+    Pong(Pong),
+    Idle(Idle),
 }
 
-impl ServerFrame<'_> {
+/// No input for a while: the socket is closed (4000, "idle") in `detach_in` seconds unless input
+/// or `stay` comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Idle {
+    pub detach_in: u64,
+}
+
+/// The first frame of every session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready<'a> {
+    pub protocol: u32,
+    pub session: Cow<'a, str>,
+    pub user: Cow<'a, str>,
+    pub container: Option<Cow<'a, str>>,
+    pub mode: Cow<'a, str>,
+    pub cols: u16,
+    pub rows: u16,
+    pub resumed: bool,
+}
+
+/// The shell ended, with its exit code when it had one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    pub code: Option<i32>,
+}
+
+/// A refused request or a failure; the frame's `code` says which.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame<'a> {
+    pub code: ErrorCode,
+    pub message: Cow<'a, str>,
+}
+
+/// The answer to a ping, with its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pong {
+    /// Read from the frame's text by [`ServerFrame::from_json`], like a ping's.
+    #[serde(skip_deserializing)]
+    pub id: PingId,
+}
+
+impl<'a> ServerFrame<'a> {
+    /// An `error` frame.
+    pub fn error(code: ErrorCode, message: impl Into<Cow<'a, str>>) -> Self {
+        ServerFrame::Error(ErrorFrame {
+            code,
+            message: message.into(),
+        })
+    }
+
     pub fn to_json(&self) -> String {
         // Serializing these plain structs cannot fail: no maps with non-string keys, no floats.
         serde_json::to_string(self)
             .unwrap_or_else(|_| r#"{"type":"error","code":"internal","message":"encoding"}"#.into())
+    }
+}
+
+impl ServerFrame<'static> {
+    /// Parses a server text frame, as a client does; a pong's id keeps its JSON text.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        let mut frame: ServerFrame = serde_json::from_str(text)?;
+        if let ServerFrame::Pong(pong) = &mut frame {
+            pong.id = PingId::of(text)?;
+        }
+        Ok(frame)
     }
 }
 
@@ -273,32 +325,31 @@ mod tests {
         assert!(TermSize::checked(1000, 1000).is_some());
     }
 
-    #[test]
-    fn server_frames_match_the_protocol() {
-        let ready = ServerFrame::Ready {
+    fn ready() -> ServerFrame<'static> {
+        ServerFrame::Ready(Ready {
             protocol: PROTOCOL_VERSION,
-            session: "s",
-            user: "u",
+            session: "s".into(),
+            user: "u".into(),
             container: None,
-            mode: "local",
+            mode: "local".into(),
             cols: 80,
             rows: 24,
             resumed: false,
-        };
+        })
+    }
+
+    #[test]
+    fn server_frames_match_the_protocol() {
         assert_eq!(
-            ready.to_json(),
+            ready().to_json(),
             r#"{"type":"ready","protocol":1,"session":"s","user":"u","container":null,"mode":"local","cols":80,"rows":24,"resumed":false}"#
         );
         assert_eq!(
-            ServerFrame::Exit { code: Some(3) }.to_json(),
+            ServerFrame::Exit(Exit { code: Some(3) }).to_json(),
             r#"{"type":"exit","code":3}"#
         );
-        let err = ServerFrame::Error {
-            code: ErrorCode::ResizeRefused,
-            message: "m",
-        };
         assert_eq!(
-            err.to_json(),
+            ServerFrame::error(ErrorCode::ResizeRefused, "m").to_json(),
             r#"{"type":"error","code":"resize_refused","message":"m"}"#
         );
         let Ok(Request::Ping(id)) =
@@ -307,9 +358,58 @@ mod tests {
             panic!("a ping");
         };
         assert_eq!(
-            ServerFrame::Pong { id: id.json() }.to_json(),
+            ServerFrame::Pong(Pong { id }).to_json(),
             r#"{"type":"pong","id":-18446744073709551617}"#
         );
+    }
+
+    #[test]
+    fn server_frames_parse_back_into_the_same_frames() {
+        let frames = [
+            ready(),
+            ServerFrame::Exit(Exit { code: None }),
+            ServerFrame::error(ErrorCode::SessionNotFound, "gone"),
+            ServerFrame::Pong(Pong {
+                id: PingId::new("123456789012345678901234567890").unwrap(),
+            }),
+            ServerFrame::Pong(Pong {
+                id: PingId::default(),
+            }),
+        ];
+        for frame in frames {
+            let text = frame.to_json();
+            let back = ServerFrame::from_json(&text).unwrap();
+            assert_eq!(back, frame, "{text}");
+            assert_eq!(back.to_json(), text);
+        }
+    }
+
+    #[test]
+    fn client_frames_serialize_into_what_the_server_parses() {
+        let frames = [
+            (
+                ClientFrame::Input {
+                    data: "ls\r".into(),
+                },
+                Request::Input("ls\r".into()),
+            ),
+            (
+                ClientFrame::Resize { cols: 9, rows: 8 },
+                Request::Resize(TermSize { cols: 9, rows: 8 }),
+            ),
+            (ClientFrame::Pause, Request::Pause),
+            (ClientFrame::Resume, Request::Resume),
+            (
+                ClientFrame::Ping {
+                    id: PingId::new("0.10000000000000000001").unwrap(),
+                },
+                Request::Ping(PingId::new("0.10000000000000000001").unwrap()),
+            ),
+        ];
+        for (frame, request) in frames {
+            let text = serde_json::to_string(&frame).unwrap();
+            assert_eq!(parse_client_text(&text), Ok(request), "{text}");
+        }
     }
 
     mod fuzz {

@@ -15,7 +15,7 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReaso
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
-use crate::protocol::{parse_client_text, ErrorCode, Request, ServerFrame};
+use crate::protocol::{parse_client_text, ErrorCode, Exit, Idle, Pong, Request, ServerFrame};
 use crate::session::{Attached, Event, LiveSession};
 use crate::tty::TtyError;
 
@@ -130,29 +130,23 @@ async fn send_event(ws: &mut Session, event: Option<Event>, metrics: &Metrics) -
             return ws.binary(bytes).await.is_err();
         }
         Some(Event::Ended(Ok(code))) => {
-            let _ = ws.text(ServerFrame::Exit { code }.to_json()).await;
+            let _ = ws.text(ServerFrame::Exit(Exit { code }).to_json()).await;
             let _ = ws.clone().close(Some(CloseCode::Normal.into())).await;
         }
         Some(Event::ShuttingDown) => {
             let message = "the server is shutting down (restart or upgrade): reconnect in a moment";
             let code = ErrorCode::BackendUnavailable;
-            let _ = ws
-                .text(ServerFrame::Error { code, message }.to_json())
-                .await;
+            let _ = ws.text(ServerFrame::error(code, message).to_json()).await;
             let _ = ws.clone().close(Some(CloseCode::Away.into())).await;
         }
         Some(Event::Ended(Err(message))) => {
             metrics.errors.fetch_add(1, Ordering::Relaxed);
             let code = ErrorCode::BackendUnavailable;
-            let frame = ServerFrame::Error {
-                code,
-                message: &message,
-            };
-            let _ = ws.text(frame.to_json()).await;
+            let _ = ws.text(ServerFrame::error(code, message).to_json()).await;
             let _ = ws.clone().close(Some(CloseCode::Error.into())).await;
         }
         Some(Event::IdleWarning(detach_in)) => {
-            let warning = ServerFrame::Idle { detach_in }.to_json();
+            let warning = ServerFrame::Idle(Idle { detach_in }).to_json();
             return ws.text(warning).await.is_err();
         }
         Some(Event::IdleDetach) => {
@@ -357,7 +351,7 @@ impl Inbound {
                 true
             }
             Request::Ping(id) => {
-                let pong = ServerFrame::Pong { id: id.json() }.to_json();
+                let pong = ServerFrame::Pong(Pong { id }).to_json();
                 self.send_text(pong).await
             }
         }
@@ -366,7 +360,7 @@ impl Inbound {
     /// Sends an `error` frame; the session goes on. False only when the socket is gone.
     async fn report(&mut self, code: ErrorCode, message: &str) -> bool {
         self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-        let frame = ServerFrame::Error { code, message }.to_json();
+        let frame = ServerFrame::error(code, message).to_json();
         self.send_text(frame).await
     }
 

@@ -1,8 +1,6 @@
-//! Limits that hold across identities, against the real server. In cookie mode anyone gets a
-//! fresh identity by sending no cookie, so per-user limits alone limit nothing for a script: the
-//! server also caps its live sessions (`MAX_SESSIONS`, 503) and the new anonymous identities one
-//! client address may start sessions for per minute (429), that address being the TCP peer or,
-//! behind a proxy of `TRUSTED_PROXIES`, the client its `X-Forwarded-For` names.
+//! Limits across identities, against the real server: the global session cap (`MAX_SESSIONS`,
+//! 503) and new anonymous identities per client address per minute (429), which per-user limits
+//! alone cannot give when anyone gets a fresh identity by sending no cookie.
 
 mod common;
 
@@ -101,7 +99,7 @@ async fn beyond_max_sessions_the_server_refuses_with_503() {
     for _ in 0..3 {
         let cookie = server.new_identity().await;
         let mut c = server.connect_as(&cookie, "").await;
-        let id = c.ready().await["session"].as_str().unwrap().to_owned();
+        let id = c.ready().await.session.into_owned();
         users.push((cookie, id, c));
     }
     // A dropped socket leaves its session waiting for a re-attach: it still counts.
@@ -116,7 +114,7 @@ async fn beyond_max_sessions_the_server_refuses_with_503() {
     // Re-attaching is no new session.
     let resume = format!("session={dropped_id}");
     let mut back = server.connect_as(&dropped, &resume).await;
-    assert_eq!(back.ready().await["resumed"], true);
+    assert!(back.ready().await.resumed);
     // A session that ends makes room.
     let (_, _, mut first) = users.remove(0);
     first.run("exit").await;
@@ -273,7 +271,7 @@ async fn at_the_per_user_limit_a_new_tab_ends_the_oldest_closed_one() {
     first.ready().await;
     let first_shell = first.shell_pid().await;
     let mut second = server.connect_as(&me, "").await;
-    let second_id = second.ready().await["session"].as_str().unwrap().to_owned();
+    let second_id = second.ready().await.session.into_owned();
     let second_shell = second.shell_pid().await;
     // Both tabs open: a third is refused.
     assert_eq!(server.refusal(&me, "", None).await.0, 429);
@@ -286,14 +284,14 @@ async fn at_the_per_user_limit_a_new_tab_ends_the_oldest_closed_one() {
     let (status, _) = plain_get_of_ws(&server, &me).await;
     assert_eq!(status, 400, "the page's probe is not told 429 either");
     let mut third = server.connect_as(&me, "").await;
-    assert_eq!(third.ready().await["resumed"], false);
+    assert!(!third.ready().await.resumed);
     // The oldest closed tab was ended (hung up); the other can still be re-attached.
     let ended = common::eventually(WAIT, || common::alive(&[first_shell]).is_empty()).await;
     assert!(ended, "the oldest detached shell was not hung up");
     let mut back = server
         .connect_as(&me, &format!("session={second_id}"))
         .await;
-    assert_eq!(back.ready().await["resumed"], true);
+    assert!(back.ready().await.resumed);
     assert_eq!(common::alive(&[second_shell]), [second_shell]);
     // With every session attached, the limit holds.
     assert_eq!(server.refusal(&me, "", None).await.0, 429);

@@ -1,7 +1,6 @@
-//! Busy polling after a keystroke (`BUSY_POLL_US`, src/spin.rs) against the real server: the
-//! worker spins for the window after client input, and only then; an idle session costs no CPU
-//! whatever the setting. A test binary of its own, so that no other test competes for the cores
-//! while CPU time is measured.
+//! Busy polling after a keystroke (`BUSY_POLL_US`) against the real server: the worker spins only
+//! in the window after input, and an idle session costs no CPU. A test binary of its own, so that
+//! no other test competes for the cores while CPU time is measured.
 
 mod common;
 

@@ -6,10 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, Frame, TestPool, MANY_SESSIONS, WAIT};
-use serde_json::json;
+use termpool::protocol::{ErrorCode, Exit, Ready, ServerFrame};
 
-fn text(v: &serde_json::Value, key: &str) -> String {
-    v[key].as_str().unwrap_or_default().to_owned()
+/// The container a session is in, as its `ready` frame names it.
+fn container_of(ready: &Ready) -> String {
+    ready.container.as_deref().unwrap_or_default().to_owned()
 }
 
 #[tokio::test]
@@ -29,9 +30,9 @@ async fn a_session_is_a_login_shell_of_the_users_own_account(name: &str, transpo
     let server = pool.server(1, 4, transport);
     let mut c = server.connect("cols=90&rows=20").await;
     let ready = c.ready().await;
-    assert_eq!(ready["mode"], "container");
-    let user = text(&ready, "user");
-    let container = text(&ready, "container");
+    assert_eq!(ready.mode, "container");
+    let user = ready.user.to_string();
+    let container = container_of(&ready);
     assert!(user.starts_with('u') && user.len() == 13, "{user}");
     assert_eq!(container, format!("{}-0", pool.prefix));
     c.run("echo W=$(whoami)=$(pwd)=$(stat -c %a $HOME)=$(id -u)=E$((1))")
@@ -67,9 +68,9 @@ async fn the_same_browser_finds_its_files_and_container_again() {
     c.close().await;
     let mut c = server.connect_as(&cookie, "").await;
     let second = c.ready().await;
-    assert_eq!(first["user"], second["user"]);
-    assert_eq!(first["container"], second["container"]);
-    assert_ne!(first["session"], second["session"]);
+    assert_eq!(first.user, second.user);
+    assert_eq!(first.container, second.container);
+    assert_ne!(first.session, second.session);
     c.run("cat note.txt").await;
     c.expect_output("kept-42").await;
 }
@@ -82,11 +83,8 @@ async fn users_cannot_see_each_others_files_or_processes() {
     let mut b = server.connect("").await;
     let ra = a.ready().await;
     let rb = b.ready().await;
-    assert_eq!(
-        ra["container"], rb["container"],
-        "same container: the hard case"
-    );
-    let user_b = text(&rb, "user");
+    assert_eq!(ra.container, rb.container, "same container: the hard case");
+    let user_b = rb.user.to_string();
     b.run("echo secret > mine.txt; sleep 7777 & echo B$((1))B")
         .await;
     b.expect_output("B1B").await;
@@ -139,7 +137,10 @@ async fn exit_codes_resize_and_binary_output_through_docker(name: &str, transpor
     let mut d = server.connect("").await;
     d.ready().await;
     d.run("exit 3").await;
-    assert_eq!(d.next_json().await, json!({"type":"exit","code":3}));
+    assert_eq!(
+        d.next_server_frame().await,
+        ServerFrame::Exit(Exit { code: Some(3) })
+    );
     match d.next_frame(WAIT).await {
         Some(Frame::Closed(code)) => assert_eq!(code, Some(1000)),
         other => panic!("expected close 1000, got {other:?}"),
@@ -163,7 +164,7 @@ async fn closed_sessions_leave_no_process_behind(name: &str, transport: &[&str])
     let cookie = server.new_identity().await;
     let mut first = server.connect_as(&cookie, "").await;
     let ready = first.ready().await;
-    let container = text(&ready, "container");
+    let container = container_of(&ready);
     let uid = first.uid().await;
     // Proves the check below can see this user's processes at all.
     assert!(
@@ -232,8 +233,8 @@ async fn a_server_killed_with_sigkill_comes_back_with_everything() {
     let server = pool.server(2, 4, &[]);
     let mut c = server.connect_as(&cookie, "").await;
     let after = c.ready().await;
-    assert_eq!(after["user"], before["user"], "same account");
-    assert_eq!(after["container"], before["container"], "same container");
+    assert_eq!(after.user, before.user, "same account");
+    assert_eq!(after.container, before.container, "same container");
     c.run("echo F=$(cat kill9.txt)=$(id -u)=$((1))E").await;
     c.expect_output(&format!("F=still-here={uid}=1E")).await;
     assert_eq!(
@@ -252,14 +253,14 @@ async fn a_container_removed_under_a_live_session_is_replaced_and_files_stay() {
     let before = c.ready().await;
     c.run("echo precious > rmf.txt").await;
     let uid = c.uid().await;
-    let container = text(&before, "container");
+    let container = container_of(&before);
     TestPool::docker(&["rm", "-f", &container]);
     // The live session is told its backend went away, then closed.
     let mut told = false;
     loop {
         match c.next_frame(WAIT).await {
-            Some(Frame::Json(v)) if v["type"] == "error" => {
-                assert_eq!(v["code"], "backend_unavailable", "{v}");
+            Some(Frame::Text(ServerFrame::Error(e))) => {
+                assert_eq!(e.code, ErrorCode::BackendUnavailable, "{e:?}");
                 told = true;
             }
             Some(Frame::Closed(_)) | None => break,
@@ -273,8 +274,8 @@ async fn a_container_removed_under_a_live_session_is_replaced_and_files_stay() {
         .connect_within(&cookie, Duration::from_secs(20))
         .await;
     let after = c.ready().await;
-    assert_eq!(after["user"], before["user"]);
-    assert_eq!(after["container"], before["container"], "same slot name");
+    assert_eq!(after.user, before.user);
+    assert_eq!(after.container, before.container, "same slot name");
     c.run("echo F=$(cat rmf.txt)=$(id -u)=$((1))E").await;
     c.expect_output(&format!("F=precious={uid}=1E")).await;
 }
@@ -291,7 +292,7 @@ async fn idle_reaping_ends_even_processes_hidden_from_their_user() {
         &["--reattach-grace-secs", "0", "--idle-reap-secs", "3"],
     );
     let mut c = server.connect("").await;
-    let container = text(&c.ready().await, "container");
+    let container = container_of(&c.ready().await);
     let uid = c.uid().await;
     c.run(
         "setsid python3 -c 'import ctypes, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); \
@@ -344,7 +345,7 @@ async fn idle_reaping_ends_a_user_who_holds_the_process_limit_full() {
     );
     let cookie = server.new_identity().await;
     let mut c = server.connect_as(&cookie, "").await;
-    let container = text(&c.ready().await, "container");
+    let container = container_of(&c.ready().await);
     let uid = c.uid().await;
     let count = || TestPool::processes_of(&container, uid).len();
     // Sleeps until fork fails, then the forking process becomes one more; the shell waits for it
@@ -362,7 +363,7 @@ async fn idle_reaping_ends_a_user_who_holds_the_process_limit_full() {
     // A second tab is let in all the same, and takes the user over the limit. Its login shell
     // cannot fork (bash retries for 15 s), but builtins work.
     let mut c2 = server.connect_as(&cookie, "").await;
-    assert_eq!(text(&c2.ready().await, "container"), container);
+    assert_eq!(container_of(&c2.ready().await), container);
     assert!(
         eventually(WAIT, || count() == NPROC + 1).await,
         "over the limit: {} processes",

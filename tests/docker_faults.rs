@@ -1,9 +1,6 @@
-//! Faults of the container engine and of what the pool finds on the host: the Docker daemon
-//! stopped under live sessions and started again; the engine's socket gone (refusals then tell a
-//! category and a reference, never the internals); an agent directory deleted under a running
-//! server, or replaced before it started; homes on the workspace volume that belong to other UIDs
-//! (a lost store). One test stops the machine's daemon, so this is a test binary of its own (cargo
-//! runs test binaries one at a time) whose cases take [`SERIAL`] to run one after another.
+//! Faults of the container engine and of what the pool finds on the host (daemon stopped, socket
+//! gone, agent directory deleted or replaced, homes of other UIDs). One case stops the machine's
+//! daemon: a test binary of its own, whose cases take [`SERIAL`] to run one after another.
 
 mod common;
 
@@ -15,6 +12,7 @@ use common::{
     WAIT,
 };
 use termpool::pool::linux_username;
+use termpool::protocol::{ErrorCode, ServerFrame};
 
 /// One case at a time: the daemon test stops the engine the others use.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -74,7 +72,7 @@ async fn the_daemon_stopped_mid_session_then_restarted() {
     let ready = c.ready().await;
     c.run("echo survived > fault.txt; echo W$((1))W").await;
     c.expect_output("W1W").await;
-    let id = container_id(ready["container"].as_str().expect("container"));
+    let id = container_id(ready.container.as_deref().expect("container"));
 
     let guard = DaemonGuard;
     stop_dockerd();
@@ -82,11 +80,11 @@ async fn the_daemon_stopped_mid_session_then_restarted() {
     let mut told = false;
     loop {
         match c.next_frame(Duration::from_secs(60)).await {
-            Some(Frame::Json(v)) if v["type"] == "error" => {
-                assert_eq!(v["code"], "backend_unavailable", "{v}");
+            Some(Frame::Text(ServerFrame::Error(e))) => {
+                assert_eq!(e.code, ErrorCode::BackendUnavailable, "{e:?}");
                 told = true;
             }
-            Some(Frame::Json(v)) if v["type"] == "exit" => {}
+            Some(Frame::Text(ServerFrame::Exit(_))) => {}
             Some(Frame::Closed(_)) | None => break,
             _ => {}
         }
@@ -107,8 +105,8 @@ async fn the_daemon_stopped_mid_session_then_restarted() {
         .connect_within(&cookie, Duration::from_secs(90))
         .await;
     let again = c.ready().await;
-    assert_eq!(again["user"], ready["user"]);
-    assert_eq!(again["container"], ready["container"]);
+    assert_eq!(again.user, ready.user);
+    assert_eq!(again.container, ready.container);
     c.run("cat fault.txt; ps -eo user= | sort -u | tr '\\n' ' '; echo; echo D$((1))D")
         .await;
     let out = c.expect_output("D1D").await;
@@ -178,10 +176,7 @@ async fn a_refusal_tells_a_category_and_a_reference_never_the_internals() {
     let server = pool.server_logged_env(1, 4, &[], &[("DOCKER_HOST", &host)], &log);
     let cookie = server.new_identity().await;
     let mut c = server.connect_as(&cookie, "").await;
-    let container = c.ready().await["container"]
-        .as_str()
-        .expect("container")
-        .to_owned();
+    let container = c.ready().await.container.expect("container").into_owned();
     c.close().await;
     let id = container_id(&container);
 
@@ -206,7 +201,10 @@ async fn a_refusal_tells_a_category_and_a_reference_never_the_internals() {
     let mut c = server
         .connect_within(&cookie, Duration::from_secs(60))
         .await;
-    assert_eq!(c.ready().await["container"], container.as_str());
+    assert_eq!(
+        c.ready().await.container.as_deref(),
+        Some(container.as_str())
+    );
 }
 
 /// Runs `script` as root in a throwaway container with `volume` at /workspace; its stdout.
@@ -331,7 +329,7 @@ async fn an_adopted_container_whose_agent_directory_was_replaced_is_recreated() 
     c.expect_output("K1K").await;
     c.close().await;
     drop(server); // the container keeps running
-    let container = ready["container"].as_str().expect("container").to_owned();
+    let container = ready.container.clone().expect("container").into_owned();
     let id = |name: &str| TestPool::docker(&["inspect", "-f", "{{.Id}}", name]);
     let before = id(&container);
 
@@ -347,7 +345,7 @@ async fn an_adopted_container_whose_agent_directory_was_replaced_is_recreated() 
         .connect_within(&cookie, Duration::from_secs(60))
         .await;
     let again = c.ready().await;
-    assert_eq!(again["user"], ready["user"]);
+    assert_eq!(again.user, ready.user);
     c.run("cat kept.txt; echo D$((1))D").await;
     let out = c.expect_output("D1D").await;
     assert!(out.contains("kept"), "files kept: {out}");
@@ -370,7 +368,7 @@ async fn an_agent_directory_deleted_at_runtime_gets_its_container_replaced() {
     let ready = c.ready().await;
     c.run("echo kept > kept.txt; echo K$((1))K").await;
     c.expect_output("K1K").await;
-    let container = ready["container"].as_str().expect("container").to_owned();
+    let container = ready.container.clone().expect("container").into_owned();
     let before = container_id(&container);
 
     let dir = pool.data_dir.join("agents").join(&container);
@@ -379,7 +377,7 @@ async fn an_agent_directory_deleted_at_runtime_gets_its_container_replaced() {
     let mut again = server
         .connect_within(&cookie, Duration::from_secs(15))
         .await;
-    assert_eq!(again.ready().await["user"], ready["user"]);
+    assert_eq!(again.ready().await.user, ready.user);
     eprintln!("a session again {:?} after the deletion", started.elapsed());
     again.run("cat kept.txt; echo D$((1))D").await;
     let out = again.expect_output("D1D").await;

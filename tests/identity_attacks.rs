@@ -18,7 +18,7 @@ async fn first_visit(server: &Server, headers: &[(&str, &str)]) -> (String, Stri
 /// The user a session opened with these headers runs as, or the refusal.
 async fn user_with(server: &Server, headers: &[(&str, &str)]) -> Result<String, (u16, String)> {
     let mut client = connect_with_headers(server, headers).await?;
-    Ok(client.ready().await["user"].as_str().unwrap().to_owned())
+    Ok(client.ready().await.user.into_owned())
 }
 
 #[tokio::test]

@@ -1,16 +1,6 @@
-//! Isolation and abuse suite: real containers, real users, driven through the real server over a
-//! real WebSocket (see `common`). Users A and B share one container (the hard case); user C sits
-//! in another container of the same pool (same /workspace volume, different namespaces).
-//!
-//! Every case has an id (F.., P.., E.., R.., N.., X..) listed in docs/isolation.md with what is
-//! attempted and what is expected. Two kinds of case:
-//! - `secure`: the attack must fail. A failure here is an isolation hole.
-//! - `known`: something a shared container cannot stop (shared network namespace, shared /dev/shm,
-//!   no per-user disk quota, ...). The case checks that the behaviour is still the one recorded in
-//!   docs/isolation.md; if it fails, the limitation changed and the doc must be updated.
-//!
-//! Each test function runs its cases in order against one pool and reports all of them at the end
-//! (`cargo test --test isolation -- --nocapture` prints the table as it goes).
+//! Isolation and abuse suite: real containers and users through the real server. Each case (ids in
+//! `docs/isolation.md`) is `secure` (the attack must fail) or `known` (a recorded limitation of a
+//! shared container); `-- --nocapture` prints the table as it goes.
 
 mod common;
 
@@ -19,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Client, Frame, Server, TestPool};
+use termpool::protocol::{ErrorCode, ServerFrame};
 
 /// The probes (`python3 ~/t.py PROBE ...`), written into each user's home by the user.
 const TOOL: &str = include_str!("isolation/tool.py");
@@ -109,14 +100,13 @@ impl User {
     async fn open(server: &Server, cookie: &str) -> User {
         let mut c = server.connect_as(cookie, SIZE).await;
         let ready = c.ready().await;
-        let field = |k: &str| ready[k].as_str().unwrap_or_default().to_owned();
         let mut u = User {
             c,
-            name: field("user"),
+            name: ready.user.into_owned(),
             uid: 0,
-            container: field("container"),
+            container: ready.container.unwrap_or_default().into_owned(),
             cookie: cookie.to_owned(),
-            session: field("session"),
+            session: ready.session.into_owned(),
             seen: String::new(),
         };
         let out = u.sh("id -u").await;
@@ -211,8 +201,8 @@ impl User {
                         common::tail(&self.c.pending)
                     ))
                 }
-                Some(Frame::Json(v)) if v["type"] == "exit" => {
-                    return Err(format!("the shell exited: {v}"));
+                Some(Frame::Text(exit @ ServerFrame::Exit(_))) => {
+                    return Err(format!("the shell exited: {exit:?}"));
                 }
                 _ => {}
             }
@@ -228,7 +218,7 @@ impl User {
                 return false;
             }
             match self.c.next_frame(left).await {
-                Some(Frame::Json(v)) if v["type"] == "exit" => return true,
+                Some(Frame::Text(ServerFrame::Exit(_))) => return true,
                 Some(Frame::Closed(_)) => return true,
                 Some(Frame::Bytes(b)) => self.seen.push_str(&String::from_utf8_lossy(&b)),
                 Some(_) => {}
@@ -1274,10 +1264,10 @@ async fn what_users_of_one_container_share() {
         .connect_as(&a.cookie, &format!("session={}&{SIZE}", b.session))
         .await;
     let ready = hijack.ready().await;
-    let error = hijack.next_json().await;
+    let error = hijack.next_server_frame().await;
     let mut h = User {
         c: hijack,
-        name: ready["user"].as_str().unwrap_or_default().to_owned(),
+        name: ready.user.to_string(),
         uid: 0,
         container: String::new(),
         cookie: a.cookie.clone(),
@@ -1289,12 +1279,12 @@ async fn what_users_of_one_container_share() {
     r.secure(
         "N09",
         "A re-attaches to B's session id: A gets a new session of A's own",
-        ready["resumed"] == false
-            && ready["user"] == a.name.as_str()
-            && error["code"] == "session_not_found"
+        !ready.resumed
+            && ready.user == a.name.as_str()
+            && matches!(&error, ServerFrame::Error(e) if e.code == ErrorCode::SessionNotFound)
             && who.has(&a.name)
             && b_ok.has("still-b"),
-        format!("ready: {ready}; then: {error}; whoami: {who}"),
+        format!("ready: {ready:?}; then: {error:?}; whoami: {who}"),
     );
 
     // Leaving a process behind: a setsid daemon outlives its session (like tmux), within A's

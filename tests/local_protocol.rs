@@ -1,5 +1,5 @@
-//! PROTOCOL.md against the real server in local mode: a real bash on a real PTY, driven over a real
-//! WebSocket from 127.0.0.1.
+//! `docs/protocol.md` against the real server in local mode: a real bash on a real PTY, driven over
+//! a real WebSocket from 127.0.0.1.
 
 mod common;
 
@@ -9,23 +9,20 @@ use common::{
     alive, children_of, eventually, pids_with_cmdline, Frame, Server, MANY_SESSIONS, WAIT,
 };
 use md5::{Digest, Md5};
-use serde_json::json;
+use termpool::protocol::{ClientFrame, ErrorCode, Exit, PingId, Pong, ServerFrame};
 
 #[tokio::test]
 async fn ready_comes_first_with_the_requested_size() {
     let server = Server::local(&[]);
     let mut c = server.connect("cols=100&rows=30").await;
     let ready = c.ready().await;
-    assert_eq!(ready["protocol"], 1);
-    assert_eq!(ready["mode"], "local");
-    assert_eq!(ready["resumed"], false);
-    assert_eq!(ready["container"], serde_json::Value::Null);
-    assert_eq!(
-        (ready["cols"].as_u64(), ready["rows"].as_u64()),
-        (Some(100), Some(30))
-    );
-    assert!(uuid_like(ready["session"].as_str().unwrap()));
-    assert!(!ready["user"].as_str().unwrap().is_empty());
+    assert_eq!(ready.protocol, 1);
+    assert_eq!(ready.mode, "local");
+    assert!(!ready.resumed);
+    assert_eq!(ready.container, None);
+    assert_eq!((ready.cols, ready.rows), (100, 30));
+    assert!(uuid_like(&ready.session));
+    assert!(!ready.user.is_empty());
     // The TTY had this size from the start: no resize raced the first prompt.
     c.run("echo SIZE=$(stty size)=").await;
     c.expect_output("SIZE=30 100=").await;
@@ -36,10 +33,7 @@ async fn default_size_is_80x24() {
     let server = Server::local(&[]);
     let mut c = server.connect("").await;
     let ready = c.ready().await;
-    assert_eq!(
-        (ready["cols"].as_u64(), ready["rows"].as_u64()),
-        (Some(80), Some(24))
-    );
+    assert_eq!((ready.cols, ready.rows), (80, 24));
     c.run("echo SIZE=$(stty size)=").await;
     c.expect_output("SIZE=24 80=").await;
 }
@@ -76,23 +70,31 @@ async fn bad_frames_get_error_frames_and_the_session_goes_on() {
     let mut c = server.connect("").await;
     c.ready().await;
     let cases = [
-        ("not json", "bad_request"),
-        (r#"{"type":"teleport"}"#, "bad_request"),
-        (r#"{"type":"input"}"#, "bad_request"),
-        (r#"{"type":"resize","cols":"wide","rows":2}"#, "bad_request"),
-        (r#"{"type":"resize","cols":0,"rows":24}"#, "resize_refused"),
+        ("not json", ErrorCode::BadRequest),
+        (r#"{"type":"teleport"}"#, ErrorCode::BadRequest),
+        (r#"{"type":"input"}"#, ErrorCode::BadRequest),
+        (
+            r#"{"type":"resize","cols":"wide","rows":2}"#,
+            ErrorCode::BadRequest,
+        ),
+        (
+            r#"{"type":"resize","cols":0,"rows":24}"#,
+            ErrorCode::ResizeRefused,
+        ),
         (
             r#"{"type":"resize","cols":80,"rows":1001}"#,
-            "resize_refused",
+            ErrorCode::ResizeRefused,
         ),
-        (r#"{"type":"resize","cols":-3,"rows":10}"#, "resize_refused"),
+        (
+            r#"{"type":"resize","cols":-3,"rows":10}"#,
+            ErrorCode::ResizeRefused,
+        ),
     ];
     for (text, code) in cases {
         c.send_text(text).await;
-        let frame = c.next_json().await;
-        assert_eq!(frame["type"], "error", "{text}");
-        assert_eq!(frame["code"], code, "{text}");
-        assert!(!frame["message"].as_str().unwrap().is_empty());
+        let error = c.next_error().await;
+        assert_eq!(error.code, code, "{text}");
+        assert!(!error.message.is_empty());
     }
     c.run("echo SIZE=$(stty size)=").await;
     c.expect_output("SIZE=24 80=").await;
@@ -103,8 +105,8 @@ async fn text_input_frames_type_like_binary_ones() {
     let server = Server::local(&[]);
     let mut c = server.connect("").await;
     c.ready().await;
-    c.send_json(json!({"type":"input","data":"echo T$((2*3))X\r"}))
-        .await;
+    let data = "echo T$((2*3))X\r".into();
+    c.send_frame(&ClientFrame::Input { data }).await;
     c.expect_output("T6X").await;
 }
 
@@ -113,10 +115,11 @@ async fn ping_is_answered_with_the_same_id() {
     let server = Server::local(&[]);
     let mut c = server.connect("").await;
     c.ready().await;
-    for id in [json!(7), json!("abc"), json!({"nested":[1,2]}), json!(null)] {
-        c.send_json(json!({"type":"ping","id":id})).await;
-        let pong = c.next_json().await;
-        assert_eq!(pong, json!({"type":"pong","id":id}));
+    for id in ["7", r#""abc""#, r#"{"nested":[1,2]}"#, "null"] {
+        let id = PingId::new(id).unwrap();
+        c.send_frame(&ClientFrame::Ping { id: id.clone() }).await;
+        let pong = c.next_server_frame().await;
+        assert_eq!(pong, ServerFrame::Pong(Pong { id }));
     }
     // Ids no 64-bit number holds come back digit for digit, not as a float.
     for id in [
@@ -139,8 +142,8 @@ async fn exit_reports_the_code_and_closes_with_1000() {
     let mut c = server.connect("").await;
     c.ready().await;
     c.run("exit 7").await;
-    let exit = c.next_json().await;
-    assert_eq!(exit, json!({"type":"exit","code":7}));
+    let exit = c.next_server_frame().await;
+    assert_eq!(exit, ServerFrame::Exit(Exit { code: Some(7) }));
     match c.next_frame(WAIT).await {
         Some(Frame::Closed(code)) => assert_eq!(code, Some(1000)),
         other => panic!("expected close 1000, got {other:?}"),
@@ -316,7 +319,7 @@ async fn pause_stops_output_and_resume_loses_nothing() {
             received.extend_from_slice(&b);
         }
     }
-    c.send_json(json!({"type":"pause"})).await;
+    c.send_frame(&ClientFrame::Pause).await;
     // Frames already in flight drain; after that nothing may arrive while paused.
     let mut quiet = false;
     for _ in 0..40 {
@@ -337,7 +340,7 @@ async fn pause_stops_output_and_resume_loses_nothing() {
         !common::contains(&received, b"DONE2"),
         "paused before the end"
     );
-    c.send_json(json!({"type":"resume"})).await;
+    c.send_frame(&ClientFrame::Resume).await;
     c.pending = received;
     c.expect_bytes(b"DONE2").await;
     let all = String::from_utf8(std::mem::take(&mut c.pending)).unwrap();
@@ -502,7 +505,7 @@ async fn the_page_is_served_on_both_paths() {
         .try_connect_path("/container-terminal/ws", &cookie, "", None)
         .await
         .unwrap();
-    assert_eq!(c.ready().await["mode"], "local");
+    assert_eq!(c.ready().await.mode, "local");
 }
 
 fn metric(text: &str, name: &str) -> u64 {

@@ -1,9 +1,6 @@
-//! The container pool against the real Docker engine and the real user image
-//! (`terminal-multi-user:latest`, scripts/build-user-image.sh), with network `none`.
-//!
-//! Every test uses its own name prefix, pool label, volume and store file, removed at the end even
-//! when the test fails. The tests run one at a time (a process-wide lock) so timings mean
-//! something on a 2-core machine. Docker being unreachable is a loud failure, never a skip.
+//! The container pool against the real Docker engine and user image, with network `none`. Each
+//! test has its own prefix, label, volume and store, removed even on failure; tests run one at a
+//! time (a process-wide lock). Docker being unreachable is a loud failure, never a skip.
 
 mod common;
 
@@ -21,8 +18,7 @@ use bollard::Docker;
 use common::DockerProxy;
 use futures_util::StreamExt;
 use termpool::pool::{
-    account_names, identity_hash, linux_username, Placement, Pool, PoolConfig, PoolError,
-    SqliteStore,
+    account_names, identity_hash, linux_username, Account, Pool, PoolConfig, PoolError, SqliteStore,
 };
 
 const IMAGE: &str = "terminal-multi-user:latest";
@@ -231,7 +227,7 @@ async fn spread_stickiness_homes_and_latency() {
     let pool = fx.start(3, 4).await;
     let docker = client().await;
 
-    let mut placed: Vec<(String, Placement)> = Vec::new();
+    let mut placed: Vec<(String, Account)> = Vec::new();
     let mut cold = Vec::new();
     for i in 0..12 {
         let identity = format!("spread-user-{i}");
@@ -362,7 +358,7 @@ async fn full_pool_evicts_least_recent_idle_user_then_refuses() {
 async fn restart_adopts_containers_and_keeps_assignments() {
     let fx = Fixture::new("restart");
     let docker = client().await;
-    let first: Vec<Placement>;
+    let first: Vec<Account>;
     let before;
     {
         let pool = fx.start(2, 2).await;
@@ -726,10 +722,10 @@ async fn simultaneous_newcomers_get_one_shell_and_503s() {
     assert_eq!(winners.len(), 1, "exactly one of three gets the one slot");
     let (cookie, mut first) = winners.pop().expect("a winner");
     let ready = first.ready().await;
-    let user = ready["user"].as_str().unwrap_or_default().to_owned();
+    let user = ready.user.to_string();
     // The winner was not evicted: its second tab is placed in its slot, as the same account.
     let mut second = server.connect_as(cookie, "").await;
-    assert_eq!(second.ready().await["user"], ready["user"]);
+    assert_eq!(second.ready().await.user, ready.user);
     for tab in [&mut first, &mut second] {
         tab.run("echo W=$(whoami)=E").await;
         tab.expect_output(&format!("W={user}=E")).await;
@@ -764,7 +760,7 @@ async fn simultaneous_placements_never_evict_each_other() {
     };
     let ids = (0..3).map(|i| format!("race-{i}"));
     let results = futures_util::future::join_all(ids.map(place_and_bind)).await;
-    let placed: Vec<&Placement> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let placed: Vec<&Account> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     let full = results
         .iter()
         .filter(|r| matches!(r, Err(PoolError::PoolFull)))

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Frame, Server};
-use serde_json::json;
+use termpool::protocol::{ClientFrame, PingId, Pong, ServerFrame};
 
 /// A small deterministic generator (xorshift): the same garbage every run, no extra crate.
 struct Garbage(u64);
@@ -54,7 +54,7 @@ async fn drain(c: &mut common::Client, time: Duration) -> usize {
         .await
     {
         match frame {
-            Frame::Json(v) if v["type"] == "error" => errors += 1,
+            Frame::Text(ServerFrame::Error(_)) => errors += 1,
             Frame::Closed(code) => panic!("the session was closed ({code:?})"),
             _ => {}
         }
@@ -88,8 +88,7 @@ async fn garbage_resize_storms_and_huge_frames_leave_the_session_working() {
             _ => {
                 let cols = (g.next() % 1200) as i64 - 100;
                 let rows = (g.next() % 1200) as i64 - 100;
-                c.send_json(json!({"type":"resize","cols":cols,"rows":rows}))
-                    .await;
+                c.send_frame(&ClientFrame::Resize { cols, rows }).await;
             }
         }
     }
@@ -107,11 +106,11 @@ async fn garbage_resize_storms_and_huge_frames_leave_the_session_working() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 
     // The same session still answers, and a new one works too.
-    c.send_json(json!({"type":"ping","id":"still-there"})).await;
+    let id = PingId::new(r#""still-there""#).unwrap();
+    c.send_frame(&ClientFrame::Ping { id: id.clone() }).await;
     loop {
-        let v = c.next_json().await;
-        if v["type"] == "pong" {
-            assert_eq!(v["id"], "still-there");
+        if let ServerFrame::Pong(Pong { id: got }) = c.next_server_frame().await {
+            assert_eq!(got, id);
             break;
         }
     }

@@ -85,7 +85,7 @@ async fn a_plain_get_of_the_socket_url_gets_the_refusal_an_upgrade_would_get() {
 
     // At the limit: 429, as the upgrade gets; the probe itself takes no session.
     let mut live = server.connect_as(&cookie, "").await;
-    let id = live.ready().await["session"].as_str().unwrap().to_owned();
+    let id = live.ready().await.session.into_owned();
     let (code, body) = status("/ws", with_cookie()).await;
     assert_eq!(code, 429, "{body}");
     assert_eq!(server.refusal(&cookie, "", None).await.0, 429);

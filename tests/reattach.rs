@@ -1,4 +1,4 @@
-//! Sessions survive a dropped socket (PROTOCOL.md, Reconnect), in both backends: the same shell,
+//! Sessions survive a dropped socket (`docs/protocol.md`, Reconnect), in both backends: the same shell,
 //! its state, and its screen, including output written while nobody was attached.
 
 mod common;
@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{alive, eventually, Client, Frame, Server, TestPool, WAIT};
-use serde_json::{json, Value};
+use termpool::protocol::{ClientFrame, ErrorCode, PingId, Ready, ServerFrame};
 
 /// Drops the socket without a close handshake, like a network blink or a killed tab.
 fn drop_socket(c: Client) {
@@ -18,7 +18,12 @@ async fn screen_until(c: &mut Client, needle: &str) -> String {
     c.expect_output(needle).await
 }
 
-async fn reattach(server: &Server, cookie: &str, id: &str, query: &str) -> (Client, Value) {
+async fn reattach(
+    server: &Server,
+    cookie: &str,
+    id: &str,
+    query: &str,
+) -> (Client, Ready<'static>) {
     let q = if query.is_empty() {
         format!("session={id}")
     } else {
@@ -33,7 +38,7 @@ async fn shell_state_survives_a_drop(server: &Server) {
     let cookie = server.new_identity().await;
     let mut c = server.connect_as(&cookie, "").await;
     let ready = c.ready().await;
-    let id = ready["session"].as_str().unwrap().to_owned();
+    let id = ready.session.to_string();
     c.run("export X=42").await;
     c.sync().await;
     // Output written while detached must be on the screen at re-attach.
@@ -43,8 +48,8 @@ async fn shell_state_survives_a_drop(server: &Server) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let (mut c, ready) = reattach(server, &cookie, &id, "cols=100&rows=30").await;
-    assert_eq!(ready["resumed"], true);
-    assert_eq!(ready["session"], id.as_str());
+    assert!(ready.resumed);
+    assert_eq!(ready.session, id.as_str());
     screen_until(&mut c, "LATE2").await;
     c.run("echo V=$X=$(stty size)=").await;
     c.expect_output("V=42=30 100=").await;
@@ -53,7 +58,7 @@ async fn shell_state_survives_a_drop(server: &Server) {
 async fn alternate_screen_is_restored(server: &Server) {
     let cookie = server.new_identity().await;
     let mut c = server.connect_as(&cookie, "cols=80&rows=24").await;
-    let id = c.ready().await["session"].as_str().unwrap().to_owned();
+    let id = c.ready().await.session.into_owned();
     // The echoed command line holds "%s", never "line two": only vim's screen does.
     c.run("printf 'line %s\\n' one two > /tmp/reattach-$$.txt; vim -u NONE /tmp/reattach-$$.txt")
         .await;
@@ -63,7 +68,7 @@ async fn alternate_screen_is_restored(server: &Server) {
     drop_socket(c);
 
     let (mut c, ready) = reattach(server, &cookie, &id, "cols=80&rows=24").await;
-    assert_eq!(ready["resumed"], true);
+    assert!(ready.resumed);
     let Some(Frame::Bytes(screen)) = c.next_frame(WAIT).await else {
         panic!("the screen comes right after ready");
     };
@@ -86,32 +91,31 @@ async fn alternate_screen_is_restored(server: &Server) {
 async fn foreign_and_ended_ids_get_a_new_session(server: &Server) {
     let alice = server.new_identity().await;
     let mut a = server.connect_as(&alice, "").await;
-    let alice_id = a.ready().await["session"].as_str().unwrap().to_owned();
+    let alice_id = a.ready().await.session.into_owned();
 
     let mallory = server.new_identity().await;
     let (mut m, ready) = reattach(server, &mallory, &alice_id, "").await;
-    assert_eq!(ready["resumed"], false);
-    assert_ne!(ready["session"], alice_id.as_str());
-    let err = m.next_json().await;
-    assert_eq!(err["type"], "error");
-    assert_eq!(err["code"], "session_not_found");
+    assert!(!ready.resumed);
+    assert_ne!(ready.session, alice_id.as_str());
+    let err = m.next_error().await;
+    assert_eq!(err.code, ErrorCode::SessionNotFound);
     // Mallory's shell is her own, and Alice's session is untouched.
     a.run("echo A$((1+1))A").await;
     a.expect_output("A2A").await;
 
     a.run("exit").await;
-    assert_eq!(a.next_json().await["type"], "exit");
+    assert!(matches!(a.next_server_frame().await, ServerFrame::Exit(_)));
     let (mut again, ready) = reattach(server, &alice, &alice_id, "").await;
-    assert_eq!(ready["resumed"], false);
-    assert_eq!(again.next_json().await["code"], "session_not_found");
+    assert!(!ready.resumed);
+    assert_eq!(again.next_error().await.code, ErrorCode::SessionNotFound);
     let (_, ready) = reattach(server, &alice, "not-a-session", "").await;
-    assert_eq!(ready["resumed"], false);
+    assert!(!ready.resumed);
 }
 
 async fn a_second_socket_takes_the_session_over(server: &Server) {
     let cookie = server.new_identity().await;
     let mut first = server.connect_as(&cookie, "").await;
-    let id = first.ready().await["session"].as_str().unwrap().to_owned();
+    let id = first.ready().await.session.into_owned();
     first.sync().await;
     let (mut second, _) = reattach(server, &cookie, &id, "").await;
     loop {
@@ -171,7 +175,7 @@ async fn the_grace_period_ends_with_a_hangup() {
     let server = Server::local(&["--reattach-grace-secs", "2"]);
     let cookie = server.new_identity().await;
     let mut c = server.connect_as(&cookie, "").await;
-    let id = c.ready().await["session"].as_str().unwrap().to_owned();
+    let id = c.ready().await.session.into_owned();
     let pid = c.shell_pid().await;
     drop_socket(c);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -187,8 +191,8 @@ async fn the_grace_period_ends_with_a_hangup() {
         "not before the grace period"
     );
     let (mut c, ready) = reattach(&server, &cookie, &id, "").await;
-    assert_eq!(ready["resumed"], false);
-    assert_eq!(c.next_json().await["code"], "session_not_found");
+    assert!(!ready.resumed);
+    assert_eq!(c.next_error().await.code, ErrorCode::SessionNotFound);
 }
 
 /// Each drop starts a full grace period: the wait of an earlier drop, re-attached since, must not
@@ -198,13 +202,13 @@ async fn a_second_drop_gets_its_own_grace_period() {
     let server = Server::local(&["--reattach-grace-secs", "3"]);
     let cookie = server.new_identity().await;
     let mut c = server.connect_as(&cookie, "").await;
-    let id = c.ready().await["session"].as_str().unwrap().to_owned();
+    let id = c.ready().await.session.into_owned();
     let pid = c.shell_pid().await;
     let first_drop = Instant::now();
     drop_socket(c);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (c, ready) = reattach(&server, &cookie, &id, "").await;
-    assert_eq!(ready["resumed"], true);
+    assert!(ready.resumed);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let second_drop = Instant::now();
     drop_socket(c);
@@ -233,14 +237,15 @@ async fn a_reattached_session_answers_at_once() {
     let server = Server::local(&[]);
     let cookie = server.new_identity().await;
     let mut c = server.connect_as(&cookie, "").await;
-    let id = c.ready().await["session"].as_str().unwrap().to_owned();
+    let id = c.ready().await.session.into_owned();
     c.sync().await;
     drop_socket(c);
     let (mut c, ready) = reattach(&server, &cookie, &id, "").await;
-    assert_eq!(ready["resumed"], true);
-    c.send_json(json!({"type":"ping","id":1})).await;
+    assert!(ready.resumed);
+    let id = PingId::new("1").unwrap();
+    c.send_frame(&ClientFrame::Ping { id }).await;
     loop {
-        if c.next_json().await["type"] == "pong" {
+        if let ServerFrame::Pong(_) = c.next_server_frame().await {
             break;
         }
     }
@@ -330,12 +335,8 @@ async fn sigterm_closes_sessions_with_a_reason_and_hangs_them_up() {
     let pid = c.shell_pid().await;
     // SAFETY: kill has no memory effects.
     unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) };
-    let err = c.next_json().await;
-    assert_eq!(err["type"], "error");
-    assert!(
-        err["message"].as_str().unwrap().contains("shutting down"),
-        "{err}"
-    );
+    let err = c.next_error().await;
+    assert!(err.message.contains("shutting down"), "{err:?}");
     loop {
         match c.next_frame(WAIT).await {
             Some(Frame::Closed(code)) => {

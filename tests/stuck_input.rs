@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{alive, eventually, Client, Frame, Server, WAIT};
 use futures_util::SinkExt;
-use serde_json::json;
+use termpool::protocol::{ClientFrame, PingId, Pong, ServerFrame};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame as RawFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -32,12 +32,13 @@ async fn paste_into_program_that_never_reads(c: &mut Client, program: &str) -> i
 async fn read_for(c: &mut Client, time: Duration, id: &str) -> (usize, bool) {
     let deadline = tokio::time::Instant::now() + time;
     let (mut bytes, mut ponged) = (0, false);
+    let id = PingId::new(&serde_json::to_string(id).unwrap()).unwrap();
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match c.next_frame(left).await {
             None => return (bytes, ponged),
             Some(Frame::Bytes(b)) => bytes += b.len(),
-            Some(Frame::Json(v)) if v["type"] == "pong" && v["id"] == id => ponged = true,
+            Some(Frame::Text(ServerFrame::Pong(Pong { id: got }))) if got == id => ponged = true,
             Some(Frame::Closed(code)) => panic!("closed ({code:?})"),
             Some(_) => {}
         }
@@ -50,15 +51,15 @@ async fn pause_and_ping_pass_a_paste_the_program_does_not_read() {
     let mut c = server.connect("").await;
     // `yes` floods output and never reads its input.
     paste_into_program_that_never_reads(&mut c, "yes").await;
-    c.send_json(json!({"type": "pause"})).await;
-    c.send_json(json!({"type": "ping", "id": "after-pause"}))
-        .await;
+    c.send_frame(&ClientFrame::Pause).await;
+    let id = PingId::new(r#""after-pause""#).unwrap();
+    c.send_frame(&ClientFrame::Ping { id }).await;
     // What was on its way when the pause came still arrives; then nothing.
     let (_, ponged) = read_for(&mut c, Duration::from_secs(2), "after-pause").await;
     assert!(ponged, "the ping behind the paste is answered");
     let (bytes, _) = read_for(&mut c, Duration::from_secs(1), "").await;
     assert_eq!(bytes, 0, "output goes on after pause");
-    c.send_json(json!({"type": "resume"})).await;
+    c.send_frame(&ClientFrame::Resume).await;
     let (bytes, _) = read_for(&mut c, Duration::from_millis(500), "").await;
     assert!(bytes > 0, "resume starts the output again");
 }

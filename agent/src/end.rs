@@ -1,19 +1,5 @@
-//! `termpool-agent --end-processes UID`: a one-shot run, not part of the serving agent, that ends
-//! every process of one account in this container and waits until none is left. The server runs
-//! it as a root `docker exec` when it reaps an idle account or moves its slot to another user.
-//!
-//! Root here holds no CAP_KILL, so the SIGKILLs must come from the account itself: this process
-//! becomes the account for good (real, effective and saved uid: kill(-1) also reaches whatever
-//! the sender's *real* uid owns, so root's real uid would reach the session agent) and sends
-//! kill(-1), which reaches every process of the account but the sender, whatever its name or
-//! session, even one that hidepid hides from its own user.
-//!
-//! Nothing is executed after the uid change: since Linux 3.1, a set*uid() to a uid that has more
-//! processes than its RLIMIT_NPROC (as many, before 5.14) marks the process, and its next execve
-//! fails with EAGAIN. The limit never stops root's setuid itself, so a user at the limit who opens
-//! one more session is over it; `setpriv --reuid=UID sh -c 'kill -KILL -1'` would then fail and
-//! leave every process of theirs running. kill(2) and reading /proc are all this process does as
-//! the account.
+//! `termpool-agent --end-processes UID`: a one-shot run that becomes the account (no exec after
+//! the uid change) and kills every process of it in this container, waiting until none is left.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;

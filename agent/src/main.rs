@@ -1,34 +1,6 @@
 //! termpool's session agent: starts login shells on PTYs inside a user container and hands each
-//! PTY's master to the termpool server, which then reads and writes it directly.
-//!
-//! Why: a `docker exec` per browser tab costs the engine a runc start (tens of ms of CPU; 100 tabs
-//! opened at once took 3 s) and puts dockerd and containerd-shim between every keystroke and the
-//! shell. With the master fd in the server, the terminal is as fast as a local one, and the shell
-//! still runs in this container: its cgroup limits, namespaces, volume and hidepid /proc. Starting
-//! a shell costs a fork of this small process, which matters inside a container limited to half
-//! a core.
-//!
-//! Protocol, one SOCK_SEQPACKET connection per session, each message one JSON object:
-//!   server -> agent  {"user", "home", "cols", "rows", "env"}     start the login shell
-//!   agent -> server  {"pid": n} with the PTY master (SCM_RIGHTS), or {"error": "..."}
-//!   agent -> server  {"exit": code}                              the shell ended (null: unknown)
-//!   server -> agent  {"hangup": true}, or the connection closes    end the session
-//! Ending a session sends SIGHUP and SIGCONT to every process of the shell's session, and SIGKILL
-//! to the shell 3 s later if it is still there; jobs started with nohup or in their own session
-//! (tmux) live on, as after closing a real terminal.
-//!
-//! Who may connect: only the server. The socket lives in a directory the server owns (mode 0700,
-//! bind-mounted from the host) and is chowned to the server's uid with mode 0600; on top of that
-//! every connection is checked with SO_PEERCRED: the peer's uid must be the server's, and its pid
-//! must be 0, i.e. the peer is outside this container's PID namespace. Users of this container can
-//! reach neither the socket nor this process (hidepid).
-//!
-//! Runs as root with the container's capabilities (CHOWN, DAC_OVERRIDE, FOWNER, SETUID, SETGID),
-//! single-threaded. Accounts are read from this container's /etc/passwd; root and system accounts
-//! (uid below TERMPOOL_UID_MIN) are refused whatever the request says.
-//!
-//! `termpool-agent --end-processes UID` does not serve: it ends every process of one account and
-//! exits (end.rs), for the server's root execs.
+//! PTY's master to the server over a unix socket; messages are `termpool-agent-proto`'s.
+//! `--end-processes UID` instead ends one account's processes and exits (end.rs).
 
 mod accounts;
 mod end;
@@ -40,7 +12,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 
-use serde_json::{json, Value};
+use termpool_agent_proto::{Hangup, Reply, ShellRequest};
 
 use accounts::Account;
 use hangup::Hangups;
@@ -181,7 +153,7 @@ impl Agent {
                 continue;
             };
             if let Some(session) = self.sessions.get(&fd) {
-                reply(&session.conn, &json!({ "exit": code }), None);
+                reply(&session.conn, &Reply::exited(Some(code)), None);
             }
         }
     }
@@ -192,52 +164,47 @@ fn start(session: &mut Session, message: &[u8], uid_min: u32) -> Option<libc::pi
     let request = match parse_request(message, uid_min) {
         Ok(request) => request,
         Err(e) => {
-            reply(
-                &session.conn,
-                &json!({ "error": format!("bad request: {e}") }),
-                None,
-            );
+            let error = format!("bad request: {e}");
+            reply(&session.conn, &Reply::refused(error), None);
             return None;
         }
     };
     match shell::spawn(&request) {
         Ok((master, pid)) => {
-            reply(&session.conn, &json!({ "pid": pid }), Some(&master));
+            // A pid from fork() is positive.
+            reply(&session.conn, &Reply::started(pid as u32), Some(&master));
             session.shell = Some((pid, request.account));
             Some(pid)
         }
         Err(e) => {
             let error = format!("could not start a shell: {e}");
-            reply(&session.conn, &json!({ "error": error }), None);
+            reply(&session.conn, &Reply::refused(error), None);
             None
         }
     }
 }
 
 fn parse_request(message: &[u8], uid_min: u32) -> Result<shell::Request, String> {
-    let v: Value = serde_json::from_slice(message).map_err(|e| e.to_string())?;
-    let user = v["user"].as_str().ok_or("no user")?;
+    let request: ShellRequest = serde_json::from_slice(message).map_err(|e| e.to_string())?;
+    let user = &*request.user;
     let account = accounts::lookup(user).ok_or_else(|| format!("no account {user}"))?;
     if account.uid < uid_min || account.gid < uid_min {
         return Err(format!("account {user} is not a termpool user"));
     }
-    if v["home"].as_str() != Some(account.home.as_str()) {
+    if *request.home != account.home {
         return Err(format!("account {user} has another home"));
     }
-    let size = |k: &str| {
-        v[k].as_u64()
-            .and_then(|n| u16::try_from(n).ok())
+    let size = |k: &str, n: u16| {
+        Some(n)
             .filter(|n| (1..=MAX_SIZE).contains(n))
             .ok_or_else(|| format!("bad {k}"))
     };
-    let (cols, rows) = (size("cols")?, size("rows")?);
-    let env = v["env"]
-        .as_array()
-        .ok_or("no env")?
+    let (cols, rows) = (size("cols", request.cols)?, size("rows", request.rows)?);
+    let env = request
+        .env
         .iter()
-        .filter_map(Value::as_str)
         .filter(|e| e.contains('='))
-        .map(str::to_owned)
+        .cloned()
         .collect();
     Ok(shell::Request {
         account,
@@ -248,11 +215,12 @@ fn parse_request(message: &[u8], uid_min: u32) -> Result<shell::Request, String>
 }
 
 fn is_hangup(message: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(message).is_ok_and(|v| v["hangup"] == json!(true))
+    serde_json::from_slice::<Hangup>(message).is_ok_and(|h| h.hangup)
 }
 
-fn reply(conn: &OwnedFd, message: &Value, fd: Option<&OwnedFd>) {
-    if let Err(e) = sys::send(conn, message.to_string().as_bytes(), fd) {
+fn reply(conn: &OwnedFd, message: &Reply, fd: Option<&OwnedFd>) {
+    let text = serde_json::to_vec(message).unwrap_or_default();
+    if let Err(e) = sys::send(conn, &text, fd) {
         log(&format!("could not answer the server: {e}"));
     }
 }

@@ -1,8 +1,6 @@
 //! The system calls the agent makes, wrapped: unix seqpacket sockets with fd passing, signalfd,
-//! poll, waitpid and pidfds.
-//!
-//! SAFETY, for every `unsafe` block here that has no comment of its own: one libc call on fds this
-//! process owns and on buffers of exactly the sizes passed; results are checked before use.
+//! poll, waitpid and pidfds. SAFETY, for every `unsafe` block here without a comment of its own:
+//! one libc call on fds this process owns and buffers of the sizes passed; results are checked.
 
 use std::ffi::CString;
 use std::io;

@@ -1,6 +1,5 @@
-//! A second way to drive a session, for comparison: tungstenite's synchronous WebSocket over a
-//! blocking `TcpStream`, no async runtime. One blocking `read` per frame is the least work and the
-//! fewest wake-ups a client can have, so the difference between this and the tokio client is the
+//! A second way to drive a session, for comparison: synchronous tungstenite over a blocking
+//! `TcpStream`, the least a client can add, so its difference from the tokio client is the
 //! client's own share of a round trip.
 
 use std::net::TcpStream;

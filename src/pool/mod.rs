@@ -1,21 +1,16 @@
-//! The container pool: where each web user's shells run in container mode.
-//!
-//! This module exists so that everything about "which container, which Linux account" lives in one
-//! place that knows nothing about HTTP or WebSockets. The web layer hands it an opaque identity and
-//! a predicate telling which users have a live session; it answers with a [`Placement`] (container,
-//! account, UID, home) whose container is running with `/proc` hidden (hidepid) and whose account
-//! exists, or with a [`PoolError`] that tells the operator what failed.
-//!
-//! - [`assign`]: the pure least-loaded, sticky assigner (all the placement rules, no I/O).
-//! - [`store`]: persistence of users, UIDs and containers (SQLite behind a small trait).
-//! - `provision`: Docker calls: containers with their limits, the hidepid helper, root execs.
-//! - `state`: the in-memory mirror of the store plus per-container readiness and account caches,
-//!   which lets a returning user be placed without any Docker or disk I/O.
-//! - `manager`: [`Pool`] itself, which ties the above together and runs the background tasks.
+//! The container pool: which container and Linux account each web user's shells run in. It
+//! knows nothing of HTTP: it takes an opaque identity and answers with an [`Account`] whose
+//! container runs with hidepid and where the account exists, or with a [`PoolError`].
 
+mod accounts;
 pub mod assign;
+mod container;
+mod engine;
+mod exec;
+mod hidepid;
 mod manager;
-mod provision;
+mod processes;
+mod spec;
 mod state;
 pub mod store;
 
@@ -58,8 +53,7 @@ pub fn account_names(hash: &str) -> impl Iterator<Item = String> + '_ {
 /// The full hex SHA-256 of an identity: the store's key for a user (the raw identity is never
 /// stored).
 pub fn identity_hash(identity: &str) -> String {
-    let digest = Sha256::digest(identity.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(identity.as_bytes()))
 }
 
 /// The home directory of an account inside every container (on the shared volume).
@@ -154,7 +148,7 @@ pub const AGENT_SOCKET: &str = "agent.sock";
 
 /// Where a user's sessions run: the answer of [`Pool::place`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
+pub struct Account {
     pub container_name: String,
     pub container_id: String,
     pub username: String,
@@ -199,7 +193,7 @@ impl PoolError {
     /// The error of a failed call to the engine about `context`: unavailable when the engine did
     /// not answer, a provisioning failure when it refused the request.
     pub fn engine(context: impl std::fmt::Display, e: bollard::errors::Error) -> PoolError {
-        provision::docker_err(context)(e)
+        engine::docker_err(context)(e)
     }
 }
 

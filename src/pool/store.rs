@@ -1,15 +1,5 @@
-//! Persistence of the pool's state, so that users keep their UID, account and container across
-//! server restarts.
-//!
-//! A small synchronous [`Store`] trait (callers use `spawn_blocking` or hold it in a mutex) with
-//! one implementation on an embedded SQLite file ([`SqliteStore`]). UIDs are handed out by the
-//! store from [`FIRST_UID`] on, from a `next_uid` counter that only grows: a UID is never given to
-//! two users, even after one of them is gone, because every container shares one `/workspace`.
-//! Writes are transactions in WAL mode with `synchronous=FULL`: a placement that was answered is on
-//! disk.
-//!
-//! The files are the server user's alone (0600): they hold unsalted SHA-256 of identities such as
-//! `header:<name>`, which a dictionary reverses, and which account and container each one has.
+//! Persistence of users, UIDs and containers across restarts: a small synchronous [`Store`] trait
+//! and its SQLite implementation ([`SqliteStore`]).
 
 use std::path::{Path, PathBuf};
 

@@ -1,25 +1,19 @@
-//! Sessions started by the session agent inside a user container (`agent/`), which
-//! hands the PTY master to the server over a unix socket: keystrokes and output then go straight
-//! between the server and the kernel's PTY, with no `docker exec`, dockerd or containerd-shim in
-//! between, and opening a session costs a fork in the container instead of a runc start.
-//!
-//! Each session is one SOCK_SEQPACKET connection to the agent of its container (the protocol is in
-//! the agent's doc string). The connection lives as long as the session: the agent reports the
-//! shell's exit code on it, and a hang-up request, or the connection closing, ends the session.
-//! The socket is in a per-container directory of the host (`AGENT_DIR/<container>`), bind-mounted
-//! into that container only.
+//! Terminals started by the session agent inside a user container (`agent/`), which passes the
+//! PTY master to the server over a per-container unix socket; one SOCK_SEQPACKET connection per
+//! session carries its exit code and hang-up.
 
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use termpool_agent_proto::Reply;
+pub use termpool_agent_proto::ShellRequest;
+use termpool_agent_proto::{connect_seqpacket, is_busy, is_not_listening};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::OnceCell;
@@ -32,32 +26,6 @@ const MAX_MESSAGE: usize = 4096;
 /// How often a connection to an agent that is not listening yet (a container just started) is
 /// tried again.
 const CONNECT_RETRY: Duration = Duration::from_millis(20);
-
-/// What the agent is asked to start.
-#[derive(Serialize)]
-pub struct ShellRequest<'a> {
-    pub user: &'a str,
-    pub home: &'a str,
-    pub cols: u16,
-    pub rows: u16,
-    pub env: &'a [String],
-}
-
-#[derive(Deserialize)]
-struct Reply {
-    #[serde(default)]
-    pid: Option<u32>,
-    #[serde(default)]
-    error: Option<String>,
-    /// Present (maybe null) once the shell has exited.
-    #[serde(default, deserialize_with = "present")]
-    exit: Option<Option<i32>>,
-}
-
-/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i32>>, D::Error> {
-    Option::<i32>::deserialize(d).map(Some)
-}
 
 /// Connects to the agent listening at `socket`. A socket that is missing or refuses is tried again
 /// for up to `grace` (a container that has just started), then the agent is taken for gone; a
@@ -91,18 +59,6 @@ pub async fn spawn(
             ),
         )
     })?
-}
-
-/// Whether an agent listens at `socket`, waiting up to `timeout` for one that is still starting.
-/// The pool asks this before it adopts a running container: when the container's directory was
-/// deleted and made again on the host, its agent listens on the deleted inode, where no session
-/// reaches it, and the container must be replaced.
-pub async fn listens(socket: &Path, timeout: Duration) -> bool {
-    // The probe connection closes at once; the agent drops it like a server gone away.
-    matches!(
-        tokio::time::timeout(timeout, connect(socket, timeout)).await,
-        Ok(Ok(_))
-    )
 }
 
 async fn start(conn: Conn, request: &ShellRequest<'_>) -> Result<Spawned, TtyError> {
@@ -172,7 +128,7 @@ pub struct Conn {
 impl Conn {
     /// One attempt to connect.
     fn connect(path: &Path) -> io::Result<Conn> {
-        let fd = check_is_socket(path).and_then(|()| connect_seqpacket(path))?;
+        let fd = connect_seqpacket(path)?;
         // SAFETY: the fd is owned by this AsyncFd alone and closed only with it.
         let fd = unsafe { AsyncFd::register(fd) }?;
         Ok(Conn {
@@ -234,68 +190,6 @@ impl Conn {
             })
             .await
     }
-}
-
-/// The socket's directory is shared with the container, whose root could put a symbolic link in
-/// the socket's place, pointing at a socket of the host: connect() would follow it.
-fn check_is_socket(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    let kind = std::fs::symlink_metadata(path)?.file_type();
-    if kind.is_socket() {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is not a socket", path.display()),
-        ))
-    }
-}
-
-/// Nothing listens there: not yet, or no more.
-fn is_not_listening(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ECONNREFUSED))
-}
-
-/// The agent listens but its backlog is full.
-fn is_busy(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::EAGAIN)
-}
-
-/// A non-blocking SOCK_SEQPACKET connection to the unix socket at `path`.
-fn connect_seqpacket(path: &Path) -> io::Result<OwnedFd> {
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    if bytes.len() >= addr.sun_path.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("socket path too long: {}", path.display()),
-        ));
-    }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: socket() returns a new fd or -1.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: raw is a fresh fd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let len = (size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
-    // SAFETY: addr is a valid sockaddr_un of at least `len` bytes.
-    let r = unsafe { libc::connect(raw, std::ptr::addr_of!(addr).cast(), len) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
 }
 
 fn sys_send(fd: RawFd, message: &[u8]) -> io::Result<usize> {
@@ -363,40 +257,4 @@ fn received_fds(msg: &libc::msghdr) -> Vec<OwnedFd> {
         }
     }
     fds
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_socket_itself_is_connected_to_never_a_link() {
-        let dir = std::env::temp_dir().join(format!("termpool-agent-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let real = dir.join("real.sock");
-        let _ = std::fs::remove_file(&real);
-        let _listener = std::os::unix::net::UnixListener::bind(&real).unwrap();
-        let link = dir.join("agent.sock");
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        assert!(check_is_socket(&real).is_ok());
-        let e = check_is_socket(&link).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-        assert!(!is_not_listening(&e), "a link is an error, not a wait");
-        assert!(is_not_listening(
-            &check_is_socket(&dir.join("none")).unwrap_err()
-        ));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn exit_null_is_told_from_no_exit() {
-        let r: Reply = serde_json::from_str(r#"{"exit":null}"#).unwrap();
-        assert_eq!(r.exit, Some(None));
-        let r: Reply = serde_json::from_str(r#"{"exit":3}"#).unwrap();
-        assert_eq!(r.exit, Some(Some(3)));
-        let r: Reply = serde_json::from_str(r#"{"pid":12}"#).unwrap();
-        assert_eq!(r.exit, None);
-        assert_eq!(r.pid, Some(12));
-    }
 }

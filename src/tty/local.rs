@@ -1,10 +1,5 @@
-//! The local backend: a login shell on a PTY of the server's own machine (portable-pty).
-//!
-//! portable-pty opens the PTY, `spawn.rs` starts the shell on it (posix_spawn: a new session
-//! with the PTY as its controlling terminal); everything after that is done on a duplicate of
-//! the master fd (`pty.rs`: non-blocking, registered with tokio), so a session costs no threads and
-//! a keystroke crosses no thread boundary. The shell's exit is watched with a pidfd for the same
-//! reason.
+//! The local backend: a login shell on a PTY of the server's own machine, opened by portable-pty,
+//! started by `spawn` and driven through the master fd by `pty`.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::io;

@@ -1,11 +1,10 @@
-//! The one seam between the relay and where shells run. A backend places a user and spawns a
-//! shell on a TTY; the relay only ever sees `Tty` (input, resize, hangup) and `TtyOutput` (output,
-//! exit code). PTYs (local, or passed by a container's session agent) and `docker exec` sessions
-//! implement the same traits, so no relay logic is written twice and the relay never learns about
-//! Docker.
+//! The one seam between the relay and where shells run: a [`Backend`] places a user and spawns a
+//! shell; the relay sees only [`Tty`] and [`TtyOutput`]. One file per implementation: `local`
+//! (PTY on this machine), `container` (the pool), with `agent` and `exec` as its two terminals.
 
 pub mod agent;
-pub mod docker;
+pub mod container;
+mod exec;
 pub mod local;
 mod pty;
 mod spawn;

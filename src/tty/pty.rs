@@ -1,10 +1,5 @@
-//! The server's side of a PTY master, shared by every backend that hands the server a master fd:
-//! the local backend opens one itself, the container agent passes one over a unix socket. The
-//! backends differ only in how they learn of the shell's exit and hang it up ([`Shell`]); the
-//! terminal itself ([`Tty`], [`TtyOutput`]) is this one implementation.
-//!
-//! The fd is non-blocking and registered with tokio, so a session costs no threads and a
-//! keystroke crosses no thread boundary.
+//! The server's side of a PTY master, shared by every backend that hands the server a master fd
+//! (local, or passed by a container's agent); backends differ only in their [`Shell`].
 
 use std::future::Future;
 use std::io;

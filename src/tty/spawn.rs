@@ -1,15 +1,5 @@
-//! Starting a program as the leader of a new terminal session, with `posix_spawn`.
-//!
-//! portable-pty (like std's `Command` with a `pre_exec` hook) forks the server. The kernel then
-//! copies the page tables of the whole server, every thread stack included, and a burst of new
-//! sessions spent most of its time in that copy (`copy_page_range` and `unmap_page_range` in the
-//! profile of 100 sessions opened at once). glibc's `posix_spawn` starts the child with
-//! `clone(CLONE_VM | CLONE_VFORK)`: nothing is copied. It can do all a terminal's leader needs
-//! (glibc 2.34 or later): a new session, the terminal opened by path as fd 0 (a session leader
-//! that opens a terminal without `O_NOCTTY` gets it as its controlling terminal, so no
-//! `TIOCSCTTY`), fds 1 and 2 duplicated from it, every other fd closed, the working directory,
-//! default signal handling and an empty signal mask (the server ignores SIGPIPE, which children
-//! would otherwise inherit).
+//! Starting a program as the leader of a new terminal session with `posix_spawn`, so the server
+//! is never forked (see docs/design.md for why).
 
 use std::ffi::{CStr, CString};
 use std::io;

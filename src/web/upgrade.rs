@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{provenance, AppState};
 use crate::identity::Mode;
-use crate::protocol::{ErrorCode, ServerFrame, TermSize, PROTOCOL_VERSION, SIZE_RANGE};
+use crate::protocol::{ErrorCode, Ready, ServerFrame, TermSize, PROTOCOL_VERSION, SIZE_RANGE};
 use crate::relay::{self, RelayConfig};
 use crate::session::{Attached, LiveSession, Refusal, Requester};
 use crate::tty::{TtyError, Unavailability};
@@ -107,7 +107,7 @@ async fn open(
         }
         let message = "that session has ended or is not yours: this is a new one";
         let code = ErrorCode::SessionNotFound;
-        notice = Some(ServerFrame::Error { code, message }.to_json());
+        notice = Some(ServerFrame::error(code, message).to_json());
     }
     let session = start_session(state, &identity, &requester(req, state), size).await?;
     let attached = session
@@ -177,16 +177,16 @@ async fn start_session(
 }
 
 fn ready_frame(state: &AppState, session: &LiveSession, size: TermSize, resumed: bool) -> String {
-    ServerFrame::Ready {
+    ServerFrame::Ready(Ready {
         protocol: PROTOCOL_VERSION,
-        session: &session.id,
-        user: &session.placement.user,
-        container: session.placement.container.as_deref(),
-        mode: state.backend.mode(),
+        session: session.id.as_str().into(),
+        user: session.placement.user.as_str().into(),
+        container: session.placement.container.as_deref().map(Into::into),
+        mode: state.backend.mode().into(),
         cols: size.cols,
         rows: size.rows,
         resumed,
-    }
+    })
     .to_json()
 }
 

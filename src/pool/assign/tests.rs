@@ -1,0 +1,392 @@
+use super::*;
+use std::collections::HashSet;
+
+fn pool(caps: &[(bool, usize)]) -> Vec<ContainerSlot> {
+    caps.iter()
+        .enumerate()
+        .map(|(index, &(alive, capacity))| ContainerSlot {
+            index,
+            alive,
+            capacity,
+        })
+        .collect()
+}
+
+fn a(user: &str, container: usize, last_seen: i64) -> Assignment<'_> {
+    Assignment {
+        user,
+        container,
+        last_seen,
+    }
+}
+
+fn run(
+    containers: &[ContainerSlot],
+    assignments: &[Assignment],
+    live: &[&str],
+    user: &str,
+) -> Result<Decision, AssignError> {
+    let live: HashSet<&str> = live.iter().copied().collect();
+    assign(containers, assignments, &|u| live.contains(u), user)
+}
+
+#[test]
+fn table() {
+    use AssignError::*;
+    use Decision::*;
+    let evict = |idx, u: &str| {
+        Ok(Evict {
+            idx,
+            evicted_user: u.into(),
+        })
+    };
+    let up3 = pool(&[(true, 2), (true, 2), (true, 2)]);
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(
+        &str,
+        Vec<ContainerSlot>,
+        Vec<Assignment>,
+        Vec<&str>,
+        &str,
+        _,
+    )> = vec![
+        ("empty pool", vec![], vec![], vec![], "me", Err(NoContainer)),
+        (
+            "all dead",
+            pool(&[(false, 2), (false, 2)]),
+            vec![],
+            vec![],
+            "me",
+            Err(NoContainer),
+        ),
+        (
+            "first user, lowest index",
+            up3.clone(),
+            vec![],
+            vec![],
+            "me",
+            Ok(New { idx: 0 }),
+        ),
+        (
+            "least loaded",
+            up3.clone(),
+            vec![a("x", 0, 1), a("y", 2, 1)],
+            vec![],
+            "me",
+            Ok(New { idx: 1 }),
+        ),
+        (
+            "tie goes low",
+            up3.clone(),
+            vec![a("x", 0, 1)],
+            vec![],
+            "me",
+            Ok(New { idx: 1 }),
+        ),
+        (
+            "sticky",
+            up3.clone(),
+            vec![a("me", 2, 1), a("x", 0, 1)],
+            vec![],
+            "me",
+            Ok(Sticky { idx: 2 }),
+        ),
+        (
+            "sticky when over capacity",
+            pool(&[(true, 1)]),
+            vec![a("x", 0, 1), a("me", 0, 1)],
+            vec!["x"],
+            "me",
+            Ok(Sticky { idx: 0 }),
+        ),
+        (
+            "container gone: moved",
+            pool(&[(true, 2), (false, 2)]),
+            vec![a("me", 1, 1)],
+            vec![],
+            "me",
+            Ok(New { idx: 0 }),
+        ),
+        (
+            "unknown container index: moved",
+            pool(&[(true, 2)]),
+            vec![a("me", 7, 1)],
+            vec![],
+            "me",
+            Ok(New { idx: 0 }),
+        ),
+        (
+            "dead skipped",
+            pool(&[(false, 2), (true, 2)]),
+            vec![],
+            vec![],
+            "me",
+            Ok(New { idx: 1 }),
+        ),
+        (
+            "full skipped",
+            pool(&[(true, 1), (true, 2)]),
+            vec![a("x", 0, 1), a("y", 1, 1)],
+            vec![],
+            "me",
+            Ok(New { idx: 1 }),
+        ),
+        (
+            "holders of dead containers hold no slot",
+            pool(&[(true, 1), (false, 1)]),
+            vec![a("x", 1, 1)],
+            vec![],
+            "me",
+            Ok(New { idx: 0 }),
+        ),
+        (
+            "full: evict least recent idle",
+            pool(&[(true, 1), (true, 1)]),
+            vec![a("x", 0, 5), a("y", 1, 3)],
+            vec![],
+            "me",
+            evict(1, "y"),
+        ),
+        (
+            "full: live users are not evicted",
+            pool(&[(true, 1), (true, 1)]),
+            vec![a("x", 0, 5), a("y", 1, 3)],
+            vec!["y"],
+            "me",
+            evict(0, "x"),
+        ),
+        (
+            "full: last_seen tie -> smallest name",
+            pool(&[(true, 1), (true, 1)]),
+            vec![a("y", 0, 3), a("x", 1, 3)],
+            vec![],
+            "me",
+            evict(1, "x"),
+        ),
+        (
+            "full and all live",
+            pool(&[(true, 1), (true, 1)]),
+            vec![a("x", 0, 5), a("y", 1, 3)],
+            vec!["x", "y"],
+            "me",
+            Err(PoolFull),
+        ),
+        (
+            "gone user, pool full, evicts",
+            pool(&[(true, 1), (false, 1)]),
+            vec![a("x", 0, 9), a("me", 1, 1)],
+            vec![],
+            "me",
+            evict(0, "x"),
+        ),
+        (
+            "gone user, pool full, all live",
+            pool(&[(true, 1), (false, 1)]),
+            vec![a("x", 0, 9), a("me", 1, 1)],
+            vec!["x"],
+            "me",
+            Err(PoolFull),
+        ),
+        (
+            "zero capacity",
+            pool(&[(true, 0)]),
+            vec![],
+            vec![],
+            "me",
+            Err(PoolFull),
+        ),
+        (
+            "own live session doesn't matter",
+            pool(&[(true, 1)]),
+            vec![a("x", 0, 1)],
+            vec!["me"],
+            "me",
+            evict(0, "x"),
+        ),
+    ];
+    for (name, containers, assignments, live, user, want) in cases {
+        let got = run(&containers, &assignments, &live, user);
+        assert_eq!(got, want, "case {name:?}");
+        if let Ok(d) = &got {
+            check(
+                &containers,
+                &assignments,
+                &|u| live.contains(&u),
+                user,
+                &got,
+            );
+            assert!(containers.iter().any(|c| c.index == d.idx() && c.alive));
+        }
+    }
+}
+
+#[test]
+fn spread_12_users_over_3_containers_of_4() {
+    let containers = pool(&[(true, 4), (true, 4), (true, 4)]);
+    let names: Vec<String> = (0..12).map(|i| format!("u{i}")).collect();
+    let mut assignments: Vec<Assignment> = Vec::new();
+    for name in &names {
+        let d = assign(&containers, &assignments, &|_| true, name).expect("room");
+        assert!(matches!(d, Decision::New { .. }));
+        assignments.push(a(name, d.idx(), 0));
+    }
+    for idx in 0..3 {
+        assert_eq!(assignments.iter().filter(|x| x.container == idx).count(), 4);
+    }
+    // Round robin while loads are equal: 0,1,2,0,1,2,...
+    let order: Vec<usize> = assignments.iter().map(|x| x.container).collect();
+    assert_eq!(order, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
+    let full = assign(&containers, &assignments, &|_| true, "newcomer");
+    assert_eq!(full, Err(AssignError::PoolFull));
+}
+
+/// The rules restated as "for all" conditions on a result, independent of how `assign` finds
+/// it.
+fn check(
+    containers: &[ContainerSlot],
+    assignments: &[Assignment],
+    live: &dyn Fn(&str) -> bool,
+    user: &str,
+    got: &Result<Decision, AssignError>,
+) {
+    let ctx = || format!("{containers:?} {assignments:?} user={user} -> {got:?}");
+    let is_alive = |i: usize| containers.iter().any(|c| c.index == i && c.alive);
+    let holders: Vec<&Assignment> = assignments
+        .iter()
+        .filter(|x| x.user != user && is_alive(x.container))
+        .collect();
+    let load = |i: usize| holders.iter().filter(|x| x.container == i).count();
+    let free: Vec<&ContainerSlot> = containers
+        .iter()
+        .filter(|c| c.alive && load(c.index) < c.capacity)
+        .collect();
+    let idle: Vec<&&Assignment> = holders.iter().filter(|x| !live(x.user)).collect();
+    let own = assignments.iter().find(|x| x.user == user);
+
+    if !containers.iter().any(|c| c.alive) {
+        assert_eq!(got, &Err(AssignError::NoContainer), "{}", ctx());
+    } else if let Some(own) = own.filter(|o| is_alive(o.container)) {
+        assert_eq!(
+            got,
+            &Ok(Decision::Sticky { idx: own.container }),
+            "{}",
+            ctx()
+        );
+    } else if !free.is_empty() {
+        let Ok(Decision::New { idx }) = got else {
+            panic!("expected New: {}", ctx())
+        };
+        assert!(free.iter().any(|c| c.index == *idx), "{}", ctx());
+        for c in &free {
+            assert!((load(c.index), c.index) >= (load(*idx), *idx), "{}", ctx());
+        }
+    } else if !idle.is_empty() {
+        let Ok(Decision::Evict { idx, evicted_user }) = got else {
+            panic!("expected Evict: {}", ctx())
+        };
+        let victim = holders
+            .iter()
+            .find(|x| x.user == evicted_user)
+            .unwrap_or_else(|| panic!("victim must hold a slot: {}", ctx()));
+        assert_eq!(victim.container, *idx, "{}", ctx());
+        assert!(!live(evicted_user), "never evict a live user: {}", ctx());
+        assert!(evicted_user != user, "{}", ctx());
+        for other in &idle {
+            assert!(victim.last_seen <= other.last_seen, "{}", ctx());
+        }
+    } else {
+        assert_eq!(got, &Err(AssignError::PoolFull), "{}", ctx());
+    }
+}
+
+/// Every combination of small pools: containers alive or dead with capacity 1 or 2, up to
+/// three other users with any assignment, liveness and two last-seen values, and the
+/// requester new or assigned anywhere.
+#[test]
+fn brute_force_small_pools() {
+    const OTHERS: [&str; 3] = ["a", "b", "c"];
+    let mut checked = 0usize;
+    for n in 0..=3usize {
+        for alive_mask in 0..(1u32 << n) {
+            for cap_mask in 0..(1u32 << n) {
+                let containers: Vec<ContainerSlot> = (0..n)
+                    .map(|i| ContainerSlot {
+                        index: i,
+                        alive: alive_mask & (1 << i) != 0,
+                        capacity: 1 + (cap_mask >> i & 1) as usize,
+                    })
+                    .collect();
+                checked += enumerate_users(&containers, &OTHERS);
+            }
+        }
+    }
+    assert!(checked > 100_000, "checked {checked} cases");
+}
+
+/// Checks every assignment of `others` (none or one of the containers, live or not, seen at
+/// 0 or 1) for a requester that is new or assigned to any container.
+fn enumerate_users(containers: &[ContainerSlot], others: &[&str]) -> usize {
+    let choices = containers.len() + 1; // unassigned or container i
+    let per_user = choices * 4; // x live x last_seen
+    let combos = per_user.pow(others.len() as u32);
+    let mut checked = 0;
+    for code in 0..combos {
+        let mut assignments = Vec::new();
+        let mut live = HashSet::new();
+        let mut c = code;
+        for user in others {
+            let (slot, flags) = (c % choices, (c / choices) % 4);
+            c /= per_user;
+            if slot > 0 {
+                assignments.push(a(user, slot - 1, (flags & 1) as i64));
+            }
+            if flags & 2 != 0 {
+                live.insert(*user);
+            }
+        }
+        for own in 0..choices {
+            let mut with_me = assignments.clone();
+            if own > 0 {
+                with_me.push(a("me", own - 1, 0));
+            }
+            let is_live = |u: &str| live.contains(u);
+            let got = assign(containers, &with_me, &is_live, "me");
+            check(containers, &with_me, &is_live, "me", &got);
+            checked += 1;
+        }
+    }
+    checked
+}
+
+/// Placing users one by one never overfills a container and never evicts a live user.
+#[test]
+fn sequential_placement_respects_capacity() {
+    let containers = pool(&[(true, 3), (true, 2), (false, 5), (true, 1)]);
+    let mut held: Vec<(String, usize, i64)> = Vec::new();
+    let live = |u: &str| u.ends_with('7') || u.ends_with('3');
+    for t in 0..40i64 {
+        let user = format!("user{}", t % 13);
+        let view: Vec<Assignment> = held.iter().map(|(u, c, s)| a(u, *c, *s)).collect();
+        let got = assign(&containers, &view, &live, &user);
+        check(&containers, &view, &live, &user, &got);
+        match got {
+            Ok(Decision::Evict { idx, evicted_user }) => {
+                held.retain(|(u, _, _)| *u != evicted_user);
+                held.push((user, idx, t));
+            }
+            Ok(Decision::New { idx }) => held.push((user, idx, t)),
+            Ok(Decision::Sticky { idx }) => {
+                held.iter_mut().filter(|h| h.0 == user).for_each(|h| {
+                    assert_eq!(h.1, idx);
+                    h.2 = t;
+                });
+            }
+            Err(e) => assert_eq!(e, AssignError::PoolFull),
+        }
+        for c in &containers {
+            let n = held.iter().filter(|h| h.1 == c.index).count();
+            assert!(n <= c.capacity, "container {} holds {n}", c.index);
+            assert!(c.alive || n == 0);
+        }
+    }
+}

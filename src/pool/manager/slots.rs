@@ -1,0 +1,144 @@
+//! Keeping every slot's container ready (bring-up, health rounds) and the accounts in it, plus
+//! the periodic background work that holds only a `Weak<Pool>`.
+
+use std::collections::HashMap;
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+use super::super::engine::{list_labelled, remove, short};
+use super::super::spec::LABEL_POOL;
+use super::super::state::SlotError;
+use super::super::store::ContainerRecord;
+use super::super::{accounts, container, PoolError};
+use super::{blocking, Pool};
+
+/// How long a slot whose container could not be provisioned is skipped by the assigner.
+const DOWN_BACKOFF: Duration = Duration::from_secs(10);
+
+impl Pool {
+    /// Writes pending last-seen times to the store now.
+    pub async fn flush(&self) -> Result<(), PoolError> {
+        let seen = self.lock_state().take_dirty();
+        if seen.is_empty() {
+            return Ok(());
+        }
+        blocking(&self.store, move |s| s.touch(&seen)).await
+    }
+
+    /// Makes sure slot `idx` has a running container with hidepid (adopting, restarting or
+    /// replacing it); returns its id. Cheap when the slot is known to be ready.
+    pub(super) async fn ensure_slot(&self, idx: usize) -> Result<String, PoolError> {
+        let _serial = self.slot_locks[idx].lock().await;
+        if let Some(id) = self.lock_state().ready_id(idx) {
+            return Ok(id);
+        }
+        match self.bring_up(idx).await {
+            Ok(id) => {
+                let changed = self.lock_state().slots[idx].id.as_deref() != Some(&id);
+                self.lock_state().mark_ready(idx, &id);
+                if changed {
+                    self.save_container(idx, &id).await;
+                }
+                Ok(id)
+            }
+            Err(e) => {
+                let err = SlotError {
+                    docker_unavailable: matches!(e, PoolError::DockerUnavailable(_)),
+                    message: e.to_string(),
+                };
+                self.lock_state()
+                    .mark_failed(idx, err, Instant::now() + DOWN_BACKOFF);
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes the slot's container if it was found unusable, then adopts, restarts or replaces
+    /// what is there; returns the id of the running container.
+    async fn bring_up(&self, idx: usize) -> Result<String, PoolError> {
+        let unusable = self.lock_state().to_replace(idx);
+        if let Some(id) = unusable {
+            log::warn!(
+                "pool: replacing container {} ({}): its session agent cannot be reached",
+                self.cfg.container_name(idx),
+                short(&id)
+            );
+            remove(&self.docker, &id).await?;
+        }
+        container::ensure_running(&self.docker, &self.cfg, &self.image_id, idx).await
+    }
+
+    /// Records a slot's container in the store; a failure is logged (the id is informational).
+    async fn save_container(&self, idx: usize, id: &str) {
+        let rec = ContainerRecord {
+            slot: idx,
+            name: self.cfg.container_name(idx),
+            id: id.to_string(),
+        };
+        if let Err(e) = blocking(&self.store, move |s| s.save_container(&rec)).await {
+            log::warn!("pool: recording container {} failed: {e}", short(id));
+        }
+    }
+
+    /// Creates the account in container `id` unless it is known to exist there.
+    pub(super) async fn ensure_account(
+        &self,
+        idx: usize,
+        id: &str,
+        username: &str,
+        uid: u32,
+    ) -> Result<(), PoolError> {
+        if self.lock_state().account_known(idx, username) {
+            return Ok(());
+        }
+        accounts::ensure_account(&self.docker, id, username, uid).await?;
+        self.lock_state().add_account(idx, id, username);
+        Ok(())
+    }
+
+    /// One health round: every slot whose container is missing, stopped or not ours any more is
+    /// marked unready and brought back; slots not ready are retried.
+    async fn health_check(&self) -> Result<(), PoolError> {
+        let listed = list_labelled(&self.docker, LABEL_POOL, &self.cfg.pool_label).await?;
+        let running: HashMap<String, String> = listed
+            .into_iter()
+            .filter(|c| c.2)
+            .map(|(id, name, _)| (name, id))
+            .collect();
+        for idx in 0..self.cfg.max_containers {
+            let name = self.cfg.container_name(idx);
+            let current = self.lock_state().slots[idx].id.clone();
+            if running.get(&name) != current.as_ref() {
+                self.lock_state().mark_unready(idx, current.as_deref());
+            }
+            if self.lock_state().ready_id(idx).is_none() {
+                if let Err(e) = self.ensure_slot(idx).await {
+                    log::warn!("pool: health: container {name}: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Periodic health checks (see [`Pool::health_check`]).
+pub(super) async fn health_loop(pool: Weak<Pool>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(p) = pool.upgrade() else { return };
+        if let Err(e) = p.health_check().await {
+            log::warn!("pool: health check: {e}");
+        }
+    }
+}
+
+/// Periodic writing of last-seen times.
+pub(super) async fn flush_loop(pool: Weak<Pool>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(p) = pool.upgrade() else { return };
+        if let Err(e) = p.flush().await {
+            log::warn!("pool: writing last-seen times: {e}");
+        }
+    }
+}

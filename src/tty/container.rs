@@ -1,0 +1,184 @@
+//! The container backend: places users through the pool and runs each session as a login shell of
+//! the user's account in their container, started by the container's session agent (`agent.rs`)
+//! or else as a `docker exec` terminal (`exec.rs`).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::exec::ExecTerminals;
+use super::{agent, Backend, IsLive, Placement, Spawned, TtyError, Unavailability};
+use crate::pool::{Pool, PoolError};
+use crate::protocol::TermSize;
+
+/// How long a new exec may take to report its PID, or an agent to start a shell, before the
+/// session is given up.
+pub(super) const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a container's agent may not listen before the container is taken for unusable. The
+/// pool admits users only once the agent listens, so a socket that is gone or refuses now stays
+/// so (its directory was deleted on the host, or the agent died): waiting longer only makes the
+/// user wait.
+const AGENT_GRACE: Duration = Duration::from_secs(1);
+/// The `PATH` of sessions and of the execs run as their users.
+pub(super) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Sessions in the container pool.
+pub struct DockerBackend {
+    pool: Arc<Pool>,
+    execs: ExecTerminals,
+}
+
+impl DockerBackend {
+    /// Must be called inside a Tokio runtime: it starts following the pool's Docker events.
+    pub fn new(pool: Arc<Pool>) -> Result<Self, TtyError> {
+        let execs = ExecTerminals::new(pool.docker().clone(), pool.label_filter())?;
+        Ok(DockerBackend { pool, execs })
+    }
+
+    /// A session started by the container's agent (see agent.rs).
+    async fn spawn_by_agent(
+        &self,
+        p: &Placement,
+        socket: &Path,
+        size: TermSize,
+    ) -> Result<Spawned, TtyError> {
+        let conn = self.connect_agent(p, socket).await?;
+        let env = session_env(p);
+        let request = agent::ShellRequest {
+            user: p.user.as_str().into(),
+            home: p.home.as_str().into(),
+            cols: size.cols,
+            rows: size.rows,
+            env: env.as_slice().into(),
+        };
+        agent::spawn(conn, &request, START_TIMEOUT).await
+    }
+
+    /// Connects to the agent of the placement's container. A container whose agent cannot be
+    /// reached would take no session ever again: the pool is told to replace it.
+    async fn connect_agent(&self, p: &Placement, socket: &Path) -> Result<agent::Conn, TtyError> {
+        let name = p.container.as_deref().unwrap_or_default();
+        let connecting = agent::connect(socket, AGENT_GRACE);
+        let detail = match tokio::time::timeout(START_TIMEOUT, connecting).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) => {
+                if let Some(id) = &p.container_id {
+                    self.pool.replace_container(name, id);
+                }
+                format!(
+                    "the session agent of container {name} cannot be reached at {}: {e}; the \
+                     container is replaced",
+                    socket.display()
+                )
+            }
+            // Busy, not gone: its other users' sessions are left alone.
+            Err(_) => format!("the session agent of container {name} accepted no connection"),
+        };
+        Err(TtyError::unavailable(Unavailability::NotPrepared, detail))
+    }
+
+    /// A session that is a `docker exec` of its own.
+    async fn spawn_exec(&self, p: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
+        let container = p.container_id.as_deref().ok_or(TtyError::Closed)?;
+        let exec_id = self
+            .execs
+            .create(container, p, size, session_env(p))
+            .await
+            .map_err(|e| self.exec_failed(p, e))?;
+        self.execs.start(exec_id, p).await
+    }
+
+    /// Maps an Engine error; a container that vanished is reported to the pool for replacement.
+    fn exec_failed(&self, p: &Placement, e: bollard::errors::Error) -> TtyError {
+        let name = p.container.as_deref().unwrap_or_default();
+        self.pool.container_failed(name);
+        unavailable(PoolError::engine(
+            format!("creating a session exec in container {name}"),
+            e,
+        ))
+    }
+}
+
+/// What a client is told of a pool error: its kind. The details go to the log.
+fn unavailable(e: PoolError) -> TtyError {
+    let kind = match e {
+        PoolError::PoolFull => Unavailability::PoolFull,
+        PoolError::DockerUnavailable(_) => Unavailability::EngineDown,
+        PoolError::Store(_) | PoolError::Provision(_) => Unavailability::NotPrepared,
+    };
+    TtyError::unavailable(kind, e)
+}
+
+#[async_trait]
+impl Backend for DockerBackend {
+    fn mode(&self) -> &'static str {
+        "container"
+    }
+
+    async fn place(
+        &self,
+        identity: &str,
+        has_live_session: &IsLive,
+    ) -> Result<Placement, TtyError> {
+        let p = self
+            .pool
+            .place(identity, has_live_session)
+            .await
+            .map_err(unavailable)?;
+        Ok(Placement {
+            user: p.username,
+            container: Some(p.container_name),
+            container_id: Some(p.container_id),
+            home: p.home,
+        })
+    }
+
+    async fn spawn(&self, placement: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
+        let name = placement.container.as_deref().ok_or(TtyError::Closed)?;
+        match self.pool.config().agent_socket(name) {
+            Some(socket) => self.spawn_by_agent(placement, &socket, size).await,
+            None => self.spawn_exec(placement, size).await,
+        }
+    }
+
+    async fn reap(&self, placement: &Placement) -> Result<(), TtyError> {
+        let container = placement.container_id.as_deref().ok_or(TtyError::Closed)?;
+        self.pool
+            .end_processes(container, &placement.user)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn shutdown(&self) {
+        if let Err(e) = self.pool.flush().await {
+            log::error!("could not flush the placement store: {e}");
+        }
+    }
+
+    async fn health(&self) -> Result<serde_json::Value, String> {
+        let stats = self.pool.stats();
+        self.pool
+            .docker()
+            .ping()
+            .await
+            // /healthz is public: the engine's error goes to the log, under the reference.
+            .map_err(|e| TtyError::unavailable(Unavailability::EngineDown, e).to_string())?;
+        Ok(serde_json::to_value(stats).unwrap_or_default())
+    }
+}
+
+/// The environment of a session: nothing of the server's, nothing from the client.
+fn session_env(p: &Placement) -> Vec<String> {
+    vec![
+        "TERM=xterm-256color".to_owned(),
+        "COLORTERM=truecolor".to_owned(),
+        "LANG=C.UTF-8".to_owned(),
+        format!("HOME={}", p.home),
+        format!("USER={}", p.user),
+        format!("LOGNAME={}", p.user),
+        "SHELL=/bin/bash".to_owned(),
+        format!("PATH={PATH}"),
+    ]
+}

@@ -38,6 +38,9 @@ pub struct ServerOptions {
     pub allowed_origins: Vec<String>,
     /// The host names the server answers to, normalized; `None` means any.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Whether any IP address literal is also answered to (container mode on a public address
+    /// without ALLOWED_HOSTS).
+    pub ip_literal_hosts: bool,
     pub trusted_proxies: TrustedProxies,
 }
 
@@ -111,6 +114,7 @@ impl Args {
             busy_poll: Duration::from_micros(self.busy_poll_us),
             allowed_origins: self.allowed_origins()?,
             allowed_hosts: self.allowed_hosts(bind)?,
+            ip_literal_hosts: self.public_without_names(bind),
             trusted_proxies,
         })
     }
@@ -155,11 +159,18 @@ impl Args {
         if !named.is_empty() {
             return Ok(Some(named));
         }
-        // Reachable only from this machine: only its own names. Reachable from elsewhere: whoever
-        // can rebind a name to it could as well connect to it directly.
-        Ok(bind
-            .is_loopback()
-            .then(|| ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec()))
+        // Reachable only from this machine: only its own names. A pool on a public address:
+        // its IP addresses and localhost (see `public_without_names`). Local mode reachable from
+        // elsewhere: any, as before.
+        let own = || ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+        Ok((bind.is_loopback() || self.public_without_names(bind)).then(own))
+    }
+
+    /// A pool on a public address with no ALLOWED_HOSTS: any name would let a page whose name an
+    /// attacker rebinds to the server's address (a host of the same network, a browser behind the
+    /// same NAT) be this server's own origin. It answers to IP literals and localhost only.
+    fn public_without_names(&self, bind: IpAddr) -> bool {
+        self.use_containers && !bind.is_loopback() && self.allowed_hosts.is_empty()
     }
 
     /// The identity mode with what it needs, loaded and checked.
@@ -348,6 +359,16 @@ mod tests {
         let named = hosts(&["--allowed-hosts", "Term.Example.ORG.,[::1]"]);
         assert_eq!(named.unwrap(), ["term.example.org", "::1"]);
         assert_eq!(hosts(&["--allowed-hosts", "a,*"]), None);
+        let pool = parse(&["--use-containers"]).unwrap().server;
+        assert!(pool.ip_literal_hosts);
+        assert_eq!(
+            pool.allowed_hosts.unwrap(),
+            ["localhost", "127.0.0.1", "::1"]
+        );
+        let named = parse(&["--use-containers", "--allowed-hosts", "t.example"]).unwrap();
+        assert!(!named.server.ip_literal_hosts);
+        let any = parse(&["--use-containers", "--allowed-hosts", "*"]).unwrap();
+        assert_eq!(any.server.allowed_hosts, None);
         assert!(refusal(&["--allowed-hosts", "https://x.org"]).contains("ALLOWED_HOSTS"));
     }
 

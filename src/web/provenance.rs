@@ -14,22 +14,28 @@ use crate::identity::{
     identity_cookie, single_header, Asking, Identifier, Mode, TrustedProxies, Unidentified,
 };
 
-/// The host names the server answers to (`None`: any), worked out from the configuration once.
-pub(super) struct AllowedHosts(Option<Vec<String>>);
+/// The host names the server answers to (`None`: any), and whether any IP address literal too,
+/// worked out from the configuration once.
+pub(super) struct AllowedHosts(Option<Vec<String>>, bool);
 
 impl AllowedHosts {
     pub(super) fn new(options: &ServerOptions) -> Self {
-        AllowedHosts(options.allowed_hosts.clone())
+        AllowedHosts(options.allowed_hosts.clone(), options.ip_literal_hosts)
     }
 
     fn allow(&self, req: &HttpRequest) -> bool {
         let Some(names) = &self.0 else {
             return true;
         };
+        let allowed = |host: &str| {
+            let name = normalize_host(host_name(host));
+            // No name can be rebound to an address literal.
+            names.contains(&name) || (self.1 && name.parse::<IpAddr>().is_ok())
+        };
         match req.headers().get(header::HOST).map(|h| h.to_str()) {
             // No Host at all is not a browser (they always send one), so not a rebinding page.
             None => true,
-            Some(Ok(host)) => names.contains(&normalize_host(host_name(host))),
+            Some(Ok(host)) => allowed(host),
             Some(Err(_)) => false,
         }
     }

@@ -44,8 +44,12 @@ impl Server {
     /// Like `start`, with the server's log (stderr) going to `stderr`.
     pub fn start_with_stderr(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_termpool"));
-        cmd.args(["--port", "0", "--bind", "127.0.0.1"])
-            .args(args)
+        cmd.args(["--port", "0"]);
+        // Loopback unless the test binds elsewhere itself (it still connects to 127.0.0.1).
+        if !args.contains(&"--bind") {
+            cmd.args(["--bind", "127.0.0.1"]);
+        }
+        cmd.args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -62,7 +66,7 @@ impl Server {
             match lines.next() {
                 Some(Ok(line)) => {
                     if let Some(rest) = line.strip_prefix("listening on http://") {
-                        break rest.trim().to_owned();
+                        break rest.trim().replace("0.0.0.0:", "127.0.0.1:");
                     }
                 }
                 _ => panic!(

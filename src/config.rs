@@ -38,8 +38,7 @@ pub struct ServerOptions {
     pub allowed_origins: Vec<String>,
     /// The host names the server answers to, normalized; `None` means any.
     pub allowed_hosts: Option<Vec<String>>,
-    /// Whether any IP address literal is also answered to (container mode on a public address
-    /// without ALLOWED_HOSTS).
+    /// Whether any IP address literal is also answered to (container mode on a public address).
     pub ip_literal_hosts: bool,
     pub trusted_proxies: TrustedProxies,
 }
@@ -114,7 +113,7 @@ impl Args {
             busy_poll: Duration::from_micros(self.busy_poll_us),
             allowed_origins: self.allowed_origins()?,
             allowed_hosts: self.allowed_hosts(bind)?,
-            ip_literal_hosts: self.public_without_names(bind),
+            ip_literal_hosts: self.pool_on_public_address(bind),
             trusted_proxies,
         })
     }
@@ -156,21 +155,34 @@ impl Args {
         if named.iter().any(|h| h == "*") {
             return Ok(None);
         }
+        let pool_public = self.pool_on_public_address(bind);
         if !named.is_empty() {
-            return Ok(Some(named));
+            let local = pool_public && !named.iter().any(|h| h == "localhost");
+            return Ok(Some(
+                named
+                    .into_iter()
+                    .chain(local.then(|| "localhost".into()))
+                    .collect(),
+            ));
         }
-        // Reachable only from this machine: only its own names. A pool on a public address:
-        // its IP addresses and localhost (see `public_without_names`). Local mode reachable from
+        if pool_public {
+            log::warn!(
+                "ALLOWED_HOSTS is not set: answering only to IP addresses and localhost, so that \
+                 no web page can reach this server under a name of its own (DNS rebinding). Set \
+                 ALLOWED_HOSTS to the names users reach the server by"
+            );
+        }
+        // Reachable only from this machine: only its own names. A pool on a public address: its
+        // IP addresses and localhost, and the names configured. Local mode reachable from
         // elsewhere: any, as before.
         let own = || ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
-        Ok((bind.is_loopback() || self.public_without_names(bind)).then(own))
+        Ok((bind.is_loopback() || pool_public).then(own))
     }
 
-    /// A pool on a public address with no ALLOWED_HOSTS: any name would let a page whose name an
-    /// attacker rebinds to the server's address (a host of the same network, a browser behind the
-    /// same NAT) be this server's own origin. It answers to IP literals and localhost only.
-    fn public_without_names(&self, bind: IpAddr) -> bool {
-        self.use_containers && !bind.is_loopback() && self.allowed_hosts.is_empty()
+    /// A pool reachable from elsewhere: any name would let a page whose name an attacker rebinds
+    /// to the server's address be this server's own origin; IP literals cannot be rebound.
+    fn pool_on_public_address(&self, bind: IpAddr) -> bool {
+        self.use_containers && !bind.is_loopback()
     }
 
     /// The identity mode with what it needs, loaded and checked.
@@ -366,7 +378,11 @@ mod tests {
             ["localhost", "127.0.0.1", "::1"]
         );
         let named = parse(&["--use-containers", "--allowed-hosts", "t.example"]).unwrap();
-        assert!(!named.server.ip_literal_hosts);
+        assert!(named.server.ip_literal_hosts);
+        assert_eq!(
+            named.server.allowed_hosts.unwrap(),
+            ["t.example", "localhost"]
+        );
         let any = parse(&["--use-containers", "--allowed-hosts", "*"]).unwrap();
         assert_eq!(any.server.allowed_hosts, None);
         assert!(refusal(&["--allowed-hosts", "https://x.org"]).contains("ALLOWED_HOSTS"));

@@ -41,7 +41,8 @@ pub struct Args {
 
     /// Host names the server answers to, comma-separated, `*` for any [default: localhost,
     /// 127.0.0.1 and ::1 when listening on a loopback address; in container mode on any other
-    /// address, those and any IP address literal (with a warning); else any]. Any other `Host` is
+    /// address, those and any IP address literal (with a warning), which stay allowed beside the
+    /// names given; else any]. Any other `Host` is
     /// refused with 403: a web page whose own name resolves to this address (DNS rebinding) would
     /// otherwise be this server's own origin.
     #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',', help_heading = SERVER)]

@@ -31,13 +31,6 @@ pub struct AppState {
 /// closes every session with a reason (1001), hangs the shells up and lets the backend persist.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let addr = state.options.bind;
-    if state.options.ip_literal_hosts {
-        log::warn!(
-            "ALLOWED_HOSTS is not set: answering only to IP addresses and localhost, so that no \
-             web page can reach this server under a name of its own (DNS rebinding). Set \
-             ALLOWED_HOSTS to the names users reach the server by"
-        );
-    }
     let hosts = web::Data::new(provenance::AllowedHosts::new(&state.options));
     let proxies = web::Data::new(state.options.trusted_proxies.clone());
     let state = web::Data::new(state);

@@ -10,6 +10,7 @@ import type { Terminal } from '@xterm/xterm';
 import { basePath, clampSize, parseConfig } from './config';
 import { Connection, type ConnectionEvents, type ReadyFrame } from './connection';
 import { FlowControl } from './flow';
+import { IdleNotice } from './idle';
 import { forwardInput, handleShortcuts } from './input';
 import { SearchBox } from './search';
 import { SessionStore } from './session-store';
@@ -61,12 +62,18 @@ function main(): void {
     send: (cols, rows) => live().sendControl({ type: 'resize', cols, rows }),
   });
   const searchBox = new SearchBox(term, search, byId('search'), byId<HTMLInputElement>('search-input'));
-  forwardInput(term, (bytes) => live().sendBytes(bytes));
+  const idle = new IdleNotice(status, () => live().sendControl({ type: 'stay' }));
+  forwardInput(term, (bytes) => {
+    idle.clear();
+    return live().sendBytes(bytes);
+  });
   handleShortcuts(term, () => searchBox.open());
   const title = new TitleTracker(term);
 
   const store = new SessionStore(`termpool.session:${basePath(window.location.pathname) || '/'}`);
-  conn = new Connection(window.location, connectionEvents({ term, status, flow, size, title, conn: live }), store);
+  const events = connectionEvents({ term, status, flow, size, title, conn: live });
+  events.onIdle = (detachIn) => idle.warn(detachIn);
+  conn = new Connection(window.location, events, store);
   followPageLifecycle(conn);
   // Fit before connecting so the TTY is created with the right size (no resize race).
   whenFontsReady(() => {

@@ -252,7 +252,7 @@ export class Connection {
       this.setState('ended', {});
       return;
     }
-    if (ev.code === CLOSE_IDLE) {
+    if (ev.code === CLOSE_IDLE && ev.reason === 'idle') {
       // Detached for inactivity: reconnecting by itself would hold the slot forever again.
       this.setState('disconnected', { attempt: this.attempt, reason: 'detached after inactivity' });
       return;

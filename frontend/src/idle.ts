@@ -3,7 +3,7 @@
 
 import type { StatusUi } from './status';
 
-/** Close code of a socket the server detached after no input (reason `idle`). */
+/** Close code (with reason `idle`) of a socket the server detached after no input. */
 export const CLOSE_IDLE = 4000;
 
 /** The warning banner: shown on `idle`, gone on Stay, on any input, or on a new connection. */

@@ -9,6 +9,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs npm)
 command -v pkill >/dev/null || missing+=(procps)
 command -v vim >/dev/null || missing+=(vim)
+command -v nginx >/dev/null || missing+=(nginx-light) # scripts/test-proxy.sh
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${missing[*]}"
   apt-get update -qq

@@ -17,5 +17,7 @@ echo "== page: type check and unit tests"
 (cd frontend && npx --no-install tsc --noEmit -p . && node --test test/)
 echo "== browser test (headless Chromium)"
 node --test --test-concurrency=1 tests/browser/
+echo "== behind a TLS reverse proxy at a sub-path (nginx)"
+scripts/test-proxy.sh
 echo "== deployment test (setup scripts, compose, server image)"
 scripts/test-deployment.sh

@@ -1,12 +1,14 @@
 //! The server's settings: the command line and environment (`args`) turned once, at start, into
 //! typed and validated options, so that a bad setting stops the server naming its variable.
 
+mod admin;
 mod args;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use admin::AdminOptions;
 pub use args::{Args, IdentityMode};
 
 use crate::identity::{Mode, TokenFile, TrustedProxies};
@@ -41,6 +43,12 @@ pub struct ServerOptions {
     /// Whether any IP address literal is also answered to (container mode on a public address).
     pub ip_literal_hosts: bool,
     pub trusted_proxies: TrustedProxies,
+    /// The path prefix of every route: starts and ends with `/` (`/` alone at the root).
+    pub base_path: String,
+    pub max_upload_bytes: u64,
+    pub max_download_mb: u64,
+    /// The admin API's settings; `None`: it is off.
+    pub admin: Option<AdminOptions>,
 }
 
 /// Where sessions run.
@@ -115,6 +123,10 @@ impl Args {
             allowed_hosts: self.allowed_hosts(bind)?,
             ip_literal_hosts: self.pool_on_public_address(bind),
             trusted_proxies,
+            base_path: base_path(&self.base_path)?,
+            max_upload_bytes: self.max_upload_mb << 20,
+            max_download_mb: self.max_download_mb,
+            admin: self.admin()?,
         })
     }
 
@@ -259,6 +271,8 @@ impl Args {
             nano_cpus: (self.container_cpus * 1e9) as i64,
             pids_limit: self.container_pids_limit,
             user_nproc: self.user_nproc,
+            ptys_per_container: self.ptys_per_container,
+            user_disk_quota_mb: self.user_disk_quota_mb,
             volume: self.workspace_volume.clone(),
             network_mode: self.container_network.clone(),
             name_prefix: self.container_prefix.clone(),
@@ -290,6 +304,9 @@ impl Args {
         if !(10_000..=2_000_000_000).contains(&self.uid_base) {
             return Err(invalid("UID_BASE", "must be within 10000..=2000000000"));
         }
+        // SAFETY: getuid and geteuid have no memory effects.
+        let own = unsafe { [libc::getuid(), libc::geteuid()] };
+        check_uid_range(self.uid_base, &own)?;
         if self.user_nproc < 8 {
             return Err(invalid("USER_NPROC", "must be at least 8"));
         }
@@ -333,6 +350,42 @@ impl Args {
     }
 }
 
+/// Accounts take UIDs from `uid_base` upward, forever: a range holding the server's own uid (a
+/// user could then signal or trace the server and own its files) or a system uid is refused.
+fn check_uid_range(uid_base: u32, own: &[u32]) -> Result<(), ConfigError> {
+    if uid_base < 1000 {
+        return Err(invalid(
+            "UID_BASE",
+            "system UIDs (below 1000) cannot be accounts",
+        ));
+    }
+    if let Some(uid) = own.iter().find(|&&uid| uid >= uid_base) {
+        return Err(invalid(
+            "UID_BASE",
+            format!("the server runs as uid {uid}, inside the accounts' range {uid_base}.."),
+        ));
+    }
+    Ok(())
+}
+
+/// `BASE_PATH` made `/a/b/`: one leading and one trailing slash, plain path segments between.
+fn base_path(raw: &str) -> Result<String, ConfigError> {
+    let segments: Vec<&str> = raw.split('/').filter(|s| !s.is_empty()).collect();
+    let plain = |s: &&str| {
+        *s != "."
+            && *s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    };
+    if !raw.starts_with('/') || !segments.iter().all(plain) {
+        return Err(invalid(
+            "BASE_PATH",
+            format!("{raw:?} is not a path like /terminal/ (letters, digits, - . _ ~)"),
+        ));
+    }
+    Ok(segments.iter().fold("/".to_owned(), |p, s| p + s + "/"))
+}
+
 /// A name Docker accepts for a container prefix or a volume.
 fn docker_name(s: &str) -> bool {
     !s.is_empty()
@@ -349,6 +402,17 @@ mod tests {
         let args = std::iter::once("termpool").chain(args.iter().copied());
         let args = Args::try_parse_from(args).map_err(|e| e.to_string())?;
         args.into_options().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn uid_ranges_holding_the_server_or_system_uids_are_refused() {
+        assert!(check_uid_range(200_000, &[0, 0]).is_ok());
+        assert!(check_uid_range(200_000, &[1000, 199_999]).is_ok());
+        let e = check_uid_range(200_000, &[0, 200_000]).unwrap_err();
+        assert_eq!(e.var, "UID_BASE");
+        assert!(e.reason.contains("200000"), "{e}");
+        assert!(check_uid_range(300_000, &[350_000, 0]).is_err());
+        assert!(check_uid_range(999, &[0, 0]).is_err());
     }
 
     /// The message a bad setting stops the server with; it must name the setting.
@@ -386,6 +450,17 @@ mod tests {
         let any = parse(&["--use-containers", "--allowed-hosts", "*"]).unwrap();
         assert_eq!(any.server.allowed_hosts, None);
         assert!(refusal(&["--allowed-hosts", "https://x.org"]).contains("ALLOWED_HOSTS"));
+    }
+
+    #[test]
+    fn base_paths_are_normalized_or_refused() {
+        let base = |p: &str| parse(&["--base-path", p]).map(|o| o.server.base_path);
+        assert_eq!(parse(&[]).unwrap().server.base_path, "/");
+        assert_eq!(base("/terminal").unwrap(), "/terminal/");
+        assert_eq!(base("//a//b/").unwrap(), "/a/b/");
+        for bad in ["terminal/", "/a/../b", "/a b/", "/a?x", "/%2e/"] {
+            assert!(base(bad).unwrap_err().contains("BASE_PATH"), "{bad}");
+        }
     }
 
     #[test]

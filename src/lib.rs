@@ -13,12 +13,17 @@
 //! - [`screen`]: the emulated screen a session keeps for re-attach.
 //! - [`spin`]: bounded busy polling after a keystroke.
 //! - [`metrics`]: counters for `/metrics`.
+//! - [`audit`]: the operator's trail of sessions and refusals (log target `audit`).
+//! - [`blocks`]: the operator's blocks of identities and addresses.
 //! - [`tty`]: the seam between sessions and where shells run: local PTYs, container agents, execs.
 //! - [`pool`]: which container and Linux account each user gets, kept in a store.
+//! - [`workspace`]: beyond the terminal: access keys for an account, uploads, the `download` command.
 //!
 //! The session agent that runs inside each user container is the `agent/` crate; the messages it
 //! exchanges with the server are `agent/proto/`.
 
+pub mod audit;
+pub mod blocks;
 pub mod config;
 pub mod identity;
 pub mod metrics;
@@ -30,3 +35,4 @@ pub mod session;
 pub mod spin;
 pub mod tty;
 pub mod web;
+pub mod workspace;

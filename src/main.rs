@@ -1,11 +1,12 @@
 //! The `termpool` binary: configuration, logging, the chosen backend, and the web server.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::Parser;
 
+use termpool::blocks::{Blocklist, SharedStore};
 use termpool::config::{Args, BackendOptions, Options};
 use termpool::identity::{CookieSigner, Identifier};
 use termpool::metrics::Metrics;
@@ -15,6 +16,7 @@ use termpool::tty::container::DockerBackend;
 use termpool::tty::local::LocalBackend;
 use termpool::tty::Backend;
 use termpool::web::{self, AppState};
+use termpool::workspace::{tools, Workspace};
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -38,15 +40,24 @@ async fn run(options: Options) -> anyhow::Result<()> {
             let dir = options.data_dir.clone().unwrap_or_default();
             Arc::new(container_backend(*pool, &dir).await?)
         }
-        BackendOptions::Local { shell } => Arc::new(LocalBackend::new(shell)),
+        BackendOptions::Local { shell } => {
+            Arc::new(local_backend(shell, options.server.max_download_mb)?)
+        }
     };
     let signer = match &options.data_dir {
         Some(dir) => CookieSigner::persistent(dir)
             .with_context(|| format!("cannot keep the cookie key in {}", dir.display()))?,
         None => CookieSigner::ephemeral(),
     };
+    let store = web_store(options.data_dir.as_deref())?;
+    let blocks = Blocklist::load(store.clone()).context("cannot read the blocks from the store")?;
+    if options.server.admin.is_some() && !blocks.is_persistent() {
+        log::warn!("no DATA_DIR: blocks made through the admin API end with the process");
+    }
     let metrics = Arc::new(Metrics::default());
+    let workspace = Workspace::open(store.clone());
     let state = AppState {
+        workspace,
         registry: Registry::new(options.limits, metrics.clone()),
         backend,
         identifier: Identifier {
@@ -55,8 +66,17 @@ async fn run(options: Options) -> anyhow::Result<()> {
         },
         metrics,
         options: options.server,
+        blocks: Arc::new(blocks),
+        store,
     };
     web::serve(state).await
+}
+
+/// The local backend, with the server's own commands (`download`) on its shells' PATH.
+fn local_backend(shell: Vec<String>, max_download_mb: u64) -> anyhow::Result<LocalBackend> {
+    let (dir, env) =
+        tools::install(max_download_mb).context("cannot install the download command")?;
+    Ok(LocalBackend::new(shell).with_tools(dir.display().to_string(), env))
 }
 
 /// File descriptors a session holds (its socket, its PTY, a pidfd or the agent's connection),
@@ -95,12 +115,29 @@ fn raise_fd_limit(max_sessions: usize) {
     }
 }
 
+/// The store's file in `dir`.
+fn store_path(dir: &Path) -> PathBuf {
+    dir.join("placements.sqlite")
+}
+
+/// The web layer's own connection to the store (blocks, access keys), when there is a DATA_DIR;
+/// in container mode the pool has opened (and upgraded) the file already.
+fn web_store(dir: Option<&Path>) -> anyhow::Result<Option<SharedStore>> {
+    let Some(dir) = dir else { return Ok(None) };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create DATA_DIR {}", dir.display()))?;
+    let path = store_path(dir);
+    let store = SqliteStore::open(&path)
+        .with_context(|| format!("cannot open the store {}", path.display()))?;
+    Ok(Some(Arc::new(Mutex::new(store))))
+}
+
 /// Opens the placement store and brings the container pool up. Refuses to start rather than
 /// run without the store: placements and UIDs must never be lost or reused.
 async fn container_backend(pool: PoolConfig, dir: &Path) -> anyhow::Result<DockerBackend> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create DATA_DIR {}", dir.display()))?;
-    let path = dir.join("placements.sqlite");
+    let path = store_path(dir);
     let mut store = SqliteStore::open(&path)
         .with_context(|| format!("cannot open the placement store {}", path.display()))?;
     store

@@ -1,8 +1,16 @@
 //! Counters for `/metrics` (Prometheus text format). Plain relaxed atomics: the relay bumps them on
 //! its hot path, so they must cost next to nothing.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the session-open latency histogram's buckets.
+const OPEN_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -18,6 +26,52 @@ pub struct Metrics {
     pub refused_403: AtomicU64,
     pub refused_429: AtomicU64,
     pub refused_5xx: AtomicU64,
+    /// Refusals (of an upgrade, or of any request by a block), by reason.
+    refusals: Mutex<BTreeMap<String, u64>>,
+    /// How long opening a new session took, from the request to a running shell.
+    open_latency: Histogram,
+}
+
+/// Sessions and users of one container, for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Occupancy {
+    pub container: String,
+    pub users_assigned: usize,
+    pub live_sessions: usize,
+}
+
+/// A Prometheus histogram of durations with the fixed [`OPEN_BUCKETS`].
+#[derive(Default)]
+struct Histogram {
+    /// Observations at most each bound (not cumulative; summed when rendered).
+    buckets: [AtomicU64; OPEN_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = OPEN_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, n) in OPEN_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
 }
 
 impl Metrics {
@@ -30,6 +84,40 @@ impl Metrics {
             _ => &self.refused_5xx,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a refusal under `reason` (a short snake_case label).
+    pub fn count_refusal_reason(&self, reason: &str) {
+        let mut map = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(reason.to_owned()).or_default() += 1;
+    }
+
+    /// Records how long opening a new session took.
+    pub fn observe_open(&self, took: Duration) {
+        self.open_latency.observe(took);
+    }
+
+    /// The per-container lines: users assigned and live sessions of each.
+    pub fn render_occupancy(occupancy: &[Occupancy]) -> String {
+        let mut out = String::new();
+        for (name, help, value) in [
+            (
+                "termpool_container_users",
+                "Users holding a slot in the container.",
+                (|o: &Occupancy| o.users_assigned) as fn(&Occupancy) -> usize,
+            ),
+            (
+                "termpool_container_sessions",
+                "Live sessions running in the container.",
+                |o: &Occupancy| o.live_sessions,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for o in occupancy {
+                let _ = writeln!(out, "{name}{{container=\"{}\"}} {}", o.container, value(o));
+            }
+        }
+        out
     }
 
     pub fn render(&self) -> String {
@@ -89,6 +177,24 @@ impl Metrics {
                 get(counter)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP termpool_refusals_total Requests refused, by reason.\n\
+             # TYPE termpool_refusals_total counter"
+        );
+        for (reason, n) in self
+            .refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "termpool_refusals_total{{reason=\"{reason}\"}} {n}");
+        }
+        self.open_latency.render(
+            &mut out,
+            "termpool_session_open_seconds",
+            "Time from a request for a new session to its running shell.",
+        );
         out
     }
 }

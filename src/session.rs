@@ -6,10 +6,12 @@ mod addresses;
 mod admission;
 mod idle;
 mod inactivity;
+mod listing;
 mod pump;
 mod registry;
 
-use std::sync::atomic::AtomicU64;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
@@ -18,8 +20,10 @@ use tokio::sync::{mpsc, watch};
 
 pub use addresses::address_key;
 pub use admission::{Limits, Refusal, Requester};
+pub use listing::SessionSummary;
 pub use registry::{Registry, SessionSlot};
 
+use crate::audit;
 use crate::protocol::TermSize;
 use crate::screen::Screen;
 use crate::tty::{Placement, Tty, TtyError};
@@ -85,6 +89,15 @@ pub struct LiveSession {
     born: Instant,
     /// When the client last typed or asked to stay, in ms after `born` (see inactivity.rs).
     last_input: AtomicU64,
+    opened_at: std::time::SystemTime,
+    /// The TTY's size, as last set.
+    size: Mutex<TermSize>,
+    /// The client that opened the session, for the audit trail and address blocks.
+    pub client: Option<IpAddr>,
+    opened: Instant,
+    /// Bytes written to the terminal, and read from it (for the audit trail).
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
 }
 
 impl LiveSession {
@@ -95,6 +108,8 @@ impl LiveSession {
         placement: Placement,
         tty: Arc<dyn Tty>,
         screen: Option<Arc<Screen>>,
+        size: TermSize,
+        client: Option<IpAddr>,
     ) -> (Arc<Self>, watch::Receiver<u64>) {
         let (generation, generation_rx) = watch::channel(0);
         let session = Arc::new(LiveSession {
@@ -115,6 +130,12 @@ impl LiveSession {
             slot: Mutex::new(Some(slot)),
             born: Instant::now(),
             last_input: AtomicU64::new(0),
+            opened_at: std::time::SystemTime::now(),
+            size: Mutex::new(size),
+            client,
+            opened: Instant::now(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
         });
         (session, generation_rx)
     }
@@ -154,12 +175,44 @@ impl LiveSession {
     /// Writes client input to the TTY.
     pub async fn write(&self, data: &[u8]) -> Result<(), TtyError> {
         self.touch();
+        self.bytes_in
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         self.tty.write(data).await
+    }
+
+    /// Counts output the shell produced.
+    fn count_output(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The hex SHA-256 of the session's identity (never the identity itself).
+    pub fn identity_hash(&self) -> String {
+        crate::pool::identity_hash(&self.identity)
+    }
+
+    /// Ends the session at an operator's request: its shell and jobs get SIGHUP, as when the
+    /// terminal is closed.
+    pub async fn hang_up(&self) {
+        self.tty.hangup().await;
+    }
+
+    /// The audit line of this session's `event`.
+    fn audit(&self, event: &str) -> audit::Line {
+        audit::Line::new(event)
+            .field("session", &self.id)
+            .identity(Some(&self.identity))
+            .field("account", &self.placement.user)
+            .field(
+                "container",
+                self.placement.container.as_deref().unwrap_or("-"),
+            )
+            .client(self.client)
     }
 
     /// Resizes the TTY, and the screen with it once the TTY has taken the new size.
     pub async fn resize(&self, size: TermSize) -> Result<(), TtyError> {
         self.tty.resize(size).await?;
+        *self.size.lock().unwrap_or_else(|e| e.into_inner()) = size;
         if let Some(screen) = &self.screen {
             screen.resize(size);
         }
@@ -223,6 +276,16 @@ impl LiveSession {
             shared.ended = true;
             shared.attachment.take().map(|a| a.tx)
         };
+        let ended = self
+            .audit("session_end")
+            .duration("duration_s", self.opened.elapsed())
+            .field("bytes_in", self.bytes_in.load(Ordering::Relaxed))
+            .field("bytes_out", self.bytes_out.load(Ordering::Relaxed));
+        let ended = match &result {
+            Ok(code) => ended.field("exit", code.map_or("-".into(), |c| c.to_string())),
+            Err(why) => ended.field("exit", "lost").field("why", why),
+        };
+        ended.emit();
         if let Some(tx) = target {
             let _ = tx.send(Event::Ended(result)).await;
         }

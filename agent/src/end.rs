@@ -1,16 +1,17 @@
-//! `termpool-agent --end-processes UID`: a one-shot run that becomes the account (no exec after
-//! the uid change) and kills every process of it in this container, waiting until none is left.
+//! `termpool-agent --end-processes UID`: a one-shot run, as root with CAP_KILL and never as the
+//! account, that kills every process of the account in this container until none is left.
 
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::sys::check;
+use crate::sys;
 
-/// Rounds of SIGKILL before giving up, `PAUSE` apart: 5 s in all.
-const ROUNDS: u32 = 50;
-const PAUSE: Duration = Duration::from_millis(100);
+/// How long the account's processes may keep appearing (a fork bomb being taken apart) or linger
+/// as zombies before the run gives up.
+const DEADLINE: Duration = Duration::from_secs(5);
+/// The pause between rounds that found only zombies (their parent or init has yet to reap them).
+const PAUSE: Duration = Duration::from_millis(50);
 
 /// Exit codes: 0 no process of the account is left, 1 one is, 2 refused (bad uid, not root).
 pub fn run(arg: &str, uid_min: u32) -> ExitCode {
@@ -22,9 +23,6 @@ pub fn run(arg: &str, uid_min: u32) -> ExitCode {
     if unsafe { libc::geteuid() } != 0 {
         return refuse("--end-processes must run as root");
     }
-    if let Err(e) = become_account(uid) {
-        return refuse(&format!("cannot become uid {uid}: {e}"));
-    }
     match kill_all(uid) {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(pid)) => {
@@ -32,7 +30,7 @@ pub fn run(arg: &str, uid_min: u32) -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            crate::log(&format!("cannot list the processes of uid {uid}: {e}"));
+            crate::log(&format!("cannot end the processes of uid {uid}: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -44,7 +42,7 @@ fn refuse(why: &str) -> ExitCode {
 }
 
 /// The uid named on the command line, if it may be ended here: a termpool account's, never
-/// root's or a system account's. (uid_t)-1 is refused too: setresuid takes it for "unchanged".
+/// root's or a system account's. (uid_t)-1 is refused too.
 pub fn target_uid(arg: &str, uid_min: u32) -> Result<u32, String> {
     let uid: u32 = arg.parse().map_err(|_| format!("not a uid: {arg:?}"))?;
     if uid == 0 || uid < uid_min || uid == u32::MAX {
@@ -55,47 +53,35 @@ pub fn target_uid(arg: &str, uid_min: u32) -> Result<u32, String> {
     Ok(uid)
 }
 
-/// Becomes `uid` with no way back: no supplementary group, the group of the same number (as
-/// useradd makes it in the user image), all three uids.
-fn become_account(uid: u32) -> io::Result<()> {
-    // SAFETY: setgroups with an empty list reads nothing; the others have no memory effects.
-    unsafe {
-        check(libc::setgroups(0, std::ptr::null()))?;
-        check(libc::setresgid(uid, uid, uid))?;
-        check(libc::setresuid(uid, uid, uid))?;
-    }
-    let (mut real, mut effective, mut saved) = (0, 0, 0);
-    // SAFETY: getresuid writes three uids to the locals.
-    check(unsafe { libc::getresuid(&mut real, &mut effective, &mut saved) })?;
-    if [real, effective, saved] != [uid; 3] {
-        return Err(io::Error::other("the uids did not change"));
-    }
-    Ok(())
-}
-
-/// SIGKILL to every process of the account but this one, round after round until /proc shows
-/// none: killed processes linger as zombies until their parent or init reaps them. The pid of a
-/// survivor after the last round.
+/// SIGKILL to every process whose real uid is `uid`, round after round until /proc shows none.
+/// This process keeps uid 0 throughout, so the account can neither see it (hidepid) nor signal
+/// it; root sees every process whatever hidepid says. The pid of a survivor at the deadline.
 fn kill_all(uid: u32) -> io::Result<Option<libc::pid_t>> {
-    let me = std::process::id() as libc::pid_t;
-    let mut round = 1;
+    let deadline = Instant::now() + DEADLINE;
     loop {
-        // SAFETY: kill has no memory effects.
-        unsafe { libc::kill(-1, libc::SIGKILL) };
-        match survivor(uid, me)? {
+        let round = kill_round(uid)?;
+        match round.first_left {
             None => return Ok(None),
-            Some(pid) if round == ROUNDS => return Ok(Some(pid)),
-            Some(_) => {}
+            Some(pid) if Instant::now() >= deadline => return Ok(Some(pid)),
+            // Killed something: its children may be being forked right now; look again at once.
+            Some(_) if round.killed > 0 => {}
+            Some(_) => std::thread::sleep(PAUSE),
         }
-        round += 1;
-        std::thread::sleep(PAUSE);
     }
 }
 
-/// A process of `uid` other than `me`, as /proc shows them to the account (the owner of
-/// /proc/PID is the process's effective uid, zombies' included). hidepid hides the account's
-/// non-dumpable processes here, as from the user; kill(-1) reaches them all the same.
-fn survivor(uid: u32, me: libc::pid_t) -> io::Result<Option<libc::pid_t>> {
+struct Round {
+    /// Live processes of the account signalled in this round.
+    killed: usize,
+    /// A process of the account seen in this round, live or zombie.
+    first_left: Option<libc::pid_t>,
+}
+
+fn kill_round(uid: u32) -> io::Result<Round> {
+    let mut round = Round {
+        killed: 0,
+        first_left: None,
+    };
     for entry in std::fs::read_dir("/proc")? {
         let Some(pid) = entry?
             .file_name()
@@ -104,13 +90,40 @@ fn survivor(uid: u32, me: libc::pid_t) -> io::Result<Option<libc::pid_t>> {
         else {
             continue;
         };
-        // Gone meanwhile (Err) is what we want.
-        let owner = std::fs::metadata(format!("/proc/{pid}")).map(|m| m.uid());
-        if pid != me && owner.is_ok_and(|owner| owner == uid) {
-            return Ok(Some(pid));
+        // The pidfd first, the owner check after: a pid reused in between is checked as the new
+        // process it now is, and the signal cannot reach a process other than the one checked.
+        let Ok(pidfd) = sys::pidfd_open(pid) else {
+            continue; // gone meanwhile
+        };
+        match identity(pid) {
+            Some((owner, zombie)) if owner == uid => {
+                round.first_left.get_or_insert(pid);
+                if !zombie && sys::pidfd_send_signal(&pidfd, libc::SIGKILL).is_ok() {
+                    round.killed += 1;
+                }
+            }
+            _ => {}
         }
     }
-    Ok(None)
+    Ok(round)
+}
+
+/// The real uid of process `pid` and whether it is a zombie, from /proc/PID/status.
+fn identity(pid: libc::pid_t) -> Option<(u32, bool)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status(&status)
+}
+
+fn parse_status(status: &str) -> Option<(u32, bool)> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    let real_uid = field("Uid:")?.split_whitespace().next()?.parse().ok()?;
+    let zombie = field("State:")?.starts_with('Z');
+    Some((real_uid, zombie))
 }
 
 #[cfg(test)]
@@ -138,11 +151,17 @@ mod tests {
     }
 
     #[test]
-    fn a_uid_with_no_process_has_no_survivor() {
-        let me = std::process::id() as libc::pid_t;
-        assert_eq!(survivor(u32::MAX - 7, me).unwrap(), None);
-        // SAFETY: geteuid has no memory effects.
-        let own = unsafe { libc::geteuid() };
-        assert_ne!(survivor(own, me).unwrap(), Some(me), "never itself");
+    fn the_real_uid_and_zombie_state_are_read_from_status() {
+        let live = "Name:\tsleep\nState:\tT (stopped)\nPid:\t9\nUid:\t200001\t0\t0\t0\n";
+        assert_eq!(parse_status(live), Some((200_001, false)));
+        let zombie = "State:\tZ (zombie)\nUid:\t5\t5\t5\t5\n";
+        assert_eq!(parse_status(zombie), Some((5, true)));
+        assert_eq!(parse_status("garbage"), None);
+    }
+
+    #[test]
+    fn a_uid_with_no_process_is_done_at_once() {
+        let round = kill_round(u32::MAX - 7).unwrap();
+        assert_eq!((round.killed, round.first_left), (0, None));
     }
 }

@@ -1,5 +1,5 @@
 //! Ending sessions as closing a terminal does: SIGHUP and SIGCONT to the shell's session, SIGKILL
-//! to the shell later, sent with the user's uid as effective uid (root here has no CAP_KILL).
+//! to the shell later, sent as root (CAP_KILL), never taking the user's uid.
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ pub struct Hangups {
     /// Sessions to hang up in this round: (leader, uid).
     pending: Vec<(libc::pid_t, u32)>,
     /// Shells to kill if still there at the deadline.
-    deadlines: Vec<(Instant, OwnedFd, u32)>,
+    deadlines: Vec<(Instant, OwnedFd)>,
 }
 
 impl Hangups {
@@ -23,7 +23,7 @@ impl Hangups {
         // Held from here on, so the SIGKILL later cannot reach a reused pid. None: the shell has
         // already been reaped.
         if let Ok(shell) = sys::pidfd_open(leader) {
-            self.deadlines.push((Instant::now() + GRACE, shell, uid));
+            self.deadlines.push((Instant::now() + GRACE, shell));
         }
     }
 
@@ -37,57 +37,33 @@ impl Hangups {
     }
 
     pub fn run(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        let mut uids: Vec<u32> = pending.iter().map(|p| p.1).collect();
-        uids.sort_unstable();
-        uids.dedup();
-        for uid in uids {
-            let leaders: Vec<libc::pid_t> =
-                pending.iter().filter(|p| p.1 == uid).map(|p| p.0).collect();
-            as_user(uid, || {
-                for member in session_members(&leaders) {
-                    // SAFETY: kill has no memory effects.
-                    unsafe {
-                        libc::kill(member, libc::SIGHUP);
-                        libc::kill(member, libc::SIGCONT);
-                    }
+        let leaders: Vec<libc::pid_t> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|p| p.0)
+            .collect();
+        if !leaders.is_empty() {
+            for member in session_members(&leaders) {
+                // SAFETY: kill has no memory effects.
+                unsafe {
+                    libc::kill(member, libc::SIGHUP);
+                    libc::kill(member, libc::SIGCONT);
                 }
-            });
+            }
         }
         let now = Instant::now();
         let (due, later) = std::mem::take(&mut self.deadlines)
             .into_iter()
             .partition(|d| d.0 <= now);
         self.deadlines = later;
-        for (_, shell, uid) in due {
+        for (_, shell) in due {
             if !sys::has_exited(&shell) {
-                as_user(uid, || {
-                    let _ = sys::pidfd_send_signal(&shell, libc::SIGKILL);
-                });
+                let _ = sys::pidfd_send_signal(&shell, libc::SIGKILL);
             }
         }
     }
 }
 
-/// Runs `f` with `uid` as the effective uid.
-fn as_user(uid: u32, f: impl FnOnce()) {
-    // SAFETY (both calls): setresuid has no memory effects; u32::MAX is -1, "leave unchanged".
-    if unsafe { libc::setresuid(u32::MAX, uid, u32::MAX) } != 0 {
-        crate::log(&format!(
-            "cannot act as uid {uid}: {}",
-            std::io::Error::last_os_error()
-        ));
-        return;
-    }
-    f();
-    if unsafe { libc::setresuid(u32::MAX, 0, u32::MAX) } != 0 {
-        // Carrying on as somebody else would be worse than stopping every session here.
-        crate::log("cannot become root again; stopping");
-        std::process::abort();
-    }
-}
-
-/// The processes (visible to this effective uid) whose session id is one of `sids`.
+/// The processes (root sees all, whatever hidepid says) whose session id is one of `sids`.
 fn session_members(sids: &[libc::pid_t]) -> Vec<libc::pid_t> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();

@@ -1,12 +1,15 @@
 //! termpool's session agent: starts login shells on PTYs inside a user container and hands each
 //! PTY's master to the server over a unix socket; messages are `termpool-agent-proto`'s.
-//! `--end-processes UID` instead ends one account's processes and exits (end.rs).
+//! `--end-processes UID` instead ends one account's processes and exits (end.rs);
+//! `--set-quota DIR UID MB` sets one account's disk quota and exits (quota.rs).
 
 mod accounts;
 mod end;
 mod hangup;
+mod quota;
 mod shell;
 mod sys;
+mod tiocsti;
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -49,8 +52,9 @@ fn main() -> ExitCode {
             }
         },
         [flag, uid] if flag == "--end-processes" => end::run(uid, uid_min()),
+        [flag, dir, uid, mb] if flag == "--set-quota" => quota::run(dir, uid, mb, uid_min()),
         _ => {
-            log("usage: termpool-agent [--end-processes UID]");
+            log("usage: termpool-agent [--end-processes UID | --set-quota DIR UID MB]");
             ExitCode::from(2)
         }
     }

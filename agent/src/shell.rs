@@ -134,6 +134,7 @@ unsafe fn become_shell(p: &Program, slave: libc::c_int, account: &Account) -> ! 
         "setresuid",
     );
     step(libc::chdir(p.home.as_ptr()) == 0, "home directory");
+    step(crate::tiocsti::deny_tiocsti(), "seccomp filter");
     libc::execve(p.path.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
     fail("exec /bin/bash")
 }

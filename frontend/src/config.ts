@@ -1,5 +1,7 @@
 // Page settings read from the URL query string, and the WebSocket address derived from the page's.
 
+import type { PredictMode } from './predict';
+
 export type ThemeName = 'dark' | 'light';
 export type RendererName = 'webgl' | 'dom';
 
@@ -8,6 +10,8 @@ export interface PageConfig {
   fontFamily: string;
   theme: ThemeName;
   renderer: RendererName;
+  /** `predict` of the URL, null when absent or not one of auto|on|off. */
+  predict: PredictMode | null;
 }
 
 export const DEFAULT_FONT_SIZE = 14;
@@ -16,7 +20,7 @@ export const MAX_FONT_SIZE = 72;
 export const DEFAULT_FONT_FAMILY =
   '"DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, "Liberation Mono", monospace';
 
-/** Reads `fontSize` (clamped to 6..72), `theme` (dark|light), `fontFamily` and `renderer` (webgl|dom). */
+/** Reads `fontSize` (clamped to 6..72), `theme` (dark|light), `fontFamily`, `renderer` (webgl|dom), `predict`. */
 export function parseConfig(search: string): PageConfig {
   const q = new URLSearchParams(search);
   let fontSize = DEFAULT_FONT_SIZE;
@@ -39,7 +43,30 @@ export function parseConfig(search: string): PageConfig {
       .slice(0, 8);
     if (families.length > 0) fontFamily = `${families.map((f) => `"${f}"`).join(', ')}, monospace`;
   }
-  return { fontSize, fontFamily, theme, renderer };
+  return { fontSize, fontFamily, theme, renderer, predict: parsePredictMode(q.get('predict')) };
+}
+
+function parsePredictMode(v: string | null): PredictMode | null {
+  return v === 'auto' || v === 'on' || v === 'off' ? v : null;
+}
+
+/** Where the predictive-echo setting is remembered across visits. */
+export const PREDICT_STORAGE_KEY = 'termpool.predict';
+
+/**
+ * The predictive-echo setting: the URL's wins and is remembered, else the remembered one, else
+ * `auto`. `storage` is localStorage, null (or throwing) where the browser denies it.
+ */
+export function predictSetting(fromUrl: PredictMode | null, storage: Pick<Storage, 'getItem' | 'setItem'> | null): PredictMode {
+  try {
+    if (fromUrl !== null) {
+      storage?.setItem(PREDICT_STORAGE_KEY, fromUrl);
+      return fromUrl;
+    }
+    return parsePredictMode(storage?.getItem(PREDICT_STORAGE_KEY) ?? null) ?? 'auto';
+  } catch {
+    return fromUrl ?? 'auto';
+  }
 }
 
 /** The largest terminal the server accepts, in columns and in rows (docs/protocol.md). */

@@ -38,6 +38,8 @@ export interface ConnectionEvents {
   onError(code: string, message: string): void;
   /** The server will detach this socket in `detachIn` seconds unless input or `stay` comes. */
   onIdle?(detachIn: number): void;
+  /** A round trip measured with ping and pong, in milliseconds. */
+  onRoundTrip?(ms: number): void;
 }
 
 export interface ReconnectOptions extends BackoffOptions, HeartbeatOptions {
@@ -57,6 +59,9 @@ export const DEFAULT_RECONNECT: ReconnectOptions = {
 
 /** Largest binary frame the page sends; big pastes are split (the server's frame limit is 1 MiB). */
 export const MAX_INPUT_FRAME = 64 * 1024;
+
+/** Close code of a socket whose session another socket re-attached to. */
+const TAKEN_OVER = 4001;
 
 /** One socket of the connection and what it has seen so far. */
 interface SocketLife {
@@ -180,6 +185,19 @@ export class Connection {
     return true;
   }
 
+  /** Attaches this tab to another live session of the user's (the current one is left detached). */
+  attachTo(id: string): void {
+    this.session = id;
+    this.connect({ manual: true });
+  }
+
+  /** Closes for good and forgets the session: the page is about to load as another account. */
+  forget(): void {
+    this.session = null;
+    this.store.clear();
+    this.close();
+  }
+
   /** An automatic retry is waiting: try now instead (page became visible, network came back). */
   retryNowIfWaiting(): void {
     if (this.retryTimer !== undefined) this.connect();
@@ -211,7 +229,7 @@ export class Connection {
         this.onErrorFrame(life, msg);
         break;
       case 'pong':
-        this.heartbeat?.pong();
+        this.heartbeat?.pong(msg.id);
         break;
       case 'idle':
         this.events.onIdle?.(typeof msg.detach_in === 'number' ? msg.detach_in : 0);
@@ -267,11 +285,12 @@ export class Connection {
       open: () => life.gen === this.generation && life.ws.readyState === WebSocket.OPEN,
       send: (text: string) => life.ws.send(text),
     };
-    this.heartbeat = new Heartbeat(link, this.opts, () => {
+    const dead = () => {
       // Drop the dead socket and reconnect.
       this.detachSocket();
       this.dropped(life.gen, { opened: true, gotReady: true, reason: 'connection timed out' });
-    });
+    };
+    this.heartbeat = new Heartbeat(link, this.opts, dead, (ms) => this.events.onRoundTrip?.(ms));
     this.heartbeat.start();
   }
 
@@ -285,7 +304,9 @@ export class Connection {
     if (!info.gotReady) this.attempt += 1;
     else this.attempt = 0;
     if (info.opened) {
-      this.retryOrGiveUp(gen, info, false, info.reason);
+      // 4001: another tab took this session (docs/protocol.md); taking it back by ourselves
+      // would make the two tabs steal it from each other for ever.
+      this.retryOrGiveUp(gen, info, info.code === TAKEN_OVER, info.reason);
       return;
     }
     // The upgrade never happened. A refused upgrade is a plain HTTP error with a body that says

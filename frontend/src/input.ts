@@ -3,10 +3,15 @@
 
 import type { Terminal } from '@xterm/xterm';
 
-/** Sends what the terminal produces (typed keys, pastes, mouse reports) as bytes to `send`. */
-export function forwardInput(term: Terminal, send: (bytes: Uint8Array) => void): void {
+/**
+ * Sends what the terminal produces (typed keys, pastes, mouse reports) as bytes to `send`, which
+ * says whether they went out; `sent` then hears of typed text (for predictive echo).
+ */
+export function forwardInput(term: Terminal, send: (bytes: Uint8Array) => boolean, sent: (data: string) => void): void {
   const encoder = new TextEncoder();
-  term.onData((data) => send(encoder.encode(data)));
+  term.onData((data) => {
+    if (send(encoder.encode(data))) sent(data);
+  });
   term.onBinary((data) => {
     // "binary" strings carry one byte per char (e.g. some mouse reports): send them raw.
     const bytes = new Uint8Array(data.length);

@@ -7,17 +7,21 @@ import './style.css';
 
 import type { Terminal } from '@xterm/xterm';
 
-import { basePath, clampSize, parseConfig } from './config';
+import { basePath, clampSize, parseConfig, predictSetting } from './config';
 import { Connection, type ConnectionEvents, type ReadyFrame } from './connection';
 import { FlowControl } from './flow';
 import { IdleNotice } from './idle';
 import { forwardInput, handleShortcuts } from './input';
+import { TerminalPredictor } from './predict-xterm';
 import { SearchBox } from './search';
+import { sessionFromHash } from './sessions';
 import { SessionStore } from './session-store';
+import { effectiveSettings, localStore, readStored } from './settings';
 import { SizeSync } from './size';
 import { StatusUi } from './status';
 import { createTerminal } from './terminal';
 import { TitleTracker } from './title';
+import { setupWorkspace, type Workspace } from './workspace';
 
 /** Modes a program may have left on; reset before a re-attached or new shell paints the screen. */
 const RESET_MODES =
@@ -38,11 +42,15 @@ interface Page {
   flow: FlowControl;
   size: SizeSync;
   title: TitleTracker;
+  workspace: Workspace;
+  predictor: TerminalPredictor;
   conn: () => Connection;
 }
 
 function main(): void {
   const cfg = parseConfig(window.location.search);
+  const settings = effectiveSettings(cfg, window.location.search, readStored(localStore()));
+  Object.assign(cfg, { fontSize: settings.fontSize, theme: settings.theme });
   document.documentElement.dataset.theme = cfg.theme;
   const container = byId<HTMLDivElement>('terminal');
   const { term, fit, search } = createTerminal(cfg, container);
@@ -63,15 +71,23 @@ function main(): void {
   });
   const searchBox = new SearchBox(term, search, byId('search'), byId<HTMLInputElement>('search-input'));
   const idle = new IdleNotice(status, () => live().sendControl({ type: 'stay' }));
-  forwardInput(term, (bytes) => {
-    idle.clear();
-    return live().sendBytes(bytes);
-  });
+  const predictor = new TerminalPredictor(term, predictSetting(cfg.predict, localStorageOrNull()));
+  window.termpool = { term, predict: predictor.engine };
+  const workspace = setupWorkspace({ term, container, app: byId('app'), conn: live, settings, refit: () => size.fitNow() });
+  forwardInput(
+    term,
+    (bytes) => {
+      idle.clear();
+      return live().sendBytes(workspace.keybar ? workspace.keybar.filter(bytes) : bytes);
+    },
+    (data) => predictor.typed(data),
+  );
   handleShortcuts(term, () => searchBox.open());
   const title = new TitleTracker(term);
 
   const store = new SessionStore(`termpool.session:${basePath(window.location.pathname) || '/'}`);
-  const events = connectionEvents({ term, status, flow, size, title, conn: live });
+  takeSessionLink(store);
+  const events = connectionEvents({ term, status, flow, size, title, predictor, workspace, conn: live });
   events.onIdle = (detachIn) => idle.warn(detachIn);
   conn = new Connection(window.location, events, store);
   followPageLifecycle(conn);
@@ -96,27 +112,35 @@ function statusElements(): ConstructorParameters<typeof StatusUi>[0] {
 }
 
 function connectionEvents(page: Page): ConnectionEvents {
-  const { term, status, flow } = page;
+  const { term, status, flow, predictor } = page;
   return {
     size: () => clampSize(term),
-    onState: (state, detail) => status.showState(state, detail),
+    onState: (state, detail) => {
+      status.showState(state, detail);
+      page.workspace.onState(state, detail);
+    },
     onReady: (ready, info) => onReady(page, ready, info.firstOfPage),
     onOutput: (bytes) => {
       const n = bytes.length;
       flow.written(n);
-      term.write(bytes, () => flow.processed(n));
+      term.write(bytes, () => {
+        flow.processed(n);
+        predictor.parsed();
+      });
     },
     onExit: (code) => {
       term.write(`\r\n\x1b[0m[session ended, code ${code === null ? 'unknown' : code}]\r\n`);
       status.showBanner('The session has ended.', 'Start a new session', () => page.conn().connect({ fresh: true, manual: true }));
     },
     onError: (code, message) => status.showMessage(message ? `${code}: ${message}` : code),
+    onRoundTrip: (ms) => predictor.roundTrip(ms),
   };
 }
 
 function onReady(page: Page, ready: ReadyFrame, firstOfPage: boolean): void {
   const { term, status } = page;
   page.flow.newConnection();
+  page.predictor.reset();
   status.showIdentity(ready.container ? `${ready.user}@${ready.container}` : `${ready.user} (${ready.mode})`);
   page.title.setFallback(`${ready.container ? `${ready.user}@${ready.container}` : ready.user} — termpool`);
   status.showMessage('');
@@ -128,6 +152,22 @@ function onReady(page: Page, ready: ReadyFrame, firstOfPage: boolean): void {
     if (!ready.resumed) term.write('\r\n');
   }
   page.size.attached(ready.cols, ready.rows);
+}
+
+/** A `#session=<id>` link (the sessions menu's "New tab") attaches this page to that session. */
+function takeSessionLink(store: SessionStore): void {
+  const id = sessionFromHash(window.location.hash);
+  if (id === null) return;
+  store.set(id);
+  window.history.replaceState(null, '', window.location.pathname + window.location.search);
+}
+
+function localStorageOrNull(): Storage | null {
+  try {
+    return window.localStorage;
+  } catch {
+    return null; // denied (e.g. third-party frame with storage blocked)
+  }
 }
 
 /** Reload hands the session to the next page; a visible page or a network back retries at once. */

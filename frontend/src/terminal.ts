@@ -8,11 +8,13 @@ import { WebLinksAddon } from '@xterm/addon-web-links';
 import { WebglAddon } from '@xterm/addon-webgl';
 
 import type { PageConfig, RendererName } from './config';
+import type { Predictor } from './predict';
 import { terminalTheme } from './theme';
 
 declare global {
   interface Window {
-    termpool?: { term: Terminal };
+    /** For tests: the terminal, and the predictive echo once the page has set it up. */
+    termpool?: { term: Terminal; predict?: Predictor };
   }
 }
 

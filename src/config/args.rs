@@ -12,6 +12,7 @@ const IDENTITY: &str = "Identity";
 const LIMITS: &str = "Limits";
 const POOL: &str = "Container pool";
 const TUNING: &str = "Tuning";
+const OPERATOR: &str = "Operator";
 
 /// termpool: a multi-user web terminal server.
 #[derive(Parser, Debug, Clone)]
@@ -47,6 +48,11 @@ pub struct Args {
     /// otherwise be this server's own origin.
     #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',', help_heading = SERVER)]
     pub allowed_hosts: Vec<String>,
+
+    /// Path prefix the server is reached at, e.g. `/terminal/` behind a reverse proxy: the page,
+    /// its assets, the WebSocket, the API and the login live under it.
+    #[arg(long, env = "BASE_PATH", default_value = "/", help_heading = SERVER)]
+    pub base_path: String,
 
     /// Directory for persistent state: the cookie key, and the placement store in container mode
     /// [default: none in local mode (cookies end with the process), ./termpool-data in container mode].
@@ -122,6 +128,16 @@ pub struct Args {
     /// minute before, or half the time if that is shorter (0 = never).
     #[arg(long, env = "IDLE_SESSION_SECS", default_value_t = 3600, help_heading = LIMITS)]
     pub idle_session_secs: u64,
+    /// Largest file a user may upload, in MiB (1-1048576); a larger one is refused with 413.
+    #[arg(long, env = "MAX_UPLOAD_MB", default_value_t = 100, help_heading = LIMITS,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_upload_mb: u64,
+
+    /// Largest file the `download` command sends to the browser, in MiB (1-7: the page's
+    /// terminal drops an OSC sequence over 10 MB, and base64 makes 7 MiB into 9.8 MB).
+    #[arg(long, env = "MAX_DOWNLOAD_MB", default_value_t = 7, help_heading = LIMITS,
+          value_parser = clap::value_parser!(u64).range(1..=7))]
+    pub max_download_mb: u64,
 
     /// Seconds a session whose socket dropped waits for a re-attach before it is hung up (0: at once).
     #[arg(long, env = "REATTACH_GRACE_SECS", default_value_t = 300, help_heading = LIMITS)]
@@ -161,6 +177,20 @@ pub struct Args {
     /// Processes one Linux user may run inside a container (ulimit nproc; 8 or more).
     #[arg(long, env = "USER_NPROC", default_value_t = 256, help_heading = POOL)]
     pub user_nproc: i64,
+
+    /// PTYs the users of one container may hold at once (8-4096; /dev/pts is remounted with
+    /// `max=`). MAX_CONTAINERS times this must fit the host's kernel.pty.max minus its reserve
+    /// and the PTYs in use, or the server refuses to start.
+    #[arg(long, env = "PTYS_PER_CONTAINER", default_value_t = 256, help_heading = POOL,
+          value_parser = clap::value_parser!(u32).range(8..=4096))]
+    pub ptys_per_container: u32,
+
+    /// Disk quota of each account on the workspace volume in MiB (0 = none; up to 16777216). The
+    /// volume's filesystem must have user quotas on (docs/isolation.md); set when an account is
+    /// created in a container.
+    #[arg(long, env = "USER_DISK_QUOTA_MB", default_value_t = 0, help_heading = POOL,
+          value_parser = clap::value_parser!(u64).range(0..=16_777_216))]
+    pub user_disk_quota_mb: u64,
 
     /// First UID given to a user account (10000-2000000000; UIDs are global across the pool and
     /// never reused; keep ranges of several pools on one host apart: per-user process limits
@@ -204,6 +234,17 @@ pub struct Args {
     #[arg(long, env = "BUSY_POLL_US", default_value_t = 200, help_heading = TUNING,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub busy_poll_us: u64,
+
+    /// A file holding the admin API's bearer token (16 or more characters); without it the admin
+    /// API (/admin/...) is off.
+    #[arg(long, env = "ADMIN_TOKEN_FILE", help_heading = OPERATOR)]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Client addresses or CIDR blocks the admin API answers, comma-separated; any other gets 403,
+    /// token or not.
+    #[arg(long, env = "ADMIN_ALLOWED_ADDRESSES", value_delimiter = ',',
+          default_value = "127.0.0.0/8,::1", help_heading = OPERATOR)]
+    pub admin_allowed_addresses: Vec<String>,
 
     /// HTTP worker threads (0 = one per core).
     #[arg(long, env = "WORKERS", default_value_t = 0, help_heading = TUNING)]

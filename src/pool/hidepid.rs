@@ -1,5 +1,6 @@
-//! `/proc` remounted `hidepid=invisible` in a user container by a short-lived helper container
-//! that joins its PID namespace with SYS_ADMIN, so that the user container itself never has it.
+//! `/proc` remounted `hidepid=invisible` and `/dev/pts` remounted with `max=` in a user container,
+//! by a short-lived helper container that joins its PID namespace with SYS_ADMIN, so that the
+//! user container itself never has it.
 
 use std::collections::HashMap;
 
@@ -18,17 +19,22 @@ pub const LABEL_HELPER: &str = "termpool.hidepid-helper";
 
 /// Capabilities of the hidepid helper: enter the mount namespace and remount /proc.
 const HELPER_CAPS: [&str; 3] = ["SYS_ADMIN", "SYS_CHROOT", "SYS_PTRACE"];
-/// The helper's command.
-const HIDEPID_CMD: [&str; 8] = [
-    "--target",
-    "1",
-    "--mount",
-    "--",
-    "mount",
-    "-o",
-    "remount,hidepid=invisible",
-    "/proc",
-];
+/// The helper's script, run in the user container's mount namespace; `$1` is the PTY cap.
+const REMOUNT_SCRIPT: &str =
+    "mount -o remount,hidepid=invisible /proc && mount -o remount,max=\"$1\" /dev/pts";
+
+/// The helper's command (after `nsenter`).
+fn helper_cmd(cfg: &PoolConfig) -> Vec<String> {
+    let args = ["--target", "1", "--mount", "--", "/bin/sh", "-c"];
+    args.iter()
+        .map(|s| s.to_string())
+        .chain([
+            REMOUNT_SCRIPT.to_string(),
+            "termpool-remount".to_string(),
+            cfg.ptys_per_container.to_string(),
+        ])
+        .collect()
+}
 
 /// The create request of the hidepid helper for container `target_id`.
 pub fn helper_body(cfg: &PoolConfig, target_id: &str) -> ContainerCreateBody {
@@ -46,7 +52,7 @@ pub fn helper_body(cfg: &PoolConfig, target_id: &str) -> ContainerCreateBody {
         image: Some(cfg.image.clone()),
         user: Some("0".into()),
         entrypoint: Some(vec!["nsenter".into()]),
-        cmd: Some(HIDEPID_CMD.iter().map(|s| s.to_string()).collect()),
+        cmd: Some(helper_cmd(cfg)),
         labels: Some(HashMap::from([(
             LABEL_HELPER.to_string(),
             cfg.pool_label.clone(),
@@ -64,22 +70,27 @@ pub async fn ensure_hidepid(
     id: &str,
     fresh: bool,
 ) -> Result<(), PoolError> {
-    if !fresh && proc_has_hidepid(docker, id).await? {
+    if !fresh && mounts_prepared(docker, cfg, id).await? {
         return Ok(());
     }
     run_helper(docker, cfg, id).await?;
-    if proc_has_hidepid(docker, id).await? {
+    if mounts_prepared(docker, cfg, id).await? {
         Ok(())
     } else {
         Err(PoolError::Provision(format!(
-            "container {}: /proc still lacks hidepid after the remount",
+            "container {}: /proc lacks hidepid or /dev/pts its max after the remount",
             short(id)
         )))
     }
 }
 
-/// Whether the container's /proc mount carries hidepid (checked by a root exec).
-pub async fn proc_has_hidepid(docker: &Docker, id: &str) -> Result<bool, PoolError> {
+/// Whether the container's /proc mount carries hidepid and its /dev/pts the PTY cap (checked by
+/// a root exec).
+pub async fn mounts_prepared(
+    docker: &Docker,
+    cfg: &PoolConfig,
+    id: &str,
+) -> Result<bool, PoolError> {
     let out = exec_root(docker, id, &["cat", "/proc/mounts"]).await?;
     if out.code != Some(0) {
         return Err(PoolError::Provision(format!(
@@ -89,7 +100,21 @@ pub async fn proc_has_hidepid(docker: &Docker, id: &str) -> Result<bool, PoolErr
             out.stderr.trim()
         )));
     }
-    Ok(mounts_have_hidepid(&out.stdout))
+    Ok(
+        mounts_have_hidepid(&out.stdout)
+            && mounts_have_pts_max(&out.stdout, cfg.ptys_per_container),
+    )
+}
+
+/// Whether the topmost devpts mount on /dev/pts in a /proc/mounts text has `max=<max>`.
+pub fn mounts_have_pts_max(mounts: &str, max: u32) -> bool {
+    let want = format!("max={max}");
+    mounts
+        .lines()
+        .rev()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && f[1] == "/dev/pts" && f[2] == "devpts")
+        .is_some_and(|f| f[3].split(',').any(|o| o == want))
 }
 
 /// Whether the topmost `proc` mount on /proc in a /proc/mounts text has hidepid set.
@@ -107,13 +132,21 @@ pub fn mounts_have_hidepid(mounts: &str) -> bool {
 
 /// Runs the hidepid helper for container `id` to completion and removes it.
 async fn run_helper(docker: &Docker, cfg: &PoolConfig, id: &str) -> Result<(), PoolError> {
+    let what = format!("hidepid helper for {}", short(id));
+    run_to_completion(docker, helper_body(cfg, id), &what).await
+}
+
+/// Creates a helper container from `body`, runs it to completion and removes it; an error unless
+/// it exited 0. `what` names it in errors.
+pub(super) async fn run_to_completion(
+    docker: &Docker,
+    body: ContainerCreateBody,
+    what: &str,
+) -> Result<(), PoolError> {
     let created = docker
-        .create_container(None::<CreateContainerOptions>, helper_body(cfg, id))
+        .create_container(None::<CreateContainerOptions>, body)
         .await
-        .map_err(docker_err(format!(
-            "creating the hidepid helper for {}",
-            short(id)
-        )))?;
+        .map_err(docker_err(format!("creating the {what}")))?;
     let result = start_and_wait(docker, &created.id).await;
     let failure_logs = match &result {
         Ok(0) => String::new(),
@@ -123,8 +156,7 @@ async fn run_helper(docker: &Docker, cfg: &PoolConfig, id: &str) -> Result<(), P
     match result? {
         0 => Ok(()),
         code => Err(PoolError::Provision(format!(
-            "hidepid helper for {} exited with {code}: {}",
-            short(id),
+            "{what} exited with {code}: {}",
             failure_logs.trim()
         ))),
     }
@@ -188,6 +220,21 @@ mod tests {
     }
 
     #[test]
+    fn the_pty_cap_is_read_from_the_topmost_devpts_mount() {
+        let docker =
+            "devpts /dev/pts devpts rw,nosuid,noexec,relatime,gid=5,mode=620,ptmxmode=666 0 0";
+        assert!(!mounts_have_pts_max(docker, 256));
+        let capped =
+            format!("{docker}\ndevpts /dev/pts devpts rw,gid=5,mode=620,ptmxmode=666,max=256 0 0");
+        assert!(mounts_have_pts_max(&capped, 256));
+        assert!(!mounts_have_pts_max(&capped, 255));
+        assert!(!mounts_have_pts_max(
+            "devpts /dev/ptsx devpts rw,max=256 0 0",
+            256
+        ));
+    }
+
+    #[test]
     fn helper_joins_the_pid_namespace_without_network() {
         let cfg = PoolConfig::default();
         let hc = helper_body(&cfg, "abc").host_config.expect("host config");
@@ -195,5 +242,11 @@ mod tests {
         assert_eq!(hc.network_mode.as_deref(), Some("none"));
         assert_eq!(hc.privileged, Some(false));
         assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
+        let cmd = helper_body(&cfg, "abc").cmd.expect("cmd");
+        assert_eq!(
+            cmd.last().map(String::as_str),
+            Some("256"),
+            "the cap is an argument"
+        );
     }
 }

@@ -190,12 +190,12 @@ impl Drop for Pool {
         {
             task.abort();
         }
-        let seen = self.lock_state().take_dirty();
-        if seen.is_empty() {
+        let touches = self.lock_state().take_dirty();
+        if touches.is_empty() {
             return;
         }
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = store.touch(&seen) {
+        if let Err(e) = store.touch(&touches) {
             log::warn!("pool: writing last-seen times at shutdown failed: {e}");
         }
     }
@@ -208,6 +208,7 @@ fn validate(cfg: &PoolConfig) -> Result<(), PoolError> {
             "the pool needs at least one container and one user per container".into(),
         ));
     }
+    super::ptys::check_host_budget(cfg)?;
     if cfg.name_prefix.is_empty() || cfg.pool_label.is_empty() {
         return Err(PoolError::Provision(
             "container name prefix and pool label must not be empty".into(),

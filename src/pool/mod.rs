@@ -10,6 +10,8 @@ mod exec;
 mod hidepid;
 mod manager;
 mod processes;
+mod ptys;
+mod quota;
 mod spec;
 mod state;
 pub mod store;
@@ -81,6 +83,11 @@ pub struct PoolConfig {
     pub pids_limit: i64,
     /// `ulimit -u` (nproc) inside the containers: counted per UID, so it caps each user.
     pub user_nproc: i64,
+    /// PTYs one container's /dev/pts may hold (devpts `max=`, set by the hidepid helper).
+    pub ptys_per_container: u32,
+    /// Disk quota of each account on the workspace volume in MiB (0: none); the volume's
+    /// filesystem must have user quotas on (docs/isolation.md).
+    pub user_disk_quota_mb: u64,
     /// Docker volume mounted at /workspace in every container of the pool.
     pub volume: String,
     /// Network mode of the containers (`bridge`, `none`, or a network name).
@@ -115,6 +122,8 @@ impl Default for PoolConfig {
             nano_cpus: 500_000_000,
             pids_limit: 1024,
             user_nproc: 256,
+            ptys_per_container: 256,
+            user_disk_quota_mb: 0,
             volume: "termpool-workspace".into(),
             network_mode: "bridge".into(),
             pool_label: prefix.clone(),

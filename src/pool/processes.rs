@@ -9,14 +9,14 @@ use super::PoolError;
 
 /// The session agent's binary in the user image (Dockerfile.user), there whether or not the pool
 /// runs agents.
-const AGENT_BINARY: &str = "/usr/local/sbin/termpool-agent";
+pub(super) const AGENT_BINARY: &str = "/usr/local/sbin/termpool-agent";
 
 /// Ends every process of account `username` (UID `uid`) in container `id`, and waits until none
-/// is left (zombies linger until init reaps them). Root there holds no CAP_KILL: the agent's
-/// binary, run once as root, becomes the account in-process and sends `kill(-1, SIGKILL)`
-/// (agent/src/end.rs). It executes nothing as the account, which a user holding the nproc limit
-/// full would make fail. By number, so that it works whether or not the account exists in this
-/// container. Exit 1: some process survived five seconds of SIGKILL; 2: refused.
+/// is left (zombies linger until init reaps them). The agent's binary, run once as root, keeps
+/// uid 0 and CAP_KILL and walks /proc (agent/src/end.rs): the account cannot see, stop or kill
+/// it, and it executes nothing as the account, which a user holding the nproc limit full would
+/// make fail. By number, so that it works whether or not the account exists in this container.
+/// Exit 1: some process survived five seconds of SIGKILL; 2: refused.
 pub async fn end_processes(
     docker: &Docker,
     id: &str,

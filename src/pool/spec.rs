@@ -18,8 +18,19 @@ pub const LABEL_SLOT: &str = "termpool.slot";
 /// Label holding a digest of the settings a user container was created with.
 pub const LABEL_CONFIG: &str = "termpool.config";
 
-/// Capabilities of a user container: exactly what creating accounts needs.
-const USER_CAPS: [&str; 5] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"];
+/// Capabilities of a user container's root: what creating accounts needs, and KILL, so that the
+/// reaper ends an account's processes as root (agent/src/end.rs). Users hold none of them.
+const USER_CAPS: [&str; 6] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "SETUID",
+    "SETGID",
+    "KILL",
+];
+/// Where the cgroup files would list every process of the container (`tasks`, `cgroup.procs`):
+/// an empty read-only tmpfs instead, so that no user learns another's pids there.
+const CGROUP_MASK: &str = "/sys/fs/cgroup";
 
 /// The network the user containers join. `bridge` means a bridge network of the pool's own with
 /// inter-container traffic off: on Docker's default bridge, a user could reach services that
@@ -36,7 +47,7 @@ pub fn effective_network(cfg: &PoolConfig) -> String {
 /// older configuration or image is replaced instead of adopted.
 pub fn settings_digest(cfg: &PoolConfig, image_id: &str) -> String {
     let text = format!(
-        "v1|{image_id}|{}|{}|{}|{}|{}|{}|{}|{:?}|{}|{}",
+        "v2|{image_id}|{}|{}|{}|{}|{}|{}|{}|{:?}|{}|{}|{}",
         cfg.memory_bytes,
         cfg.nano_cpus,
         cfg.pids_limit,
@@ -47,6 +58,7 @@ pub fn settings_digest(cfg: &PoolConfig, image_id: &str) -> String {
         cfg.agent_dir,
         cfg.agent_peer_uid,
         cfg.uid_min,
+        cfg.ptys_per_container,
     );
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
@@ -92,14 +104,22 @@ pub fn user_container_body(cfg: &PoolConfig, digest: &str, idx: usize) -> Contai
     }
 }
 
-/// The shared volume, and the container's agent directory when there is an agent.
+/// The shared volume, the cgroup mask, and the container's agent directory when there is an agent.
 fn user_container_mounts(cfg: &PoolConfig, name: &str) -> Vec<Mount> {
-    let mut mounts = vec![Mount {
-        target: Some(WORKSPACE.into()),
-        source: Some(cfg.volume.clone()),
-        typ: Some(MountType::VOLUME),
-        ..Default::default()
-    }];
+    let mut mounts = vec![
+        Mount {
+            target: Some(WORKSPACE.into()),
+            source: Some(cfg.volume.clone()),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        },
+        Mount {
+            target: Some(CGROUP_MASK.into()),
+            typ: Some(MountType::TMPFS),
+            read_only: Some(true),
+            ..Default::default()
+        },
+    ];
     if let Some(dir) = &cfg.agent_dir {
         mounts.push(Mount {
             target: Some(AGENT_MOUNT.into()),
@@ -146,10 +166,13 @@ mod tests {
             hc.binds.is_none(),
             "no bind mounts, so never the Docker socket"
         );
+        assert!(caps.contains(&"KILL".to_string()), "the reaper stays root");
         let mounts = hc.mounts.unwrap_or_default();
-        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts.len(), 2);
         assert_eq!(mounts[0].target.as_deref(), Some("/workspace"));
         assert_eq!(mounts[0].typ, Some(MountType::VOLUME));
+        assert_eq!(mounts[1].target.as_deref(), Some("/sys/fs/cgroup"));
+        assert_eq!(mounts[1].read_only, Some(true));
         let labels = body.labels.unwrap_or_default();
         assert_eq!(labels.get(LABEL_SLOT).map(String::as_str), Some("3"));
         assert_eq!(

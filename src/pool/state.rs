@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::assign::{self, AssignError, Assignment, ContainerSlot, Decision};
-use super::store::UserRecord;
+use super::store::{Touches, UserRecord};
 use super::{account_names, home_of, Account, PoolConfig, PoolStats};
 
 /// How long a user just placed counts as live although the caller has not bound its session yet.
@@ -65,6 +65,8 @@ pub(crate) struct State {
     pub users: HashMap<String, UserEntry>,
     /// Last-seen times not yet written to the store.
     pub dirty: HashMap<String, i64>,
+    /// Activity times not yet written to the store.
+    active: HashMap<String, i64>,
     /// The account of every known identity (hex SHA-256 -> username): the name is looked up, not
     /// derived, because an identity whose usual name was taken has a longer one.
     by_identity: HashMap<String, String>,
@@ -108,6 +110,7 @@ impl State {
             slots,
             users,
             dirty: HashMap::new(),
+            active: HashMap::new(),
             by_identity,
             placing: HashMap::new(),
             placed: HashMap::new(),
@@ -148,6 +151,7 @@ impl State {
         };
         user.last_seen = user.last_seen.max(now);
         self.dirty.insert(username.to_string(), user.last_seen);
+        self.active.insert(username.to_string(), user.last_seen);
         self.placed.insert(username.to_string(), at + PLACED_GRACE);
         Some(placement)
     }
@@ -371,9 +375,20 @@ impl State {
         errors.first().map(|e| (*e).clone())
     }
 
-    /// Takes the last-seen times to write to the store.
-    pub fn take_dirty(&mut self) -> Vec<(String, i64)> {
-        self.dirty.drain().collect()
+    /// Records activity of an account at `now` (written to the store later).
+    pub fn note_activity(&mut self, username: &str, now: i64) {
+        if self.users.contains_key(username) {
+            let at = self.active.entry(username.to_string()).or_default();
+            *at = (*at).max(now);
+        }
+    }
+
+    /// Takes the last-seen and activity times to write to the store.
+    pub fn take_dirty(&mut self) -> Touches {
+        Touches {
+            seen: self.dirty.drain().collect(),
+            active: self.active.drain().collect(),
+        }
     }
 
     pub fn stats(&self) -> PoolStats {

@@ -39,6 +39,17 @@ impl Accounts {
         }
     }
 
+    /// A reap of the account at `placement` failed: due again at the next round, unless a
+    /// session of it has started (or it is listed idle again) meanwhile.
+    fn retry(&mut self, placement: Placement, limit: Duration) {
+        if self.is_live(&placement.user) || self.idle.contains_key(&placement.user) {
+            return;
+        }
+        let now = Instant::now();
+        let due = now.checked_sub(limit).unwrap_or(now);
+        self.idle.insert(placement.user.clone(), (due, placement));
+    }
+
     /// Accounts idle for `limit` or longer, taken off the idle list.
     fn take_idle(&mut self, limit: Duration) -> Vec<Placement> {
         let due: Vec<String> = self
@@ -72,7 +83,11 @@ impl Registry {
                     placement.user
                 );
                 if let Err(e) = backend.reap(&placement).await {
-                    log::warn!("could not reap {}: {e}", placement.user);
+                    log::warn!(
+                        "could not reap {} (retried next round): {e}",
+                        placement.user
+                    );
+                    self.lock().accounts.retry(placement, limit);
                 }
             }
         }
@@ -119,5 +134,19 @@ mod tests {
         );
         assert_eq!(reg.take_idle(Duration::ZERO), vec![placement("u1")]);
         assert!(reg.take_idle(Duration::ZERO).is_empty(), "reaped once");
+        let limit = Duration::from_secs(3600);
+        reg.lock().accounts.retry(placement("u1"), limit);
+        assert_eq!(
+            reg.take_idle(limit),
+            vec![placement("u1")],
+            "a failed reap is due again"
+        );
+        let mut s3 = reg.admit("a", &NOBODY).unwrap();
+        s3.bind(&placement("u1"));
+        reg.lock().accounts.retry(placement("u1"), limit);
+        assert!(
+            reg.take_idle(Duration::ZERO).is_empty(),
+            "not while a session lives"
+        );
     }
 }

@@ -23,7 +23,7 @@ pub(super) struct Inner {
     pub(super) admission: Admission,
     pub(super) accounts: Accounts,
     /// Live sessions by id.
-    sessions: HashMap<String, Arc<LiveSession>>,
+    pub(super) sessions: HashMap<String, Arc<LiveSession>>,
 }
 
 pub struct Registry {
@@ -139,10 +139,13 @@ impl Registry {
         placement: Placement,
         spawned: Spawned,
         size: TermSize,
+        client: Option<IpAddr>,
     ) -> Arc<LiveSession> {
         // Without re-attach nobody needs the screen: no emulator, no cost.
         let screen = (!self.limits.grace.is_zero()).then(|| Screen::new(size));
-        let (session, generation) = LiveSession::new(self, slot, placement, spawned.tty, screen);
+        let (session, generation) =
+            LiveSession::new(self, slot, placement, spawned.tty, screen, size, client);
+        session.audit("session_open").emit();
         self.lock()
             .sessions
             .insert(session.id.clone(), session.clone());
@@ -161,6 +164,16 @@ impl Registry {
             tokio::task::spawn_local(watch);
         }
         session
+    }
+
+    /// Live sessions of the Linux account `account` right now.
+    pub fn sessions_of_account(&self, account: &str) -> Vec<Arc<LiveSession>> {
+        let inner = self.lock();
+        let of = inner
+            .sessions
+            .values()
+            .filter(|s| s.placement.user == account);
+        of.cloned().collect()
     }
 
     /// Live sessions right now.

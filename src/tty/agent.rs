@@ -75,7 +75,8 @@ async fn start(conn: Conn, request: &ShellRequest<'_>) -> Result<Spawned, TtyErr
     conn.send(&body).await.map_err(|e| failed(e.to_string()))?;
     let (reply, fd) = conn.recv().await.map_err(|e| failed(e.to_string()))?;
     match (reply, fd) {
-        (Some(Reply { pid: Some(_), .. }), Some(fd)) if is_pty_master(&fd) => {
+        (Some(Reply { pid: Some(pid), .. }), Some(fd)) if is_pty_master(&fd) => {
+            let _ = conn.pid.set(pid);
             Ok(pty::session(PtyMaster::new(fd)?, conn))
         }
         (
@@ -97,6 +98,10 @@ fn is_pty_master(fd: &OwnedFd) -> bool {
 
 #[async_trait]
 impl Shell for Conn {
+    fn pid(&self) -> Option<i32> {
+        self.pid.get().and_then(|&pid| i32::try_from(pid).ok())
+    }
+
     async fn exited(&self) {
         let _ = self.exit().await;
     }
@@ -123,6 +128,8 @@ pub struct Conn {
     exit: OnceCell<Result<Option<i32>, String>>,
     /// The server hung the session up: the agent then closes without an exit code.
     hung_up: AtomicBool,
+    /// The shell's pid in the container, as the agent reported it.
+    pid: std::sync::OnceLock<u32>,
 }
 
 impl Conn {
@@ -135,6 +142,7 @@ impl Conn {
             fd,
             exit: OnceCell::new(),
             hung_up: AtomicBool::new(false),
+            pid: std::sync::OnceLock::new(),
         })
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::exec::ExecTerminals;
-use super::{agent, Backend, IsLive, Placement, Spawned, TtyError, Unavailability};
+use super::{agent, AccountInfo, Backend, IsLive, Placement, Spawned, TtyError, Unavailability};
 use crate::pool::{Pool, PoolError};
 use crate::protocol::TermSize;
 
@@ -143,6 +143,21 @@ impl Backend for DockerBackend {
         }
     }
 
+    async fn write_file(
+        &self,
+        p: &Placement,
+        shell_pid: Option<i32>,
+        name: &str,
+        length: u64,
+        body: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> Result<String, crate::workspace::files::UploadError> {
+        let container = p.container_id.as_deref().unwrap_or_default();
+        let written = self
+            .execs
+            .write_file(container, p, shell_pid, name, length, body);
+        written.await
+    }
+
     async fn reap(&self, placement: &Placement) -> Result<(), TtyError> {
         let container = placement.container_id.as_deref().ok_or(TtyError::Closed)?;
         self.pool
@@ -155,6 +170,23 @@ impl Backend for DockerBackend {
         if let Err(e) = self.pool.flush().await {
             log::error!("could not flush the placement store: {e}");
         }
+    }
+
+    async fn accounts(&self) -> Result<Vec<AccountInfo>, TtyError> {
+        let accounts = self.pool.accounts().await.map_err(unavailable)?;
+        let info = accounts.into_iter().map(|(u, container_id)| AccountInfo {
+            user: u.username,
+            identity_hash: u.identity_hash,
+            uid: u.uid,
+            container: u.container,
+            container_id,
+            last_activity: u.last_activity,
+        });
+        Ok(info.collect())
+    }
+
+    fn users_per_container(&self) -> Vec<(String, usize)> {
+        self.pool.users_per_container()
     }
 
     async fn health(&self) -> Result<serde_json::Value, String> {

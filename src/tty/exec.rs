@@ -5,6 +5,7 @@
 mod attach;
 mod exits;
 mod hangup;
+mod upload;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,14 +73,19 @@ impl ExecTerminals {
         size: TermSize,
         env: Vec<String>,
     ) -> Result<String, bollard::errors::Error> {
-        let cmd = [
-            "/bin/sh",
-            "-c",
-            SESSION_WRAPPER,
-            "termpool-session",
-            &size.cols.to_string(),
-            &size.rows.to_string(),
-        ];
+        // `env -i`: an exec inherits the container's environment (TERMPOOL_* and the image's);
+        // the shell gets exactly `env`, the allowlist the session agent's shells get.
+        let cmd: Vec<String> = ["/usr/bin/env", "-i"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(env)
+            .chain(
+                ["/bin/sh", "-c", SESSION_WRAPPER, "termpool-session"]
+                    .into_iter()
+                    .map(str::to_owned),
+            )
+            .chain([size.cols.to_string(), size.rows.to_string()])
+            .collect();
         let config = ExecConfig {
             attach_stdin: Some(true),
             attach_stdout: Some(true),
@@ -90,8 +96,7 @@ impl ExecTerminals {
             privileged: Some(false),
             user: Some(p.user.clone()),
             working_dir: Some(p.home.clone()),
-            env: Some(env),
-            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            cmd: Some(cmd),
             ..Default::default()
         };
         Ok(self.docker.create_exec(container, config).await?.id)
@@ -101,7 +106,7 @@ impl ExecTerminals {
     pub(super) async fn start(&self, exec_id: String, p: &Placement) -> Result<Spawned, TtyError> {
         let container = p.container_id.clone().unwrap_or_default();
         let exit_event = self.exits.exit_of(&exec_id, &container);
-        let (mut reader, writer) = self.endpoint.start_exec(&exec_id).await?;
+        let (mut reader, writer) = self.endpoint.start_exec(&exec_id, true).await?;
         let started = tokio::time::timeout(START_TIMEOUT, read_pid_mark(&mut reader)).await;
         let (pid, early_output) = match started {
             Ok(Ok(started)) => started,
@@ -197,6 +202,10 @@ struct ExecSession {
 
 #[async_trait]
 impl Tty for ExecSession {
+    fn shell_pid(&self) -> Option<i32> {
+        i32::try_from(self.pid).ok()
+    }
+
     async fn write(&self, data: &[u8]) -> Result<(), TtyError> {
         let mut writer = self.writer.lock().await;
         let writer = writer.as_mut().ok_or(TtyError::Closed)?;

@@ -30,6 +30,9 @@ pub struct LocalBackend {
     /// Every shell spawned (its pid, which is its session id, and its start time), so that idle
     /// reaping can find the jobs they left behind.
     sessions: Mutex<Vec<(libc::pid_t, u64)>>,
+    /// A directory of the server's own commands (`download`), first on the shell's PATH, and
+    /// the environment they read.
+    tools: Option<(String, Vec<(String, String)>)>,
 }
 
 impl LocalBackend {
@@ -40,7 +43,14 @@ impl LocalBackend {
             user,
             home,
             sessions: Mutex::default(),
+            tools: None,
         }
+    }
+
+    /// Puts `dir` first on every shell's PATH and gives the shells `env`.
+    pub fn with_tools(mut self, dir: String, env: Vec<(String, String)>) -> Self {
+        self.tools = Some((dir, env));
+        self
     }
 
     /// The shell with a clean environment: a few variables of the server's, the rest set here.
@@ -48,7 +58,12 @@ impl LocalBackend {
         let mut env = Vec::new();
         for name in INHERITED_ENV {
             if let Some(value) = std::env::var_os(name) {
-                env.push(env_entry(name, &value)?);
+                env.push(env_entry(name, &self.inherited(name, value))?);
+            }
+        }
+        if let Some((_, tool_env)) = &self.tools {
+            for (name, value) in tool_env {
+                env.push(env_entry(name, OsStr::new(value))?);
             }
         }
         if std::env::var_os("LANG").is_none() {
@@ -73,6 +88,20 @@ impl LocalBackend {
             env,
             cwd: c_string(self.home.as_bytes())?,
         })
+    }
+}
+
+impl LocalBackend {
+    /// An inherited variable's value for the shell: PATH with the tools' directory first.
+    fn inherited(&self, name: &str, value: std::ffi::OsString) -> std::ffi::OsString {
+        match &self.tools {
+            Some((dir, _)) if name == "PATH" => {
+                let mut path = std::ffi::OsString::from(format!("{dir}:"));
+                path.push(value);
+                path
+            }
+            _ => value,
+        }
     }
 }
 
@@ -170,6 +199,10 @@ impl Shell for ShellProcess {
 
     async fn exit_code(&self) -> Result<Option<i32>, TtyError> {
         Ok(self.wait().await)
+    }
+
+    fn pid(&self) -> Option<i32> {
+        Some(self.pid)
     }
 
     async fn hang_up(this: &Arc<Self>) {

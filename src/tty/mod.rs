@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::protocol::TermSize;
+use crate::workspace::files::UploadError;
 
 /// Tells whether a Linux account has a live session right now.
 pub type IsLive = dyn for<'s> Fn(&'s str) -> bool + Send + Sync;
@@ -30,6 +31,20 @@ pub struct Placement {
     pub container_id: Option<String>,
     /// The account's home directory: the shell's working directory.
     pub home: String,
+}
+
+/// An account as the operator sees it (`/admin/users`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccountInfo {
+    pub user: String,
+    /// Hex SHA-256 of the account's identity (what an identity block names).
+    pub identity_hash: String,
+    pub uid: u32,
+    /// The container holding the account's slot, if any.
+    pub container: Option<String>,
+    pub container_id: Option<String>,
+    /// Unix seconds of the account's last known activity.
+    pub last_activity: i64,
 }
 
 /// Errors of a backend, mapped by the web layer to HTTP statuses or `error` frames.
@@ -139,6 +154,16 @@ pub trait Tty: Send + Sync {
     async fn resize(&self, size: TermSize) -> Result<(), TtyError>;
     /// Ends the session as closing a real terminal does: SIGHUP to every process of it. Idempotent.
     async fn hangup(&self);
+    /// The terminal's foreground process group (its leader's pid, as this server sees pids), when
+    /// known: what the user is running.
+    fn foreground_pid(&self) -> Option<i32> {
+        None
+    }
+    /// The shell's pid in its own pid namespace (the container's, for container sessions), when
+    /// known: its working directory is where uploads land.
+    fn shell_pid(&self) -> Option<i32> {
+        None
+    }
 }
 
 /// The output side of a live terminal, owned by the one task that relays it.
@@ -171,8 +196,29 @@ pub trait Backend: Send + Sync {
     async fn spawn(&self, placement: &Placement, size: TermSize) -> Result<Spawned, TtyError>;
     /// A short health line for /healthz (`Ok` when the backend can take sessions).
     async fn health(&self) -> Result<serde_json::Value, String>;
+    /// Writes an uploaded file (`length` bytes arriving on `body`) as the placed user into the
+    /// working directory of its shell `shell_pid` (else the home); returns the path written.
+    /// Never over an existing file, never through a symlink; a body that ends short leaves nothing.
+    async fn write_file(
+        &self,
+        _placement: &Placement,
+        _shell_pid: Option<i32>,
+        _name: &str,
+        _length: u64,
+        _body: tokio::sync::mpsc::Receiver<Bytes>,
+    ) -> Result<String, UploadError> {
+        Err(UploadError::Unsupported)
+    }
     /// Ends every process the placed account still runs there (idle reaping); files stay.
     async fn reap(&self, placement: &Placement) -> Result<(), TtyError>;
     /// The server is stopping: persist what must survive it.
     async fn shutdown(&self) {}
+    /// The accounts the backend keeps, for the operator (none in local mode).
+    async fn accounts(&self) -> Result<Vec<AccountInfo>, TtyError> {
+        Ok(Vec::new())
+    }
+    /// Users holding a slot in each container, by container name (none in local mode).
+    fn users_per_container(&self) -> Vec<(String, usize)> {
+        Vec::new()
+    }
 }

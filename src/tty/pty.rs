@@ -24,6 +24,10 @@ pub(super) trait Shell: Send + Sync + 'static {
     /// SIGHUP to every process of the shell's terminal session; a shell that ignores it is killed
     /// a little later. Called once.
     async fn hang_up(this: &Arc<Self>);
+    /// The shell's pid as this server sees pids, when the backend knows it.
+    fn pid(&self) -> Option<i32> {
+        None
+    }
 }
 
 /// A live terminal: `master` with `shell` on its other side.
@@ -66,6 +70,16 @@ impl<S: Shell> Tty for PtyTty<S> {
         if !self.hung_up.swap(true, Ordering::SeqCst) {
             S::hang_up(&self.shell).await;
         }
+    }
+
+    fn foreground_pid(&self) -> Option<i32> {
+        // SAFETY: tcgetpgrp only reads the terminal's state; the fd is open for self's lifetime.
+        let pgrp = unsafe { libc::tcgetpgrp(self.master.raw()) };
+        (pgrp > 0).then_some(pgrp)
+    }
+
+    fn shell_pid(&self) -> Option<i32> {
+        self.shell.pid()
     }
 }
 

@@ -1,22 +1,28 @@
 //! The HTTP face of the server: its shared state, the listener and the route table; the handlers
 //! live in the child modules.
 
+mod admin;
+mod api;
 mod assets;
+mod blocked;
 mod pages;
 mod provenance;
 mod status;
 mod upgrade;
+mod upload;
 
 use std::sync::Arc;
 
 use actix_web::{guard, web, App, HttpServer};
 use anyhow::Context;
 
+use crate::blocks::{Blocklist, SharedStore};
 use crate::config::ServerOptions;
 use crate::identity::Identifier;
 use crate::metrics::Metrics;
 use crate::session::Registry;
 use crate::tty::Backend;
+use crate::workspace::Workspace;
 
 /// Everything a request handler may need, shared by all workers.
 pub struct AppState {
@@ -25,6 +31,11 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub identifier: Identifier,
     pub metrics: Arc<Metrics>,
+    pub workspace: Workspace,
+    /// The operator's blocks (kept in `store` when there is one).
+    pub blocks: Arc<Blocklist>,
+    /// The store's web-side connection (`DATA_DIR` set); `None`: nothing outlives the process.
+    pub store: Option<SharedStore>,
 }
 
 /// Binds, prints `listening on http://ADDR` on stdout, and serves until SIGINT/SIGTERM; then
@@ -33,6 +44,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let addr = state.options.bind;
     let hosts = web::Data::new(provenance::AllowedHosts::new(&state.options));
     let proxies = web::Data::new(state.options.trusted_proxies.clone());
+    let base = state.options.base_path.clone();
     let state = web::Data::new(state);
     let server = HttpServer::new({
         let state = state.clone();
@@ -41,10 +53,11 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
                 .app_data(state.clone())
                 .app_data(hosts.clone())
                 .app_data(proxies.clone())
+                .wrap(actix_web::middleware::from_fn(blocked::refuse_blocked))
                 .wrap(actix_web::middleware::from_fn(
                     provenance::allowed_hosts_only,
                 ))
-                .configure(routes)
+                .configure(|cfg| routes(cfg, &base))
         }
     })
     .workers(state.options.workers)
@@ -110,7 +123,27 @@ async fn reload_on_hangup(state: web::Data<AppState>) {
     }
 }
 
-fn routes(cfg: &mut web::ServiceConfig) {
+/// Every route, under `base` (`/` or `/prefix/`); the prefix without its slash redirects to it.
+fn routes(cfg: &mut web::ServiceConfig, base: &str) {
+    let scope = base.trim_end_matches('/');
+    if !scope.is_empty() {
+        let to = base.to_owned();
+        cfg.route(
+            scope,
+            web::get().to(move || {
+                let to = to.clone();
+                async move {
+                    actix_web::HttpResponse::PermanentRedirect()
+                        .insert_header((actix_web::http::header::LOCATION, to))
+                        .finish()
+                }
+            }),
+        );
+    }
+    cfg.service(web::scope(scope).configure(base_routes));
+}
+
+fn base_routes(cfg: &mut web::ServiceConfig) {
     let page_route = || {
         web::route()
             .guard(guard::Any(guard::Get()).or(guard::Head()))
@@ -124,5 +157,12 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/assets/{path:.*}", web::get().to(pages::asset))
         .route("/login", web::post().to(pages::login))
         .route("/healthz", web::get().to(status::healthz))
-        .route("/metrics", web::get().to(status::metrics));
+        .route("/metrics", web::get().to(status::metrics))
+        .route("/api/whoami", web::get().to(api::whoami))
+        .route("/api/sessions", web::get().to(api::sessions))
+        .route("/api/sessions/{id}", web::delete().to(api::end_session))
+        .route("/api/access-key", web::post().to(api::create_key))
+        .route("/api/access-key/redeem", web::post().to(api::redeem_key))
+        .route("/api/upload", web::post().to(upload::upload))
+        .configure(admin::routes);
 }

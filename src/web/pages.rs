@@ -18,13 +18,14 @@ struct TokenQuery {
 /// valid one; in token mode it asks for a token first.
 pub(super) async fn page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let elsewhere = provenance::started_elsewhere(&req);
-    let back = landing(req.path());
+    let base = state.options.base_path.as_str();
+    let back = landing(&within_base(req.path(), base));
     if let Mode::Token(_) = &state.identifier.mode {
         let query = web::Query::<TokenQuery>::from_query(req.query_string());
         if let Some(token) = query.ok().and_then(|q| q.0.token) {
             // Another site's link must not log this browser in as whoever that site chose.
             if elsewhere {
-                return confirm_login(&token, back);
+                return confirm_login(&token, base, back);
             }
             // The token leaves the URL (and the history) at once: a cookie carries the user.
             return login_with(&req, &state, &token, back);
@@ -44,12 +45,12 @@ pub(super) async fn page(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
         // The browser may well hold an identity that this navigation left behind: ask again from
         // this site rather than give it a new identity over its old one.
         Mode::Cookie | Mode::Token(_) if !identified && elsewhere => reload_from_here(),
-        Mode::Token(_) if !identified => login_form(StatusCode::OK, "", back),
+        Mode::Token(_) if !identified => login_form(StatusCode::OK, "", base, back),
         Mode::Cookie if !identified => {
             let (_, value) = state.identifier.signer.issue();
-            serve_page(Some(cookie_header(&req, &value)))
+            serve_page(Some(cookie_header(&req, &value)), base)
         }
-        _ => serve_page(None),
+        _ => serve_page(None, base),
     }
 }
 
@@ -64,18 +65,27 @@ fn reload_from_here() -> HttpResponse {
 }
 
 /// Token mode, a token in another site's link: the user confirms with a same-origin POST.
-fn confirm_login(token: &str, back: &'static str) -> HttpResponse {
+fn confirm_login(token: &str, base: &str, back: &'static str) -> HttpResponse {
     little_page(
         StatusCode::OK,
         format!(
             "<!doctype html><meta charset=utf-8><title>termpool: log in</title>\
-             <form method=post action=/login><p>A link from another site asks to open the \
+             <form method=post action={base}login><p>A link from another site asks to open the \
              terminal with an access token.</p><input type=hidden name=token value=\"{}\">\
              {}<button>Open terminal</button></form>",
             escape_html(token),
             next_field(back)
         ),
     )
+}
+
+/// A request path as seen from the base path (`/` and below); the base path has no characters
+/// that need escaping (config checks it), so it is also safe in markup.
+fn within_base(path: &str, base: &str) -> String {
+    let rest = path
+        .strip_prefix(base.trim_end_matches('/'))
+        .unwrap_or(path);
+    format!("/{}", rest.trim_start_matches('/'))
 }
 
 /// The page a login returns to: one of this server's own pages, named by a fixed list. Never a
@@ -107,9 +117,16 @@ fn escape_html(text: &str) -> String {
     escaped
 }
 
-fn serve_page(set_cookie: Option<String>) -> HttpResponse {
+fn serve_page(set_cookie: Option<String>, base: &str) -> HttpResponse {
     let Some(index) = assets::get("index.html") else {
         return HttpResponse::InternalServerError().body("the page was not built into this binary");
+    };
+    // The page names its assets from the root; below a base path they live under it.
+    let body = match base {
+        "/" => index.bytes.to_vec(),
+        _ => String::from_utf8_lossy(index.bytes)
+            .replace("\"/assets/", &format!("\"{base}assets/"))
+            .into_bytes(),
     };
     let mut response = HttpResponse::Ok();
     response
@@ -125,7 +142,7 @@ fn serve_page(set_cookie: Option<String>) -> HttpResponse {
     if let Some(v) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.insert_header((header::SET_COOKIE, v));
     }
-    response.body(index.bytes)
+    response.body(body)
 }
 
 fn cookie_header(req: &HttpRequest, value: &str) -> String {
@@ -149,6 +166,7 @@ pub(super) async fn login(
     // A form on another site must not log this browser in as whoever that site chose.
     if !provenance::origin_allowed(&req, &state.options) {
         log::info!("login refused: cross-origin form");
+        refused_login(&req, &state, 403, "login_origin");
         return HttpResponse::Forbidden()
             .content_type("text/plain; charset=utf-8")
             .body("cross-origin login refused");
@@ -162,25 +180,47 @@ fn login_with(
     token: &str,
     back: &'static str,
 ) -> HttpResponse {
+    let base = state.options.base_path.as_str();
     let Some(value) = state.identifier.login(token) else {
         log::info!("login refused: unknown token");
-        return login_form(StatusCode::UNAUTHORIZED, "That token is not valid.", back);
+        refused_login(req, state, 401, "login_token");
+        return login_form(
+            StatusCode::UNAUTHORIZED,
+            "That token is not valid.",
+            base,
+            back,
+        );
     };
     HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, back))
+        .insert_header((header::LOCATION, format!("{base}{}", &back[1..])))
         .insert_header((header::SET_COOKIE, cookie_header(req, &value)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .finish()
 }
 
+/// Counts a refused login and writes its audit line (never the token).
+fn refused_login(req: &HttpRequest, state: &AppState, status: u16, reason: &str) {
+    state.metrics.count_refusal_reason(reason);
+    crate::audit::Line::new("refused")
+        .field("status", status)
+        .field("reason", reason)
+        .client(provenance::client_address(req))
+        .emit();
+}
+
 /// A plain form, no script: the token goes in a POST body, never in a URL.
-fn login_form(status: StatusCode, notice: &'static str, back: &'static str) -> HttpResponse {
+fn login_form(
+    status: StatusCode,
+    notice: &'static str,
+    base: &str,
+    back: &'static str,
+) -> HttpResponse {
     little_page(
         status,
         format!(
             "<!doctype html><meta charset=utf-8><title>termpool: log in</title>\
-             <form method=post action=/login><p>{notice}</p>{}\
+             <form method=post action={base}login><p>{notice}</p>{}\
              <label>Access token <input name=token type=password \
              autocomplete=current-password required autofocus></label> \
              <button>Open terminal</button></form>",

@@ -14,13 +14,18 @@ use crate::identity::{
     identity_cookie, single_header, Asking, Identifier, Mode, TrustedProxies, Unidentified,
 };
 
-/// The host names the server answers to (`None`: any), and whether any IP address literal too,
-/// worked out from the configuration once.
-pub(super) struct AllowedHosts(Option<Vec<String>>, bool);
+/// The host names the server answers to (`None`: any), whether any IP address literal too, and
+/// the health check's path, worked out from the configuration once.
+pub(super) struct AllowedHosts(Option<Vec<String>>, bool, String);
 
 impl AllowedHosts {
     pub(super) fn new(options: &ServerOptions) -> Self {
-        AllowedHosts(options.allowed_hosts.clone(), options.ip_literal_hosts)
+        let health = format!("{}healthz", options.base_path);
+        AllowedHosts(
+            options.allowed_hosts.clone(),
+            options.ip_literal_hosts,
+            health,
+        )
     }
 
     fn allow(&self, req: &HttpRequest) -> bool {
@@ -48,10 +53,9 @@ pub(super) async fn allowed_hosts_only(
     req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let allowed = req.path() == "/healthz"
-        || req
-            .app_data::<web::Data<AllowedHosts>>()
-            .is_some_and(|hosts| hosts.allow(req.request()));
+    let allowed = req
+        .app_data::<web::Data<AllowedHosts>>()
+        .is_some_and(|hosts| req.path() == hosts.2 || hosts.allow(req.request()));
     if allowed {
         return next.call(req).await;
     }
@@ -95,6 +99,12 @@ pub(super) fn started_elsewhere(req: &HttpRequest) -> bool {
     req.headers()
         .get("sec-fetch-site")
         .is_some_and(|v| v == "cross-site" || v == "same-site")
+}
+
+/// Who is asking in the configured identity mode (`None` also for an ambiguous request: see
+/// `identify_checked` for why).
+pub(super) fn identify(req: &HttpRequest, identifier: &Identifier) -> Option<String> {
+    identify_checked(req, identifier).ok()
 }
 
 /// Who is asking in the configured identity mode, or why nobody: an identity cookie or header sent twice is refused as such,

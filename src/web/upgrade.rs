@@ -2,13 +2,16 @@
 //! client names or spawns a new shell, and only then upgrades the connection and hands it to the
 //! relay. Anything refused here is a plain HTTP status, never a half-open socket.
 
+use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::{provenance, AppState};
+use crate::audit;
 use crate::identity::Mode;
 use crate::protocol::{ErrorCode, Ready, ServerFrame, TermSize, PROTOCOL_VERSION, SIZE_RANGE};
 use crate::relay::{self, RelayConfig};
@@ -33,14 +36,30 @@ struct WsRequest {
 struct Refused {
     status: StatusCode,
     message: String,
+    /// A short snake_case label for the audit trail and `/metrics`.
+    reason: Cow<'static, str>,
 }
 
 impl Refused {
     fn new(status: StatusCode, message: impl Into<String>) -> Refused {
+        let reason = match status.as_u16() {
+            400 => "bad_request",
+            401 => "no_identity",
+            403 => "forbidden_origin",
+            429 => "limited",
+            _ => "unavailable",
+        };
         Refused {
             status,
             message: message.into(),
+            reason: Cow::Borrowed(reason),
         }
+    }
+
+    /// The same refusal under a more telling label.
+    fn because(mut self, reason: impl Into<Cow<'static, str>>) -> Refused {
+        self.reason = reason.into();
+        self
     }
 }
 
@@ -58,12 +77,12 @@ pub(super) async fn websocket(
             let refusal = preflight(&req, &state)
                 .err()
                 .unwrap_or_else(|| Refused::new(StatusCode::BAD_REQUEST, e.to_string()));
-            return refusal_response(&state, refusal);
+            return refusal_response(&req, &state, refusal);
         }
     };
     let (session, attached, greeting) = match open(&req, &state).await {
         Ok(opened) => opened,
-        Err(r) => return refusal_response(&state, r),
+        Err(r) => return refusal_response(&req, &state, r),
     };
     let limit = state.options.max_frame_bytes;
     let stream = stream
@@ -80,9 +99,16 @@ pub(super) async fn websocket(
     response
 }
 
-fn refusal_response(state: &AppState, r: Refused) -> HttpResponse {
+fn refusal_response(req: &HttpRequest, state: &AppState, r: Refused) -> HttpResponse {
     state.metrics.count_refusal(r.status.as_u16());
+    state.metrics.count_refusal_reason(&r.reason);
     log::info!("WebSocket upgrade refused ({}): {}", r.status, r.message);
+    audit::Line::new("refused")
+        .field("status", r.status.as_u16())
+        .field("reason", &r.reason)
+        .identity(provenance::identify(req, &state.identifier).as_deref())
+        .client(provenance::client_address(req))
+        .emit();
     HttpResponse::build(r.status)
         .content_type("text/plain; charset=utf-8")
         .body(r.message)
@@ -109,7 +135,9 @@ async fn open(
         let code = ErrorCode::SessionNotFound;
         notice = Some(ServerFrame::error(code, message).to_json());
     }
+    let started = Instant::now();
     let session = start_session(state, &identity, &requester(req, state), size).await?;
+    state.metrics.observe_open(started.elapsed());
     let attached = session
         .attach(size)
         .ok_or_else(|| Refused::new(StatusCode::SERVICE_UNAVAILABLE, "the shell ended at once"))?;
@@ -147,7 +175,23 @@ fn admission_refusal(e: Refusal) -> Refused {
     } else {
         StatusCode::TOO_MANY_REQUESTS
     };
-    Refused::new(status, e.to_string())
+    let reason = snake_case_variant(&e);
+    Refused::new(status, e.to_string()).because(reason)
+}
+
+/// The name of an enum value's variant in snake_case (`TooFast(3)` -> `too_fast`), as a label
+/// that follows the variants as they are added.
+fn snake_case_variant(value: &impl std::fmt::Debug) -> String {
+    let debug = format!("{value:?}");
+    let name = debug.split(['(', ' ', '{']).next().unwrap_or_default();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 async fn start_session(
@@ -173,7 +217,9 @@ async fn start_session(
         .spawn(&placement, size)
         .await
         .map_err(backend_refusal)?;
-    Ok(state.registry.start(slot, placement, spawned, size))
+    Ok(state
+        .registry
+        .start(slot, placement, spawned, size, requester.address))
 }
 
 fn ready_frame(state: &AppState, session: &LiveSession, size: TermSize, resumed: bool) -> String {
@@ -194,8 +240,9 @@ fn ready_frame(state: &AppState, session: &LiveSession, size: TermSize, resumed:
 /// server's log line with the details: the client may be anyone.
 fn backend_refusal(e: TtyError) -> Refused {
     match e {
-        TtyError::Unavailable(u) => Refused::new(StatusCode::SERVICE_UNAVAILABLE, u.to_string()),
-        TtyError::Refused(m) => Refused::new(StatusCode::TOO_MANY_REQUESTS, m),
+        TtyError::Unavailable(u) => Refused::new(StatusCode::SERVICE_UNAVAILABLE, u.to_string())
+            .because(snake_case_variant(&u.kind)),
+        TtyError::Refused(m) => Refused::new(StatusCode::TOO_MANY_REQUESTS, m).because("backend"),
         other => backend_refusal(TtyError::unavailable(
             Unavailability::NotPrepared,
             format!("could not start a session: {other}"),

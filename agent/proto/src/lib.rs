@@ -7,7 +7,9 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-pub use socket::{check_is_socket, connect_seqpacket, is_busy, is_not_listening};
+pub use socket::{
+    check_is_socket, connect_seqpacket, is_busy, is_not_listening, open_socket_nofollow, peer_uid,
+};
 
 /// Server -> agent, the first message of a connection: start a login shell for `user`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,19 +1,25 @@
 //! The agent's socket as the server reaches it: one non-blocking SOCK_SEQPACKET connection to a
-//! unix socket that must be a socket itself, never a link; the errors that mean "try again".
+//! unix socket that must be a socket itself, never a link, answered by root; the errors that
+//! mean "try again".
 
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// The socket's directory is shared with the container, whose root could put a symbolic link in
-/// the socket's place, pointing at a socket of the host: connect() would follow it.
-pub fn check_is_socket(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    let kind = std::fs::symlink_metadata(path)?.file_type();
-    if kind.is_socket() {
-        Ok(())
+/// the socket's place, pointing at a socket of the host: connect() would follow it. The socket
+/// is opened `O_PATH|O_NOFOLLOW` (a link opens as itself) and must be a socket; connecting
+/// through this descriptor then cannot follow a link swapped in after the check.
+pub fn open_socket_nofollow(path: &Path) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)?;
+    if file.metadata()?.file_type().is_socket() {
+        Ok(file.into())
     } else {
         Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -32,10 +38,49 @@ pub fn is_busy(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EAGAIN)
 }
 
-/// A non-blocking SOCK_SEQPACKET connection to the unix socket at `path` (one attempt, after
-/// [`check_is_socket`]).
+/// Whether `path` is a socket itself (not a link to one).
+pub fn check_is_socket(path: &Path) -> io::Result<()> {
+    open_socket_nofollow(path).map(drop)
+}
+
+/// A non-blocking SOCK_SEQPACKET connection to the unix socket at `path` (one attempt), made
+/// through the socket pinned by [`open_socket_nofollow`], to a peer that must be root (the
+/// container's root: the agent; no user namespace maps it).
 pub fn connect_seqpacket(path: &Path) -> io::Result<OwnedFd> {
-    check_is_socket(path)?;
+    let pinned = open_socket_nofollow(path)?;
+    let via = format!("/proc/self/fd/{}", pinned.as_raw_fd());
+    let fd = connect_path(Path::new(&via))?;
+    match peer_uid(&fd)? {
+        0 => Ok(fd),
+        uid => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{}: the peer is uid {uid}, not root", path.display()),
+        )),
+    }
+}
+
+/// The uid of the process that made the socket's other end (SO_PEERCRED).
+pub fn peer_uid(fd: &OwnedFd) -> io::Result<u32> {
+    // SAFETY: ucred is plain data; all zeroes is a valid value.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            std::ptr::addr_of_mut!(cred).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+fn connect_path(path: &Path) -> io::Result<OwnedFd> {
     let bytes = path.as_os_str().as_bytes();
     // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
@@ -93,5 +138,60 @@ mod tests {
             &connect_seqpacket(&dir.join("none")).unwrap_err()
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_peer_that_is_not_root_is_refused() {
+        let dir = std::env::temp_dir().join(format!("termpool-proto-peer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("agent.sock");
+        // SAFETY: fork in a test; the child binds, listens as uid 65534 and waits to be killed.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                let raw = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0);
+                let mut addr: libc::sockaddr_un = std::mem::zeroed();
+                addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+                for (d, &s) in addr.sun_path.iter_mut().zip(sock.as_os_str().as_bytes()) {
+                    *d = s as libc::c_char;
+                }
+                let len = size_of::<libc::sockaddr_un>() as libc::socklen_t;
+                libc::bind(raw, std::ptr::addr_of!(addr).cast(), len);
+                // The peer credentials are the listener's at listen().
+                if libc::geteuid() == 0 && libc::setresuid(65534, 65534, 65534) != 0 {
+                    libc::_exit(1);
+                }
+                libc::listen(raw, 4);
+                libc::pause();
+                libc::_exit(0);
+            }
+        }
+        let mut result = None;
+        for _ in 0..100 {
+            match connect_seqpacket(&sock) {
+                Err(e) if is_not_listening(&e) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => {
+                    result = Some(other);
+                    break;
+                }
+            }
+        }
+        // SAFETY: our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        // SAFETY: geteuid has no memory effects.
+        let root = unsafe { libc::geteuid() } == 0;
+        match result.expect("the child listened") {
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}"),
+            Ok(_) => assert!(
+                !root,
+                "as root, the child was uid 65534 and must be refused"
+            ),
+        }
     }
 }

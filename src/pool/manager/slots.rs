@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::super::engine::{list_labelled, remove, short};
 use super::super::spec::LABEL_POOL;
 use super::super::state::SlotError;
-use super::super::store::ContainerRecord;
+use super::super::store::{unix_now, ContainerRecord, UserRecord};
 use super::super::{accounts, container, PoolError};
 use super::{blocking, Pool};
 
@@ -16,13 +16,50 @@ use super::{blocking, Pool};
 const DOWN_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Pool {
-    /// Writes pending last-seen times to the store now.
+    /// Writes pending last-seen and activity times to the store now.
     pub async fn flush(&self) -> Result<(), PoolError> {
-        let seen = self.lock_state().take_dirty();
-        if seen.is_empty() {
+        let touches = self.lock_state().take_dirty();
+        if touches.is_empty() {
             return Ok(());
         }
-        blocking(&self.store, move |s| s.touch(&seen)).await
+        blocking(&self.store, move |s| s.touch(&touches)).await
+    }
+
+    /// Records activity of account `username` now; written with the next flush.
+    pub fn note_activity(&self, username: &str) {
+        self.lock_state().note_activity(username, unix_now());
+    }
+
+    /// The store's accounts whose last activity is before `t` (unix seconds), oldest first: what
+    /// idle reaping resumes from after a restart.
+    pub async fn accounts_idle_since(&self, t: i64) -> Result<Vec<UserRecord>, PoolError> {
+        blocking(&self.store, move |s| s.accounts_idle_since(t)).await
+    }
+
+    /// Every account of the store (flushed first, so activity is current), with the id of its
+    /// container if it holds a slot.
+    pub async fn accounts(&self) -> Result<Vec<(UserRecord, Option<String>)>, PoolError> {
+        self.flush().await?;
+        let users = blocking(&self.store, |s| s.users()).await?;
+        let st = self.lock_state();
+        let id_of = |name: &str| st.slots.iter().find(|s| s.name == name)?.id.clone();
+        let with_ids = users.into_iter().map(|u| {
+            let id = u.container.as_deref().and_then(id_of);
+            (u, id)
+        });
+        Ok(with_ids.collect())
+    }
+
+    /// Users holding a slot in each container, by container name.
+    pub fn users_per_container(&self) -> Vec<(String, usize)> {
+        let st = self.lock_state();
+        let mut counts = vec![0; st.slots.len()];
+        st.users
+            .values()
+            .filter_map(|u| u.slot)
+            .for_each(|i| counts[i] += 1);
+        let names = st.slots.iter().map(|s| s.name.clone());
+        names.zip(counts).collect()
     }
 
     /// Makes sure slot `idx` has a running container with hidepid (adopting, restarting or
@@ -92,6 +129,9 @@ impl Pool {
             return Ok(());
         }
         accounts::ensure_account(&self.docker, id, username, uid).await?;
+        if self.cfg.user_disk_quota_mb > 0 {
+            super::super::quota::set_quota(&self.docker, &self.cfg, uid).await?;
+        }
         self.lock_state().add_account(idx, id, username);
         Ok(())
     }

@@ -16,6 +16,7 @@ fn rec(name: &str, container: Option<&str>, uid: u32) -> UserRecord {
         uid,
         container: container.map(String::from),
         last_seen: 10,
+        last_activity: 10,
     }
 }
 
@@ -48,7 +49,9 @@ fn warm_needs_ready_slot_and_known_account() {
         (p.container_id.as_str(), p.uid, p.home.as_str()),
         ("id0", 7, "/workspace/a")
     );
-    assert_eq!(st.take_dirty(), vec![("a".to_string(), 20)]);
+    let touches = st.take_dirty();
+    assert_eq!(touches.seen, vec![("a".to_string(), 20)]);
+    assert_eq!(touches.active, vec![("a".to_string(), 20)]);
     st.mark_dead_id("id0");
     assert!(
         st.warm("h-a", 30, Instant::now()).is_none(),

@@ -42,7 +42,11 @@ impl Endpoint {
     }
 
     /// `POST /exec/{id}/start` upgraded to a raw stream: the exec's TTY, both ways.
-    pub(super) async fn start_exec(&self, exec_id: &str) -> Result<(BoxRead, BoxWrite), TtyError> {
+    pub(super) async fn start_exec(
+        &self,
+        exec_id: &str,
+        tty: bool,
+    ) -> Result<(BoxRead, BoxWrite), TtyError> {
         let unavailable = |e: io::Error| {
             TtyError::unavailable(
                 Unavailability::EngineDown,
@@ -50,7 +54,7 @@ impl Endpoint {
             )
         };
         let (mut read, mut write) = self.connect().await.map_err(unavailable)?;
-        let body = r#"{"Detach":false,"Tty":true}"#;
+        let body = format!(r#"{{"Detach":false,"Tty":{tty}}}"#);
         let request = format!(
             "POST /v1.41/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\n\
              Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\

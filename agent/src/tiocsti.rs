@@ -1,0 +1,98 @@
+//! A seccomp filter that refuses `ioctl(TIOCSTI)` (typing into a terminal's input) to the shells
+//! and everything they start, whatever the host's `dev.tty.legacy_tiocsti` says.
+
+/// `struct seccomp_data` offsets: the syscall number, the audit arch, the low half of args[1]
+/// (little endian).
+const NR: u32 = 0;
+const ARCH: u32 = 4;
+const ARG1_LOW: u32 = 24;
+
+#[cfg(target_arch = "x86_64")]
+const NATIVE: (u32, u32) = (0xC000_003E, 16);
+#[cfg(target_arch = "x86_64")]
+const COMPAT: (u32, u32) = (0x4000_0003, 54);
+#[cfg(target_arch = "aarch64")]
+const NATIVE: (u32, u32) = (0xC000_00B7, 29);
+#[cfg(target_arch = "aarch64")]
+const COMPAT: (u32, u32) = (0x4000_0028, 54);
+
+const TIOCSTI: u32 = 0x5412;
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+
+const LD_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+
+fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// The program: ioctl with TIOCSTI, in the native or the 32-bit ABI, fails with EPERM.
+fn program() -> [libc::sock_filter; 11] {
+    [
+        op(LD_ABS, 0, 0, ARCH),
+        op(JEQ, 0, 2, COMPAT.0),
+        op(LD_ABS, 0, 0, NR),
+        op(JEQ, 3, 5, COMPAT.1),
+        op(JEQ, 0, 4, NATIVE.0),
+        op(LD_ABS, 0, 0, NR),
+        op(JEQ, 0, 2, NATIVE.1),
+        op(LD_ABS, 0, 0, ARG1_LOW),
+        op(JEQ, 1, 0, TIOCSTI),
+        op(RET, 0, 0, SECCOMP_RET_ALLOW),
+        op(RET, 0, 0, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+    ]
+}
+
+/// Installs the filter on the calling thread (inherited across fork and exec). Needs
+/// no_new_privs, which the user containers have (and which is set here all the same).
+/// Async-signal-safe: called in the forked child.
+pub unsafe fn deny_tiocsti() -> bool {
+    let filter = program();
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+        && libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const libc::sock_fprog,
+        ) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiocsti_is_refused_and_other_ioctls_pass() {
+        // In a child, so that the filter stays there.
+        // SAFETY: fork in a test; the child only makes syscalls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                if !deny_tiocsti() {
+                    libc::_exit(3);
+                }
+                let c = 0u8;
+                let r = libc::ioctl(0, libc::TIOCSTI, &c);
+                let e = *libc::__errno_location();
+                let mut ws: libc::winsize = std::mem::zeroed();
+                libc::ioctl(0, libc::TIOCGWINSZ, &mut ws);
+                let other = *libc::__errno_location();
+                // Refused with EPERM; TIOCGWINSZ not refused by the filter (ENOTTY without a tty).
+                let ok = r == -1 && e == libc::EPERM && other != libc::EPERM;
+                libc::_exit(if ok { 0 } else { 1 });
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status}"
+        );
+    }
+}

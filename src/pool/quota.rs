@@ -1,0 +1,80 @@
+//! Per-account disk quotas on the workspace volume, set by a short-lived helper container (root
+//! with SYS_ADMIN, the volume mounted) that runs the agent's `--set-quota`: users never hold it.
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::Docker;
+
+use super::hidepid::{run_to_completion, LABEL_HELPER};
+use super::processes::AGENT_BINARY;
+use super::{PoolConfig, PoolError, WORKSPACE};
+
+/// Sets the quota of `uid` (`cfg.user_disk_quota_mb`) on the workspace volume.
+pub async fn set_quota(docker: &Docker, cfg: &PoolConfig, uid: u32) -> Result<(), PoolError> {
+    let what = format!("quota helper for uid {uid}");
+    run_to_completion(docker, quota_body(cfg, uid), &what).await
+}
+
+/// The create request of the quota helper.
+fn quota_body(cfg: &PoolConfig, uid: u32) -> ContainerCreateBody {
+    let host_config = HostConfig {
+        mounts: Some(vec![Mount {
+            target: Some(WORKSPACE.into()),
+            source: Some(cfg.volume.clone()),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        }]),
+        cap_drop: Some(vec!["ALL".into()]),
+        cap_add: Some(vec!["SYS_ADMIN".into()]),
+        // Docker 20.10's seccomp profile predates quotactl_fd (Linux 5.14) and refuses it.
+        security_opt: Some(vec![
+            "no-new-privileges".into(),
+            "seccomp=unconfined".into(),
+        ]),
+        network_mode: Some("none".into()),
+        privileged: Some(false),
+        auto_remove: Some(false),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(cfg.image.clone()),
+        user: Some("0".into()),
+        entrypoint: Some(vec![AGENT_BINARY.into()]),
+        cmd: Some(vec![
+            "--set-quota".into(),
+            WORKSPACE.into(),
+            uid.to_string(),
+            cfg.user_disk_quota_mb.to_string(),
+        ]),
+        env: Some(vec![format!("TERMPOOL_UID_MIN={}", cfg.uid_min)]),
+        labels: Some(HashMap::from([(
+            LABEL_HELPER.to_string(),
+            cfg.pool_label.clone(),
+        )])),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quota_helper_holds_sys_admin_only_and_no_network() {
+        let cfg = PoolConfig {
+            user_disk_quota_mb: 5,
+            ..PoolConfig::default()
+        };
+        let body = quota_body(&cfg, 200_001);
+        let hc = body.host_config.expect("host config");
+        assert_eq!(hc.cap_add, Some(vec!["SYS_ADMIN".to_string()]));
+        assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(hc.network_mode.as_deref(), Some("none"));
+        assert_eq!(
+            body.cmd.unwrap_or_default()[1..],
+            ["/workspace", "200001", "5"].map(String::from)
+        );
+    }
+}

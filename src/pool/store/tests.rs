@@ -1,0 +1,449 @@
+use std::path::PathBuf;
+
+use rusqlite::{params, Connection};
+
+use super::*;
+
+/// Last-seen times only.
+fn seen(times: &[(&str, i64)]) -> Touches {
+    Touches {
+        seen: times.iter().map(|(u, t)| (u.to_string(), *t)).collect(),
+        active: Vec::new(),
+    }
+}
+
+/// A store file in the temp dir, removed (with its WAL files) on drop.
+struct TempDb(PathBuf);
+
+impl TempDb {
+    fn new(tag: &str) -> TempDb {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let name = format!("termpool-store-{tag}-{}-{nanos}.db", std::process::id());
+        TempDb(std::env::temp_dir().join(name))
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.0.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn assignment<'a>(
+    id: &'a str,
+    user: &'a str,
+    container: &'a str,
+    evicted: Option<&'a str>,
+) -> NewAssignment<'a> {
+    NewAssignment {
+        identity_hash: id,
+        username: user,
+        container,
+        last_seen: 100,
+        evicted,
+    }
+}
+
+#[test]
+fn uids_start_at_200000_and_are_never_reused() {
+    let db = TempDb::new("uids");
+    let mut s = SqliteStore::open(&db.0).expect("open");
+    let a = s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+    let b = s.assign(&assignment("hb", "ub", "c-1", None)).expect("b");
+    assert_eq!((a.uid, b.uid), (FIRST_UID, FIRST_UID + 1));
+    // Re-assigning a known user keeps its UID.
+    let a2 = s.assign(&assignment("ha", "ua", "c-1", None)).expect("a2");
+    assert_eq!(a2.uid, a.uid);
+    assert_eq!(a2.container.as_deref(), Some("c-1"));
+    // Deleting the newest user (as an admin might) does not make its UID come back.
+    s.conn
+        .execute("DELETE FROM users WHERE username = 'ub'", [])
+        .expect("delete");
+    let c = s.assign(&assignment("hc", "uc", "c-0", None)).expect("c");
+    assert_eq!(c.uid, FIRST_UID + 2);
+}
+
+#[test]
+fn state_survives_reopen() {
+    let db = TempDb::new("reopen");
+    {
+        let mut s = SqliteStore::open(&db.0).expect("open");
+        s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+        s.save_container(&ContainerRecord {
+            slot: 0,
+            name: "c-0".into(),
+            id: "abc".into(),
+        })
+        .expect("container");
+        s.touch(&seen(&[("ua", 500), ("nobody", 9)]))
+            .expect("touch");
+    }
+    let mut s = SqliteStore::open(&db.0).expect("reopen");
+    let users = s.users().expect("users");
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].last_seen, 500);
+    assert_eq!(users[0].container.as_deref(), Some("c-0"));
+    let cs = s.containers().expect("containers");
+    assert_eq!(
+        cs,
+        vec![ContainerRecord {
+            slot: 0,
+            name: "c-0".into(),
+            id: "abc".into()
+        }]
+    );
+    let b = s.assign(&assignment("hb", "ub", "c-0", None)).expect("b");
+    assert_eq!(b.uid, FIRST_UID + 1, "counter persisted");
+}
+
+#[test]
+fn touch_never_moves_last_seen_back() {
+    let db = TempDb::new("touch");
+    let mut s = SqliteStore::open(&db.0).expect("open");
+    s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+    s.touch(&seen(&[("ua", 50)])).expect("touch");
+    assert_eq!(s.users().expect("users")[0].last_seen, 100);
+}
+
+#[test]
+fn eviction_and_assignment_are_one_transaction() {
+    let db = TempDb::new("evict");
+    let mut s = SqliteStore::open(&db.0).expect("open");
+    let a = s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+    let b = s
+        .assign(&assignment("hb", "ub", "c-0", Some("ua")))
+        .expect("b");
+    assert_eq!(b.container.as_deref(), Some("c-0"));
+    let users = s.users().expect("users");
+    let ua = users.iter().find(|u| u.username == "ua").expect("ua kept");
+    assert_eq!(ua.container, None, "slot dropped");
+    assert_eq!(ua.uid, a.uid, "account and UID kept");
+    // A failing assignment (username clash) rolls the eviction back too.
+    s.assign(&assignment("hc", "uc", "c-1", None)).expect("c");
+    let err = s.assign(&assignment("hx", "ub", "c-1", Some("uc")));
+    assert!(err.is_err(), "duplicate username must fail");
+    let uc = s
+        .users()
+        .expect("users")
+        .into_iter()
+        .find(|u| u.username == "uc");
+    assert_eq!(uc.and_then(|u| u.container).as_deref(), Some("c-1"));
+}
+
+#[test]
+fn container_names_follow_slots() {
+    let db = TempDb::new("containers");
+    let mut s = SqliteStore::open(&db.0).expect("open");
+    let rec = |slot, id: &str| ContainerRecord {
+        slot,
+        name: format!("c-{slot}"),
+        id: id.into(),
+    };
+    s.save_container(&rec(0, "a")).expect("0");
+    s.save_container(&rec(1, "b")).expect("1");
+    s.save_container(&rec(0, "c")).expect("0 replaced");
+    let cs = s.containers().expect("list");
+    assert_eq!(cs, vec![rec(0, "c"), rec(1, "b")]);
+}
+
+/// Permission bits of the store's file with `suffix`.
+fn mode_of(db: &TempDb, suffix: &str) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = db.0.clone().into_os_string();
+    p.push(suffix);
+    let meta = std::fs::metadata(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+    meta.permissions().mode() & 0o777
+}
+
+#[test]
+fn the_files_are_the_owners_alone() {
+    let db = TempDb::new("mode");
+    let mut s = SqliteStore::open(&db.0).expect("open");
+    s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+    s.touch(&seen(&[("ua", 500)])).expect("touch");
+    s.save_container(&ContainerRecord {
+        slot: 0,
+        name: "c-0".into(),
+        id: "abc".into(),
+    })
+    .expect("container");
+    // The WAL and its index exist while the connection is open.
+    for suffix in ["", "-wal", "-shm"] {
+        assert_eq!(mode_of(&db, suffix), 0o600, "store file{suffix}");
+    }
+}
+
+#[test]
+fn readable_files_of_an_older_version_are_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TempDb::new("oldmode");
+    {
+        let mut s = SqliteStore::open(&db.0).expect("open");
+        s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = db.0.clone().into_os_string();
+            p.push(suffix);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        // Reopened while the first connection still holds the WAL files.
+        let again = SqliteStore::open(&db.0).expect("reopen");
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode_of(&db, suffix), 0o600, "store file{suffix}");
+        }
+        drop(again);
+    }
+    assert_eq!(mode_of(&db, ""), 0o600);
+}
+
+#[test]
+fn wal_and_full_sync_are_on() {
+    let db = TempDb::new("pragmas");
+    let s = SqliteStore::open(&db.0).expect("open");
+    let mode: String = s
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("mode");
+    let sync: i64 = s
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .expect("sync");
+    assert_eq!(mode.to_lowercase(), "wal");
+    assert_eq!(sync, 2, "FULL");
+}
+
+#[test]
+fn unwritable_path_is_refused_clearly() {
+    // A path under a regular file can never be created, even by root.
+    let parent = TempDb::new("notadir");
+    std::fs::write(&parent.0, b"x").expect("write");
+    let err = SqliteStore::open(parent.0.join("store.db"))
+        .err()
+        .expect("must refuse");
+    assert!(matches!(err, StoreError::Unwritable { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("cannot be opened for writing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn garbage_file_is_refused_as_corrupt() {
+    let db = TempDb::new("garbage");
+    std::fs::write(&db.0, vec![0x55u8; 8192]).expect("write");
+    let err = SqliteStore::open(&db.0).err().expect("must refuse");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+}
+
+#[test]
+fn uid_counter_exhaustion_is_an_error() {
+    let db = TempDb::new("exhaust");
+    let mut s = SqliteStore::open(&db.0).expect("open");
+    s.conn
+        .execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'next_uid'",
+            params![i64::from(LAST_UID) + 1],
+        )
+        .expect("set");
+    let err = s.assign(&assignment("ha", "ua", "c-0", None));
+    assert!(matches!(err, Err(StoreError::UidsExhausted(_))), "{err:?}");
+    assert!(s.users().expect("users").is_empty(), "nothing half-written");
+}
+
+/// The schema and rows of the last release before versioning, written with its own SQL (as its
+/// `SqliteStore::open` left them: `user_version` 0, WAL).
+const UNVERSIONED_SCHEMA: &str = "
+PRAGMA journal_mode=WAL;
+CREATE TABLE users (
+    identity_hash TEXT PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE,
+    uid           INTEGER NOT NULL UNIQUE,
+    container     TEXT,
+    last_seen     INTEGER NOT NULL
+);
+CREATE TABLE containers (
+    slot INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    id   TEXT NOT NULL
+);
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO users VALUES ('ha', 'ua', 200000, 'c-0', 1000);
+INSERT INTO users VALUES ('hb', 'ub', 200001, NULL, 3000);
+INSERT INTO containers VALUES (0, 'c-0', 'abc');
+INSERT INTO meta VALUES ('next_uid', 200002);
+INSERT INTO meta VALUES ('opened_at', 5);
+";
+
+#[test]
+fn a_store_of_the_unversioned_release_is_upgraded_in_place() {
+    let db = TempDb::new("upgrade");
+    Connection::open(&db.0)
+        .and_then(|c| c.execute_batch(UNVERSIONED_SCHEMA))
+        .expect("old store");
+    let mut s = SqliteStore::open(&db.0).expect("upgrade");
+    let version: i64 = s
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, SCHEMA_VERSION);
+    let mut users = s.users().expect("users");
+    users.sort_by_key(|u| u.uid);
+    let kept: Vec<_> = users
+        .iter()
+        .map(|u| {
+            (
+                u.username.as_str(),
+                u.uid,
+                u.container.as_deref(),
+                u.last_seen,
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            ("ua", 200_000, Some("c-0"), 1000),
+            ("ub", 200_001, None, 3000)
+        ]
+    );
+    // Their last placement is the last activity known.
+    assert_eq!(users[0].last_activity, 1000);
+    let cs = s.containers().expect("containers");
+    assert_eq!((cs[0].name.as_str(), cs[0].id.as_str()), ("c-0", "abc"));
+    // The UID counter went on where it was.
+    let c = s.assign(&assignment("hc", "uc", "c-0", None)).expect("c");
+    assert_eq!(c.uid, 200_002);
+    // The new tables work, and a second open changes nothing.
+    s.add_block(BlockKind::Address, "192.0.2.1", "spam")
+        .expect("block");
+    drop(s);
+    let s = SqliteStore::open(&db.0).expect("reopen");
+    assert_eq!(s.users().expect("users").len(), 3);
+    assert_eq!(s.blocks().expect("blocks").len(), 1);
+}
+
+#[test]
+fn a_store_of_a_newer_release_is_refused_and_left_untouched() {
+    let db = TempDb::new("newer");
+    Connection::open(&db.0)
+        .and_then(|c| {
+            c.execute_batch(UNVERSIONED_SCHEMA)?;
+            c.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))?;
+            // Everything into the main file, so that its bytes say all.
+            c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;")
+        })
+        .expect("newer store");
+    let before = std::fs::read(&db.0).expect("read");
+    let err = SqliteStore::open(&db.0).err().expect("must refuse");
+    assert!(matches!(err, StoreError::TooNew { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("newer termpool") && msg.contains("left untouched"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read(&db.0).expect("read"),
+        before,
+        "not one byte changed"
+    );
+}
+
+#[test]
+fn a_failed_migration_leaves_the_old_version() {
+    let db = TempDb::new("failed-migration");
+    Connection::open(&db.0)
+        .and_then(|c| {
+            c.execute_batch(UNVERSIONED_SCHEMA)?;
+            // Migration 2 creates this table: its failure must roll back migration 1's work too.
+            c.execute_batch("CREATE TABLE blocks (x INTEGER)")
+        })
+        .expect("store");
+    assert!(SqliteStore::open(&db.0).is_err());
+    let c = Connection::open(&db.0).expect("open");
+    let version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 0);
+    let has_activity = c.prepare("SELECT last_activity FROM users").is_ok();
+    assert!(!has_activity, "the column was rolled back");
+}
+
+#[test]
+fn activity_is_kept_and_idle_accounts_are_listed_oldest_first() {
+    let db = TempDb::new("activity");
+    let mut s = SqliteStore::open(&db.0).expect("open");
+    for (h, u) in [("ha", "ua"), ("hb", "ub"), ("hc", "uc")] {
+        s.assign(&assignment(h, u, "c-0", None)).expect("assign");
+    }
+    let active = |v: &[(&str, i64)]| Touches {
+        seen: Vec::new(),
+        active: v.iter().map(|(u, t)| (u.to_string(), *t)).collect(),
+    };
+    s.touch(&active(&[("ua", 900), ("ub", 300), ("nobody", 1)]))
+        .expect("touch");
+    s.touch(&active(&[("ua", 200)])).expect("never back");
+    drop(s);
+    let s = SqliteStore::open(&db.0).expect("reopen");
+    let idle: Vec<_> = s
+        .accounts_idle_since(500)
+        .expect("idle")
+        .into_iter()
+        .map(|u| (u.username, u.last_activity))
+        .collect();
+    assert_eq!(idle, vec![("uc".to_string(), 100), ("ub".to_string(), 300)]);
+    assert!(s.accounts_idle_since(50).expect("none").is_empty());
+}
+
+#[test]
+fn blocks_are_kept_replaced_and_removed() {
+    let db = TempDb::new("blocks");
+    let mut s = SqliteStore::open(&db.0).expect("open");
+    s.add_block(BlockKind::Identity, "abc", "first")
+        .expect("add");
+    s.add_block(BlockKind::Identity, "abc", "second")
+        .expect("replace");
+    s.add_block(BlockKind::Address, "abc", "other kind")
+        .expect("add");
+    drop(s);
+    let mut s = SqliteStore::open(&db.0).expect("reopen");
+    let blocks = s.blocks().expect("blocks");
+    assert_eq!(blocks.len(), 2);
+    let id = blocks.iter().find(|b| b.kind == BlockKind::Identity);
+    assert_eq!(id.map(|b| b.reason.as_str()), Some("second"));
+    assert!(s.remove_block(BlockKind::Identity, "abc").expect("remove"));
+    assert!(!s.remove_block(BlockKind::Identity, "abc").expect("gone"));
+    assert_eq!(s.blocks().expect("blocks")[0].kind, BlockKind::Address);
+}
+
+#[test]
+fn an_access_key_names_one_identity() {
+    let db = TempDb::new("keys");
+    let mut s = SqliteStore::open(&db.0).expect("open");
+    s.set_access_key("anon-1", "k1").expect("set");
+    assert_eq!(
+        s.identity_for_key("k1").expect("get").as_deref(),
+        Some("anon-1")
+    );
+    // A new key replaces the identity's old one.
+    s.set_access_key("anon-1", "k2").expect("rotate");
+    assert_eq!(s.identity_for_key("k1").expect("old"), None);
+    // A key hash taken over by another identity names only that one.
+    s.set_access_key("anon-2", "k2").expect("take");
+    drop(s);
+    let mut s = SqliteStore::open(&db.0).expect("reopen");
+    assert_eq!(
+        s.identity_for_key("k2").expect("get").as_deref(),
+        Some("anon-2")
+    );
+    assert!(s.remove_access_key("anon-2").expect("remove"));
+    assert_eq!(s.identity_for_key("k2").expect("gone"), None);
+}

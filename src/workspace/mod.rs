@@ -1,0 +1,25 @@
+//! A user's workspace beyond the terminal itself: access keys that carry a cookie account to
+//! another browser, files uploaded into a session's directory, and the `download` command.
+//! The HTTP face of these is `web::api`; nothing here knows HTTP.
+
+pub mod files;
+pub mod keys;
+pub mod tools;
+
+pub use keys::{AccessKeys, KeyError, KeyStore, MemoryKeys, RedeemLimiter};
+
+/// The workspace's state shared by the request handlers.
+pub struct Workspace {
+    pub keys: AccessKeys,
+    pub redeems: RedeemLimiter,
+}
+
+impl Workspace {
+    /// Access keys kept in the server's store when there is one, else for the process's lifetime.
+    pub fn open(store: Option<crate::blocks::SharedStore>) -> Self {
+        Workspace {
+            keys: AccessKeys::open(store),
+            redeems: RedeemLimiter::default(),
+        }
+    }
+}

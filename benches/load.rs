@@ -147,6 +147,10 @@ async fn main() {
             // Every user of the benchmark comes from 127.0.0.1.
             "--max-new-identities-per-address-per-minute",
             "0",
+            "--max-sessions-per-address",
+            "0",
+            "--max-identities-per-address",
+            "0",
             "--max-sessions-per-user",
             &per_user,
         ],

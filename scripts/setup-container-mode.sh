@@ -8,8 +8,10 @@
 #   3. the server binary: `cargo build --release --locked` on this machine (with the page)
 #   4. the server image SERVER_IMAGE (termpool-server:latest), from Dockerfile.server
 #   5. the shared workspace volume WORKSPACE_VOLUME (termpool-workspace)
-#   6. .env next to the compose file: DOCKER_GID (the Docker socket's group, for group_add)
-#      and COMPOSE_PROJECT_NAME=termpool unless .env already names one
+#   6. .env next to the compose file: DOCKER_GID (the Docker socket's group, for group_add),
+#      COMPOSE_PROJECT_NAME=termpool unless .env already names one, and ALLOWED_HOSTS (the names
+#      users reach the server by: asked for on a terminal, else ALLOWED_HOSTS or `hostname -f`)
+#      unless .env already has it
 #   7. the session agents' directory AGENT_DIR (/var/lib/termpool-agents) on this host, owned by
 #      the server's uid 10001, mode 0700
 #
@@ -117,7 +119,17 @@ fi
 if ! grep -q -E '^[[:space:]]*COMPOSE_PROJECT_NAME=' "$ENV_FILE" 2>/dev/null; then
     set_env_var "$ENV_FILE" COMPOSE_PROJECT_NAME termpool
 fi
-step "$ENV_FILE: DOCKER_GID=${gid:-unset}"
+# The server answers only to the names given here, IP addresses and localhost (DNS rebinding).
+if ! grep -q -E '^[[:space:]]*ALLOWED_HOSTS=' "$ENV_FILE" 2>/dev/null; then
+    hosts=${ALLOWED_HOSTS:-$({ hostname -f 2>/dev/null || true; hostname 2>/dev/null || true; } |
+        awk 'NF && !seen[$0]++' | paste -sd, -)}
+    if [ -t 0 ] && [ -z "${ALLOWED_HOSTS:-}" ]; then
+        read -r -p "Host names users reach this server by, comma-separated [$hosts]: " answer || answer=
+        hosts=${answer:-$hosts}
+    fi
+    set_env_var "$ENV_FILE" ALLOWED_HOSTS "${hosts:-localhost}"
+fi
+step "$ENV_FILE: DOCKER_GID=${gid:-unset}, ALLOWED_HOSTS=$(sed -n "s/^ALLOWED_HOSTS=//p" "$ENV_FILE")"
 
 # ---- 7. the agents' directory -------------------------------------------------------------------
 # Only the server may reach the agents' sockets: the directory is its own, closed to others.

@@ -4,7 +4,8 @@
 #
 #   1. scripts/setup-dependencies.sh, scripts/setup-container-mode.sh (twice: idempotent)
 #   2. docker-compose -f docker-compose-multi-user.yml up -d; the server turns healthy, runs as
-#      non-root with the socket's group, /healthz answers on the published port
+#      non-root with the socket's group, /healthz answers on the published port; it answers to
+#      the ALLOWED_HOSTS setup wrote to .env and to IP addresses, not to other names
 #   3. a WebSocket session (scripts/deploy/wsclient.py): whoami, container-info, write a file
 #   4. down, up: the same cookie finds the same user, the same (adopted) container, the file
 #   5. settings in .env reach the server: every variable of `termpool --help` is passed through
@@ -157,6 +158,7 @@ check "the second run keeps the user image" eq "$(docker image inspect -f '{{.Id
 check "the workspace volume $WORKSPACE_VOLUME exists" volume_exists "$WORKSPACE_VOLUME"
 sock_gid=$(stat -c %g "$(docker_socket_path)")
 check ".env has DOCKER_GID of the socket ($sock_gid)" grep -qx "DOCKER_GID=$sock_gid" .env
+check ".env has ALLOWED_HOSTS (asked for, or derived from hostname -f)" grep -qE "^ALLOWED_HOSTS=.+" .env
 check "the server image runs as termpool" eq "$(docker image inspect -f '{{.Config.User}}' "$SERVER_IMAGE")" termpool
 check "the server image has a HEALTHCHECK" eq "$(docker image inspect -f '{{if .Config.Healthcheck}}yes{{end}}' "$SERVER_IMAGE")" yes
 check "the compose file is valid" "${COMPOSE[@]}" -f "$FILE" config -q
@@ -227,6 +229,21 @@ ok "compose up -d (${secs[compose-up]}s)"
 up_started=$SECONDS
 check "/healthz answers 200 on the published port" wait_healthz
 secs[first-healthz]=$((SECONDS - up_started))
+host_status() { # host_status HOST: the status of GET / sent to the published port as HOST
+    python3 - "$BASE" "$1" <<'EOF'
+import http.client, sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+c.request("GET", "/container-terminal", headers={"Host": sys.argv[2]})
+print(c.getresponse().status)
+EOF
+}
+# DNS rebinding: a page under a name of its own that resolves here is refused; the names of
+# .env's ALLOWED_HOSTS, IP addresses and localhost are answered.
+check "a request for a foreign host name is refused (403)" eq "$(host_status "rebind.evil.example:$PUBLISH_PORT")" 403
+check "a request for 127.0.0.1 is answered" eq "$(host_status "127.0.0.1:$PUBLISH_PORT")" 200
+first_host=$(sed -n 's/^ALLOWED_HOSTS=//p' .env | cut -d, -f1)
+check "a request for ALLOWED_HOSTS' $first_host is answered" eq "$(host_status "$first_host:$PUBLISH_PORT")" 200
 check "Docker's HEALTHCHECK reports healthy" wait_healthy
 sid=$(server_id)
 check "the server runs as uid 10001" eq "$(docker exec "$sid" id -u 2>/dev/null)" 10001

@@ -11,7 +11,7 @@ use std::time::Duration;
 pub use admin::AdminOptions;
 pub use args::{Args, IdentityMode};
 
-use crate::identity::{Mode, TokenTable, TrustedProxies};
+use crate::identity::{Mode, TokenFile, TrustedProxies};
 use crate::pool::{PoolConfig, AGENT_SOCKET};
 use crate::session::Limits;
 
@@ -40,6 +40,8 @@ pub struct ServerOptions {
     pub allowed_origins: Vec<String>,
     /// The host names the server answers to, normalized; `None` means any.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Whether any IP address literal is also answered to (container mode on a public address).
+    pub ip_literal_hosts: bool,
     pub trusted_proxies: TrustedProxies,
     /// The path prefix of every route: starts and ends with `/` (`/` alone at the root).
     pub base_path: String,
@@ -119,6 +121,7 @@ impl Args {
             busy_poll: Duration::from_micros(self.busy_poll_us),
             allowed_origins: self.allowed_origins()?,
             allowed_hosts: self.allowed_hosts(bind)?,
+            ip_literal_hosts: self.pool_on_public_address(bind),
             trusted_proxies,
             base_path: base_path(&self.base_path)?,
             max_upload_bytes: self.max_upload_mb << 20,
@@ -164,14 +167,34 @@ impl Args {
         if named.iter().any(|h| h == "*") {
             return Ok(None);
         }
+        let pool_public = self.pool_on_public_address(bind);
         if !named.is_empty() {
-            return Ok(Some(named));
+            let local = pool_public && !named.iter().any(|h| h == "localhost");
+            return Ok(Some(
+                named
+                    .into_iter()
+                    .chain(local.then(|| "localhost".into()))
+                    .collect(),
+            ));
         }
-        // Reachable only from this machine: only its own names. Reachable from elsewhere: whoever
-        // can rebind a name to it could as well connect to it directly.
-        Ok(bind
-            .is_loopback()
-            .then(|| ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec()))
+        if pool_public {
+            log::warn!(
+                "ALLOWED_HOSTS is not set: answering only to IP addresses and localhost, so that \
+                 no web page can reach this server under a name of its own (DNS rebinding). Set \
+                 ALLOWED_HOSTS to the names users reach the server by"
+            );
+        }
+        // Reachable only from this machine: only its own names. A pool on a public address: its
+        // IP addresses and localhost, and the names configured. Local mode reachable from
+        // elsewhere: any, as before.
+        let own = || ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+        Ok((bind.is_loopback() || pool_public).then(own))
+    }
+
+    /// A pool reachable from elsewhere: any name would let a page whose name an attacker rebinds
+    /// to the server's address be this server's own origin; IP literals cannot be rebound.
+    fn pool_on_public_address(&self, bind: IpAddr) -> bool {
+        self.use_containers && !bind.is_loopback()
     }
 
     /// The identity mode with what it needs, loaded and checked.
@@ -197,7 +220,7 @@ impl Args {
                     .token_file
                     .as_ref()
                     .ok_or_else(|| invalid("TOKEN_FILE", "token mode needs a token file"))?;
-                let tokens = TokenTable::load(path)
+                let tokens = TokenFile::open(path)
                     .map_err(|e| invalid("TOKEN_FILE", format!("{}: {e}", path.display())))?;
                 Ok(Mode::Token(tokens))
             }
@@ -210,6 +233,10 @@ impl Args {
             max_per_minute: self.max_new_sessions_per_minute,
             max_total: self.max_sessions,
             max_newcomers_per_minute: self.max_new_identities_per_address_per_minute,
+            max_per_address: self.max_sessions_per_address,
+            max_identities_per_address: self.max_identities_per_address,
+            ipv6_prefix_len: self.ipv6_prefix_len,
+            idle_detach: Duration::from_secs(self.idle_session_secs),
             grace: Duration::from_secs(self.reattach_grace_secs),
             idle_reap: Duration::from_secs(self.idle_reap_secs),
         }

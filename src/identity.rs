@@ -1,15 +1,17 @@
 //! Who is asking: every mode (cookie, header, token) yields an opaque identity string that the
 //! placement layer turns into a Linux account; the client never names its user or account itself.
 
+mod carried;
 mod cookie;
 mod proxies;
 mod token;
 
 use std::net::IpAddr;
 
-pub use cookie::{cookie_identity, set_cookie_header, CookieSigner, COOKIE_NAME};
+pub use carried::{identity_cookie, single_header, Unidentified, COOKIE_NAME, HOST_COOKIE_NAME};
+pub use cookie::{cookie_identity, set_cookie_header, CookieSigner};
 pub use proxies::TrustedProxies;
-pub use token::TokenTable;
+pub use token::{TokenFile, TokenTable};
 
 /// How identities are established; chosen by `IDENTITY_MODE`.
 pub enum Mode {
@@ -19,7 +21,7 @@ pub enum Mode {
         header: String,
         trusted: TrustedProxies,
     },
-    Token(TokenTable),
+    Token(TokenFile),
 }
 
 /// The facts of a request that identity looks at.
@@ -42,11 +44,11 @@ impl Identifier {
         match &self.mode {
             Mode::Cookie => self.signed(asking.cookie, "cookie:"),
             Mode::Token(tokens) => {
-                let identity = self.signed(asking.cookie, "token:")?;
-                // A token removed from the file ends the sessions it opened at the next connect.
-                tokens
-                    .has_user(&identity["token:".len()..])
-                    .then_some(identity)
+                let signed = self.signed(asking.cookie, "token:")?;
+                // The cookie names the token it was issued for: once that token is rotated or
+                // removed from the file, the cookie is no identity (nor are pre-binding cookies).
+                let (user, tag) = signed["token:".len()..].split_once('#')?;
+                tokens.holds(user, tag).then(|| format!("token:{user}"))
             }
             Mode::Header { trusted, .. } => {
                 let value = asking.header?;
@@ -71,8 +73,15 @@ impl Identifier {
         let Mode::Token(tokens) = &self.mode else {
             return None;
         };
-        let user = tokens.user_of(token)?;
-        Some(self.signer.sign(&format!("token:{user}")))
+        let (user, tag) = tokens.login(token)?;
+        Some(self.signer.sign(&format!("token:{user}#{tag}")))
+    }
+
+    /// Reads the token file again (SIGHUP); nothing to do in the other modes.
+    pub fn reload(&self) {
+        if let Mode::Token(tokens) = &self.mode {
+            tokens.reload();
+        }
     }
 }
 
@@ -137,7 +146,7 @@ mod tests {
             "# users\nalice:correct-horse-battery\nbob:another-long-token-value\n",
         )
         .unwrap();
-        let id = identifier(Mode::Token(tokens));
+        let id = identifier(Mode::Token(TokenFile::fixed(tokens)));
         assert_eq!(id.login("wrong-token-wrong-token"), None);
         let cookie = id.login("correct-horse-battery").unwrap();
         assert!(
@@ -150,6 +159,14 @@ mod tests {
             header: None,
         };
         assert_eq!(id.identify(&ask).as_deref(), Some("token:alice"));
+        // A cookie that names no token (as issued before tokens were bound) is no identity.
+        let unbound = id.signer.sign("token:alice");
+        let ask = Asking {
+            cookie: Some(&unbound),
+            peer: None,
+            header: None,
+        };
+        assert_eq!(id.identify(&ask), None);
         // An anonymous browser cookie of the same server is not a token identity.
         let (_, anonymous) = id.signer.issue();
         let ask = Asking {

@@ -48,6 +48,8 @@ pub enum ClientFrame {
     },
     Pause,
     Resume,
+    /// The user wants to stay after an `idle` warning.
+    Stay,
     Ping {
         /// Read from the frame's text by [`parse_client_text`]: serde's buffering of a tagged
         /// enum would turn a long number into a float.
@@ -116,6 +118,14 @@ pub enum ServerFrame<'a> {
     Exit(Exit),
     Error(ErrorFrame<'a>),
     Pong(Pong),
+    Idle(Idle),
+}
+
+/// No input for a while: the socket is closed (4000, "idle") in `detach_in` seconds unless input
+/// or `stay` comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Idle {
+    pub detach_in: u64,
 }
 
 /// The first frame of every session.
@@ -193,6 +203,7 @@ pub enum Request {
     Resize(TermSize),
     Pause,
     Resume,
+    Stay,
     Ping(PingId),
 }
 
@@ -218,6 +229,7 @@ pub fn parse_client_text(text: &str) -> Result<Request, FrameError> {
         }
         ClientFrame::Pause => Request::Pause,
         ClientFrame::Resume => Request::Resume,
+        ClientFrame::Stay => Request::Stay,
         ClientFrame::Ping { .. } => Request::Ping(PingId::of(text).map_err(malformed)?),
     })
 }
@@ -244,6 +256,7 @@ mod tests {
             parse_client_text(r#"{"type":"resume"}"#),
             Ok(Request::Resume)
         );
+        assert_eq!(parse_client_text(r#"{"type":"stay"}"#), Ok(Request::Stay));
         for (text, id) in [
             (r#"{"type":"ping","id":{"a":[1]}}"#, r#"{"a":[1]}"#),
             (r#"{"type":"ping"}"#, "null"),

@@ -15,12 +15,14 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReaso
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
-use crate::protocol::{parse_client_text, ErrorCode, Exit, Pong, Request, ServerFrame};
+use crate::protocol::{parse_client_text, ErrorCode, Exit, Idle, Pong, Request, ServerFrame};
 use crate::session::{Attached, Event, LiveSession};
 use crate::tty::TtyError;
 
 /// Close code for a socket whose session was re-attached from another socket.
 const CLOSE_TAKEN_OVER: u16 = 4001;
+/// Close code for a socket detached after no input for `IDLE_SESSION_SECS`.
+const CLOSE_IDLE: u16 = 4000;
 /// Input the relay holds while the TTY does not take it; with more waiting it stops reading the
 /// socket (and the client's TCP window closes) until the program reads.
 const INPUT_QUEUE_BYTES: usize = 1 << 20;
@@ -144,6 +146,17 @@ async fn send_event(ws: &mut Session, event: Option<Event>, metrics: &Metrics) -
             let code = ErrorCode::BackendUnavailable;
             let _ = ws.text(ServerFrame::error(code, message).to_json()).await;
             let _ = ws.clone().close(Some(CloseCode::Error.into())).await;
+        }
+        Some(Event::IdleWarning(detach_in)) => {
+            let warning = ServerFrame::Idle(Idle { detach_in }).to_json();
+            return ws.text(warning).await.is_err();
+        }
+        Some(Event::IdleDetach) => {
+            let reason = CloseReason {
+                code: CloseCode::Other(CLOSE_IDLE),
+                description: Some("idle".into()),
+            };
+            let _ = ws.clone().close(Some(reason)).await;
         }
         None => {
             let reason = CloseReason {
@@ -349,6 +362,10 @@ impl Inbound {
             }
             Request::Resume => {
                 self.paused.send_replace(false);
+                true
+            }
+            Request::Stay => {
+                self.session.touch();
                 true
             }
             Request::Ping(id) => {

@@ -2,8 +2,10 @@
 //! attached to it, re-attachable for a grace period after it drops. Admission and the session map
 //! are in the child modules.
 
+mod addresses;
 mod admission;
 mod idle;
+mod inactivity;
 mod listing;
 mod pump;
 mod registry;
@@ -16,7 +18,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-pub use admission::{Limits, Refusal};
+pub use addresses::address_key;
+pub use admission::{Limits, Refusal, Requester};
 pub use listing::SessionSummary;
 pub use registry::{Registry, SessionSlot};
 
@@ -35,6 +38,10 @@ pub enum Event {
     ShuttingDown,
     /// The shell ended (its exit code), or the backend lost it (why).
     Ended(Result<Option<i32>, String>),
+    /// No input for a while: the socket is detached in this many seconds unless some comes.
+    IdleWarning(u64),
+    /// No input came after the warning: close the socket (the session waits for a re-attach).
+    IdleDetach,
 }
 
 /// The socket attached to a session: its output queue and its pause switch.
@@ -49,6 +56,8 @@ struct Shared {
     next_attach: u64,
     /// Whether the shell has printed anything yet (a blank screen needs no redraw).
     output_seen: bool,
+    /// Since when no socket has been attached, after one was.
+    detached_since: Option<Instant>,
     ended: bool,
 }
 
@@ -77,6 +86,9 @@ pub struct LiveSession {
     /// Bumped whenever the attachment changes, to wake the pump.
     generation: watch::Sender<u64>,
     slot: Mutex<Option<SessionSlot>>,
+    born: Instant,
+    /// When the client last typed or asked to stay, in ms after `born` (see inactivity.rs).
+    last_input: AtomicU64,
     opened_at: std::time::SystemTime,
     /// The TTY's size, as last set.
     size: Mutex<TermSize>,
@@ -111,10 +123,13 @@ impl LiveSession {
                 attachment: None,
                 next_attach: 0,
                 output_seen: false,
+                detached_since: None,
                 ended: false,
             }),
             generation,
             slot: Mutex::new(Some(slot)),
+            born: Instant::now(),
+            last_input: AtomicU64::new(0),
             opened_at: std::time::SystemTime::now(),
             size: Mutex::new(size),
             client,
@@ -145,7 +160,9 @@ impl LiveSession {
         shared.next_attach += 1;
         let id = shared.next_attach;
         shared.attachment = Some(Attachment { id, tx, paused });
+        shared.detached_since = None;
         drop(shared);
+        self.touch();
         self.generation.send_modify(|g| *g += 1);
         Some(Attached {
             id,
@@ -157,6 +174,7 @@ impl LiveSession {
 
     /// Writes client input to the TTY.
     pub async fn write(&self, data: &[u8]) -> Result<(), TtyError> {
+        self.touch();
         self.bytes_in
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         self.tty.write(data).await
@@ -210,6 +228,7 @@ impl LiveSession {
                 return; // another socket has taken over already
             }
             shared.attachment = None;
+            shared.detached_since = Some(Instant::now());
         }
         self.generation.send_modify(|g| *g += 1);
         let grace = self.registry.upgrade().map(|r| r.limits.grace);
@@ -233,6 +252,12 @@ impl LiveSession {
                 session.tty.hangup().await;
             }
         });
+    }
+
+    /// Since when the session has been waiting for a re-attach, if it is.
+    fn detached_since(&self) -> Option<Instant> {
+        let shared = self.shared();
+        shared.detached_since.filter(|_| !shared.ended)
     }
 
     /// The server is stopping: tell the attached client why, then hang up.

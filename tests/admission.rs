@@ -79,11 +79,11 @@ async fn behind_a_trusted_proxy_each_forwarded_client_counts_apart() {
         Ok(()),
         "another client"
     );
-    // An IPv6 client holds a /64: its addresses share one budget.
-    assert_eq!(newcomer_via(&proxied, "2001:db8:1:2::1").await, Ok(()));
-    assert_eq!(newcomer_via(&proxied, "2001:db8:1:2::2").await, Ok(()));
-    assert_eq!(newcomer_via(&proxied, "2001:db8:1:2::3").await, Err(429));
-    assert_eq!(newcomer_via(&proxied, "2001:db8:1:3::1").await, Ok(()));
+    // An IPv6 client holds a whole block (IPV6_PREFIX_LEN, /56 by default): one budget.
+    assert_eq!(newcomer_via(&proxied, "2001:db8:1:200::1").await, Ok(()));
+    assert_eq!(newcomer_via(&proxied, "2001:db8:1:2ff::2").await, Ok(()));
+    assert_eq!(newcomer_via(&proxied, "2001:db8:1:2aa::3").await, Err(429));
+    assert_eq!(newcomer_via(&proxied, "2001:db8:1:300::1").await, Ok(()));
 
     // From a peer that is no trusted proxy the header is the client's own word: ignored.
     let direct = Server::local(&limit);
@@ -173,4 +173,126 @@ fn bad_limits_stop_the_server_naming_the_variable() {
     ] {
         assert!(help.contains(shown), "{shown} in {help}");
     }
+}
+
+/// Opens a session as `cookie` through the proxy with `forwarded_for`; the refusal's status and
+/// body if refused.
+async fn session_via(
+    server: &Server,
+    cookie: &str,
+    forwarded_for: &str,
+) -> Result<common::Client, (u16, String)> {
+    let headers = [("Cookie", cookie), ("X-Forwarded-For", forwarded_for)];
+    let mut c = connect_with_headers(server, &headers).await?;
+    c.ready().await;
+    Ok(c)
+}
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_sessions_and_users() {
+    let server = Server::local(&[
+        "--trusted-proxies",
+        "127.0.0.1",
+        "--max-sessions-per-address",
+        "3",
+        "--max-identities-per-address",
+        "2",
+        "--max-new-identities-per-address-per-minute",
+        "0",
+    ]);
+    let (a, b, c) = (
+        server.new_identity().await,
+        server.new_identity().await,
+        server.new_identity().await,
+    );
+    let here = "203.0.113.7";
+    let _a1 = session_via(&server, &a, here).await.unwrap();
+    let mut b1 = session_via(&server, &b, here).await.unwrap();
+    let (status, body) = session_via(&server, &c, here).await.err().unwrap();
+    assert_eq!(status, 429, "a third user from one address: {body}");
+    assert!(body.contains("too many users from your address"), "{body}");
+    let _a2 = session_via(&server, &a, here).await.unwrap();
+    let (status, body) = session_via(&server, &a, here).await.err().unwrap();
+    assert_eq!(status, 429, "a fourth session from one address: {body}");
+    assert!(
+        body.contains("too many live sessions from your address"),
+        "{body}"
+    );
+    // The plain GET the page sends to learn why says the same.
+    let (status, _, _) = http_get(
+        &server.addr,
+        "/ws",
+        &[("Cookie", c.as_str()), ("X-Forwarded-For", here)],
+    )
+    .await;
+    assert_eq!(status, 429);
+    // Another address is not touched; an ended session gives its place back.
+    let _c1 = session_via(&server, &c, "203.0.113.8").await.unwrap();
+    // (A closed tab's session waits for a re-attach and still counts; an exited one does not.)
+    b1.run("exit").await;
+    let deadline = Instant::now() + WAIT;
+    while session_via(&server, &c, here).await.is_err() {
+        assert!(Instant::now() < deadline, "b's place was never given back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_one_address_per_configured_block() {
+    let block = |len: &'static str| {
+        Server::local(&[
+            "--trusted-proxies",
+            "127.0.0.1",
+            "--max-identities-per-address",
+            "1",
+            "--ipv6-prefix-len",
+            len,
+        ])
+    };
+    for (len, same) in [("56", true), ("64", false)] {
+        let server = block(len);
+        let (a, b) = (server.new_identity().await, server.new_identity().await);
+        let _held = session_via(&server, &a, "2001:db8:1:200::1").await.unwrap();
+        let other = session_via(&server, &b, "2001:db8:1:2ff::1").await;
+        assert_eq!(other.is_err(), same, "/{len}");
+        // Another /48 is another client whatever the length.
+        let _ = session_via(&server, &b, "2001:db8:2::1").await;
+    }
+    let (code, stderr) = start_with(&[("IPV6_PREFIX_LEN", "16")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("IPV6_PREFIX_LEN"), "{stderr}");
+}
+
+#[tokio::test]
+async fn at_the_per_user_limit_a_new_tab_ends_the_oldest_closed_one() {
+    let server = Server::local(&["--max-sessions-per-user", "2"]);
+    let me = server.new_identity().await;
+    let mut first = server.connect_as(&me, "").await;
+    first.ready().await;
+    let first_shell = first.shell_pid().await;
+    let mut second = server.connect_as(&me, "").await;
+    let second_id = second.ready().await.session.into_owned();
+    let second_shell = second.shell_pid().await;
+    // Both tabs open: a third is refused.
+    assert_eq!(server.refusal(&me, "", None).await.0, 429);
+    // Both closed (the first first): their shells wait for a re-attach, and still count.
+    first.close().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    second.close().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(common::alive(&[first_shell, second_shell]).len(), 2);
+    let (status, _) = plain_get_of_ws(&server, &me).await;
+    assert_eq!(status, 400, "the page's probe is not told 429 either");
+    let mut third = server.connect_as(&me, "").await;
+    assert!(!third.ready().await.resumed);
+    // The oldest closed tab was ended (hung up); the other can still be re-attached.
+    let ended = common::eventually(WAIT, || common::alive(&[first_shell]).is_empty()).await;
+    assert!(ended, "the oldest detached shell was not hung up");
+    let mut back = server
+        .connect_as(&me, &format!("session={second_id}"))
+        .await;
+    assert!(back.ready().await.resumed);
+    assert_eq!(common::alive(&[second_shell]), [second_shell]);
+    // With every session attached, the limit holds.
+    assert_eq!(server.refusal(&me, "", None).await.0, 429);
 }

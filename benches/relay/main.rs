@@ -140,6 +140,8 @@ fn server_args(opts: &Opts) -> Vec<String> {
         ("--max-new-sessions-per-minute", "0"),
         // Every new user of the benchmark comes from 127.0.0.1.
         ("--max-new-identities-per-address-per-minute", "0"),
+        ("--max-sessions-per-address", "0"),
+        ("--max-identities-per-address", "0"),
     ] {
         if !given(flag) {
             args.extend([flag.into(), value.into()]);

@@ -1,6 +1,7 @@
 // One terminal connection over the WebSocket protocol (docs/protocol.md), across reconnects: it
 // owns at most one socket at a time, and opens a new one after a drop, asking to re-attach.
 
+import { CLOSE_IDLE } from './idle';
 import { backoffDelay, type BackoffOptions } from './backoff';
 import { wsUrl } from './config';
 import { closeReason, parseTextFrame, type ReadyFrame, type TextFrame } from './frames';
@@ -35,6 +36,8 @@ export interface ConnectionEvents {
   onOutput(bytes: Uint8Array): void;
   onExit(code: number | null): void;
   onError(code: string, message: string): void;
+  /** The server will detach this socket in `detachIn` seconds unless input or `stay` comes. */
+  onIdle?(detachIn: number): void;
   /** A round trip measured with ping and pong, in milliseconds. */
   onRoundTrip?(ms: number): void;
 }
@@ -228,6 +231,9 @@ export class Connection {
       case 'pong':
         this.heartbeat?.pong(msg.id);
         break;
+      case 'idle':
+        this.events.onIdle?.(typeof msg.detach_in === 'number' ? msg.detach_in : 0);
+        break;
       default:
         // Newer servers may add frame types; old clients ignore them (docs/protocol.md).
         break;
@@ -262,6 +268,11 @@ export class Connection {
     this.stopHeartbeat();
     if (life.exited) {
       this.setState('ended', {});
+      return;
+    }
+    if (ev.code === CLOSE_IDLE && ev.reason === 'idle') {
+      // Detached for inactivity: reconnecting by itself would hold the slot forever again.
+      this.setState('disconnected', { attempt: this.attempt, reason: 'detached after inactivity' });
       return;
     }
     const reason = closeReason(ev, life.opened);

@@ -10,6 +10,7 @@ import type { Terminal } from '@xterm/xterm';
 import { basePath, clampSize, parseConfig, predictSetting } from './config';
 import { Connection, type ConnectionEvents, type ReadyFrame } from './connection';
 import { FlowControl } from './flow';
+import { IdleNotice } from './idle';
 import { forwardInput, handleShortcuts } from './input';
 import { TerminalPredictor } from './predict-xterm';
 import { SearchBox } from './search';
@@ -69,12 +70,16 @@ function main(): void {
     send: (cols, rows) => live().sendControl({ type: 'resize', cols, rows }),
   });
   const searchBox = new SearchBox(term, search, byId('search'), byId<HTMLInputElement>('search-input'));
+  const idle = new IdleNotice(status, () => live().sendControl({ type: 'stay' }));
   const predictor = new TerminalPredictor(term, predictSetting(cfg.predict, localStorageOrNull()));
   window.termpool = { term, predict: predictor.engine };
   const workspace = setupWorkspace({ term, container, app: byId('app'), conn: live, settings, refit: () => size.fitNow() });
   forwardInput(
     term,
-    (bytes) => live().sendBytes(workspace.keybar ? workspace.keybar.filter(bytes) : bytes),
+    (bytes) => {
+      idle.clear();
+      return live().sendBytes(workspace.keybar ? workspace.keybar.filter(bytes) : bytes);
+    },
     (data) => predictor.typed(data),
   );
   handleShortcuts(term, () => searchBox.open());
@@ -82,7 +87,9 @@ function main(): void {
 
   const store = new SessionStore(`termpool.session:${basePath(window.location.pathname) || '/'}`);
   takeSessionLink(store);
-  conn = new Connection(window.location, connectionEvents({ term, status, flow, size, title, predictor, workspace, conn: live }), store);
+  const events = connectionEvents({ term, status, flow, size, title, predictor, workspace, conn: live });
+  events.onIdle = (detachIn) => idle.warn(detachIn);
+  conn = new Connection(window.location, events, store);
   followPageLifecycle(conn);
   // Fit before connecting so the TTY is created with the right size (no resize race).
   whenFontsReady(() => {

@@ -41,7 +41,9 @@ pub struct Args {
     pub allowed_origins: Vec<String>,
 
     /// Host names the server answers to, comma-separated, `*` for any [default: localhost,
-    /// 127.0.0.1 and ::1 when listening on a loopback address, else any]. Any other `Host` is
+    /// 127.0.0.1 and ::1 when listening on a loopback address; in container mode on any other
+    /// address, those and any IP address literal (with a warning), which stay allowed beside the
+    /// names given; else any]. Any other `Host` is
     /// refused with 403: a web page whose own name resolves to this address (DNS rebinding) would
     /// otherwise be this server's own origin.
     #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',', help_heading = SERVER)]
@@ -98,13 +100,34 @@ pub struct Args {
     #[arg(long, env = "MAX_SESSIONS", default_value_t = 1000, help_heading = LIMITS)]
     pub max_sessions: usize,
 
-    /// Cookie mode: new anonymous users one client address (an IPv6 client: its /64) may start
+    /// Cookie mode: new anonymous users one client address (an IPv6 client: its block) may start
     /// sessions for per minute; more are refused with 429 (0 = no limit). Anyone gets a new
     /// identity by sending no cookie: without this, per-user limits limit nothing for a script.
     #[arg(long, env = "MAX_NEW_IDENTITIES_PER_ADDRESS_PER_MINUTE", default_value_t = 10,
           help_heading = LIMITS)]
     pub max_new_identities_per_address_per_minute: u32,
 
+    /// Live sessions one client address may hold at once, of all its users (detached ones count;
+    /// an IPv6 client: its IPV6_PREFIX_LEN block); one more is refused with 429 (0 = no limit).
+    #[arg(long, env = "MAX_SESSIONS_PER_ADDRESS", default_value_t = 30, help_heading = LIMITS)]
+    pub max_sessions_per_address: usize,
+
+    /// Users (identities) one client address may have live sessions for at once; a session of
+    /// one more is refused with 429 (0 = no limit). Each holds an account of the pool.
+    #[arg(long, env = "MAX_IDENTITIES_PER_ADDRESS", default_value_t = 10, help_heading = LIMITS)]
+    pub max_identities_per_address: usize,
+
+    /// The IPv6 block (prefix length in bits, 32-128) counted as one client address by every
+    /// per-address limit: a single IPv6 host is commonly given a /64 or a /56.
+    #[arg(long, env = "IPV6_PREFIX_LEN", default_value_t = 56, help_heading = LIMITS,
+          value_parser = clap::value_parser!(u8).range(32..=128))]
+    pub ipv6_prefix_len: u8,
+
+    /// Seconds without client input after which an attached session is detached (closed with code
+    /// 4000, "idle"; the shell waits for a re-attach like any dropped one); the page is warned a
+    /// minute before, or half the time if that is shorter (0 = never).
+    #[arg(long, env = "IDLE_SESSION_SECS", default_value_t = 3600, help_heading = LIMITS)]
+    pub idle_session_secs: u64,
     /// Largest file a user may upload, in MiB (1-1048576); a larger one is refused with 413.
     #[arg(long, env = "MAX_UPLOAD_MB", default_value_t = 100, help_heading = LIMITS,
           value_parser = clap::value_parser!(u64).range(1..=1 << 20))]

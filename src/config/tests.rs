@@ -38,6 +38,20 @@ fn host_names_default_to_loopback_names_only_on_loopback() {
     let named = hosts(&["--allowed-hosts", "Term.Example.ORG.,[::1]"]);
     assert_eq!(named.unwrap(), ["term.example.org", "::1"]);
     assert_eq!(hosts(&["--allowed-hosts", "a,*"]), None);
+    let pool = parse(&["--use-containers"]).unwrap().server;
+    assert!(pool.ip_literal_hosts);
+    assert_eq!(
+        pool.allowed_hosts.unwrap(),
+        ["localhost", "127.0.0.1", "::1"]
+    );
+    let named = parse(&["--use-containers", "--allowed-hosts", "t.example"]).unwrap();
+    assert!(named.server.ip_literal_hosts);
+    assert_eq!(
+        named.server.allowed_hosts.unwrap(),
+        ["t.example", "localhost"]
+    );
+    let any = parse(&["--use-containers", "--allowed-hosts", "*"]).unwrap();
+    assert_eq!(any.server.allowed_hosts, None);
     assert!(refusal(&["--allowed-hosts", "https://x.org"]).contains("ALLOWED_HOSTS"));
 }
 

@@ -10,7 +10,8 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-pub const COOKIE_NAME: &str = "termpool_id";
+use super::carried::{COOKIE_NAME, HOST_COOKIE_NAME};
+
 const KEY_FILE: &str = "cookie.key";
 const KEY_LEN: usize = 32;
 /// Identities longer than this are not accepted in a cookie (hex digits: 256 bytes).
@@ -95,10 +96,14 @@ pub fn cookie_identity(id: &str) -> String {
     format!("cookie:{id}")
 }
 
-/// The `Set-Cookie` value for a freshly issued id. Ten years: the id is the user's account.
+/// The `Set-Cookie` value for a freshly issued id. Ten years: the id is the user's account. Over
+/// https it is the `__Host-` cookie, which only this host over https can set.
 pub fn set_cookie_header(value: &str, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!("{COOKIE_NAME}={value}; Path=/; Max-Age=315360000; HttpOnly; SameSite=Strict{secure}")
+    let (name, secure) = match secure {
+        true => (HOST_COOKIE_NAME, "; Secure"),
+        false => (COOKIE_NAME, ""),
+    };
+    format!("{name}={value}; Path=/; Max-Age=315360000; HttpOnly; SameSite=Strict{secure}")
 }
 
 #[cfg(test)]
@@ -156,7 +161,11 @@ mod tests {
     fn cookie_header_is_http_only_and_strict() {
         let h = set_cookie_header("abc", false);
         assert!(h.contains("HttpOnly") && h.contains("SameSite=Strict") && !h.contains("Secure"));
-        assert!(set_cookie_header("abc", true).ends_with("; Secure"));
+        let https = set_cookie_header("abc", true);
+        assert!(
+            https.starts_with("__Host-termpool_id=abc; Path=/;") && https.ends_with("; Secure")
+        );
+        assert!(!https.contains("Domain"));
     }
 
     proptest! {

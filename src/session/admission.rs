@@ -1,9 +1,11 @@
-//! Whether a user may open one more session now: live sessions per user and on the server,
-//! openings per minute, new identities per client address. Decided before the WebSocket upgrade.
+//! Whether a user may open one more session now: live sessions per user, per client address and
+//! on the server, openings per minute, identities per client address. Decided before the upgrade.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+use super::addresses::{address_key, Addresses};
 
 pub(super) const RATE_WINDOW: Duration = Duration::from_secs(60);
 
@@ -18,6 +20,10 @@ pub enum Refusal {
     TooManyNewcomers(u32),
     #[error("the server is full: it runs at most {0} sessions at once; try again later")]
     ServerFull(usize),
+    #[error("too many live sessions from your address: at most {0} at once")]
+    TooManyFromAddress(usize),
+    #[error("too many users from your address at once: at most {0}")]
+    TooManyIdentitiesFromAddress(usize),
 }
 
 impl Refusal {
@@ -36,6 +42,14 @@ pub struct Limits {
     pub max_total: usize,
     /// New identities per client address per minute (0: no limit).
     pub max_newcomers_per_minute: u32,
+    /// Live sessions per client address (0: no limit).
+    pub max_per_address: usize,
+    /// Identities with a live session per client address (0: no limit).
+    pub max_identities_per_address: usize,
+    /// The IPv6 block a client is counted by in every per-address limit, in bits.
+    pub ipv6_prefix_len: u8,
+    /// An attached session with no input this long is detached (zero: never).
+    pub idle_detach: Duration,
     /// How long a detached session waits for a re-attach (zero: hang up at once).
     pub grace: Duration,
     /// How long an account may have no live session before its leftover processes are ended.
@@ -62,6 +76,20 @@ impl Limits {
     fn newcomer_refusal(&self, recent: usize) -> Option<Refusal> {
         let limit = self.max_newcomers_per_minute;
         (limit > 0 && recent >= limit as usize).then_some(Refusal::TooManyNewcomers(limit))
+    }
+
+    /// Why one more session of `identity` from an address that holds `sessions` sessions of
+    /// `identities` identities (`has`: one of them is this one's) is refused, if it is.
+    fn address_refusal(
+        &self,
+        (sessions, identities, has): (usize, usize, bool),
+    ) -> Option<Refusal> {
+        let (max, max_ids) = (self.max_per_address, self.max_identities_per_address);
+        if max > 0 && sessions >= max {
+            return Some(Refusal::TooManyFromAddress(max));
+        }
+        (max_ids > 0 && !has && identities >= max_ids)
+            .then_some(Refusal::TooManyIdentitiesFromAddress(max_ids))
     }
 
     fn total_refusal(&self, live_total: usize) -> Option<Refusal> {
@@ -99,13 +127,13 @@ fn recent(window: &mut VecDeque<Instant>, now: Instant) -> usize {
     window.len()
 }
 
-/// The key a client address is counted under: an IPv6 host usually holds a whole /64, and would
-/// otherwise be a new client with every address of it.
-fn address_key(address: IpAddr) -> IpAddr {
-    match address.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into()),
-        v4 => v4,
-    }
+/// Who asks for a session, besides its identity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Requester {
+    /// The client's address as the trusted proxies tell (`None`: not counted per address).
+    pub address: Option<IpAddr>,
+    /// Whether identities are free to make (cookie mode): new ones are then counted per minute.
+    pub anonymous: bool,
 }
 
 /// The counts that admission decides on.
@@ -117,58 +145,73 @@ pub(super) struct Admission {
     live_total: usize,
     /// When new anonymous identities were admitted, per client address (see `address_key`).
     newcomers: HashMap<IpAddr, VecDeque<Instant>>,
+    /// What each client address holds.
+    addresses: Addresses,
 }
 
 impl Admission {
-    /// Why `identity` may not open one more session now, if it may not; `newcomer_from` is the
-    /// client address that a new identity is counted against (`None`: not counted).
+    /// Why `identity` may not open one more session now for `requester`, if it may not.
     pub(super) fn refusal(
         &mut self,
         limits: &Limits,
         identity: &str,
-        newcomer_from: Option<IpAddr>,
+        requester: &Requester,
         now: Instant,
     ) -> Option<Refusal> {
+        let key = requester
+            .address
+            .map(|a| address_key(a, limits.ipv6_prefix_len));
         let known = self.users.get_mut(identity).and_then(|entry| {
             entry.forget_old_openings(now);
             (!entry.is_quiet()).then_some(entry)
         });
         let refusal = match known {
             Some(entry) => limits.refusal(entry, now),
-            None => newcomer_from.and_then(|address| {
-                let window = self.newcomers.entry(address_key(address)).or_default();
+            None => key.filter(|_| requester.anonymous).and_then(|key| {
+                let window = self.newcomers.entry(key).or_default();
                 limits.newcomer_refusal(recent(window, now))
             }),
         };
-        refusal.or_else(|| limits.total_refusal(self.live_total))
+        refusal
+            .or_else(|| key.and_then(|k| limits.address_refusal(self.addresses.held(k, identity))))
+            .or_else(|| limits.total_refusal(self.live_total))
     }
 
-    /// Counts one more session of `identity`, or says why not.
+    /// Counts one more session of `identity`, or says why not; the address key it was counted
+    /// under, for `release`.
     pub(super) fn admit(
         &mut self,
         limits: &Limits,
         identity: &str,
-        newcomer_from: Option<IpAddr>,
+        requester: &Requester,
         now: Instant,
-    ) -> Result<(), Refusal> {
-        if let Some(refusal) = self.refusal(limits, identity, newcomer_from, now) {
+    ) -> Result<Option<IpAddr>, Refusal> {
+        if let Some(refusal) = self.refusal(limits, identity, requester, now) {
             return Err(refusal);
         }
+        let key = requester
+            .address
+            .map(|a| address_key(a, limits.ipv6_prefix_len));
         let entry = self.users.entry(identity.to_owned()).or_default();
         let newcomer = entry.is_quiet();
         entry.live += 1;
         entry.opened.push_back(now);
         self.live_total += 1;
-        if let Some(address) = newcomer_from.filter(|_| newcomer) {
-            let window = self.newcomers.entry(address_key(address)).or_default();
-            window.push_back(now);
+        if let Some(key) = key {
+            self.addresses.add(key, identity);
+            if newcomer && requester.anonymous {
+                self.newcomers.entry(key).or_default().push_back(now);
+            }
         }
-        Ok(())
+        Ok(key)
     }
 
-    /// One session of `identity` has ended.
-    pub(super) fn release(&mut self, identity: &str, now: Instant) {
+    /// One session of `identity`, counted under address key `key`, has ended.
+    pub(super) fn release(&mut self, identity: &str, key: Option<IpAddr>, now: Instant) {
         self.live_total -= 1;
+        if let Some(key) = key {
+            self.addresses.remove(key, identity);
+        }
         if let Some(entry) = self.users.get_mut(identity) {
             entry.live -= 1;
             entry.forget_old_openings(now);

@@ -97,7 +97,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::registry::tests::registry;
+    use crate::session::registry::tests::{registry, NOBODY};
 
     fn placement(user: &str) -> Placement {
         Placement {
@@ -111,8 +111,8 @@ mod tests {
     #[test]
     fn accounts_are_live_while_a_slot_is_bound_then_idle() {
         let reg = registry(5, 0);
-        let mut s1 = reg.admit("a", None).unwrap();
-        let mut s2 = reg.admit("a", None).unwrap();
+        let mut s1 = reg.admit("a", &NOBODY).unwrap();
+        let mut s2 = reg.admit("a", &NOBODY).unwrap();
         s1.bind(&placement("u1"));
         s2.bind(&placement("u1"));
         assert!(reg.account_is_live("u1"));
@@ -141,7 +141,7 @@ mod tests {
             vec![placement("u1")],
             "a failed reap is due again"
         );
-        let mut s3 = reg.admit("a", None).unwrap();
+        let mut s3 = reg.admit("a", &NOBODY).unwrap();
         s3.bind(&placement("u1"));
         reg.lock().accounts.retry(placement("u1"), limit);
         assert!(

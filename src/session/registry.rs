@@ -7,13 +7,16 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use super::admission::{Admission, Limits, Refusal};
+use super::admission::{Admission, Limits, Refusal, Requester};
 use super::idle::Accounts;
-use super::{pump, LiveSession};
+use super::{inactivity, pump, LiveSession};
 use crate::metrics::Metrics;
 use crate::protocol::TermSize;
 use crate::screen::Screen;
 use crate::tty::{Placement, Spawned};
+
+/// How long a new session waits for the detached one it ends to give its place back.
+const EVICTION_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 pub(super) struct Inner {
@@ -43,38 +46,78 @@ impl Registry {
     }
 
     /// Reserves a session for `identity`, or says why not. The reservation ends when the returned
-    /// slot is dropped. `newcomer_from`: the client address to count the identity against if it
-    /// is new (no live session, no opening in the last minute); `None` where identities are not
-    /// free to make.
+    /// slot is dropped.
     pub fn admit(
         self: &Arc<Self>,
         identity: &str,
-        newcomer_from: Option<IpAddr>,
+        requester: &Requester,
     ) -> Result<SessionSlot, Refusal> {
         let now = Instant::now();
         let admitted = self
             .lock()
             .admission
-            .admit(&self.limits, identity, newcomer_from, now);
-        admitted.map(|()| SessionSlot {
+            .admit(&self.limits, identity, requester, now);
+        admitted.map(|address| SessionSlot {
             registry: Arc::downgrade(self),
             identity: identity.to_owned(),
+            address,
             placement: None,
         })
     }
 
-    /// Why `admit` would refuse `identity` now, without reserving anything.
-    pub fn check_admission(
-        &self,
+    /// Like `admit`, but a user at the per-user limit with detached sessions (tabs it closed)
+    /// gets in: its oldest detached session is hung up and its place taken.
+    pub async fn admit_evicting(
+        self: &Arc<Self>,
         identity: &str,
-        newcomer_from: Option<IpAddr>,
-    ) -> Result<(), Refusal> {
+        requester: &Requester,
+    ) -> Result<SessionSlot, Refusal> {
+        let refusal = match self.admit(identity, requester) {
+            Err(refusal @ Refusal::TooManySessions(_)) => refusal,
+            admitted => return admitted,
+        };
+        let Some(oldest) = self.oldest_detached(identity) else {
+            return Err(refusal);
+        };
+        log::info!(
+            "a user at its session limit opens another: hanging up its oldest detached session {}",
+            oldest.id
+        );
+        oldest.tty.hangup().await;
+        // Its place is given back once its pump has seen the end.
+        let deadline = Instant::now() + EVICTION_WAIT;
+        loop {
+            match self.admit(identity, requester) {
+                Err(Refusal::TooManySessions(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// The detached session of `identity` that has waited longest for a re-attach.
+    fn oldest_detached(&self, identity: &str) -> Option<Arc<LiveSession>> {
+        let inner = self.lock();
+        let detached = inner.sessions.values().filter(|s| s.identity == identity);
+        detached
+            .filter_map(|s| Some((s.detached_since()?, s)))
+            .min_by_key(|(since, _)| *since)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Why `admit_evicting` would refuse `identity` now, without reserving anything.
+    pub fn check_admission(&self, identity: &str, requester: &Requester) -> Result<(), Refusal> {
         let mut inner = self.lock();
-        let refusal =
-            inner
-                .admission
-                .refusal(&self.limits, identity, newcomer_from, Instant::now());
-        refusal.map_or(Ok(()), Err)
+        let refusal = inner
+            .admission
+            .refusal(&self.limits, identity, requester, Instant::now());
+        drop(inner);
+        match refusal {
+            Some(Refusal::TooManySessions(_)) if self.oldest_detached(identity).is_some() => Ok(()),
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
+        }
     }
 
     /// Whether the Linux account has a live session right now (attached or waiting for one).
@@ -111,6 +154,15 @@ impl Registry {
         // On the worker's local set, beside the relay and the HTTP connection it writes to: a chunk
         // then reaches the socket in one pass of that set, without a round through the runtime.
         tokio::task::spawn_local(pump::pump(session.clone(), spawned.output, generation));
+        if !self.limits.idle_detach.is_zero() {
+            let attachments = session.generation.subscribe();
+            let watch = inactivity::watch(
+                Arc::downgrade(&session),
+                attachments,
+                self.limits.idle_detach,
+            );
+            tokio::task::spawn_local(watch);
+        }
         session
     }
 
@@ -135,10 +187,11 @@ impl Registry {
         }
     }
 
-    fn release(&self, identity: &str, placement: Option<&Placement>) {
+    fn release(&self, slot: &SessionSlot) {
+        let (identity, placement) = (&slot.identity, slot.placement.as_ref());
         let now = Instant::now();
         let mut inner = self.lock();
-        inner.admission.release(identity, now);
+        inner.admission.release(identity, slot.address, now);
         if let Some(placement) = placement {
             inner.accounts.release(placement, now);
         }
@@ -166,6 +219,8 @@ impl Registry {
 pub struct SessionSlot {
     registry: Weak<Registry>,
     identity: String,
+    /// The client address key the session is counted under.
+    address: Option<IpAddr>,
     placement: Option<Placement>,
 }
 
@@ -189,7 +244,7 @@ impl SessionSlot {
 impl Drop for SessionSlot {
     fn drop(&mut self) {
         if let Some(registry) = self.registry.upgrade() {
-            registry.release(&self.identity, self.placement.as_ref());
+            registry.release(self);
         }
     }
 }
@@ -205,10 +260,20 @@ pub(super) mod tests {
             max_per_minute: per_minute,
             max_total: 0,
             max_newcomers_per_minute: 0,
+            max_per_address: 0,
+            max_identities_per_address: 0,
+            ipv6_prefix_len: 56,
+            idle_detach: Duration::ZERO,
             grace: Duration::ZERO,
             idle_reap: Duration::from_secs(60),
         }
     }
+
+    /// A requester counted nowhere.
+    pub(in crate::session) const NOBODY: Requester = Requester {
+        address: None,
+        anonymous: false,
+    };
 
     pub(in crate::session) fn registry(max_live: usize, per_minute: u32) -> Arc<Registry> {
         Registry::new(limits(max_live, per_minute), Arc::default())
@@ -223,17 +288,20 @@ pub(super) mod tests {
             },
             Arc::default(),
         );
-        let a = reg.admit("a", None).unwrap();
-        let _b = reg.admit("b", None).unwrap();
-        let full = reg.admit("c", None).err().unwrap();
+        let a = reg.admit("a", &NOBODY).unwrap();
+        let _b = reg.admit("b", &NOBODY).unwrap();
+        let full = reg.admit("c", &NOBODY).err().unwrap();
         assert!(full.is_server_full());
-        assert_eq!(reg.check_admission("a", None), Err(Refusal::ServerFull(2)));
+        assert_eq!(
+            reg.check_admission("a", &NOBODY),
+            Err(Refusal::ServerFull(2))
+        );
         drop(a);
-        assert!(reg.admit("c", None).is_ok());
+        assert!(reg.admit("c", &NOBODY).is_ok());
     }
 
     #[test]
-    fn new_identities_are_counted_per_address_and_ipv6_per_64() {
+    fn new_identities_are_counted_per_address_and_ipv6_per_block() {
         let reg = Registry::new(
             Limits {
                 max_newcomers_per_minute: 2,
@@ -241,20 +309,23 @@ pub(super) mod tests {
             },
             Arc::default(),
         );
-        let at = |a: &str| Some(a.parse::<IpAddr>().unwrap());
-        let _a = reg.admit("a", at("192.0.2.1")).unwrap();
-        let _b = reg.admit("b", at("::ffff:192.0.2.1")).unwrap();
+        let at = |a: &str| Requester {
+            address: Some(a.parse().unwrap()),
+            anonymous: true,
+        };
+        let _a = reg.admit("a", &at("192.0.2.1")).unwrap();
+        let _b = reg.admit("b", &at("::ffff:192.0.2.1")).unwrap();
         let refused = Err(Refusal::TooManyNewcomers(2));
-        assert_eq!(reg.check_admission("c", at("192.0.2.1")), refused);
-        assert_eq!(reg.admit("c", at("192.0.2.1")).err(), refused.err());
+        assert_eq!(reg.check_admission("c", &at("192.0.2.1")), refused);
+        assert_eq!(reg.admit("c", &at("192.0.2.1")).err(), refused.err());
         // Known identities are not new; other addresses, and uncounted identities, are apart.
-        let _a2 = reg.admit("a", at("192.0.2.1")).unwrap();
-        assert!(reg.admit("c", at("192.0.2.2")).is_ok());
-        assert!(reg.admit("d", None).is_ok());
-        let _e = reg.admit("e", at("2001:db8::1")).unwrap();
-        let _f = reg.admit("f", at("2001:db8::ffff:1")).unwrap();
-        assert!(reg.admit("g", at("2001:db8::2")).is_err(), "the same /64");
-        assert!(reg.admit("g", at("2001:db8:0:1::2")).is_ok());
+        let _a2 = reg.admit("a", &at("192.0.2.1")).unwrap();
+        assert!(reg.admit("c", &at("192.0.2.2")).is_ok());
+        assert!(reg.admit("d", &NOBODY).is_ok());
+        let _e = reg.admit("e", &at("2001:db8::1")).unwrap();
+        let _f = reg.admit("f", &at("2001:db8:0:ff::1")).unwrap();
+        assert!(reg.admit("g", &at("2001:db8::2")).is_err(), "the same /56");
+        assert!(reg.admit("g", &at("2001:db8:0:100::2")).is_ok());
         // A minute later, the address may bring new identities again.
         reg.forget_quiet_users(Instant::now() + RATE_WINDOW);
         let mut inner = reg.lock();
@@ -262,30 +333,59 @@ pub(super) mod tests {
         assert_eq!(
             inner
                 .admission
-                .refusal(&reg.limits, "h", at("192.0.2.1"), later),
+                .refusal(&reg.limits, "h", &at("192.0.2.1"), later),
             None
         );
     }
 
     #[test]
+    fn sessions_and_identities_held_per_address_are_capped() {
+        let reg = Registry::new(
+            Limits {
+                max_per_address: 3,
+                max_identities_per_address: 2,
+                ..limits(5, 0)
+            },
+            Arc::default(),
+        );
+        let at = |a: &str| Requester {
+            address: Some(a.parse().unwrap()),
+            anonymous: false,
+        };
+        let a1 = reg.admit("a", &at("2001:db8::1")).unwrap();
+        let _b = reg.admit("b", &at("2001:db8::2")).unwrap();
+        let ids = Refusal::TooManyIdentitiesFromAddress(2);
+        assert_eq!(reg.admit("c", &at("2001:db8::3")).err(), Some(ids));
+        let _a2 = reg.admit("a", &at("2001:db8::1")).unwrap();
+        let full = Refusal::TooManyFromAddress(3);
+        assert_eq!(reg.admit("a", &at("2001:db8::1")).err(), Some(full));
+        assert!(
+            reg.admit("c", &at("2001:db8:1::1")).is_ok(),
+            "another block"
+        );
+        drop(a1);
+        assert!(reg.admit("a", &at("2001:db8::1")).is_ok(), "given back");
+    }
+
+    #[test]
     fn live_limit_is_per_user_and_released_on_drop() {
         let reg = registry(2, 0);
-        let a1 = reg.admit("a", None).unwrap();
-        let _a2 = reg.admit("a", None).unwrap();
+        let a1 = reg.admit("a", &NOBODY).unwrap();
+        let _a2 = reg.admit("a", &NOBODY).unwrap();
         assert_eq!(
-            reg.admit("a", None).err(),
+            reg.admit("a", &NOBODY).err(),
             Some(Refusal::TooManySessions(2))
         );
-        let _b = reg.admit("b", None).unwrap();
+        let _b = reg.admit("b", &NOBODY).unwrap();
         drop(a1);
-        assert!(reg.admit("a", None).is_ok());
+        assert!(reg.admit("a", &NOBODY).is_ok());
     }
 
     #[test]
     fn users_without_sessions_are_forgotten_once_their_openings_expire() {
         let reg = registry(100, 3);
-        let live = reg.admit("a", None).unwrap();
-        drop(reg.admit("b", None).unwrap());
+        let live = reg.admit("a", &NOBODY).unwrap();
+        drop(reg.admit("b", &NOBODY).unwrap());
         assert_eq!(reg.lock().admission.users(), 2, "b's opening still counts");
         reg.forget_quiet_users(Instant::now() + RATE_WINDOW);
         assert_eq!(reg.lock().admission.users(), 1, "b is forgotten, a is live");
@@ -298,9 +398,9 @@ pub(super) mod tests {
     fn rate_limit_counts_openings_not_live_sessions() {
         let reg = registry(100, 3);
         for _ in 0..3 {
-            drop(reg.admit("a", None).unwrap());
+            drop(reg.admit("a", &NOBODY).unwrap());
         }
-        assert_eq!(reg.admit("a", None).err(), Some(Refusal::TooFast(3)));
-        assert!(reg.admit("b", None).is_ok());
+        assert_eq!(reg.admit("a", &NOBODY).err(), Some(Refusal::TooFast(3)));
+        assert!(reg.admit("b", &NOBODY).is_ok());
     }
 }

@@ -86,6 +86,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
             .clone()
             .reap_idle_forever(state.backend.clone()),
     );
+    actix_web::rt::spawn(reload_on_hangup(state.clone()));
     actix_web::rt::spawn(async move {
         stop_signal().await;
         log::info!("stopping: closing sessions");
@@ -108,6 +109,19 @@ async fn stop_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// SIGHUP reads the token file again (a changed file is also read again at its next use).
+async fn reload_on_hangup(state: web::Data<AppState>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        log::error!("cannot listen for SIGHUP");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        log::info!("SIGHUP: reading the token file again");
+        state.identifier.reload();
     }
 }
 

@@ -5,7 +5,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::provenance::{self, identify};
+use super::provenance::{self, identify_checked};
 use super::{assets, AppState};
 use crate::identity::{self, Mode};
 
@@ -31,7 +31,16 @@ pub(super) async fn page(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
             return login_with(&req, &state, &token, back);
         }
     }
-    let identified = identify(&req, &state.identifier).is_some();
+    let identified = match identify_checked(&req, &state.identifier) {
+        Ok(_) => true,
+        Err(e) if e.is_ambiguous() => {
+            let text = escape_html(&e.to_string());
+            let body =
+                format!("<!doctype html><meta charset=utf-8><title>termpool</title><p>{text}");
+            return little_page(StatusCode::BAD_REQUEST, body);
+        }
+        Err(_) => false,
+    };
     match &state.identifier.mode {
         // The browser may well hold an identity that this navigation left behind: ask again from
         // this site rather than give it a new identity over its old one.

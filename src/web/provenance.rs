@@ -10,25 +10,37 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::config::{normalize_host, ServerOptions};
-use crate::identity::{self, Asking, Identifier, Mode, TrustedProxies};
+use crate::identity::{
+    identity_cookie, single_header, Asking, Identifier, Mode, TrustedProxies, Unidentified,
+};
 
-/// The host names the server answers to (`None`: any), worked out from the configuration once.
-pub(super) struct AllowedHosts(Option<Vec<String>>, String);
+/// The host names the server answers to (`None`: any), whether any IP address literal too, and
+/// the health check's path, worked out from the configuration once.
+pub(super) struct AllowedHosts(Option<Vec<String>>, bool, String);
 
 impl AllowedHosts {
     pub(super) fn new(options: &ServerOptions) -> Self {
         let health = format!("{}healthz", options.base_path);
-        AllowedHosts(options.allowed_hosts.clone(), health)
+        AllowedHosts(
+            options.allowed_hosts.clone(),
+            options.ip_literal_hosts,
+            health,
+        )
     }
 
     fn allow(&self, req: &HttpRequest) -> bool {
         let Some(names) = &self.0 else {
             return true;
         };
+        let allowed = |host: &str| {
+            let name = normalize_host(host_name(host));
+            // No name can be rebound to an address literal.
+            names.contains(&name) || (self.1 && name.parse::<IpAddr>().is_ok())
+        };
         match req.headers().get(header::HOST).map(|h| h.to_str()) {
             // No Host at all is not a browser (they always send one), so not a rebinding page.
             None => true,
-            Some(Ok(host)) => names.contains(&normalize_host(host_name(host))),
+            Some(Ok(host)) => allowed(host),
             Some(Err(_)) => false,
         }
     }
@@ -43,7 +55,7 @@ pub(super) async fn allowed_hosts_only(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let allowed = req
         .app_data::<web::Data<AllowedHosts>>()
-        .is_some_and(|hosts| req.path() == hosts.1 || hosts.allow(req.request()));
+        .is_some_and(|hosts| req.path() == hosts.2 || hosts.allow(req.request()));
     if allowed {
         return next.call(req).await;
     }
@@ -89,18 +101,38 @@ pub(super) fn started_elsewhere(req: &HttpRequest) -> bool {
         .is_some_and(|v| v == "cross-site" || v == "same-site")
 }
 
-/// Who is asking, in the configured identity mode.
+/// Who is asking in the configured identity mode (`None` also for an ambiguous request: see
+/// `identify_checked` for why).
 pub(super) fn identify(req: &HttpRequest, identifier: &Identifier) -> Option<String> {
-    let cookie = req.cookie(identity::COOKIE_NAME);
-    let header = match &identifier.mode {
-        Mode::Header { header, .. } => req.headers().get(header.as_str()),
-        _ => None,
+    identify_checked(req, identifier).ok()
+}
+
+/// Who is asking in the configured identity mode, or why nobody: an identity cookie or header sent twice is refused as such,
+/// never resolved by order (a planted cookie comes first).
+pub(super) fn identify_checked(
+    req: &HttpRequest,
+    identifier: &Identifier,
+) -> Result<String, Unidentified> {
+    let values = |name: &str| {
+        req.headers()
+            .get_all(name)
+            .map(|v| v.to_str().unwrap_or(""))
+            .collect::<Vec<_>>()
     };
-    identifier.identify(&Asking {
-        cookie: cookie.as_ref().map(|c| c.value()),
-        peer: req.peer_addr().map(|a| a.ip()),
-        header: header.and_then(|h| h.to_str().ok()),
-    })
+    let (cookie, header) = match &identifier.mode {
+        Mode::Header { header, .. } => (None, single_header(header, values(header))?),
+        Mode::Cookie | Mode::Token(_) => {
+            let cookies = values(header::COOKIE.as_str());
+            (identity_cookie(cookies.iter().copied())?, None)
+        }
+    };
+    identifier
+        .identify(&Asking {
+            cookie,
+            peer: req.peer_addr().map(|a| a.ip()),
+            header,
+        })
+        .ok_or(Unidentified::Missing)
 }
 
 /// Whether `ip` is one of the reverse proxies whose forwarding headers are believed.

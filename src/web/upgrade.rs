@@ -3,7 +3,6 @@
 //! relay. Anything refused here is a plain HTTP status, never a half-open socket.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +19,7 @@ use crate::audit;
 use crate::identity::Mode;
 use crate::protocol::{ErrorCode, Ready, ServerFrame, TermSize, PROTOCOL_VERSION, SIZE_RANGE};
 use crate::relay::{self, RelayConfig};
-use crate::session::{Attached, LiveSession, Refusal};
+use crate::session::{Attached, LiveSession, Refusal, Requester};
 use crate::tty::{TtyError, Unavailability};
 use crate::wsdeflate::{self, DeflatingBody, InflatingStream};
 
@@ -189,10 +188,8 @@ async fn open(
         let code = ErrorCode::SessionNotFound;
         notice = Some(ServerFrame::error(code, message).to_json());
     }
-    let newcomer_from = newcomer_address(req, state);
     let started = Instant::now();
-    let client = provenance::client_address(req);
-    let session = start_session(state, &identity, newcomer_from, client, size).await?;
+    let session = start_session(state, &identity, &requester(req, state), size).await?;
     state.metrics.observe_open(started.elapsed());
     let attached = session
         .attach(size)
@@ -218,7 +215,7 @@ fn preflight(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
     if !resumes {
         state
             .registry
-            .check_admission(&identity, newcomer_address(req, state))
+            .check_admission(&identity, &requester(req, state))
             .map_err(admission_refusal)?;
     }
     Ok(())
@@ -253,13 +250,13 @@ fn snake_case_variant(value: &impl std::fmt::Debug) -> String {
 async fn start_session(
     state: &AppState,
     identity: &str,
-    newcomer_from: Option<IpAddr>,
-    client: Option<IpAddr>,
+    requester: &Requester,
     size: TermSize,
 ) -> Result<Arc<LiveSession>, Refused> {
     let mut slot = state
         .registry
-        .admit(identity, newcomer_from)
+        .admit_evicting(identity, requester)
+        .await
         .map_err(admission_refusal)?;
     let registry = state.registry.clone();
     let placement = state
@@ -273,7 +270,9 @@ async fn start_session(
         .spawn(&placement, size)
         .await
         .map_err(backend_refusal)?;
-    Ok(state.registry.start(slot, placement, spawned, size, client))
+    Ok(state
+        .registry
+        .start(slot, placement, spawned, size, requester.address))
 }
 
 fn ready_frame(state: &AppState, session: &LiveSession, size: TermSize, resumed: bool) -> String {
@@ -317,20 +316,21 @@ fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
 }
 
 fn identify(req: &HttpRequest, state: &AppState) -> Result<String, Refused> {
-    provenance::identify(req, &state.identifier).ok_or_else(|| {
-        Refused::new(
-            StatusCode::UNAUTHORIZED,
-            "no valid identity: load the terminal page first (or log in)",
-        )
+    provenance::identify_checked(req, &state.identifier).map_err(|e| {
+        let status = match e.is_ambiguous() {
+            true => StatusCode::BAD_REQUEST,
+            false => StatusCode::UNAUTHORIZED,
+        };
+        Refused::new(status, e.to_string())
     })
 }
 
-/// The client address that a new identity is counted against: only anonymous identities (cookie
-/// mode) cost nothing to make; tokens and an auth proxy's users are a fixed set.
-fn newcomer_address(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
-    match state.identifier.mode {
-        Mode::Cookie => provenance::client_address(req),
-        _ => None,
+/// Who asks, for admission: the client's address, and whether its identity cost nothing to make
+/// (cookie mode; tokens and an auth proxy's users are a fixed set).
+fn requester(req: &HttpRequest, state: &AppState) -> Requester {
+    Requester {
+        address: provenance::client_address(req),
+        anonymous: matches!(state.identifier.mode, Mode::Cookie),
     }
 }
 

@@ -9,11 +9,14 @@ use super::http::http_get;
 /// A shell that starts fast and predictably: no profile, no rc, a fixed prompt.
 pub const TEST_SHELL: &str = "/bin/bash --noprofile --norc";
 
-/// Server arguments for tests that open many sessions of one user at once: no per-user limit
-/// refuses them, and a closed one is hung up at once rather than kept for a re-attach.
-pub const MANY_SESSIONS: [&str; 6] = [
+/// Server arguments for tests that open many sessions of one user at once: no per-user or
+/// per-address limit refuses them, and a closed one is hung up at once rather than kept for a
+/// re-attach.
+pub const MANY_SESSIONS: [&str; 8] = [
     "--max-sessions-per-user",
     "1000",
+    "--max-sessions-per-address",
+    "0",
     "--max-new-sessions-per-minute",
     "0",
     "--reattach-grace-secs",
@@ -41,8 +44,12 @@ impl Server {
     /// Like `start`, with the server's log (stderr) going to `stderr`.
     pub fn start_with_stderr(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_termpool"));
-        cmd.args(["--port", "0", "--bind", "127.0.0.1"])
-            .args(args)
+        cmd.args(["--port", "0"]);
+        // Loopback unless the test binds elsewhere itself (it still connects to 127.0.0.1).
+        if !args.contains(&"--bind") {
+            cmd.args(["--bind", "127.0.0.1"]);
+        }
+        cmd.args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -59,7 +66,7 @@ impl Server {
             match lines.next() {
                 Some(Ok(line)) => {
                     if let Some(rest) = line.strip_prefix("listening on http://") {
-                        break rest.trim().to_owned();
+                        break rest.trim().replace("0.0.0.0:", "127.0.0.1:");
                     }
                 }
                 _ => panic!(

@@ -1,11 +1,12 @@
 //! Idle reaping: which Linux accounts have a live session, and ending the leftover processes of
-//! those that have had none for `Limits::idle_reap`.
+//! those that have had none for `Limits::idle_reap`, also those idle since before a restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Registry;
+use crate::pool::store::unix_now;
 use crate::tty::{Backend, Placement};
 
 /// Live sessions per Linux account, and since when the others have had none.
@@ -64,9 +65,61 @@ impl Accounts {
     }
 }
 
+/// Accounts idle since before this process started, known only from the backend's store: each
+/// is reaped once, until no account can still be due from before the start.
+struct Resumed {
+    /// Unix seconds when this process started reaping.
+    start: i64,
+    done: HashSet<String>,
+    finished: bool,
+}
+
 impl Registry {
     fn take_idle(&self, limit: Duration) -> Vec<Placement> {
         self.lock().accounts.take_idle(limit)
+    }
+
+    fn live_accounts(&self) -> Vec<String> {
+        self.lock().accounts.live.keys().cloned().collect()
+    }
+
+    /// Whether this process tracks the account itself (live, or idle since a session here).
+    fn tracks(&self, account: &str) -> bool {
+        let st = self.lock();
+        st.accounts.is_live(account) || st.accounts.idle.contains_key(account)
+    }
+
+    /// Reaps the accounts the store says have been idle for `limit` since before this process
+    /// started, which no session of this process has touched.
+    async fn reap_resumed(&self, backend: &dyn Backend, r: &mut Resumed, limit: Duration) {
+        let now = unix_now();
+        let due = now - limit.as_secs() as i64;
+        let idle = match backend.idle_accounts(due.min(r.start)).await {
+            Ok(idle) => idle,
+            Err(e) => return log::warn!("idle accounts from the store (retried next round): {e}"),
+        };
+        let mut failed = false;
+        for placement in idle {
+            if r.done.contains(&placement.user) || self.tracks(&placement.user) {
+                continue;
+            }
+            log::info!(
+                "reaping processes of {} (idle for {limit:?}, since before the restart)",
+                placement.user
+            );
+            match backend.reap(&placement).await {
+                Ok(()) => drop(r.done.insert(placement.user)),
+                Err(e) => {
+                    failed = true;
+                    log::warn!(
+                        "could not reap {} (retried next round): {e}",
+                        placement.user
+                    );
+                }
+            }
+        }
+        // Activity recorded from now on is this process's own: no new account can become due.
+        r.finished = due >= r.start && !failed;
     }
 
     /// Ends the leftover processes (nohup jobs, daemons) of accounts that have had no live
@@ -74,9 +127,18 @@ impl Registry {
     pub async fn reap_idle_forever(self: Arc<Self>, backend: Arc<dyn Backend>) {
         let limit = self.limits.idle_reap;
         let every = (limit / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
+        let mut resumed = Resumed {
+            start: unix_now(),
+            done: HashSet::new(),
+            finished: false,
+        };
         loop {
             tokio::time::sleep(every).await;
             self.forget_quiet_users(Instant::now());
+            // Kept in the store (written with the next flush), so a restart knows who was active.
+            for account in self.live_accounts() {
+                backend.note_activity(&account);
+            }
             for placement in self.take_idle(limit) {
                 log::info!(
                     "reaping processes of {} (idle for {limit:?})",
@@ -89,6 +151,10 @@ impl Registry {
                     );
                     self.lock().accounts.retry(placement, limit);
                 }
+            }
+            if !resumed.finished {
+                self.reap_resumed(backend.as_ref(), &mut resumed, limit)
+                    .await;
             }
         }
     }

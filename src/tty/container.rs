@@ -166,6 +166,24 @@ impl Backend for DockerBackend {
             .map_err(unavailable)
     }
 
+    fn note_activity(&self, account: &str) {
+        self.pool.note_activity(account);
+    }
+
+    async fn idle_accounts(&self, before: i64) -> Result<Vec<Placement>, TtyError> {
+        let idle = self.pool.idle_placed_accounts(before).await;
+        let placements = idle
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|(u, id)| Placement {
+                home: crate::pool::home_of(&u.username),
+                user: u.username,
+                container: u.container,
+                container_id: Some(id),
+            });
+        Ok(placements.collect())
+    }
+
     async fn shutdown(&self) {
         if let Err(e) = self.pool.flush().await {
             log::error!("could not flush the placement store: {e}");

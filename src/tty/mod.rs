@@ -211,6 +211,13 @@ pub trait Backend: Send + Sync {
     }
     /// Ends every process the placed account still runs there (idle reaping); files stay.
     async fn reap(&self, placement: &Placement) -> Result<(), TtyError>;
+    /// Records that the account has a live session now (kept across restarts for idle reaping).
+    fn note_activity(&self, _account: &str) {}
+    /// Accounts whose last recorded activity is before `before` (unix seconds) and that may
+    /// still run processes: what idle reaping resumes from after a restart (none in local mode).
+    async fn idle_accounts(&self, _before: i64) -> Result<Vec<Placement>, TtyError> {
+        Ok(Vec::new())
+    }
     /// The server is stopping: persist what must survive it.
     async fn shutdown(&self) {}
     /// The accounts the backend keeps, for the operator (none in local mode).

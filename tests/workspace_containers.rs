@@ -121,20 +121,28 @@ async fn download_reads_nothing_another_user_may_not_show() {
     let mut b = server.connect("").await;
     b.ready().await;
     // Markers are printed split (`B_""DONE`) so the echo of the typed line cannot match them.
-    b.run("umask 077; printf 'secret-of-b' > /tmp/b-secret; echo B_\"\"DONE").await;
+    b.run("umask 077; printf 'secret-of-b' > /tmp/b-secret; echo B_\"\"DONE")
+        .await;
     b.expect_output("B_DONE").await;
     let mut a = server.connect("").await;
     a.ready().await;
     a.run("download /tmp/b-secret; echo RC1\"\"=$?").await;
     let direct = a.expect_output("RC1=").await;
-    a.run("ln -s /tmp/b-secret ~/link && download ~/link; echo RC2\"\"=$?").await;
+    a.run("ln -s /tmp/b-secret ~/link && download ~/link; echo RC2\"\"=$?")
+        .await;
     let linked = a.expect_output("RC2=").await;
     a.run("echo A_\"\"DONE").await;
     let rest = a.expect_output("A_DONE").await;
     for out in [&direct, &linked, &rest] {
-        assert!(!out.contains("\x1b]1337"), "a file sequence was written: {out:?}");
+        assert!(
+            !out.contains("\x1b]1337"),
+            "a file sequence was written: {out:?}"
+        );
         // base64("secret-of-b") and the text itself
-        assert!(!out.contains("c2VjcmV0LW9mLWI") && !out.contains("secret-of-b\r"), "{out:?}");
+        assert!(
+            !out.contains("c2VjcmV0LW9mLWI") && !out.contains("secret-of-b\r"),
+            "{out:?}"
+        );
     }
     assert!(direct.contains("not a readable file"), "{direct:?}");
     assert!(linked.contains("not a readable file"), "{linked:?}");

@@ -5,8 +5,15 @@
 set -euo pipefail
 
 IMAGE=${TERMPOOL_BASE_IMAGE:-termpool-base:bookworm}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+# The mirrors default to the ones this machine's apt already uses (the archive ending in
+# /debian, and in /debian-security).
+apt_mirror() {
+    { grep -h -E '^URIs: ' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+      awk '$1 == "deb" {print $2}' /etc/apt/sources.list 2>/dev/null; } | grep -m1 -E "/$1/?\$" || true
+}
+MIRROR=${DEBIAN_MIRROR:-$(apt_mirror debian)}
+SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-$(apt_mirror debian-security)}
+[ -n "$MIRROR" ] || { echo "build-base-image: set DEBIAN_MIRROR (no Debian mirror in apt's sources)" >&2; exit 1; }
 
 if [ "${REBUILD:-0}" != 1 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
     echo "build-base-image: $IMAGE already exists" >&2

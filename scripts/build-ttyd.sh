@@ -21,9 +21,13 @@ apt-get install -y -q --no-install-recommends dpkg-dev cmake build-essential pkg
 # A deb-src list of its own, passed to this one apt-get call and deleted after.
 lists=$(mktemp -d)
 trap 'rm -rf "$lists"' EXIT
-cat >"$lists/sid-src.sources" <<'EOF'
+# The mirror is the one this machine's apt already uses for its Debian suite.
+mirror=$(grep -h -m1 -E '^URIs: ' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' || true)
+[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+[ -n "$mirror" ] || { echo "build-ttyd: no Debian mirror found in apt's sources" >&2; exit 1; }
+cat >"$lists/sid-src.sources" <<EOF
 Types: deb-src
-URIs: http://deb.debian.org/debian
+URIs: $mirror
 Suites: sid
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg

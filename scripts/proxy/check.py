@@ -108,10 +108,11 @@ class WebSocket:
 
 
 def cookie_of(headers):
+    """The identity cookie; behind TLS it must carry the __Host- prefix (Secure, Path=/, no Domain)."""
     for name, value in headers:
-        if name.lower() == "set-cookie" and value.startswith("termpool_id="):
+        if name.lower() == "set-cookie" and value.startswith("__Host-termpool_id="):
             return value
-    fail("the page set no identity cookie")
+    fail(f"the page set no __Host-termpool_id cookie: {headers}")
 
 
 def main(base, ca):
@@ -120,13 +121,14 @@ def main(base, ca):
     if status != 200:
         fail(f"GET {site.base}: {status}")
     set_cookie = cookie_of(headers)
-    if "; Secure" not in set_cookie:
-        fail(f"the cookie behind TLS is not Secure: {set_cookie}")
+    attributes = [a.strip().lower() for a in set_cookie.split(";")[1:]]
+    if "secure" not in attributes or "path=/" not in attributes or any(a.startswith("domain") for a in attributes):
+        fail(f"the cookie behind TLS is not Secure, Path=/ without Domain: {set_cookie}")
     cookie = set_cookie.split(";", 1)[0]
     asset = f"{site.base}assets/app.js"
     if f'"{asset}'.encode() not in page or site.request("GET", asset)[0] != 200:
         fail(f"the page's assets are not served at {asset}")
-    print("ok: page and assets under the sub-path, Secure cookie")
+    print("ok: page and assets under the sub-path, __Host- Secure cookie")
 
     _, status = site.socket(f"{site.base}ws", cookie, origin="https://evil.example")
     if status != 403:

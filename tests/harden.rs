@@ -387,9 +387,10 @@ async fn a_quota_that_cannot_be_set_refuses_the_account_instead_of_leaving_it_un
 #[test]
 fn a_uid_range_holding_the_servers_own_uid_is_refused() {
     // The server as uid 350000, accounts from 300000: its own uid would be given to a user.
+    let binary = BinaryCopy::new();
     let out = Command::new("setpriv")
         .args(["--reuid=350000", "--regid=350000", "--clear-groups", "--"])
-        .arg(copy_of_binary())
+        .arg(&binary.0)
         .args([
             "--port",
             "0",
@@ -410,11 +411,22 @@ fn a_uid_range_holding_the_servers_own_uid_is_refused() {
     );
 }
 
-/// The server's binary where any uid may run it (the target directory may not be).
-fn copy_of_binary() -> std::path::PathBuf {
-    let to = std::env::temp_dir().join(format!("termpool-uidcheck-{}", std::process::id()));
-    std::fs::copy(env!("CARGO_BIN_EXE_termpool"), &to).expect("copy the server's binary");
-    to
+/// A copy of the server's binary where any uid may run it (the target directory may not be),
+/// removed when dropped.
+struct BinaryCopy(std::path::PathBuf);
+
+impl BinaryCopy {
+    fn new() -> Self {
+        let to = std::env::temp_dir().join(format!("termpool-uidcheck-{}", std::process::id()));
+        std::fs::copy(env!("CARGO_BIN_EXE_termpool"), &to).expect("copy the server's binary");
+        BinaryCopy(to)
+    }
+}
+
+impl Drop for BinaryCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn base64(bytes: &[u8]) -> String {

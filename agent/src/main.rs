@@ -1,6 +1,6 @@
 //! termpool's session agent: starts login shells on PTYs inside a user container and hands each
 //! PTY's master to the server over a unix socket (messages: `termpool-agent-proto`). One-shot
-//! modes: `--end-processes UID` (end.rs) and `--set-quota DIR UID MB` (quota.rs).
+//! modes: `--end-processes UID` (end.rs) and `--set-quota HOME UID MB` (quota.rs).
 
 mod accounts;
 mod end;
@@ -50,9 +50,9 @@ fn main() -> ExitCode {
             }
         },
         [flag, uid] if flag == "--end-processes" => end::run(uid, uid_min()),
-        [flag, dir, uid, mb] if flag == "--set-quota" => quota::run(dir, uid, mb, uid_min()),
+        [flag, home, uid, mb] if flag == "--set-quota" => quota::run(home, uid, mb, uid_min()),
         _ => {
-            log("usage: termpool-agent [--end-processes UID | --set-quota DIR UID MB]");
+            log("usage: termpool-agent [--end-processes UID | --set-quota HOME UID MB]");
             ExitCode::from(2)
         }
     }

@@ -145,10 +145,12 @@ impl Pool {
         if self.lock_state().account_known(idx, username) {
             return Ok(());
         }
-        accounts::ensure_account(&self.docker, id, username, uid).await?;
+        // The quota first: on btrfs its helper makes the home (a limited subvolume), which the
+        // account script then finds; a quota that cannot be set leaves no account behind.
         if self.cfg.user_disk_quota_mb > 0 {
-            super::super::quota::set_quota(&self.docker, &self.cfg, uid).await?;
+            super::super::quota::set_quota(&self.docker, &self.cfg, username, uid).await?;
         }
+        accounts::ensure_account(&self.docker, id, username, uid).await?;
         self.lock_state().add_account(idx, id, username);
         Ok(())
     }

@@ -186,8 +186,8 @@ pub struct Args {
     pub ptys_per_container: u32,
 
     /// Disk quota of each account on the workspace volume in MiB (0 = none; up to 16777216). The
-    /// volume's filesystem must have user quotas on (docs/isolation.md); set when an account is
-    /// created in a container.
+    /// volume must be btrfs with quotas enabled, or ext4/XFS with user quotas on
+    /// (docs/isolation.md); set before an account is created in a container.
     #[arg(long, env = "USER_DISK_QUOTA_MB", default_value_t = 0, help_heading = POOL,
           value_parser = clap::value_parser!(u64).range(0..=16_777_216))]
     pub user_disk_quota_mb: u64,

@@ -85,8 +85,8 @@ pub struct PoolConfig {
     pub user_nproc: i64,
     /// PTYs one container's /dev/pts may hold (devpts `max=`, set by the hidepid helper).
     pub ptys_per_container: u32,
-    /// Disk quota of each account on the workspace volume in MiB (0: none); the volume's
-    /// filesystem must have user quotas on (docs/isolation.md).
+    /// Disk quota of each account on the workspace volume in MiB (0: none); the volume must be
+    /// btrfs with quotas enabled, or ext4/XFS with user quotas on (docs/isolation.md).
     pub user_disk_quota_mb: u64,
     /// Docker volume mounted at /workspace in every container of the pool.
     pub volume: String,

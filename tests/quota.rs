@@ -117,16 +117,16 @@ fn run(program: &str, args: &[&str]) -> String {
 /// subvolume has a qgroup of its own, outside the home's limit. Prints MADE or REFUSED per call.
 const NESTED_SUBVOLUME: &str = "import fcntl, os\n\
     home = os.open(os.path.expanduser('~'), os.O_RDONLY)\n\
-    for request, at in ((0x5000940E, 8), (0x50009418, 56)):\n\
+    for request, at, name in ((0x5000940E, 8, b'sv1'), (0x50009418, 56, b'sv2')):\n\
     \x20   args = bytearray(4096)\n\
-    \x20   args[at:at + 3] = b'sub'\n\
+    \x20   args[at:at + 3] = name\n\
     \x20   try: fcntl.ioctl(home, request, args); print('MADE')\n\
     \x20   except OSError as e: print('REFUSED', e.strerror)\n";
 
-/// With `USER_DISK_QUOTA_MB=4` on a btrfs workspace, user A `dd`s 20 MB into the home: the
-/// filesystem stops A with `Disk quota exceeded` within 4 MiB, a nested subvolume to escape the
-/// limit is refused, B on the same volume still writes 3 MB, and A writes again once the file
-/// is deleted.
+/// With `USER_DISK_QUOTA_MB=4` on a btrfs workspace, user A's nested subvolume to escape the
+/// limit is refused; A `dd`s 20 MB into the home: the filesystem stops A with `Disk quota
+/// exceeded` within 4 MiB, B on the same volume still writes 3 MB, and A writes again once the
+/// file is deleted.
 #[tokio::test]
 async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_on() {
     let fs = BtrfsWorkspace::new(TestPool::new("quota"), 256);
@@ -134,6 +134,22 @@ async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_o
     let mut a = server.connect("").await;
     a.ready().await;
     a.sync().await;
+    let escape = format!(
+        "python3 -c \"$(printf '%s' '{}' | base64 -d)\"",
+        base64(NESTED_SUBVOLUME.as_bytes())
+    );
+    // While the home has room (a full home refuses a new subvolume for want of space).
+    let out = sh(&mut a, &escape).await;
+    assert!(
+        !out.contains("MADE"),
+        "a subvolume outside the quota: {out}"
+    );
+    assert_eq!(
+        out.matches("REFUSED Operation not permitted").count(),
+        2,
+        "{out}"
+    );
+
     let out = sh(
         &mut a,
         "dd if=/dev/zero of=~/big bs=1M count=20 2>&1 | grep -o 'Disk quota exceeded' | head -1; \
@@ -147,21 +163,6 @@ async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_o
     assert!(
         size >= 3 << 20,
         "A was stopped at {size} bytes, well short of 4 MiB"
-    );
-
-    let escape = format!(
-        "python3 -c \"$(printf '%s' '{}' | base64 -d)\"",
-        base64(NESTED_SUBVOLUME.as_bytes())
-    );
-    let out = sh(&mut a, &escape).await;
-    assert!(
-        !out.contains("MADE"),
-        "a subvolume outside the quota: {out}"
-    );
-    assert_eq!(
-        out.matches("REFUSED Operation not permitted").count(),
-        2,
-        "{out}"
     );
 
     let mut b = server.connect("").await;

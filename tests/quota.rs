@@ -134,6 +134,10 @@ async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_o
     let mut a = server.connect("").await;
     a.ready().await;
     a.sync().await;
+    // The home the helper made: the account's, its group's, private.
+    let owner = sh(&mut a, "echo $(stat -c '%u:%g:%a' ~) $(id -u):$(id -g):700").await;
+    let (home, expected) = owner.split_once(' ').unwrap_or_default();
+    assert_eq!(home, expected, "the home's owner, group and mode: {owner}");
     let escape = format!(
         "python3 -c \"$(printf '%s' '{}' | base64 -d)\"",
         base64(NESTED_SUBVOLUME.as_bytes())

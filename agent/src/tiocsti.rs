@@ -77,6 +77,47 @@ pub unsafe fn deny_tiocsti() -> bool {
 mod tests {
     use super::*;
 
+    /// Runs the program over one `seccomp_data` (arch, nr, low half of args[1]): its verdict.
+    fn verdict(arch: u32, nr: u32, request: u32) -> u32 {
+        let filter = program();
+        let (mut pc, mut acc) = (0, 0);
+        loop {
+            let op = filter[pc];
+            pc += 1;
+            match op.code {
+                LD_ABS => {
+                    acc = match op.k {
+                        ARCH => arch,
+                        NR => nr,
+                        ARG1_LOW => request,
+                        other => panic!("load of offset {other}"),
+                    }
+                }
+                JEQ => pc += usize::from(if acc == op.k { op.jt } else { op.jf }),
+                RET => return op.k,
+                other => panic!("opcode {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_program_refuses_each_denied_ioctl_in_both_abis_and_nothing_else() {
+        let denied = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        for (arch, ioctl) in [NATIVE, COMPAT] {
+            for request in DENIED {
+                assert_eq!(
+                    verdict(arch, ioctl, request),
+                    denied,
+                    "{arch:#x} {request:#x}"
+                );
+            }
+            // TIOCGWINSZ; another syscall with a denied request in its second argument.
+            assert_eq!(verdict(arch, ioctl, 0x5413), SECCOMP_RET_ALLOW);
+            assert_eq!(verdict(arch, ioctl + 1, TIOCSTI), SECCOMP_RET_ALLOW);
+        }
+        assert_eq!(verdict(0x1234, NATIVE.1, TIOCSTI), SECCOMP_RET_ALLOW);
+    }
+
     #[test]
     fn tiocsti_and_subvolume_creation_are_refused_and_other_ioctls_pass() {
         // In a child, so that the filter stays there.

@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Client, TestPool};
+use common::{http_request, Client, TestPool};
 
 /// Runs `cmd` in the shell and returns what it printed between two markers the typed line
 /// does not show (`B""EGIN` is typed, `BEGIN` printed).
@@ -125,14 +125,15 @@ const NESTED_SUBVOLUME: &str = "import fcntl, os\n\
 
 /// With `USER_DISK_QUOTA_MB=4` on a btrfs workspace, user A's nested subvolume to escape the
 /// limit is refused; A `dd`s 20 MB into the home: the filesystem stops A with `Disk quota
-/// exceeded` within 4 MiB, B on the same volume still writes 3 MB, and A writes again once the
-/// file is deleted.
+/// exceeded` within 4 MiB, an upload gets a 507 saying so, B on the same volume still writes
+/// 3 MB, and A writes again once the file is deleted.
 #[tokio::test]
 async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_on() {
     let fs = BtrfsWorkspace::new(TestPool::new("quota"), 256);
     let server = fs.pool().server(1, 2, &["--user-disk-quota-mb", "4"]);
-    let mut a = server.connect("").await;
-    a.ready().await;
+    let cookie = server.new_identity().await;
+    let mut a = server.connect_as(&cookie, "").await;
+    let session = a.ready().await.session.into_owned();
     a.sync().await;
     // The home the helper made: the account's, its group's, private.
     let owner = sh(&mut a, "echo $(stat -c '%u:%g:%a' ~) $(id -u):$(id -g):700").await;
@@ -168,6 +169,20 @@ async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_o
         size >= 3 << 20,
         "A was stopped at {size} bytes, well short of 4 MiB"
     );
+
+    // An upload into the full home: a clear 507, and no partial file left.
+    let path = format!("/api/upload?session={session}&name=up.bin");
+    let headers = [("Cookie", cookie.as_str())];
+    let (status, _, body) =
+        http_request(&server.addr, "POST", &path, &headers, &[7; 1 << 20]).await;
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (507, Some("Disk quota exceeded")),
+        "{json}"
+    );
+    let left = sh(&mut a, "ls ~/up.bin 2>&1 | grep -c 'No such'").await;
+    assert_eq!(left, "1", "the partial upload is removed");
 
     let mut b = server.connect("").await;
     b.ready().await;

@@ -144,6 +144,11 @@ async fn terminal_programs_work_on_the_sessions_instance() {
     assert!(inner.starts_with("/dev/pts/"), "script's own PTY: {inner}");
     c.run("vim -u NONE -N ~/v.txt").await;
     c.send_bytes(b"iwritten in vim\x1b:wq\r").await;
+    // vim would take what is typed before it exits as its own input: its leaving the alternate
+    // screen, then the shell's prompt.
+    c.expect_output("15B written").await;
+    c.expect_output("\x1b[?1049l").await;
+    c.expect_output("$ ").await;
     assert_eq!(sh(&mut c, "cat ~/v.txt").await, "written in vim");
     let captured = sh(
         &mut c,

@@ -45,6 +45,12 @@ pub fn run(user_ptys: &str, agent_ptys: &str) -> ExitCode {
 
 fn prepare(user_ptys: u32, agent_ptys: u32) -> io::Result<()> {
     enter_mount_namespace_of_pid1()?;
+    prepare_here(user_ptys, agent_ptys)
+}
+
+/// The mounts, in the caller's own mount namespace (which needs SYS_ADMIN there): for an agent
+/// that prepares its container itself, where no helper can join it.
+pub fn prepare_here(user_ptys: u32, agent_ptys: u32) -> io::Result<()> {
     remount("/proc", "hidepid", "invisible")?;
     remount("/dev/pts", "max", &user_ptys.to_string())?;
     mount_agent_pts(agent_ptys)

@@ -22,7 +22,7 @@ use termpool::pool::{
 };
 
 /// The user image: `CONTAINER_IMAGE` (an image built from this tree), or the default one.
-fn image() -> String {
+fn user_image() -> String {
     std::env::var("CONTAINER_IMAGE").unwrap_or_else(|_| "terminal-multi-user:latest".into())
 }
 
@@ -57,7 +57,7 @@ impl Fixture {
         PoolConfig {
             max_containers: containers,
             users_per_container: per_container,
-            image: image(),
+            image: user_image(),
             volume: self.volume.clone(),
             network_mode: "none".into(),
             name_prefix: self.prefix.clone(),
@@ -139,12 +139,12 @@ fn require_docker() {
         ),
     }
     let image = Command::new("docker")
-        .args(["image", "inspect", &image()])
+        .args(["image", "inspect", &user_image()])
         .output();
     assert!(
         image.map(|o| o.status.success()).unwrap_or(false),
         "image {} is missing: build it with bash scripts/build-user-image.sh",
-        image()
+        user_image()
     );
 }
 
@@ -628,7 +628,7 @@ async fn an_image_without_a_working_agent_is_a_clear_error() {
                 "FROM {}\nRUN cd /usr/local/sbin && mv termpool-agent termpool-agent.real && \
                  printf '#!/bin/sh\\n[ $# -eq 0 ] || exec {MUTE_REAL} \"$@\"\\nexec sleep infinity\\n' \
                  > termpool-agent && chmod 755 termpool-agent\n",
-                image()
+                user_image()
             );
             child.stdin.take().unwrap().write_all(dockerfile.as_bytes())?;
             child.wait()

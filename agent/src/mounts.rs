@@ -80,7 +80,7 @@ fn remount(target: &str, key: &str, value: &str) -> io::Result<()> {
 
 /// Mounts the sessions' own devpts instance (or sets its options again when a previous run
 /// mounted it), and makes its root unlistable by users.
-fn mount_agent_pts(max: u32) -> io::Result<()> {
+pub fn mount_agent_pts(max: u32) -> io::Result<()> {
     let dir = c_path(AGENT_PTS)?;
     // SAFETY: a valid C string; an existing directory is fine (checked below).
     if unsafe { libc::mkdir(dir.as_ptr(), AGENT_PTS_MODE) } != 0 {

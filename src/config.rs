@@ -286,15 +286,16 @@ impl Args {
         })
     }
 
-    /// The sessions one container may hold at once, the `max=` of the agent's devpts instance:
-    /// its users' sessions, no more than the server's.
+    /// The `max=` of a container's devpts instance for sessions: the sessions it may hold at once
+    /// (its users' sessions, no more than the server's), and one more per user, for a session
+    /// that starts while the one it replaces (a detached one past the limit) still ends.
     fn agent_ptys(&self) -> u32 {
         let per_container = self.users_per_container * self.max_sessions_per_user;
         let sessions = match self.max_sessions {
             0 => per_container,
             all => per_container.min(all),
         };
-        u32::try_from(sessions).unwrap_or(u32::MAX).max(1)
+        u32::try_from(sessions + self.users_per_container).unwrap_or(u32::MAX)
     }
 
     fn check_pool(&self) -> Result<(), ConfigError> {

@@ -167,6 +167,36 @@ async fn terminal_programs_work_on_the_sessions_instance() {
     sh(&mut c, "tmux kill-server").await;
 }
 
+/// L leaves a `setsid -f` process on each of its closed sessions' terminals until the sessions'
+/// instance is full (the kernel frees a PTY only when the last fd of its slave closes); V, in
+/// the same container, still opens a session: the agent ends the processes of the account
+/// holding the most terminals of ended sessions and asks for the PTY again.
+#[tokio::test]
+async fn terminals_left_held_by_ended_sessions_are_taken_back() {
+    let pool = TestPool::new("ptyheld");
+    // The instance holds USERS_PER_CONTAINER x (MAX_SESSIONS_PER_USER + 1) = 6 PTYs; a closed
+    // session ends at once (no re-attach grace).
+    let server = pool.server(
+        1,
+        2,
+        &["--max-sessions-per-user", "2", "--reattach-grace-secs", "0"],
+    );
+    let l_cookie = server.new_identity().await;
+    for _ in 0..6 {
+        let (mut l, _) = open_and_type(&server, &l_cookie).await;
+        sh(&mut l, "setsid -f sleep 600").await;
+        l.close().await;
+    }
+    let (mut v, _) = open_and_type(&server, &server.new_identity().await).await;
+    assert_eq!(sh(&mut v, "echo V-$((6*7))").await, "V-42");
+    let (mut l, _) = open_and_type(&server, &l_cookie).await;
+    assert_eq!(
+        sh(&mut l, "pgrep -c -u \"$(id -u)\" sleep").await,
+        "0",
+        "L's processes holding the old terminals were ended"
+    );
+}
+
 /// A pool whose PTY caps cannot fit the host's `kernel.pty.max` is refused at start.
 #[test]
 fn a_pool_whose_pty_caps_exceed_the_hosts_budget_is_refused() {

@@ -9,6 +9,7 @@ mod hangup;
 mod mounts;
 mod pty;
 mod quota;
+mod reclaim;
 mod shell;
 mod sys;
 mod tiocsti;

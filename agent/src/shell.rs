@@ -22,7 +22,12 @@ pub struct Request {
 /// the leader of a new session with the PTY as controlling terminal. Returns the master and the
 /// shell's pid.
 pub fn spawn(request: &Request) -> io::Result<(OwnedFd, libc::pid_t)> {
-    let (master, slave) = crate::pty::open(request.cols, request.rows)?;
+    let (master, slave) = match crate::pty::open(request.cols, request.rows) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && crate::reclaim::free_held() => {
+            crate::pty::open(request.cols, request.rows)?
+        }
+        opened => opened?,
+    };
     let account = &request.account;
     // As a login would: the user owns their terminal, group tty may write to it (write(1)).
     // SAFETY: plain calls on the fd owned here.
@@ -35,6 +40,7 @@ pub fn spawn(request: &Request) -> io::Result<(OwnedFd, libc::pid_t)> {
     if pid == 0 {
         unsafe { become_shell(&program, slave.as_raw_fd(), account) }
     }
+    crate::reclaim::record(&master, account.uid, pid);
     Ok((master, pid))
 }
 

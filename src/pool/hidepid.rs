@@ -266,7 +266,7 @@ mod tests {
         assert_eq!(body.entrypoint, Some(vec![AGENT_BINARY.to_string()]));
         assert_eq!(
             body.cmd.expect("cmd"),
-            ["--prepare-mounts", "64", "200"].map(String::from),
+            ["--prepare-mounts", "64", "220"].map(String::from),
             "both caps are arguments"
         );
     }

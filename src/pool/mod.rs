@@ -86,7 +86,7 @@ pub struct PoolConfig {
     /// PTYs one container's /dev/pts may hold (devpts `max=`, set by the hidepid helper).
     pub ptys_per_container: u32,
     /// PTYs of the sessions' own devpts instance in one container (its `max=`): the sessions
-    /// the container may hold at once.
+    /// the container may hold at once, and one per user for a session replacing another.
     pub agent_ptys: u32,
     /// Disk quota of each account on the workspace volume in MiB (0: none); the volume's
     /// filesystem must have user quotas on (docs/isolation.md).
@@ -126,7 +126,7 @@ impl Default for PoolConfig {
             pids_limit: 1024,
             user_nproc: 256,
             ptys_per_container: 64,
-            agent_ptys: 200,
+            agent_ptys: 220,
             user_disk_quota_mb: 0,
             volume: "termpool-workspace".into(),
             network_mode: "bridge".into(),

@@ -52,7 +52,8 @@ fn check_budget(cfg: &PoolConfig, host: HostPtys) -> Result<(), PoolError> {
     if wanted > host.left_for_containers() {
         return Err(PoolError::Provision(format!(
             "MAX_CONTAINERS ({}) x (PTYS_PER_CONTAINER ({}) + the sessions' own PTYs ({}: \
-             USERS_PER_CONTAINER x MAX_SESSIONS_PER_USER, at most MAX_SESSIONS)) = {wanted} PTYs \
+             USERS_PER_CONTAINER x MAX_SESSIONS_PER_USER, at most MAX_SESSIONS, plus \
+             USERS_PER_CONTAINER)) = {wanted} PTYs \
              do not fit the host's kernel.pty.max {} minus its reserve {} and the {} in use: \
              lower them or raise kernel.pty.max",
             cfg.max_containers,

@@ -1,11 +1,15 @@
 //! termpool's session agent: starts login shells on PTYs inside a user container and hands each
 //! PTY's master to the server over a unix socket (messages: `termpool-agent-proto`). One-shot
-//! modes: `--end-processes UID` (end.rs) and `--set-quota HOME UID MB` (quota.rs).
+//! modes: `--end-processes UID` (end.rs), `--set-quota HOME UID MB` (quota.rs) and
+//! `--prepare-mounts USER_PTYS AGENT_PTYS` (mounts.rs).
 
 mod accounts;
 mod end;
 mod hangup;
+mod mounts;
+mod pty;
 mod quota;
+mod reclaim;
 mod shell;
 mod sys;
 mod tiocsti;
@@ -51,8 +55,12 @@ fn main() -> ExitCode {
         },
         [flag, uid] if flag == "--end-processes" => end::run(uid, uid_min()),
         [flag, home, uid, mb] if flag == "--set-quota" => quota::run(home, uid, mb, uid_min()),
+        [flag, user, agent] if flag == "--prepare-mounts" => mounts::run(user, agent),
         _ => {
-            log("usage: termpool-agent [--end-processes UID | --set-quota HOME UID MB]");
+            log(
+                "usage: termpool-agent [--end-processes UID | --set-quota HOME UID MB | \
+                 --prepare-mounts USER_PTYS AGENT_PTYS]",
+            );
             ExitCode::from(2)
         }
     }

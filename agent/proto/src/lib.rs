@@ -2,6 +2,7 @@
 //! agent (`agent/`): the JSON messages of a session's connection, the unix socket they travel on
 //! in single-host mode, and the Noise-encrypted TCP wire of Swarm mode (`net*`).
 
+mod account_script;
 mod net;
 mod net_frame;
 mod net_noise;
@@ -11,6 +12,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+pub use account_script::{ACCOUNT_SCRIPT, WORKSPACE};
 pub use net::{
     prologue, slot_psk, AccountRequest, AgentResult, EndRequest, FailureKind, HomeOwner,
     LockdownReport, StatusReport, AGENT_PORT, NOISE_PARAMS, PROTOCOL_NAME,

@@ -247,3 +247,63 @@ async fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// Not a pass/fail figure: the keystroke echo through the network agent beside the unix-socket
+/// agent (PTY fd passed to this process) in the same container, printed for docs/scaling.md.
+#[tokio::test]
+async fn echo_round_trip_remote_vs_unix_socket() {
+    let c = AgentContainer::start("echo", &[]);
+    c.ready().await;
+    let (dave, _) = c.account(4).await;
+    // The single-host agent, started beside the first (outside the lockdown: a docker exec).
+    let (ok, out) = fixture::docker(&[
+        "exec",
+        "-d",
+        "-e",
+        "TERMPOOL_AGENT_SOCKET=/run/termpool/agent.sock",
+        &c.name,
+        "/usr/local/sbin/termpool-agent",
+    ]);
+    assert!(ok, "{out}");
+    let conn = termpool::tty::agent::connect(&c.socket_path(), Duration::from_secs(30))
+        .await
+        .expect("the unix-socket agent");
+    let req = termpool_agent_proto::ShellRequest {
+        user: dave.as_str().into(),
+        home: format!("/workspace/{dave}").into(),
+        cols: 80,
+        rows: 24,
+        env: vec!["TERM=xterm".to_string()].into(),
+    };
+    let mut local = termpool::tty::agent::spawn(conn, &req, Duration::from_secs(30))
+        .await
+        .expect("a unix-socket session");
+    let mut remote = open(&c.agent(), &dave).await.unwrap();
+    for (name, s) in [("unix socket", &mut local), ("network", &mut remote)] {
+        sh(s, "true").await;
+        s.tty
+            .write(b"stty -echoctl; cat >/dev/null\r")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut times = Vec::new();
+        for i in 0..300 {
+            let start = std::time::Instant::now();
+            s.tty.write(b"a").await.unwrap();
+            fixture::read_until(s, |seen| seen.contains('a')).await;
+            times.push(start.elapsed());
+            if i % 50 == 49 {
+                s.tty.write(b"\r").await.unwrap();
+            }
+        }
+        times.sort();
+        let at = |q: usize| times[times.len() * q / 100];
+        println!(
+            "echo round trip, {name}: p50 {:?}, p90 {:?}, p99 {:?} (300 keystrokes)",
+            at(50),
+            at(90),
+            at(99)
+        );
+        s.tty.hangup().await;
+    }
+}

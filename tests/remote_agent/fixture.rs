@@ -13,6 +13,13 @@ use termpool_agent_proto::{slot_psk, AccountRequest, ShellRequest};
 
 pub const SLOT: &str = "termpool-slot-swarm-agent-test";
 const WAIT: Duration = Duration::from_secs(30);
+/// A Swarm task's settings: the pool's caps plus the three the lockdown drops, its limits, the
+/// agent's port on 127.0.0.1 only, and the Swarm-mode environment.
+const FLAGS: &str = "--init --cap-drop ALL \
+    --cap-add CHOWN --cap-add DAC_OVERRIDE --cap-add FOWNER --cap-add SETUID --cap-add SETGID \
+    --cap-add KILL --cap-add SYS_ADMIN --cap-add SETPCAP --cap-add NET_ADMIN \
+    --pids-limit 1024 --ulimit nproc=256:256 --memory 512m -p 127.0.0.1::7100 \
+    -e TERMPOOL_AGENT_LISTEN=0.0.0.0:7100 -e TERMPOOL_AGENT_LOCKDOWN=1";
 
 pub struct AgentContainer {
     pub name: String,
@@ -59,52 +66,14 @@ impl AgentContainer {
         let key = dir.join("agent-key");
         std::fs::write(&key, psk).unwrap();
         let mount = format!("{}:/run/secrets/agent-key:ro", key.display());
-        let mut args: Vec<String> = [
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--init",
-            "--cap-drop",
-            "ALL",
-            "--cap-add",
-            "CHOWN",
-            "--cap-add",
-            "DAC_OVERRIDE",
-            "--cap-add",
-            "FOWNER",
-            "--cap-add",
-            "SETUID",
-            "--cap-add",
-            "SETGID",
-            "--cap-add",
-            "KILL",
-            "--cap-add",
-            "SYS_ADMIN",
-            "--cap-add",
-            "SETPCAP",
-            "--cap-add",
-            "NET_ADMIN",
-            "--pids-limit",
-            "1024",
-            "--ulimit",
-            "nproc=256:256",
-            "--memory",
-            "512m",
-            "-p",
-            "127.0.0.1::7100",
-            "-v",
-            &mount,
-            "-e",
-            "TERMPOOL_AGENT_LISTEN=0.0.0.0:7100",
-            "-e",
-            &format!("TERMPOOL_AGENT_SLOT={SLOT}"),
-            "-e",
-            "TERMPOOL_AGENT_LOCKDOWN=1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        // For a unix-socket agent beside the network one (the measurement).
+        let socket_dir = dir.join("run");
+        std::fs::create_dir_all(&socket_dir).unwrap();
+        let socket_mount = format!("{}:/run/termpool", socket_dir.display());
+        let mut args: Vec<String> = ["run", "-d", "--name", &name].map(String::from).to_vec();
+        args.extend(FLAGS.split_whitespace().map(String::from));
+        args.extend(["-v".into(), mount, "-v".into(), socket_mount]);
+        args.extend(["-e".into(), format!("TERMPOOL_AGENT_SLOT={SLOT}")]);
         for e in env {
             args.extend(["-e".to_string(), e.to_string()]);
         }
@@ -142,6 +111,12 @@ impl AgentContainer {
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
+    }
+
+    /// Where a unix-socket agent started in the container (`/run/termpool/agent.sock`) is seen
+    /// from here.
+    pub fn socket_path(&self) -> std::path::PathBuf {
+        self.dir.join("run/agent.sock")
     }
 
     pub fn logs(&self) -> String {

@@ -104,8 +104,7 @@ fn proc_has_hidepid(mounts: &str) -> bool {
     mounts
         .lines()
         .filter(|l| l.split_whitespace().nth(1) == Some("/proc"))
-        .filter(|l| l.split_whitespace().nth(2) == Some("proc"))
-        .last()
+        .rfind(|l| l.split_whitespace().nth(2) == Some("proc"))
         .and_then(|l| l.split_whitespace().nth(3))
         .is_some_and(|opts| {
             opts.split(',')

@@ -256,18 +256,33 @@ async fn echo_round_trip_remote_vs_unix_socket() {
     c.ready().await;
     let (dave, _) = c.account(4).await;
     // The single-host agent, started beside the first (outside the lockdown: a docker exec).
-    let (ok, out) = fixture::docker(&[
-        "exec",
-        "-d",
-        "-e",
-        "TERMPOOL_AGENT_SOCKET=/run/termpool/agent.sock",
-        &c.name,
-        "/usr/local/sbin/termpool-agent",
-    ]);
-    assert!(ok, "{out}");
+    let log = std::env::temp_dir().join(format!("{}-unix-agent.log", c.name));
+    let mut unix_agent = std::process::Command::new("docker")
+        .args([
+            "exec",
+            "-e",
+            "TERMPOOL_AGENT_SOCKET=/run/termpool/agent.sock",
+            &c.name,
+        ])
+        .args([
+            "env",
+            "-u",
+            "TERMPOOL_AGENT_LISTEN",
+            "/usr/local/sbin/termpool-agent",
+        ])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
     let conn = termpool::tty::agent::connect(&c.socket_path(), Duration::from_secs(30))
         .await
-        .expect("the unix-socket agent");
+        .unwrap_or_else(|e| {
+            let top = fixture::docker(&["top", &c.name]).1;
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!(
+                "the unix-socket agent at {:?}: {e}\n{top}\n{log}",
+                c.socket_path()
+            )
+        });
     let req = termpool_agent_proto::ShellRequest {
         user: dave.as_str().into(),
         home: format!("/workspace/{dave}").into(),
@@ -278,8 +293,23 @@ async fn echo_round_trip_remote_vs_unix_socket() {
     let mut local = termpool::tty::agent::spawn(conn, &req, Duration::from_secs(30))
         .await
         .expect("a unix-socket session");
-    let mut remote = open(&c.agent(), &dave).await.unwrap();
-    for (name, s) in [("unix socket", &mut local), ("network", &mut remote)] {
+    let mut proxied = open(&c.agent(), &dave).await.unwrap();
+    // Straight to the container's address, without Docker's port proxy in between.
+    let (ok, ip) = fixture::docker(&[
+        "inspect",
+        "--format",
+        "{{.NetworkSettings.IPAddress}}",
+        &c.name,
+    ]);
+    assert!(ok, "{ip}");
+    let direct = RemoteAgent::new(format!("{}:7100", ip.trim()), SLOT, c.psk);
+    let mut remote = open(&direct, &dave).await.unwrap();
+    let sessions = [
+        ("unix socket", &mut local),
+        ("network, direct", &mut remote),
+        ("network, through docker-proxy", &mut proxied),
+    ];
+    for (name, s) in sessions {
         sh(s, "true").await;
         s.tty
             .write(b"stty -echoctl; cat >/dev/null\r")
@@ -306,4 +336,7 @@ async fn echo_round_trip_remote_vs_unix_socket() {
         );
         s.tty.hangup().await;
     }
+    let _ = unix_agent.kill();
+    let _ = unix_agent.wait();
+    let _ = std::fs::remove_file(&log);
 }

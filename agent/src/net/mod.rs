@@ -29,9 +29,11 @@ pub struct Config {
 }
 
 impl Config {
-    /// `None` when `TERMPOOL_AGENT_LISTEN` is not set: the single-host mode.
+    /// `None` when `TERMPOOL_AGENT_LISTEN` is not set (or empty): the single-host mode.
     pub fn from_env() -> Option<Result<Config, String>> {
-        let listen = std::env::var("TERMPOOL_AGENT_LISTEN").ok()?;
+        let listen = std::env::var("TERMPOOL_AGENT_LISTEN")
+            .ok()
+            .filter(|l| !l.is_empty())?;
         let Ok(slot) = std::env::var("TERMPOOL_AGENT_SLOT") else {
             return Some(Err("TERMPOOL_AGENT_SLOT is not set".into()));
         };

@@ -120,6 +120,11 @@ fn serve(
                 // its own descriptors and exits without returning here.
                 match unsafe { libc::fork() } {
                     0 => {
+                        // SAFETY: the child's copies only; it never returns to the loop.
+                        unsafe {
+                            libc::close(listener.as_raw_fd());
+                            libc::close(signals.as_raw_fd());
+                        }
                         conn::serve(stream, context);
                         // SAFETY: the child ends here, without running the parent's destructors.
                         unsafe { libc::_exit(0) }

@@ -209,6 +209,62 @@ async fn wire_attacks_get_no_shell_and_the_agent_keeps_serving() {
     assert!(logs.contains("handshake refused"), "{logs}");
 }
 
+/// A container that cannot lock down (no SYS_ADMIN: /proc cannot be remounted) gets an agent
+/// that says so and serves no one, rather than serving unlocked.
+#[tokio::test]
+async fn an_agent_that_cannot_lock_down_serves_no_session() {
+    let caps: Vec<&str> = fixture::TASK_CAPS
+        .into_iter()
+        .filter(|&c| c != "SYS_ADMIN")
+        .collect();
+    let c = AgentContainer::start_with_caps("nolock", &[], &caps);
+    let status = c.ready().await;
+    let error = status.lockdown.error.clone().unwrap_or_default();
+    assert!(error.contains("hidepid"), "{status:?}\n{}", c.logs());
+    assert!(!status.lockdown.proc_hidepid, "{status:?}");
+    let req = AccountRequest {
+        name: "unlocked".into(),
+        uid: c.uid_base + 5,
+        home: "/workspace/unlocked".into(),
+    };
+    match c.agent().account(&req).await {
+        Err(AgentError::Refused { kind, .. }) => assert_eq!(kind, FailureKind::NotLockedDown),
+        other => panic!("an unlocked agent created an account: {other:?}"),
+    }
+    // Not even root's shell: OPEN is refused before any account lookup.
+    let err = open(&c.agent(), "root").await.err().expect("no session");
+    assert!(err.to_string().contains("lock"), "{err}");
+}
+
+/// Nothing listening, or a peer that never answers the handshake: `Unreachable` within the
+/// connect timeout, never a hang.
+#[tokio::test]
+async fn an_agent_that_does_not_answer_is_unreachable_in_time() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let agent = RemoteAgent::new(addr, SLOT, [1; 32]);
+    assert!(matches!(
+        agent.status().await,
+        Err(AgentError::Unreachable { .. })
+    ));
+    // Accepts connections (the kernel does) but never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let agent = RemoteAgent::new(silent.local_addr().unwrap().to_string(), SLOT, [1; 32])
+        .with_connect_timeout(Duration::from_millis(500));
+    let start = std::time::Instant::now();
+    let err = fixture::open(&agent, "anyone")
+        .await
+        .err()
+        .expect("no session");
+    assert!(matches!(err, AgentError::Unreachable { .. }), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 /// Sends `bytes` on a fresh connection; whether the agent then closes it without a word.
 fn closed_after(addr: &str, bytes: &[u8]) -> bool {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();

@@ -159,6 +159,9 @@ impl Relay<'_> {
         self.tx
             .seal(FrameType::Exit, &exit, &mut self.to_net)
             .map_err(invalid)?;
+        // A paused browser may leave the server unread for long: wait as long as it takes (a
+        // server that goes away fails the write).
+        self.stream.set_write_timeout(None)?;
         self.stream.set_nonblocking(false)?;
         self.stream.write_all(&self.to_net)?;
         self.to_net.clear();

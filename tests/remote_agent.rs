@@ -209,6 +209,49 @@ async fn wire_attacks_get_no_shell_and_the_agent_keeps_serving() {
     assert!(logs.contains("handshake refused"), "{logs}");
 }
 
+/// Output nobody reads stops the program, not the agent's memory, and input still passes: TCP's
+/// window is the flow control, per session.
+#[tokio::test]
+async fn unread_output_blocks_the_program_and_input_still_passes() {
+    let c = AgentContainer::start("flow", &[]);
+    c.ready().await;
+    let (erin, erin_uid) = c.account(6).await;
+    let mut s = open(&c.agent(), &erin).await.unwrap();
+    sh(&mut s, "true").await;
+    s.tty.write(b"yes flowing\r").await.unwrap();
+    // Nothing is read for a while: `yes` must end up asleep on its full terminal.
+    let asleep = wait_until(|| {
+        c.processes_of(erin_uid)
+            .iter()
+            .any(|p| p.contains("yes flowing"))
+            && process_states(&c, "yes").iter().all(|s| s.starts_with('S'))
+    })
+    .await;
+    assert!(asleep, "{:?}", process_states(&c, "yes"));
+    let rss = fixture::docker(&["top", &c.name, "-eo", "rss,args"]).1;
+    let agent_kb: Vec<u64> = rss
+        .lines()
+        .filter(|l| l.contains("termpool-agent"))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(
+        agent_kb.iter().all(|&kb| kb < 32 * 1024),
+        "agent RSS (KiB): {agent_kb:?}"
+    );
+    // Ctrl-C goes through while the output is backed up; the shell comes back.
+    s.tty.write(b"\x03").await.unwrap();
+    s.tty.write(b"echo back-\"\"again\r").await.unwrap();
+    fixture::read_until(&mut s, |seen| seen.contains("back-again")).await;
+}
+
+fn process_states(c: &AgentContainer, name: &str) -> Vec<String> {
+    let out = fixture::docker(&["top", &c.name, "-eo", "stat,comm"]).1;
+    out.lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(name))
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_owned())
+        .collect()
+}
+
 /// A container that cannot lock down (no SYS_ADMIN: /proc cannot be remounted) gets an agent
 /// that says so and serves no one, rather than serving unlocked.
 #[tokio::test]

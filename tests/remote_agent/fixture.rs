@@ -211,6 +211,12 @@ pub async fn sh(s: &mut Spawned, cmd: &str) -> String {
     between(&seen).unwrap().replace('\r', "").trim().to_owned()
 }
 
+/// Ctrl-C, then waits for the shell's prompt (input typed before it may be flushed away).
+pub async fn interrupt(s: &mut Spawned) {
+    s.tty.write(b"\x03").await.expect("write");
+    read_until(s, |seen| seen.trim_end_matches(' ').ends_with('$')).await;
+}
+
 pub async fn resize(s: &Spawned, cols: u16, rows: u16) {
     s.tty.resize(TermSize { cols, rows }).await.expect("resize");
 }

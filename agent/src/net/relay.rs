@@ -134,7 +134,9 @@ impl Relay<'_> {
                 self.flush()?;
             }
             if pty & (libc::POLLIN | libc::POLLHUP) != 0 && pty_in != 0 {
-                self.read_pty(&mut buf)?;
+                // What the PTY holds now goes out in one write: fewer wake-ups on both ends.
+                while self.to_net.len() < HIGH_WATER && self.read_pty(&mut buf)? {}
+                self.flush()?;
             }
             if pty & libc::POLLOUT != 0 {
                 self.write_pty()?;
@@ -168,7 +170,7 @@ impl Relay<'_> {
         Ok(())
     }
 
-    /// Reads the PTY once into an OUTPUT frame; whether it read anything.
+    /// Reads the PTY once into an OUTPUT frame (not written yet); whether it read anything.
     fn read_pty(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         match read_fd(&self.master, buf) {
             Ok(0) => Ok(false),
@@ -176,7 +178,6 @@ impl Relay<'_> {
                 self.tx
                     .seal(FrameType::Output, &buf[..n], &mut self.to_net)
                     .map_err(invalid)?;
-                self.flush()?;
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),

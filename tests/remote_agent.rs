@@ -355,7 +355,8 @@ async fn echo_round_trip_remote_vs_unix_socket() {
     c.ready().await;
     let (dave, _) = c.account(4).await;
     // The single-host agent, started beside the first (outside the lockdown: a docker exec).
-    let log = std::env::temp_dir().join(format!("{}-unix-agent.log", c.name));
+    // In the container's directory, removed with it.
+    let log = c.socket_path().with_file_name("unix-agent.log");
     let mut unix_agent = std::process::Command::new("docker")
         .args([
             "exec",
@@ -449,5 +450,4 @@ async fn echo_round_trip_remote_vs_unix_socket() {
     }
     let _ = unix_agent.kill();
     let _ = unix_agent.wait();
-    let _ = std::fs::remove_file(&log);
 }

@@ -1,12 +1,14 @@
 //! termpool's session agent: starts login shells on PTYs inside a user container and hands each
-//! PTY's master to the server over a unix socket (messages: `termpool-agent-proto`). One-shot
-//! modes: `--end-processes UID` (end.rs), `--set-quota HOME UID MB` (quota.rs) and
-//! `--prepare-mounts USER_PTYS AGENT_PTYS` (mounts.rs).
+//! PTY's master to the server over a unix socket (messages: `termpool-agent-proto`); in Swarm
+//! mode (`TERMPOOL_AGENT_LISTEN`) it locks its container down and serves TCP instead (net/).
+//! One-shot modes: `--end-processes UID`, `--set-quota HOME UID MB`, `--prepare-mounts ...`.
 
 mod accounts;
 mod end;
 mod hangup;
+mod lockdown;
 mod mounts;
+mod net;
 mod pty;
 mod quota;
 mod reclaim;
@@ -46,12 +48,10 @@ struct Agent {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
-        [] => match run() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                log(&format!("cannot run: {e}"));
-                ExitCode::FAILURE
-            }
+        [] => match net::Config::from_env() {
+            Some(Ok(config)) => exit(net::run(config, uid_min())),
+            Some(Err(e)) => exit(Err(std::io::Error::other(e))),
+            None => exit(run()),
         },
         [flag, uid] if flag == "--end-processes" => end::run(uid, uid_min()),
         [flag, home, uid, mb] if flag == "--set-quota" => quota::run(home, uid, mb, uid_min()),
@@ -62,6 +62,16 @@ fn main() -> ExitCode {
                  --prepare-mounts USER_PTYS AGENT_PTYS]",
             );
             ExitCode::from(2)
+        }
+    }
+}
+
+fn exit(result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log(&format!("cannot run: {e}"));
+            ExitCode::FAILURE
         }
     }
 }

@@ -43,7 +43,8 @@ pub struct SwarmStore {
 impl SwarmStore {
     /// Opens the store of pool `pool_label` on the Swarm manager `docker` talks to: refuses a
     /// manager it cannot use and records of a newer release, and finishes any placement a crash
-    /// left half-written. Must be called inside a tokio runtime (its calls run there).
+    /// left half-written. Like the trait's methods, best called where blocking is allowed (a
+    /// `spawn_blocking` thread): each Docker call is waited for.
     pub fn new(docker: Docker, pool_label: &str) -> Result<SwarmStore, StoreError> {
         if !valid_pool_label(pool_label) {
             return Err(failed(

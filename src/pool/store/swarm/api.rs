@@ -10,7 +10,7 @@ use bollard::errors::Error as DockerError;
 use bollard::models::{Config, ConfigSpec};
 use bollard::query_parameters::{ListConfigsOptions, UpdateConfigOptions};
 use bollard::Docker;
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
 use super::super::StoreError;
 
@@ -29,16 +29,37 @@ pub(super) enum Write {
 pub(super) struct Api {
     docker: Docker,
     handle: Handle,
+    /// A runtime of the store's own, when the caller's cannot serve blocking calls.
+    own: Option<Runtime>,
 }
 
 impl Api {
-    /// Captures the current runtime: the store must be opened inside one.
+    /// Captures the current runtime if it is multi-threaded. A current-thread runtime (actix's)
+    /// drives its I/O only on its one thread, which may be the very thread waiting for the call,
+    /// so the store then runs its calls on a one-thread runtime of its own.
     pub(super) fn new(docker: Docker) -> Result<Api, StoreError> {
-        let handle = Handle::try_current().map_err(|e| StoreError::Swarm {
-            context: "opening the store in the Swarm".into(),
-            reason: format!("no async runtime to run the Docker calls on ({e})"),
-        })?;
-        Ok(Api { docker, handle })
+        let (handle, own) = match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => (h, None),
+            _ => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("termpool-swarm-store")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        failed(
+                            "opening the store in the Swarm",
+                            format!("no runtime for the Docker calls: {e}"),
+                        )
+                    })?;
+                (rt.handle().clone(), Some(rt))
+            }
+        };
+        Ok(Api {
+            docker,
+            handle,
+            own,
+        })
     }
 
     /// Runs `fut` on the captured runtime and waits for it, at most [`CALL_TIMEOUT`].
@@ -157,6 +178,15 @@ impl Api {
                 status_code: 404, ..
             }) => Ok(()),
             Err(e) => Err(docker_failed(&context, e)),
+        }
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its tasks, which panics on an async thread.
+        if let Some(rt) = self.own.take() {
+            rt.shutdown_background();
         }
     }
 }

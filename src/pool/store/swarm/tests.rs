@@ -432,6 +432,33 @@ fn an_unusable_manager_is_a_clear_error() {
     );
 }
 
+#[test]
+fn a_store_opened_in_a_current_thread_runtime_works() {
+    let pool = TestPool::new("current-thread");
+    let actix_like = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let socket = std::env::var(SOCKET_VAR).expect("socket");
+    let label = pool.label.clone();
+    let users = actix_like.block_on(async move {
+        let docker =
+            Docker::connect_with_unix(&socket, 30, bollard::API_DEFAULT_VERSION).expect("client");
+        let mut s = tokio::task::spawn_blocking(move || SwarmStore::new(docker, &label))
+            .await
+            .expect("join")
+            .expect("open");
+        tokio::task::spawn_blocking(move || {
+            s.assign(&assignment("ha", "ua", "c-0", None))?;
+            s.users()
+        })
+        .await
+        .expect("join")
+        .expect("assign")
+    });
+    assert_eq!(users.len(), 1);
+}
+
 fn connect_lazy(rt: &Runtime, socket: &str) -> Docker {
     let _entered = rt.enter();
     Docker::connect_with_unix(socket, 5, bollard::API_DEFAULT_VERSION).expect("client")

@@ -376,6 +376,22 @@ fn a_placement_cut_short_by_a_crash_is_finished_on_reopen() {
 }
 
 #[test]
+fn a_placement_cut_short_by_an_error_is_finished_by_the_next() {
+    let pool = TestPool::new("cutshort");
+    let mut s = pool.store();
+    s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+    let snap = s.snapshot().expect("snapshot");
+    let first = assignment("hb", "ub", "c-0", Some("ua"));
+    assert!(s.take_slot(&snap, &first).expect("first half").is_some());
+    // The same server goes on placing someone else: the half-done eviction is finished first.
+    s.assign(&assignment("hc", "uc", "c-1", None)).expect("c");
+    assert_eq!(user(&s, "ua").container, None);
+    assert_eq!(user(&s, "ub").container.as_deref(), Some("c-0"));
+    let marks = s.snapshot().expect("snapshot").accounts;
+    assert!(marks.iter().all(|a| a.evicts.is_none()), "mark dropped");
+}
+
+#[test]
 fn records_of_a_newer_release_are_refused_and_left_untouched() {
     let pool = TestPool::new("newer");
     pool.store()

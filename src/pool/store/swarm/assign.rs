@@ -1,8 +1,5 @@
 //! A placement with its eviction as record writes in a crash-safe order: the newcomer's record
 //! first, marked with whom it evicts; then the evicted user's; then the mark is dropped.
-//!
-//! A crash before the first write leaves the old placement whole; after it, opening the store
-//! (or the next placement) rolls the eviction forward, so one user holds the slot either way.
 
 use super::api::{failed, Write};
 use super::records::{account_name, Account, Snapshot};
@@ -13,7 +10,9 @@ use crate::pool::store::{NewAssignment, StoreError, UserRecord, FIRST_UID, LAST_
 const UID_TRIES: i64 = 32;
 
 impl SwarmStore {
-    /// [`super::Store::assign`] on the Swarm's records.
+    /// [`super::Store::assign`] on the Swarm's records. A crash before the first write leaves the
+    /// old placement whole; after it, opening the store (or the next placement) rolls the
+    /// eviction forward, so exactly one of the two users holds the slot either way.
     pub(super) fn assign_records(
         &mut self,
         a: &NewAssignment<'_>,

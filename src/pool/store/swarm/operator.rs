@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::api::{failed, Write};
 use super::records::{
-    base_labels, labels_of, Labels, KIND_BLOCK, KIND_KEY, LABEL_KIND, LABEL_STORE,
+    base_labels, labels_of, Labels, KIND_BLOCK, KIND_KEY, LABEL_IDENTITY, LABEL_KIND, LABEL_STORE,
 };
 use super::{raced, SwarmStore, ATTEMPTS};
 use crate::pool::identity_hash;
@@ -18,7 +18,6 @@ const LABEL_BLOCK_VALUE: &str = "termpool.block.value";
 const LABEL_REASON: &str = "termpool.block.reason";
 const LABEL_CREATED: &str = "termpool.created-at";
 const LABEL_KEY_HASH: &str = "termpool.key-hash";
-const LABEL_IDENTITY: &str = "termpool.identity";
 
 /// The first hex digits of a SHA-256 that name a record (96 bits: collisions are out of reach;
 /// lookups go by labels anyway).

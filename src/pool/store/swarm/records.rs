@@ -15,7 +15,7 @@ pub(super) const LABEL_STORE: &str = "termpool.store";
 pub(super) const LABEL_KIND: &str = "termpool.store.kind";
 pub(super) const LABEL_SCHEMA: &str = "termpool.store.schema";
 const LABEL_ACCOUNT: &str = "termpool.account";
-const LABEL_IDENTITY: &str = "termpool.identity";
+pub(super) const LABEL_IDENTITY: &str = "termpool.identity";
 const LABEL_UID: &str = "termpool.uid";
 const LABEL_CONTAINER: &str = "termpool.container";
 const LABEL_CONTAINER_ID: &str = "termpool.container-id";
@@ -203,8 +203,12 @@ impl Snapshot {
         Ok(snap)
     }
 
+    /// The identity's account (the lowest UID, should two servers have made it one each).
     pub fn account_by_identity(&self, hash: &str) -> Option<&Account> {
-        self.accounts.iter().find(|a| a.user.identity_hash == hash)
+        self.accounts
+            .iter()
+            .filter(|a| a.user.identity_hash == hash)
+            .min_by_key(|a| a.user.uid)
     }
 
     pub fn account_by_name(&self, username: &str) -> Option<&Account> {

@@ -356,6 +356,24 @@ fn two_racing_stores_never_share_a_uid() {
 }
 
 #[test]
+fn two_servers_making_one_user_an_account_keep_one() {
+    let pool = TestPool::new("oneuser");
+    let (mut first, second) = (pool.store(), pool.store());
+    // The second server read the records before the first made the account.
+    let stale = second.snapshot().expect("snapshot");
+    let made = first
+        .assign(&assignment("ha", "ua", "c-0", None))
+        .expect("a");
+    let raced = second
+        .take_slot(&stale, &assignment("ha", "ua", "c-1", None))
+        .expect("second");
+    assert!(raced.is_none(), "the later account gives way: {raced:?}");
+    let users = pool.store().users().expect("users");
+    assert_eq!(users.len(), 1, "{users:?}");
+    assert_eq!(users[0].uid, made.uid);
+}
+
+#[test]
 fn a_placement_cut_short_by_a_crash_is_finished_on_reopen() {
     let pool = TestPool::new("crash");
     let mut s = pool.store();

@@ -1,5 +1,6 @@
 //! Short, bounded busy polling of a worker thread right after a keystroke, so that its echo is
-//! handled without sleeping and being woken. Opened only by client input, never by output.
+//! handled without sleeping and being woken. Opened only by client input, never by output, and
+//! not at all while the thread's core is contended (spinning then only makes it wait its turn).
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -7,9 +8,17 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+/// A round of polling that took this long means the thread waited behind another one for its
+/// core: a keystroke's own work (the shell's, the kworker's) never takes that long.
+const CONTENDED_ROUND: Duration = Duration::from_micros(500);
+/// How long polling stays off after a contended round.
+const BACK_OFF: Duration = Duration::from_secs(1);
+
 /// The spinner of one worker thread.
 struct Spinner {
     until: Cell<Instant>,
+    /// No window opens before this (the core was contended).
+    off_until: Cell<Instant>,
     /// Set while the spinner sleeps (no window open).
     parked: RefCell<Option<Waker>>,
 }
@@ -24,10 +33,12 @@ pub fn after_input(window: Duration) {
     if window.is_zero() {
         return;
     }
-    let until = Instant::now() + window;
+    let now = Instant::now();
+    let until = now + window;
     SPINNER.with(|cell| {
         let mut slot = cell.borrow_mut();
         match slot.as_ref() {
+            Some(spinner) if now < spinner.off_until.get() => {}
             Some(spinner) => {
                 if until > spinner.until.get() {
                     spinner.until.set(until);
@@ -39,6 +50,7 @@ pub fn after_input(window: Duration) {
             None => {
                 let spinner = Rc::new(Spinner {
                     until: Cell::new(until),
+                    off_until: Cell::new(now),
                     parked: RefCell::new(None),
                 });
                 tokio::task::spawn_local(spin(spinner.clone()));
@@ -50,12 +62,20 @@ pub fn after_input(window: Duration) {
 
 async fn spin(spinner: Rc<Spinner>) {
     loop {
-        if Instant::now() < spinner.until.get() {
+        let mut round = Instant::now();
+        while round < spinner.until.get() {
             // Lets any other runnable thread have this core first, then goes round the runtime:
             // a yielded task is polled again only after tokio has polled epoll without waiting.
             std::thread::yield_now();
             tokio::task::yield_now().await;
-            continue;
+            let now = Instant::now();
+            if now - round >= CONTENDED_ROUND {
+                // A thread that polls stays runnable, so it gets the core only in its turn; one
+                // that sleeps is woken ahead of the others (the scheduler favours sleepers).
+                spinner.until.set(now);
+                spinner.off_until.set(now + BACK_OFF);
+            }
+            round = now;
         }
         poll_fn(|cx| {
             if Instant::now() < spinner.until.get() {

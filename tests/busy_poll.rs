@@ -1,9 +1,10 @@
 //! Busy polling after a keystroke (`BUSY_POLL_US`) against the real server: the worker spins only
-//! in the window after input, and an idle session costs no CPU. A test binary of its own, so that
+//! in the window after input and not on a contended core, and an idle session costs no CPU. A test binary of its own, so that
 //! no other test competes for the cores while CPU time is measured.
 
 mod common;
 
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{server_cpu, Client, Server};
@@ -68,4 +69,79 @@ async fn without_busy_polling_a_keystroke_costs_next_to_nothing() {
         typing < Duration::from_millis(10),
         "with BUSY_POLL_US=0 a keystroke should not make the server poll: it used {typing:?} in {SPAN:?}"
     );
+}
+
+/// Busy loops pinned to one CPU, killed when dropped.
+struct Hogs(Vec<Child>);
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
+}
+
+/// The first CPU this process may run on.
+fn first_cpu() -> usize {
+    // SAFETY: sched_getaffinity fills the zeroed set it is given.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set), 0);
+        (0..libc::CPU_SETSIZE as usize)
+            .find(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .expect("no CPU allowed")
+    }
+}
+
+/// Pins every thread of `pid` to `cpu`.
+fn pin(pid: u32, cpu: usize) {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process's threads");
+    for task in tasks {
+        let tid: i32 = task.unwrap().file_name().to_string_lossy().parse().unwrap();
+        // SAFETY: sched_setaffinity reads the set it is given.
+        let rc = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set)
+        };
+        assert_eq!(rc, 0, "pinning thread {tid}: {}", std::io::Error::last_os_error());
+    }
+}
+
+#[tokio::test]
+async fn a_worker_whose_core_is_contended_does_not_poll() {
+    let window = WINDOW.as_micros().to_string();
+    let server = Server::local(&["--busy-poll-us", &window]);
+    let mut c = server.connect("").await;
+    c.ready().await;
+    c.sync().await;
+    tokio::time::sleep(WINDOW + Duration::from_millis(100)).await;
+
+    // Two busy loops share the server's one core with it: a polling worker would get its share
+    // of that core for the whole window, but it waits behind them, which is what polling is for
+    // avoiding.
+    let cpu = first_cpu();
+    pin(server.pid(), cpu);
+    let hogs = Hogs(
+        (0..2)
+            .map(|_| {
+                let hog = Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .expect("a busy loop");
+                pin(hog.id(), cpu);
+                hog
+            })
+            .collect(),
+    );
+    let typing = cpu_after(&server, &mut c, Some(b"x"), SPAN).await;
+    drop(hogs);
+    assert!(
+        typing < Duration::from_millis(10),
+        "on a contended core a keystroke should not make the worker poll: it used {typing:?} in {SPAN:?}"
+    );
+    c.send_bytes(b"\x7f").await;
+    c.sync().await;
 }

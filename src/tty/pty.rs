@@ -43,7 +43,6 @@ pub(super) fn session<S: Shell>(master: PtyMaster, shell: S) -> Spawned {
         master,
         shell,
         shell_exited: false,
-        buf: BytesMut::new(),
     });
     Spawned { tty, output }
 }
@@ -88,15 +87,13 @@ struct PtyOutput<S> {
     master: Arc<PtyMaster>,
     shell: Arc<S>,
     shell_exited: bool,
-    /// Chunks are split off this buffer: one allocation serves many chunks.
-    buf: BytesMut,
 }
 
 #[async_trait]
 impl<S: Shell> TtyOutput for PtyOutput<S> {
     async fn read(&mut self) -> Option<Bytes> {
         self.master
-            .read(&mut self.buf, &mut self.shell_exited, self.shell.exited())
+            .read(&mut self.shell_exited, self.shell.exited())
             .await
     }
 
@@ -161,14 +158,13 @@ impl PtyMaster {
     /// hold the TTY open forever. `None` at the end.
     pub async fn read(
         &self,
-        buf: &mut BytesMut,
         exited: &mut bool,
         shell_exited: impl Future<Output = ()>,
     ) -> Option<Bytes> {
         tokio::pin!(shell_exited);
         loop {
             if *exited {
-                return match read_chunk(self.raw(), buf) {
+                return match read_chunk(self.raw()) {
                     Ok(chunk) => chunk.bytes,
                     Err(_) => None,
                 };
@@ -183,7 +179,7 @@ impl PtyMaster {
                 continue;
             };
             let mut guard = ready.ok()?;
-            match guard.try_io(|fd| read_chunk(fd.get_ref().as_raw_fd(), buf)) {
+            match guard.try_io(|fd| read_chunk(fd.get_ref().as_raw_fd())) {
                 Ok(Ok(Chunk { bytes, drained })) => {
                     if drained {
                         // The read already saw EAGAIN: without this the next call would make
@@ -207,15 +203,13 @@ struct Chunk {
 }
 
 /// Reads up to `MAX_CHUNK` bytes, coalescing several reads (a PTY hands out at most a few KiB at a
-/// time) so that a burst of output becomes few WebSocket frames. Reads straight into the spare
-/// capacity of `buf` and splits the chunk off it: no zero-filling, no copy, and an allocation is
-/// reused once every chunk split off it has been sent. `WouldBlock` when there was nothing at all.
-fn read_chunk(fd: RawFd, buf: &mut BytesMut) -> io::Result<Chunk> {
-    buf.reserve(MAX_CHUNK);
+/// time) so that a burst of output becomes few WebSocket frames. Reads straight into the buffer
+/// that is sent on: no zero-filling, no copy. `WouldBlock` when there was nothing at all.
+fn read_chunk(fd: RawFd) -> io::Result<Chunk> {
+    let mut buf = BytesMut::with_capacity(MAX_CHUNK);
     let mut drained = false;
     while buf.len() < MAX_CHUNK {
-        let room = MAX_CHUNK - buf.len();
-        match sys_read(fd, &mut buf.spare_capacity_mut()[..room]) {
+        match sys_read(fd, buf.spare_capacity_mut()) {
             Ok(0) => break,
             Ok(n) => {
                 // SAFETY: read() initialised exactly n bytes of the spare capacity.
@@ -225,41 +219,20 @@ fn read_chunk(fd: RawFd, buf: &mut BytesMut) -> io::Result<Chunk> {
                 if buf.len() < INTERACTIVE_CHUNK {
                     break;
                 }
-                // On an empty line discipline a read, even non-blocking, first waits for the
-                // kernel's worker to push what the program wrote since: a sleep and a wake-up of
-                // this thread per 4 KiB. What is already there is sent; the rest comes next read.
-                if queued_input(fd) == Some(0) {
-                    break;
-                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && !buf.is_empty() => {
                 drained = true;
                 break;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // The burst is over: an idle session holds no buffer.
-                *buf = BytesMut::new();
-                return Err(e);
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
             // Linux reports the end of a PTY whose every slave fd is closed as EIO.
             Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
     }
-    let bytes = (!buf.is_empty()).then(|| buf.split().freeze());
-    if drained {
-        *buf = BytesMut::new();
-    }
+    let bytes = (!buf.is_empty()).then(|| buf.freeze());
     Ok(Chunk { bytes, drained })
-}
-
-/// How many bytes the line discipline holds ready to read, without waiting for any.
-fn queued_input(fd: RawFd) -> Option<usize> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: TIOCINQ writes one int through a valid pointer.
-    let rc = unsafe { libc::ioctl(fd, libc::TIOCINQ, &mut n) };
-    (rc == 0).then_some(n as usize)
 }
 
 fn sys_read(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {

@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,9 @@ use std::time::{Duration, Instant};
 const CONTENDED_ROUND: Duration = Duration::from_micros(500);
 /// How long polling stays off after a contended round.
 const BACK_OFF: Duration = Duration::from_secs(1);
+
+/// Times a window ended early because the core was contended, for `/metrics`.
+pub static CONTENDED: AtomicU64 = AtomicU64::new(0);
 
 /// The spinner of one worker thread.
 struct Spinner {
@@ -74,6 +78,7 @@ async fn spin(spinner: Rc<Spinner>) {
                 // that sleeps is woken ahead of the others (the scheduler favours sleepers).
                 spinner.until.set(now);
                 spinner.off_until.set(now + BACK_OFF);
+                CONTENDED.fetch_add(1, Ordering::Relaxed);
             }
             round = now;
         }

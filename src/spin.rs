@@ -1,6 +1,6 @@
 //! Short, bounded busy polling of a worker thread right after a keystroke, so that its echo is
-//! handled without sleeping and being woken. Opened only by client input, never by output, and
-//! not at all while the thread's core is contended (spinning then only makes it wait its turn).
+//! handled without sleeping and being woken. Opened only by client input (output only extends it),
+//! and not while the thread's core is contended (polling then only makes it wait its turn).
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 const CONTENDED_ROUND: Duration = Duration::from_micros(500);
 /// How long polling stays off after a contended round.
 const BACK_OFF: Duration = Duration::from_secs(1);
+/// Output extends a window to at most this many windows after the input that opened it.
+const OUTPUT_EXTENSION: u32 = 4;
 
 /// Times a window ended early because the core was contended, for `/metrics`.
 pub static CONTENDED: AtomicU64 = AtomicU64::new(0);
@@ -21,6 +23,9 @@ pub static CONTENDED: AtomicU64 = AtomicU64::new(0);
 /// The spinner of one worker thread.
 struct Spinner {
     until: Cell<Instant>,
+    /// The last input, and the window it opened.
+    input_at: Cell<Instant>,
+    window: Cell<Duration>,
     /// No window opens before this (the core was contended).
     off_until: Cell<Instant>,
     /// Set while the spinner sleeps (no window open).
@@ -47,6 +52,8 @@ pub fn after_input(window: Duration) {
                 if until > spinner.until.get() {
                     spinner.until.set(until);
                 }
+                spinner.input_at.set(now);
+                spinner.window.set(window);
                 if let Some(waker) = spinner.parked.borrow_mut().take() {
                     waker.wake();
                 }
@@ -54,11 +61,32 @@ pub fn after_input(window: Duration) {
             None => {
                 let spinner = Rc::new(Spinner {
                     until: Cell::new(until),
+                    input_at: Cell::new(now),
+                    window: Cell::new(window),
                     off_until: Cell::new(now),
                     parked: RefCell::new(None),
                 });
                 tokio::task::spawn_local(spin(spinner.clone()));
                 *slot = Some(spinner);
+            }
+        }
+    });
+}
+
+/// Extends this worker thread's window, if one is open, to its input's window from now (at most
+/// `OUTPUT_EXTENSION` windows after that input): a command line's echo comes first, its output and
+/// the prompt some hundred microseconds later. Output never opens a window.
+pub fn after_output() {
+    let now = Instant::now();
+    SPINNER.with(|cell| {
+        if let Some(spinner) = cell.borrow().as_ref() {
+            if now < spinner.until.get() {
+                let window = spinner.window.get();
+                let cap = spinner.input_at.get() + window * OUTPUT_EXTENSION;
+                let until = (now + window).min(cap);
+                if until > spinner.until.get() {
+                    spinner.until.set(until);
+                }
             }
         }
     });

@@ -75,6 +75,41 @@ async fn the_worker_polls_for_the_window_after_a_keystroke_then_sleeps() {
     c.sync().await;
 }
 
+#[tokio::test]
+async fn output_within_a_window_extends_it() {
+    let window = WINDOW.as_micros().to_string();
+    let server = Server::local(&["--busy-poll-us", &window]);
+    let mut c = server.connect("").await;
+    c.ready().await;
+    c.sync().await;
+    for attempt in 1..=5 {
+        tokio::time::sleep(SETTLE).await;
+        let contended = contended_windows(&server).await;
+        // The line is the input; its output comes 250 ms later, inside the window it opened.
+        let typed = std::time::Instant::now();
+        c.send_bytes(b"sleep 0.25; echo do''ne\r").await;
+        c.expect_output("done").await;
+        if typed.elapsed() > WINDOW - Duration::from_millis(50) {
+            eprintln!("attempt {attempt}: the output came too late to tell");
+            continue;
+        }
+        // Past the window the input opened, within the one the output extended.
+        tokio::time::sleep_until((typed + WINDOW + Duration::from_millis(20)).into()).await;
+        let after = cpu_after(&server, &mut c, None, Duration::from_millis(200)).await;
+        if after >= Duration::from_millis(20) {
+            return;
+        }
+        assert!(
+            contended_windows(&server).await > contended,
+            "output within the window should extend it: the worker used {after:?} of CPU in \
+             the 200 ms after the input's window, and its core was not found contended"
+        );
+        eprintln!(
+            "attempt {attempt}: the worker's core was contended; polling is off for a second"
+        );
+    }
+}
+
 /// `termpool_busy_poll_contended_total` of the server's `/metrics`.
 async fn contended_windows(server: &Server) -> u64 {
     let (_, _, body) = common::http_get(&server.addr, "/metrics", &[]).await;

@@ -154,6 +154,12 @@ impl Metrics {
             get(&self.bytes_out),
         );
         metric(
+            "termpool_busy_poll_contended_total",
+            "counter",
+            "Busy-polling windows ended early because the worker's core was contended.",
+            crate::spin::CONTENDED.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
             "termpool_errors_total",
             "counter",
             "Error frames sent to clients.",

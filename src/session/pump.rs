@@ -110,6 +110,7 @@ async fn pause_changed(paused: &mut watch::Receiver<bool>) {
 }
 
 async fn forward(session: &LiveSession, chunk: Bytes) {
+    crate::spin::after_output();
     session.count_output(chunk.len());
     if let Some(tx) = session.record(&chunk) {
         // A slow client makes this wait (backpressure); a client that went away makes it fail.

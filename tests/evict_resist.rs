@@ -130,7 +130,15 @@ async fn newcomers_are_placed_while_the_evicted_users_reaps_hang() {
     let resisting = || v_processes().iter().any(|p| p.contains("sleep 4711"));
     assert!(eventually(WAIT, resisting).await, "V's loop runs");
     let holder = hold_a_zombie(&v_container, v_uid);
-    let zombie = || v_processes().iter().any(|p| p.contains("<defunct>"));
+    // `docker top` lists a container's cgroup, which zombies have left: ask the host's ps.
+    let zombie = || {
+        pids_with_cmdline(&holder).iter().any(|pid| {
+            let out = std::process::Command::new("ps")
+                .args(["-o", "stat=", "--ppid", &pid.to_string()])
+                .output();
+            out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains('Z'))
+        })
+    };
     assert!(
         eventually(WAIT, zombie).await,
         "V's zombie lingers: {:?}",
@@ -173,7 +181,10 @@ async fn newcomers_are_placed_while_the_evicted_users_reaps_hang() {
         // SAFETY: kill has no memory effects.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-    let ended = eventually(Duration::from_secs(60), || v_processes().is_empty()).await;
+    let ended = eventually(Duration::from_secs(60), || {
+        v_processes().is_empty() && !zombie()
+    })
+    .await;
     assert!(
         ended,
         "V's processes end once the reap is retried: {:?}",

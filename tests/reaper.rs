@@ -1,6 +1,6 @@
-//! No placement waits on another user's reaping (issue #15): the real server and Docker engine;
-//! an evicted user's processes resist and the reaps of their slot hang, while newcomers are
-//! placed; the hung reap is retried until the evicted user's processes are gone.
+//! The reaper cannot be beaten (issue #15), against the real server and Docker engine: no
+//! placement waits on an evicted user's reaping, and the reaper stays root with CAP_KILL for its
+//! whole run, whatever the account it reaps does; a failed reap is retried.
 
 mod common;
 
@@ -9,6 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, log_lines_with, pids_with_cmdline, Client, TestPool, WAIT};
+
+/// The reaper's command line for account `uid` (agent/src/end.rs).
+fn reaper_of(uid: u32) -> String {
+    format!("--end-processes {uid}")
+}
 
 /// Stops (SIGSTOP) every run of the reaper for one of `uids` as soon as it appears, as the old
 /// helper could be stopped by the account it reaped: a reap that hangs. Only this test's UIDs,
@@ -195,4 +200,137 @@ async fn newcomers_are_placed_while_the_evicted_users_reaps_hang() {
         !retried.is_empty(),
         "the failed reap was logged and retried"
     );
+}
+
+/// What the host saw of one run of the reaper: its uids, effective capabilities and state.
+#[derive(Debug, Clone)]
+struct Sample {
+    uids: String,
+    cap_eff: u64,
+    state: String,
+}
+
+/// Samples, every few milliseconds, `/proc/PID/status` of every run of the reaper for `uid`.
+fn sample_reapers(uid: u32, on: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Sample>> {
+    let needle = reaper_of(uid);
+    std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        while on.load(Ordering::SeqCst) {
+            for pid in pids_with_cmdline(&needle) {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+                let Ok(status) = status else { continue };
+                let field = |name: &str| {
+                    let line = status.lines().find(|l| l.starts_with(name));
+                    line.map(|l| l[name.len()..].trim().to_owned())
+                };
+                let (Some(uids), Some(cap), Some(state)) =
+                    (field("Uid:"), field("CapEff:"), field("State:"))
+                else {
+                    continue;
+                };
+                let cap_eff = u64::from_str_radix(&cap, 16).unwrap_or(0);
+                samples.push(Sample {
+                    uids,
+                    cap_eff,
+                    state,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        samples
+    })
+}
+
+/// The account being reaped fights the reaper: a watcher sends SIGSTOP then SIGKILL to every
+/// process it can reach (`kill(-1)`), all the time; and a zombie of the account that no reap can
+/// end keeps every run of the reaper going until its deadline. The host samples the reaper
+/// throughout: it never runs as the account (the old helper took the account's uids before its
+/// `kill(-1)`, and its runs would show them here), keeps CAP_KILL, and is never stopped; the
+/// watcher ends while the reaper still runs; the reap that failed on the zombie is logged and
+/// retried, and once the zombie's parent is gone no process of the account is left.
+#[tokio::test]
+async fn the_reaper_stays_root_while_the_account_fights_it() {
+    const CAP_KILL: u64 = 1 << 5;
+    let pool = TestPool::new("reaproot");
+    std::fs::create_dir_all(&pool.data_dir).expect("make the data directory");
+    let log = pool.data_dir.join("server.log");
+    let args = ["--reattach-grace-secs", "0", "--idle-reap-secs", "2"];
+    let server = pool.server_logged(1, 2, &args, &log);
+    let mut c = server.connect("").await;
+    let container = container_of(&c.ready().await);
+    let uid = c.uid().await;
+    let watcher = "import os, signal, time\n\
+        time.sleep(1.5)\n\
+        while True:\n\
+        \x20   os.kill(-1, signal.SIGSTOP)\n\
+        \x20   os.kill(-1, signal.SIGKILL)\n";
+    let encoded = base64_encode(watcher.as_bytes());
+    c.run(&format!(
+        "printf '%s' '{encoded}' | base64 -d > ~/w.py && setsid -f python3 ~/w.py </dev/null \
+         >/dev/null 2>&1; echo W\"\"STARTED"
+    ))
+    .await;
+    c.expect_output("WSTARTED").await;
+    let processes = || TestPool::processes_of(&container, uid);
+    let watching = || processes().iter().any(|p| p.contains("w.py"));
+    assert!(eventually(WAIT, watching).await, "the watcher runs");
+    let holder = hold_a_zombie(&container, uid);
+
+    let on = Arc::new(AtomicBool::new(true));
+    let sampler = sample_reapers(uid, on.clone());
+    c.close().await;
+    let watcher_ended = eventually(Duration::from_secs(30), || !watching()).await;
+    assert!(watcher_ended, "the watcher was ended: {:?}", processes());
+    let failed = || !log_lines_with(&log, "retried in").is_empty();
+    assert!(
+        eventually(Duration::from_secs(30), failed).await,
+        "the reap that met the zombie failed, and is retried"
+    );
+    for pid in pids_with_cmdline(&holder) {
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let clean = || processes().is_empty() && pids_with_cmdline(&reaper_of(uid)).is_empty();
+    let ended = eventually(Duration::from_secs(60), clean).await;
+    on.store(false, Ordering::SeqCst);
+    let samples = sampler.join().expect("the sampler");
+    assert!(
+        ended,
+        "every process of the account ended: {:?}",
+        processes()
+    );
+    assert!(
+        samples.len() >= 3,
+        "the reaper was seen running: {samples:?}"
+    );
+    for s in &samples {
+        let uids: Vec<&str> = s.uids.split_whitespace().collect();
+        assert_eq!(uids, ["0"; 4], "the reaper runs as root only: {s:?}");
+        assert!(
+            s.cap_eff & CAP_KILL != 0,
+            "the reaper holds CAP_KILL: {s:?}"
+        );
+        assert!(!s.state.starts_with('T'), "the reaper was stopped: {s:?}");
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

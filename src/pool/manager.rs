@@ -6,7 +6,7 @@ mod evict;
 mod place;
 mod slots;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -40,8 +40,8 @@ pub struct Pool {
     placing: tokio::sync::Mutex<()>,
     /// Serialises provisioning per slot.
     slot_locks: Vec<tokio::sync::Mutex<()>>,
-    /// Accounts whose processes an eviction's reap is ending right now.
-    reaping: Mutex<HashSet<String>>,
+    /// Evicted accounts whose processes are still to end, by account and the slot it lost.
+    reaping: Mutex<HashMap<(String, usize), evict::Running>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -69,7 +69,7 @@ impl Pool {
             store,
             state: Mutex::new(state),
             placing: tokio::sync::Mutex::new(()),
-            reaping: Mutex::new(HashSet::new()),
+            reaping: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
         });
         container::remove_strays(&pool.docker, &pool.cfg).await?;

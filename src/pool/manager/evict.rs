@@ -1,8 +1,9 @@
 //! Ending an evicted account's processes after its slot has gone to the newcomer: in the
 //! background, outside the placement lock, retried with a bounded backoff until done.
 
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use super::super::{processes, PoolError};
 use super::Pool;
@@ -11,8 +12,14 @@ use super::Pool;
 /// failure up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
-/// How often a placement of an account looks whether a reap of it is still running.
+/// How often a placement looks whether a reap it waits for has ended.
 const POLL: Duration = Duration::from_millis(50);
+/// How long a newcomer to a container of one user waits for the previous holder's processes
+/// to end before it is refused (two attempts at least: the reaper gives up after 5 s).
+const EXCLUSIVE_WAIT: Duration = Duration::from_secs(20);
+
+/// Whether an attempt at a pending reap is running now.
+pub(super) type Running = bool;
 
 /// What one attempt at ending an evicted account's processes came to.
 enum Attempt {
@@ -35,6 +42,7 @@ impl Pool {
     /// may start meanwhile: a different UID, it is kept from the victim's processes as from any
     /// other user of the container (docs/isolation.md).
     pub(super) fn reap_evicted(self: &Arc<Self>, idx: usize, victim: String) {
+        self.reaping().insert((victim.clone(), idx), false);
         let task = tokio::spawn(reap_until_done(Arc::downgrade(self), idx, victim));
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.retain(|t| !t.is_finished());
@@ -45,13 +53,49 @@ impl Pool {
     /// this placement is about to start. Called with the placement of `username` already marked
     /// under way, which keeps new attempts from starting (the state lock orders the two).
     pub(super) async fn wait_own_reap(&self, username: &str) {
-        while self.reaping().contains(username) {
+        let running = |r: &HashMap<(String, usize), Running>| {
+            r.iter()
+                .any(|((user, _), running)| user == username && *running)
+        };
+        while running(&self.reaping()) {
             tokio::time::sleep(POLL).await;
         }
     }
 
-    fn reaping(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+    /// In containers of one user (`USERS_PER_CONTAINER=1`), where no other account is met, a
+    /// newcomer to slot `idx` starts only once the processes of the accounts evicted from it
+    /// have ended; refused after [`EXCLUSIVE_WAIT`]. Containers shared by several users keep
+    /// their users apart by UID and hidepid, and there nobody waits.
+    pub(super) async fn wait_slot_cleared(&self, idx: usize) -> Result<(), PoolError> {
+        if self.cfg.users_per_container > 1 {
+            return Ok(());
+        }
+        let deadline = Instant::now() + EXCLUSIVE_WAIT;
+        while self.reaping().keys().any(|(_, i)| *i == idx) {
+            if Instant::now() >= deadline {
+                return Err(PoolError::Provision(format!(
+                    "the previous user's processes in {} are still being ended",
+                    self.cfg.container_name(idx)
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
+    }
+
+    fn reaping(&self) -> MutexGuard<'_, HashMap<(String, usize), Running>> {
         self.reaping.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets whether an attempt for `victim` in slot `idx` runs now, or, with `None`, forgets
+    /// the reap.
+    fn mark(&self, victim: &str, idx: usize, running: Option<Running>) {
+        let mut reaping = self.reaping();
+        let key = (victim.to_string(), idx);
+        match running {
+            Some(running) => drop(reaping.insert(key, running)),
+            None => drop(reaping.remove(&key)),
+        }
     }
 
     /// One attempt at ending `victim`'s processes in slot `idx`'s container.
@@ -59,9 +103,11 @@ impl Pool {
         let (id, uid) = {
             let st = self.lock_state();
             let Some(user) = st.users.get(victim) else {
+                self.mark(victim, idx, None);
                 return Attempt::Done;
             };
             if user.slot == Some(idx) {
+                self.mark(victim, idx, None);
                 return Attempt::Done;
             }
             if st.is_placing(victim) {
@@ -71,14 +117,18 @@ impl Pool {
                 return Attempt::Deferred;
             };
             // Marked while the state is locked: a placement of the victim that starts now waits.
-            self.reaping().insert(victim.to_string());
+            self.mark(victim, idx, Some(true));
             (id, user.uid)
         };
-        let ended = processes::end_processes(&self.docker, &id, victim, uid).await;
-        self.reaping().remove(victim);
-        match ended {
-            Ok(()) => Attempt::Done,
-            Err(e) => Attempt::Failed(e),
+        match processes::end_processes(&self.docker, &id, victim, uid).await {
+            Ok(()) => {
+                self.mark(victim, idx, None);
+                Attempt::Done
+            }
+            Err(e) => {
+                self.mark(victim, idx, Some(false));
+                Attempt::Failed(e)
+            }
         }
     }
 }

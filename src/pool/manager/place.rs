@@ -70,6 +70,7 @@ impl Pool {
     /// Makes sure the decided slot's container runs and the account exists in it.
     async fn provision(&self, decided: &Decided) -> Result<Account, PoolError> {
         let (username, uid, idx) = (decided.username.as_str(), decided.uid, decided.idx);
+        self.wait_slot_cleared(idx).await?;
         // A container can die between the check and the account exec: one more round then.
         let mut attempt = 0;
         loop {

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{eventually, log_lines_with, pids_with_cmdline, Client, TestPool, WAIT};
 
@@ -108,6 +108,17 @@ fn hold_a_zombie(container: &str, uid: u32) -> String {
     marker
 }
 
+/// Whether the parent marked `holder` still holds a zombie. `docker top` lists a container's
+/// cgroup, which zombies have left: the host's ps is asked.
+fn zombie_held(holder: &str) -> bool {
+    pids_with_cmdline(holder).iter().any(|pid| {
+        let out = std::process::Command::new("ps")
+            .args(["-o", "stat=", "--ppid", &pid.to_string()])
+            .output();
+        out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains('Z'))
+    })
+}
+
 /// One container of two users: V leaves a loop that ignores SIGHUP/SIGTERM and respawns its
 /// child, and a zombie no reap can end; U leaves nothing. Both close their tabs, and every reap
 /// of their processes hangs (stopped). Newcomers A and B take V's and U's slots: both get a
@@ -136,15 +147,7 @@ async fn newcomers_are_placed_while_the_evicted_users_reaps_hang() {
     let resisting = || v_processes().iter().any(|p| p.contains("sleep 4711"));
     assert!(eventually(WAIT, resisting).await, "V's loop runs");
     let holder = hold_a_zombie(&v_container, v_uid);
-    // `docker top` lists a container's cgroup, which zombies have left: ask the host's ps.
-    let zombie = || {
-        pids_with_cmdline(&holder).iter().any(|pid| {
-            let out = std::process::Command::new("ps")
-                .args(["-o", "stat=", "--ppid", &pid.to_string()])
-                .output();
-            out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains('Z'))
-        })
-    };
+    let zombie = || zombie_held(&holder);
     assert!(
         eventually(WAIT, zombie).await,
         "V's zombie lingers: {:?}",
@@ -334,4 +337,56 @@ fn base64_encode(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// In a container of one user the newcomer never meets the previous holder's processes: while
+/// V's reap hangs (a zombie no reap can end, the reaper stopped), newcomer A is refused after a
+/// bounded wait rather than started beside them; once the reap is retried and succeeds, A gets
+/// the slot and nothing of V is left in it.
+#[tokio::test]
+async fn in_a_container_of_one_user_the_newcomer_waits_for_the_previous_holders_reap() {
+    let pool = TestPool::new("reapone");
+    std::fs::create_dir_all(&pool.data_dir).expect("make the data directory");
+    let log = pool.data_dir.join("server.log");
+    let args = ["--reattach-grace-secs", "0", "--idle-reap-secs", "3600"];
+    let server = pool.server_logged(1, 1, &args, &log);
+    let mut v = server.connect("").await;
+    let container = container_of(&v.ready().await);
+    let v_uid = v.uid().await;
+    let holder = hold_a_zombie(&container, v_uid);
+    assert!(
+        eventually(WAIT, || zombie_held(&holder)).await,
+        "V's zombie lingers"
+    );
+    v.close().await;
+
+    let mut freezer = Freezer::start(&[v_uid]);
+    let cookie = server.new_identity().await;
+    let asked = Instant::now();
+    match server.try_connect(&cookie, "", None).await {
+        Ok(mut a) => {
+            let error = a.next_error().await;
+            eprintln!("refused in a frame: {error:?}");
+        }
+        Err((status, body)) => assert_eq!(status, 503, "{body}"),
+    }
+    eprintln!("refused after {:?}", asked.elapsed());
+    assert!(freezer.stopped() >= 1, "V's reap ran, and hung");
+    assert!(zombie_held(&holder), "V's reap did not finish");
+
+    freezer.release();
+    for pid in pids_with_cmdline(&holder) {
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let mut a = server
+        .connect_within(&cookie, Duration::from_secs(90))
+        .await;
+    assert_eq!(container_of(&a.ready().await), container);
+    let left = TestPool::processes_of(&container, v_uid);
+    assert!(left.is_empty(), "V's processes beside A: {left:?}");
+    assert!(
+        !log_lines_with(&log, "retried in").is_empty(),
+        "the failed reap was retried"
+    );
 }

@@ -1,6 +1,8 @@
 //! [`Pool`]: the one object the server holds in container mode; its construction, the Docker
-//! event stream and shutdown. Placement is in `place`, keeping slots ready in `slots`.
+//! event stream and shutdown. Placement is in `place` (evictions' reaps in `evict`), keeping
+//! slots ready in `slots`.
 
+mod evict;
 mod place;
 mod slots;
 
@@ -38,6 +40,8 @@ pub struct Pool {
     placing: tokio::sync::Mutex<()>,
     /// Serialises provisioning per slot.
     slot_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Evicted accounts whose processes are still to end, by account and the slot it lost.
+    reaping: Mutex<HashMap<(String, usize), evict::Running>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -65,6 +69,7 @@ impl Pool {
             store,
             state: Mutex::new(state),
             placing: tokio::sync::Mutex::new(()),
+            reaping: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
         });
         container::remove_strays(&pool.docker, &pool.cfg).await?;

@@ -161,6 +161,11 @@ impl State {
         *self.placing.entry(username.to_string()).or_default() += 1;
     }
 
+    /// Whether a placement of `username` is under way.
+    pub fn is_placing(&self, username: &str) -> bool {
+        self.placing.contains_key(username)
+    }
+
     /// A placement of `username` ended; if it succeeded at `placed_at`, the slot stays protected
     /// for [`PLACED_GRACE`] so that the caller can bind the session.
     pub fn end_placing(&mut self, username: &str, placed_at: Option<Instant>) {

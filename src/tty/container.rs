@@ -179,7 +179,7 @@ impl Backend for DockerBackend {
                 home: crate::pool::home_of(&u.username),
                 user: u.username,
                 container: u.container,
-                container_id: Some(id),
+                container_id: id,
             });
         Ok(placements.collect())
     }

@@ -217,6 +217,7 @@ pub trait Backend: Send + Sync {
     fn note_activity(&self, _account: &str) {}
     /// Accounts whose last recorded activity is before `before` (unix seconds) and that may
     /// still run processes: what idle reaping resumes from after a restart (none in local mode).
+    /// `container_id` is `None` while the account's container is not known yet.
     async fn idle_accounts(&self, _before: i64) -> Result<Vec<Placement>, TtyError> {
         Ok(Vec::new())
     }

@@ -1,6 +1,7 @@
-//! How [`Pool::place`] decides: the assigner's choice under one lock, persisted, then carried out
-//! (a new slot, or an eviction once the evicted user's processes have ended).
+//! How [`Pool::place`] decides: the assigner's choice under one lock and persisted there, then
+//! carried out outside it (an evicted user's processes are ended in the background: `evict`).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::super::assign::{AssignError, Decision};
@@ -13,6 +14,15 @@ use super::{blocking, Pool};
 /// protection to end before it is refused.
 const MAX_RETRIES: usize = 3;
 
+/// What the placement lock decided for a user, persisted.
+struct Decided {
+    username: String,
+    uid: u32,
+    idx: usize,
+    /// The user whose slot `idx` this was, whose processes there are still to end.
+    evicted: Option<String>,
+}
+
 impl Pool {
     /// Places `identity`'s sessions: picks (or keeps) its container, persists that, makes sure
     /// the container runs with hidepid and the account exists there. `has_live_session` takes a
@@ -23,7 +33,7 @@ impl Pool {
     /// returns: the caller is expected to bind a session at once, which `has_live_session` then
     /// shows.
     pub async fn place(
-        &self,
+        self: &Arc<Self>,
         identity: &str,
         has_live_session: &(dyn Fn(&str) -> bool + Send + Sync),
     ) -> Result<Account, PoolError> {
@@ -43,21 +53,24 @@ impl Pool {
                 flight.begin(&mut st, &name);
             }
         }
-        let placement = self
-            .place_cold(&hash, has_live_session, &mut flight)
-            .await?;
+        // A reap of this user's own processes left after an eviction must not end the session
+        // about to start; a placement of someone else never waits for it.
+        if let Some(name) = flight.user.clone() {
+            self.wait_own_reap(&name).await;
+        }
+        let decided = self.decide(&hash, has_live_session, &mut flight).await?;
+        if let Some(victim) = &decided.evicted {
+            self.reap_evicted(decided.idx, victim.clone());
+        }
+        let placement = self.provision(&decided).await?;
         flight.placed = true;
         Ok(placement)
     }
 
-    async fn place_cold(
-        &self,
-        hash: &str,
-        live: &(dyn Fn(&str) -> bool + Send + Sync),
-        flight: &mut InFlight<'_>,
-    ) -> Result<Account, PoolError> {
-        let (username, uid, idx) = self.decide(hash, live, flight).await?;
-        let username = username.as_str();
+    /// Makes sure the decided slot's container runs and the account exists in it.
+    async fn provision(&self, decided: &Decided) -> Result<Account, PoolError> {
+        let (username, uid, idx) = (decided.username.as_str(), decided.uid, decided.idx);
+        self.wait_slot_cleared(idx).await?;
         // A container can die between the check and the account exec: one more round then.
         let mut attempt = 0;
         loop {
@@ -83,22 +96,31 @@ impl Pool {
         }
     }
 
-    /// Picks the account of identity `hash`, runs the assigner and carries out its decision
-    /// (persisting a new slot and an eviction). Returns the account, its UID and slot.
+    /// Picks the account of identity `hash`, runs the assigner and persists its decision (a new
+    /// slot, or an eviction), all under the placement lock, which nothing slow holds.
     async fn decide(
         &self,
         hash: &str,
         live: &(dyn Fn(&str) -> bool + Send + Sync),
         flight: &mut InFlight<'_>,
-    ) -> Result<(String, u32, usize), PoolError> {
+    ) -> Result<Decided, PoolError> {
         let mut retries = 0;
         loop {
             let serial = self.placing.lock().await;
             let (username, choice) = self.choose(hash, live, flight)?;
             match choice.map_err(|e| self.assign_error(e))? {
                 Choice::Go(decision) => {
+                    let evicted = match &decision {
+                        Decision::Evict { evicted_user, .. } => Some(evicted_user.clone()),
+                        _ => None,
+                    };
                     let (uid, idx) = self.carry_out(hash, &username, decision).await?;
-                    return Ok((username, uid, idx));
+                    return Ok(Decided {
+                        username,
+                        uid,
+                        idx,
+                        evicted,
+                    });
                 }
                 Choice::RetryAt(at) if retries < MAX_RETRIES => {
                     retries += 1;
@@ -153,10 +175,9 @@ impl Pool {
         }
     }
 
-    /// Gives `victim`'s slot in `idx` to `username`, once every process `victim` left in that
-    /// container has ended: the container is the newcomer's now, and nothing of the previous
-    /// holder may stay to reach it (a server on localhost, a job still running). If that fails,
-    /// `victim` keeps its slot and the newcomer gets the error.
+    /// Gives `victim`'s slot in `idx` to `username` in the store. If that fails, `victim` keeps
+    /// its slot and the newcomer gets the error. The victim's processes are ended afterwards,
+    /// outside the placement lock ([`Pool::reap_evicted`]).
     async fn evict(
         &self,
         hash: &str,
@@ -164,12 +185,7 @@ impl Pool {
         idx: usize,
         victim: &str,
     ) -> Result<(u32, usize), PoolError> {
-        let result = async {
-            let id = self.ensure_slot(idx).await?;
-            self.end_processes(&id, victim).await?;
-            self.assign_slot(hash, username, idx, Some(victim)).await
-        }
-        .await;
+        let result = self.assign_slot(hash, username, idx, Some(victim)).await;
         match &result {
             Ok(_) => log::info!("pool: {victim} (idle) gives its slot in {idx} to {username}"),
             Err(_) => self.lock_state().restore_slot(victim, idx),

@@ -37,17 +37,18 @@ impl Pool {
     }
 
     /// Accounts of the store whose last activity is before `t` (unix seconds) and that hold a
-    /// slot, with the id of that slot's container (flushed first, so activity is current).
+    /// slot, with the id of that slot's container, `None` while it is not known (not adopted
+    /// since the start): their reap waits for it (flushed first, so activity is current).
     pub async fn idle_placed_accounts(
         &self,
         t: i64,
-    ) -> Result<Vec<(UserRecord, String)>, PoolError> {
+    ) -> Result<Vec<(UserRecord, Option<String>)>, PoolError> {
         self.flush().await?;
         let users = self.accounts_idle_since(t).await?;
         let st = self.lock_state();
         let id_of = |name: &str| st.slots.iter().find(|s| s.name == name)?.id.clone();
         let placed = users.into_iter().filter_map(|u| {
-            let id = id_of(u.container.as_deref()?)?;
+            let id = id_of(u.container.as_deref()?);
             Some((u, id))
         });
         Ok(placed.collect())

@@ -87,6 +87,8 @@ pub enum Unavailability {
     SessionLost,
     /// The terminal could not be resized.
     ResizeFailed,
+    /// The host holding the user's slot and files is down, or its session agent does not answer.
+    NodeDown,
 }
 
 impl Unavailability {
@@ -101,6 +103,9 @@ impl Unavailability {
                  (your files are kept)"
             }
             Unavailability::ResizeFailed => "the terminal could not be resized",
+            Unavailability::NodeDown => {
+                "the host holding your files is down; try again later (your files are kept)"
+            }
         }
     }
 }

@@ -216,6 +216,10 @@ impl Backend for DockerBackend {
         self.pool.users_per_container()
     }
 
+    fn container_nodes(&self) -> Vec<(String, String, bool)> {
+        self.pool.container_nodes()
+    }
+
     async fn health(&self) -> Result<serde_json::Value, String> {
         let stats = self.pool.stats();
         self.pool

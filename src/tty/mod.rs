@@ -233,4 +233,8 @@ pub trait Backend: Send + Sync {
     fn users_per_container(&self) -> Vec<(String, usize)> {
         Vec::new()
     }
+    /// The node of each container and whether it is ready, where the pool spans several nodes.
+    fn container_nodes(&self) -> Vec<(String, String, bool)> {
+        Vec::new()
+    }
 }

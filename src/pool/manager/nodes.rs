@@ -6,6 +6,16 @@ use std::sync::Arc;
 use super::Pool;
 
 impl Pool {
+    /// The node of each container whose node is known, and whether it is ready.
+    pub fn container_nodes(&self) -> Vec<(String, String, bool)> {
+        let st = self.lock_state();
+        let known = st.slots.iter().filter_map(|s| {
+            let node = s.node.as_ref()?;
+            Some((s.name.clone(), node.name.clone(), node.ready))
+        });
+        known.collect()
+    }
+
     /// Asks the orchestrator for every slot's node and records it; a slot whose node came back
     /// is prepared again (a new task: its accounts are created again from the store).
     pub(super) async fn refresh_nodes(self: &Arc<Self>) {

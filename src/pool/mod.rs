@@ -66,7 +66,7 @@ pub fn home_of(username: &str) -> String {
 }
 
 /// Where the shared volume is mounted in every user container.
-pub const WORKSPACE: &str = "/workspace";
+pub const WORKSPACE: &str = termpool_agent_proto::WORKSPACE;
 
 /// Settings of the pool. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]

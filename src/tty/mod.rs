@@ -1,12 +1,14 @@
 //! The one seam between the relay and where shells run: a [`Backend`] places a user and spawns a
 //! shell; the relay sees only [`Tty`] and [`TtyOutput`]. One file per implementation: `local`
-//! (PTY on this machine), `container` (the pool), with `agent` and `exec` as its two terminals.
+//! (PTY on this machine), `container` (the pool), with `agent` and `exec` as its two terminals;
+//! `remote` reaches an agent over TCP (Swarm mode).
 
 pub mod agent;
 pub mod container;
 mod exec;
 pub mod local;
 mod pty;
+pub mod remote;
 mod spawn;
 
 use std::sync::Arc;

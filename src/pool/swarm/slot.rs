@@ -53,7 +53,7 @@ impl SwarmServices {
         }
         let generation = labels
             .get(LABEL_KEY_GENERATION)
-            .and_then(|g| g.parse::<u64>().ok());
+            .and_then(|g| g.parse::<u32>().ok());
         if labels.get(LABEL_CONFIG) != Some(&self.digest) || generation.is_none() {
             return Ok(false);
         }
@@ -171,9 +171,9 @@ impl SwarmServices {
     }
 }
 
-/// A key generation never used before for any slot: the clock's seconds.
-fn new_generation() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_secs())
+/// A key generation never used before for the slot: the clock's seconds (slots are brought up
+/// one at a time each, and never twice in a second).
+fn new_generation() -> u32 {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH);
+    secs.map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }

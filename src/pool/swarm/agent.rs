@@ -51,7 +51,10 @@ pub fn lockdown_missing(l: &LockdownReport) -> Option<String> {
     let caps_ok = caps.is_ok_and(|c| c & !AGENT_CAPS == 0);
     let missing: Vec<&str> = [
         (!l.proc_hidepid, "/proc without hidepid"),
-        (!caps_ok, "capabilities beyond the user containers' (SYS_ADMIN, NET_ADMIN, SETPCAP?)"),
+        (
+            !caps_ok,
+            "capabilities beyond the user containers' (SYS_ADMIN, NET_ADMIN, SETPCAP?)",
+        ),
         (!l.no_new_privs, "no_new_privs unset"),
         (l.seccomp_filters == 0, "no seccomp filter"),
     ]
@@ -63,7 +66,11 @@ pub fn lockdown_missing(l: &LockdownReport) -> Option<String> {
 
 /// Creates the account and its home through the agent (the account script's refusals name
 /// what the operator can do, as with `docker exec`).
-pub async fn create_account(agent: &RemoteAgent, username: &str, uid: u32) -> Result<(), PoolError> {
+pub async fn create_account(
+    agent: &RemoteAgent,
+    username: &str,
+    uid: u32,
+) -> Result<(), PoolError> {
     let req = AccountRequest {
         name: username.to_string(),
         uid,

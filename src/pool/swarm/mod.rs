@@ -67,6 +67,8 @@ pub struct SwarmServices {
     digest: String,
     /// The key generation of each slot's service, once known.
     generations: Mutex<Vec<Option<u32>>>,
+    /// When each task was first seen running: its agent may still be starting for a while.
+    tasks_seen: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl SwarmServices {
@@ -81,6 +83,7 @@ impl SwarmServices {
         Ok(SwarmServices {
             digest: spec::settings_digest(cfg, swarm, &image_id),
             generations: Mutex::new(vec![None; cfg.max_containers]),
+            tasks_seen: Mutex::new(HashMap::new()),
             cfg: cfg.clone(),
             swarm: swarm.clone(),
             docker,

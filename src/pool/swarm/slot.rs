@@ -154,6 +154,12 @@ impl SwarmServices {
                     }
                     Err(_) => {}
                 }
+            } else if services::unschedulable(&tasks) {
+                return Err(PoolError::Provision(format!(
+                    "service {name} cannot be placed on any node ({}): every node holds \
+                     SLOTS_PER_NODE slots, or none has the image",
+                    services::task_trouble(&tasks)
+                )));
             } else if tokio::time::Instant::now() >= deadline {
                 return Err(PoolError::Provision(format!(
                     "service {name} did not start within {}s: {}",

@@ -10,6 +10,7 @@ command -v node >/dev/null || missing+=(nodejs npm)
 command -v pkill >/dev/null || missing+=(procps)
 command -v vim >/dev/null || missing+=(vim)
 command -v nginx >/dev/null || missing+=(nginx-light) # scripts/test-proxy.sh
+command -v mkfs.btrfs >/dev/null || missing+=(btrfs-progs) # tests/quota.rs: a btrfs workspace
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${missing[*]}"
   apt-get update -qq

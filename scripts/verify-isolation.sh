@@ -45,13 +45,15 @@ docker run -d --name "$C" --hostname "$C" \
     --mount type=volume,source="$V",target=/workspace \
     "$IMAGE" >/dev/null
 
-# The hidepid helper: shares the user container's PID namespace, enters the mount namespace of
-# its PID 1 and remounts /proc. apparmor=unconfined matters only on AppArmor hosts (docker's
-# default profile denies mount); it is accepted and harmless where AppArmor is absent.
+# The mounts helper (the agent's --prepare-mounts): shares the user container's PID namespace,
+# enters the mount namespace of its PID 1 and remounts /proc (and /dev/pts, and mounts the
+# sessions' own devpts instance) with mount(2), executing nothing there. apparmor=unconfined
+# matters only on AppArmor hosts (docker's default profile denies mount); it is accepted and
+# harmless where AppArmor is absent.
 docker run --rm --pid=container:"$C" \
     --cap-drop ALL --cap-add SYS_ADMIN --cap-add SYS_CHROOT --cap-add SYS_PTRACE \
-    --security-opt apparmor=unconfined --network none \
-    --entrypoint nsenter "$IMAGE" --target 1 --mount -- mount -o remount,hidepid=invisible /proc
+    --security-opt apparmor=unconfined --security-opt no-new-privileges --network none \
+    --entrypoint /usr/local/sbin/termpool-agent "$IMAGE" --prepare-mounts 64 32
 
 echo "/proc in the user container: $(docker exec "$C" grep ' /proc proc ' /proc/mounts)"
 check "/proc is mounted with hidepid=invisible" \

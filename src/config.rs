@@ -278,6 +278,7 @@ impl Args {
             pids_limit: self.container_pids_limit,
             user_nproc: self.user_nproc,
             ptys_per_container: self.ptys_per_container,
+            agent_ptys: self.agent_ptys(),
             user_disk_quota_mb: self.user_disk_quota_mb,
             volume: self.workspace_volume.clone(),
             network_mode: self.container_network.clone(),
@@ -290,6 +291,18 @@ impl Args {
             swarm,
             ..PoolConfig::default()
         })
+    }
+
+    /// The `max=` of a container's devpts instance for sessions: the sessions it may hold at once
+    /// (its users' sessions, no more than the server's), and one more per user, for a session
+    /// that starts while the one it replaces (a detached one past the limit) still ends.
+    fn agent_ptys(&self) -> u32 {
+        let per_container = self.users_per_container * self.max_sessions_per_user;
+        let sessions = match self.max_sessions {
+            0 => per_container,
+            all => per_container.min(all),
+        };
+        u32::try_from(sessions + self.users_per_container).unwrap_or(u32::MAX)
     }
 
     fn check_pool(&self) -> Result<(), ConfigError> {

@@ -35,13 +35,16 @@ fn main() {
 }
 
 async fn run(options: Options) -> anyhow::Result<()> {
+    let mut tools_dir = None;
     let backend: Arc<dyn Backend> = match options.backend {
         BackendOptions::Containers(pool) => {
             let dir = options.data_dir.clone().unwrap_or_default();
             Arc::new(container_backend(*pool, &dir).await?)
         }
         BackendOptions::Local { shell } => {
-            Arc::new(local_backend(shell, options.server.max_download_mb)?)
+            let (backend, dir) = local_backend(shell, options.server.max_download_mb)?;
+            tools_dir = Some(dir);
+            Arc::new(backend)
         }
     };
     let signer = match &options.data_dir {
@@ -55,7 +58,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         log::warn!("no DATA_DIR: blocks made through the admin API end with the process");
     }
     let metrics = Arc::new(Metrics::default());
-    let workspace = Workspace::open(store.clone());
+    let workspace = Workspace::open(store.clone(), options.limits.ipv6_prefix_len);
     let state = AppState {
         workspace,
         registry: Registry::new(options.limits, metrics.clone()),
@@ -69,14 +72,23 @@ async fn run(options: Options) -> anyhow::Result<()> {
         blocks: Arc::new(blocks),
         store,
     };
-    web::serve(state).await
+    let served = web::serve(state).await;
+    if let Some(dir) = tools_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    served
 }
 
-/// The local backend, with the server's own commands (`download`) on its shells' PATH.
-fn local_backend(shell: Vec<String>, max_download_mb: u64) -> anyhow::Result<LocalBackend> {
+/// The local backend, with the server's own commands (`download`) on its shells' PATH, and the
+/// directory holding them (removed when the server stops).
+fn local_backend(
+    shell: Vec<String>,
+    max_download_mb: u64,
+) -> anyhow::Result<(LocalBackend, std::path::PathBuf)> {
     let (dir, env) =
         tools::install(max_download_mb).context("cannot install the download command")?;
-    Ok(LocalBackend::new(shell).with_tools(dir.display().to_string(), env))
+    let backend = LocalBackend::new(shell).with_tools(dir.display().to_string(), env);
+    Ok((backend, dir))
 }
 
 /// File descriptors a session holds (its socket, its PTY, a pidfd or the agent's connection),

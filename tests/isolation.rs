@@ -603,7 +603,7 @@ async fn processes_signals_tracing_and_terminals() {
         .collect();
     let (bpid, bshell, bpts) = (fields[0].clone(), fields[1].clone(), fields[2].clone());
     assert!(
-        bpid.parse::<u32>().is_ok() && bpts.starts_with("/dev/pts/"),
+        bpid.parse::<u32>().is_ok() && bpts.starts_with("/dev/termpool-pts/"),
         "{o}"
     );
     c.sh("sleep 7778 & true").await;

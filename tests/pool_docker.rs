@@ -21,7 +21,10 @@ use termpool::pool::{
     account_names, identity_hash, linux_username, Account, Pool, PoolConfig, PoolError, SqliteStore,
 };
 
-const IMAGE: &str = "terminal-multi-user:latest";
+/// The user image: `CONTAINER_IMAGE` (an image built from this tree), or the default one.
+fn user_image() -> String {
+    std::env::var("CONTAINER_IMAGE").unwrap_or_else(|_| "terminal-multi-user:latest".into())
+}
 
 /// One test at a time: they all create containers on a small machine.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -54,7 +57,7 @@ impl Fixture {
         PoolConfig {
             max_containers: containers,
             users_per_container: per_container,
-            image: IMAGE.into(),
+            image: user_image(),
             volume: self.volume.clone(),
             network_mode: "none".into(),
             name_prefix: self.prefix.clone(),
@@ -136,11 +139,12 @@ fn require_docker() {
         ),
     }
     let image = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
+        .args(["image", "inspect", &user_image()])
         .output();
     assert!(
         image.map(|o| o.status.success()).unwrap_or(false),
-        "image {IMAGE} is missing: build it with bash scripts/build-user-image.sh"
+        "image {} is missing: build it with bash scripts/build-user-image.sh",
+        user_image()
     );
 }
 
@@ -603,11 +607,14 @@ async fn docker_outage_gives_errors_then_recovers() {
     assert_eq!(b.container_id, a.container_id);
 }
 
+/// Where the mute agent's image keeps the real agent, for the one-shot modes.
+const MUTE_REAL: &str = "/usr/local/sbin/termpool-agent.real";
+
 #[tokio::test]
 async fn an_image_without_a_working_agent_is_a_clear_error() {
     let fx = Fixture::new("noagent");
     // The user image with an "agent" that never listens: the container runs, but no session
-    // could ever start in it.
+    // could ever start in it. Its one-shot modes (the mounts helper) still work.
     let image = "termpool-test-mute-agent:latest";
     let built = Command::new("docker")
         .args(["build", "-q", "-t", image, "-"])
@@ -618,7 +625,10 @@ async fn an_image_without_a_working_agent_is_a_clear_error() {
         .and_then(|mut child| {
             use std::io::Write;
             let dockerfile = format!(
-                "FROM {IMAGE}\nRUN printf '#!/bin/sh\\nexec sleep infinity\\n' > /usr/local/sbin/termpool-agent\n"
+                "FROM {}\nRUN cd /usr/local/sbin && mv termpool-agent termpool-agent.real && \
+                 printf '#!/bin/sh\\n[ $# -eq 0 ] || exec {MUTE_REAL} \"$@\"\\nexec sleep infinity\\n' \
+                 > termpool-agent && chmod 755 termpool-agent\n",
+                user_image()
             );
             child.stdin.take().unwrap().write_all(dockerfile.as_bytes())?;
             child.wait()

@@ -209,6 +209,104 @@ async fn wire_attacks_get_no_shell_and_the_agent_keeps_serving() {
     assert!(logs.contains("handshake refused"), "{logs}");
 }
 
+/// Output nobody reads stops the program, not the agent's memory, and input still passes: TCP's
+/// window is the flow control, per session.
+#[tokio::test]
+async fn unread_output_blocks_the_program_and_input_still_passes() {
+    let c = AgentContainer::start("flow", &[]);
+    c.ready().await;
+    let (erin, erin_uid) = c.account(6).await;
+    let mut s = open(&c.agent(), &erin).await.unwrap();
+    sh(&mut s, "true").await;
+    s.tty.write(b"yes flowing\r").await.unwrap();
+    // Nothing is read for a while: `yes` must end up asleep on its full terminal.
+    let asleep = wait_until(|| {
+        c.processes_of(erin_uid)
+            .iter()
+            .any(|p| p.contains("yes flowing"))
+            && process_states(&c, "yes").iter().all(|s| s.starts_with('S'))
+    })
+    .await;
+    assert!(asleep, "{:?}", process_states(&c, "yes"));
+    let rss = fixture::docker(&["top", &c.name, "-eo", "rss,args"]).1;
+    let agent_kb: Vec<u64> = rss
+        .lines()
+        .filter(|l| l.contains("termpool-agent"))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(
+        agent_kb.iter().all(|&kb| kb < 32 * 1024),
+        "agent RSS (KiB): {agent_kb:?}"
+    );
+    // Ctrl-C goes through while the output is backed up; the shell comes back.
+    fixture::interrupt(&mut s).await;
+    assert_eq!(sh(&mut s, "echo back-again").await, "back-again");
+}
+
+fn process_states(c: &AgentContainer, name: &str) -> Vec<String> {
+    let out = fixture::docker(&["top", &c.name, "-eo", "stat,comm"]).1;
+    out.lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(name))
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// A container that cannot lock down (no SYS_ADMIN: /proc cannot be remounted) gets an agent
+/// that says so and serves no one, rather than serving unlocked.
+#[tokio::test]
+async fn an_agent_that_cannot_lock_down_serves_no_session() {
+    let caps: Vec<&str> = fixture::TASK_CAPS
+        .into_iter()
+        .filter(|&c| c != "SYS_ADMIN")
+        .collect();
+    let c = AgentContainer::start_with_caps("nolock", &[], &caps);
+    let status = c.ready().await;
+    let error = status.lockdown.error.clone().unwrap_or_default();
+    assert!(error.contains("hidepid"), "{status:?}\n{}", c.logs());
+    assert!(!status.lockdown.proc_hidepid, "{status:?}");
+    let req = AccountRequest {
+        name: "unlocked".into(),
+        uid: c.uid_base + 5,
+        home: "/workspace/unlocked".into(),
+    };
+    match c.agent().account(&req).await {
+        Err(AgentError::Refused { kind, .. }) => assert_eq!(kind, FailureKind::NotLockedDown),
+        other => panic!("an unlocked agent created an account: {other:?}"),
+    }
+    // Not even root's shell: OPEN is refused before any account lookup.
+    let err = open(&c.agent(), "root").await.err().expect("no session");
+    assert!(err.to_string().contains("lock"), "{err}");
+}
+
+/// Nothing listening, or a peer that never answers the handshake: `Unreachable` within the
+/// connect timeout, never a hang.
+#[tokio::test]
+async fn an_agent_that_does_not_answer_is_unreachable_in_time() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let agent = RemoteAgent::new(addr, SLOT, [1; 32]);
+    assert!(matches!(
+        agent.status().await,
+        Err(AgentError::Unreachable { .. })
+    ));
+    // Accepts connections (the kernel does) but never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let agent = RemoteAgent::new(silent.local_addr().unwrap().to_string(), SLOT, [1; 32])
+        .with_connect_timeout(Duration::from_millis(500));
+    let start = std::time::Instant::now();
+    let err = fixture::open(&agent, "anyone")
+        .await
+        .err()
+        .expect("no session");
+    assert!(matches!(err, AgentError::Unreachable { .. }), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 /// Sends `bytes` on a fresh connection; whether the agent then closes it without a word.
 fn closed_after(addr: &str, bytes: &[u8]) -> bool {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
@@ -248,26 +346,43 @@ async fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// Not a pass/fail figure: the keystroke echo through the network agent beside the unix-socket
-/// agent (PTY fd passed to this process) in the same container, printed for docs/scaling.md.
+/// Not a pass/fail figure: the keystroke echo and bulk output through the network agent beside
+/// the unix-socket agent (PTY fd passed to this process) in the same container, printed for
+/// docs/scaling.md.
 #[tokio::test]
 async fn echo_round_trip_remote_vs_unix_socket() {
     let c = AgentContainer::start("echo", &[]);
     c.ready().await;
     let (dave, _) = c.account(4).await;
     // The single-host agent, started beside the first (outside the lockdown: a docker exec).
-    let (ok, out) = fixture::docker(&[
-        "exec",
-        "-d",
-        "-e",
-        "TERMPOOL_AGENT_SOCKET=/run/termpool/agent.sock",
-        &c.name,
-        "/usr/local/sbin/termpool-agent",
-    ]);
-    assert!(ok, "{out}");
+    // In the container's directory, removed with it.
+    let log = c.socket_path().with_file_name("unix-agent.log");
+    let mut unix_agent = std::process::Command::new("docker")
+        .args([
+            "exec",
+            "-e",
+            "TERMPOOL_AGENT_SOCKET=/run/termpool/agent.sock",
+            &c.name,
+        ])
+        .args([
+            "env",
+            "-u",
+            "TERMPOOL_AGENT_LISTEN",
+            "/usr/local/sbin/termpool-agent",
+        ])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
     let conn = termpool::tty::agent::connect(&c.socket_path(), Duration::from_secs(30))
         .await
-        .expect("the unix-socket agent");
+        .unwrap_or_else(|e| {
+            let top = fixture::docker(&["top", &c.name]).1;
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!(
+                "the unix-socket agent at {:?}: {e}\n{top}\n{log}",
+                c.socket_path()
+            )
+        });
     let req = termpool_agent_proto::ShellRequest {
         user: dave.as_str().into(),
         home: format!("/workspace/{dave}").into(),
@@ -278,8 +393,23 @@ async fn echo_round_trip_remote_vs_unix_socket() {
     let mut local = termpool::tty::agent::spawn(conn, &req, Duration::from_secs(30))
         .await
         .expect("a unix-socket session");
-    let mut remote = open(&c.agent(), &dave).await.unwrap();
-    for (name, s) in [("unix socket", &mut local), ("network", &mut remote)] {
+    let mut proxied = open(&c.agent(), &dave).await.unwrap();
+    // Straight to the container's address, without Docker's port proxy in between.
+    let (ok, ip) = fixture::docker(&[
+        "inspect",
+        "--format",
+        "{{.NetworkSettings.IPAddress}}",
+        &c.name,
+    ]);
+    assert!(ok, "{ip}");
+    let direct = RemoteAgent::new(format!("{}:7100", ip.trim()), SLOT, c.psk);
+    let mut remote = open(&direct, &dave).await.unwrap();
+    let sessions = [
+        ("unix socket", &mut local),
+        ("network, direct", &mut remote),
+        ("network, through docker-proxy", &mut proxied),
+    ];
+    for (name, s) in sessions {
         sh(s, "true").await;
         s.tty
             .write(b"stty -echoctl; cat >/dev/null\r")
@@ -304,6 +434,20 @@ async fn echo_round_trip_remote_vs_unix_socket() {
             at(90),
             at(99)
         );
+        // Throughput: 20 MB of output, counted as it arrives.
+        fixture::interrupt(s).await;
+        const BULK: usize = 20_000_000;
+        let start = std::time::Instant::now();
+        s.tty.write(b"head -c 20000000 /dev/zero\r").await.unwrap();
+        let mut got = 0;
+        while got < BULK {
+            let chunk = tokio::time::timeout(Duration::from_secs(30), s.output.read()).await;
+            got += chunk.expect("output in time").expect("the session").len();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("throughput, {name}: {:.0} MB/s", BULK as f64 / secs / 1e6);
         s.tty.hangup().await;
     }
+    let _ = unix_agent.kill();
+    let _ = unix_agent.wait();
 }

@@ -484,3 +484,43 @@ async fn everything_lives_under_the_base_path() {
     client.expect_output("BASE=42").await;
     client.close().await;
 }
+
+/// The directory holding the local shells' `download` command is the server's own: removed when
+/// it stops, and a directory left by a server that was killed is removed by the next one's start.
+#[test]
+fn the_download_commands_directory_is_removed_when_the_server_stops() {
+    let tmp =
+        std::env::temp_dir().join(format!("termpool-tmpdir-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir(&tmp).unwrap();
+    let gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    drop(gone.wait_with_output());
+    let stale = tmp.join(format!("termpool-tools-{dead_pid}-0123abcd"));
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("download"), "left behind").unwrap();
+    let tools_of = |pid: u32| {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(&format!("termpool-tools-{pid}-"))
+            })
+            .count()
+    };
+
+    let tmp_env = tmp.display().to_string();
+    let mut server = Server::start(&["--shell", "/bin/sh"], &[("TMPDIR", tmp_env.as_str())]);
+    assert!(
+        !stale.exists(),
+        "a dead server's directory is left at start"
+    );
+    let pid = server.pid();
+    assert_eq!(tools_of(pid), 1, "the server installs its commands");
+    // SAFETY: kill only sends a signal to our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "a stop on SIGTERM: {status:?}");
+    assert_eq!(tools_of(pid), 0, "the stopped server's directory is left");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

@@ -1,14 +1,17 @@
 //! termpool's session agent: starts login shells on PTYs inside a user container and hands each
 //! PTY's master to the server over a unix socket (messages: `termpool-agent-proto`); in Swarm
 //! mode (`TERMPOOL_AGENT_LISTEN`) it locks its container down and serves TCP instead (net/).
-//! One-shot modes: `--end-processes UID` (end.rs) and `--set-quota DIR UID MB` (quota.rs).
+//! One-shot modes: `--end-processes UID`, `--set-quota HOME UID MB`, `--prepare-mounts ...`.
 
 mod accounts;
 mod end;
 mod hangup;
 mod lockdown;
+mod mounts;
 mod net;
+mod pty;
 mod quota;
+mod reclaim;
 mod shell;
 mod sys;
 mod tiocsti;
@@ -51,9 +54,13 @@ fn main() -> ExitCode {
             None => exit(run()),
         },
         [flag, uid] if flag == "--end-processes" => end::run(uid, uid_min()),
-        [flag, dir, uid, mb] if flag == "--set-quota" => quota::run(dir, uid, mb, uid_min()),
+        [flag, home, uid, mb] if flag == "--set-quota" => quota::run(home, uid, mb, uid_min()),
+        [flag, user, agent] if flag == "--prepare-mounts" => mounts::run(user, agent),
         _ => {
-            log("usage: termpool-agent [--end-processes UID | --set-quota DIR UID MB]");
+            log(
+                "usage: termpool-agent [--end-processes UID | --set-quota HOME UID MB | \
+                 --prepare-mounts USER_PTYS AGENT_PTYS]",
+            );
             ExitCode::from(2)
         }
     }

@@ -2,7 +2,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::accounts::{self, Account};
 use crate::sys::check;
@@ -22,7 +22,12 @@ pub struct Request {
 /// the leader of a new session with the PTY as controlling terminal. Returns the master and the
 /// shell's pid.
 pub fn spawn(request: &Request) -> io::Result<(OwnedFd, libc::pid_t)> {
-    let (master, slave) = open_pty(request.cols, request.rows)?;
+    let (master, slave) = match crate::pty::open(request.cols, request.rows) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && crate::reclaim::free_held() => {
+            crate::pty::open(request.cols, request.rows)?
+        }
+        opened => opened?,
+    };
     let account = &request.account;
     // As a login would: the user owns their terminal, group tty may write to it (write(1)).
     // SAFETY: plain calls on the fd owned here.
@@ -35,34 +40,8 @@ pub fn spawn(request: &Request) -> io::Result<(OwnedFd, libc::pid_t)> {
     if pid == 0 {
         unsafe { become_shell(&program, slave.as_raw_fd(), account) }
     }
+    crate::reclaim::record(&master, account.uid, pid);
     Ok((master, pid))
-}
-
-fn open_pty(cols: u16, rows: u16) -> io::Result<(OwnedFd, OwnedFd)> {
-    let (mut master, mut slave) = (-1, -1);
-    let size = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: openpty writes two fds; the name buffer is not used; termios null = defaults.
-    check(unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        )
-    })?;
-    // SAFETY: both fds are fresh and owned here alone.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    for fd in [&master, &slave] {
-        // SAFETY: fcntl on an fd owned here.
-        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) })?;
-    }
-    Ok((master, slave))
 }
 
 /// Everything the child needs, allocated before the fork.

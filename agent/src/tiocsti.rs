@@ -1,5 +1,6 @@
 //! A seccomp filter that refuses `ioctl(TIOCSTI)` (typing into a terminal's input) to the shells
-//! and everything they start, whatever the host's `dev.tty.legacy_tiocsti` says.
+//! and everything they start, whatever the host's `dev.tty.legacy_tiocsti` says, and the btrfs
+//! ioctls that make subvolumes (a nested subvolume escapes its home's disk quota).
 
 /// `struct seccomp_data` offsets: the syscall number, the audit arch, the low half of args[1]
 /// (little endian).
@@ -17,6 +18,12 @@ const NATIVE: (u32, u32) = (0xC000_00B7, 29);
 const COMPAT: (u32, u32) = (0x4000_0028, 54);
 
 const TIOCSTI: u32 = 0x5412;
+/// The ioctl requests refused: TIOCSTI, then BTRFS_IOC_SNAP_CREATE, SUBVOL_CREATE,
+/// SNAP_CREATE_V2 and SUBVOL_CREATE_V2 (the same numbers in the 32-bit ABI): a subvolume made in
+/// a home has a qgroup of its own, outside the home's limit.
+const DENIED: [u32; 5] = [TIOCSTI, 0x5000_9401, 0x5000_940E, 0x5000_9417, 0x5000_9418];
+/// The program's length: 8 instructions before the request checks, then one each, then 2 returns.
+const LEN: usize = 8 + DENIED.len() + 2;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
 
@@ -28,21 +35,25 @@ fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// The program: ioctl with TIOCSTI, in the native or the 32-bit ABI, fails with EPERM.
-fn program() -> [libc::sock_filter; 11] {
-    [
-        op(LD_ABS, 0, 0, ARCH),
-        op(JEQ, 0, 2, COMPAT.0),
-        op(LD_ABS, 0, 0, NR),
-        op(JEQ, 3, 5, COMPAT.1),
-        op(JEQ, 0, 4, NATIVE.0),
-        op(LD_ABS, 0, 0, NR),
-        op(JEQ, 0, 2, NATIVE.1),
-        op(LD_ABS, 0, 0, ARG1_LOW),
-        op(JEQ, 1, 0, TIOCSTI),
-        op(RET, 0, 0, SECCOMP_RET_ALLOW),
-        op(RET, 0, 0, SECCOMP_RET_ERRNO | libc::EPERM as u32),
-    ]
+/// The program: ioctl with a request of [`DENIED`], in the native or the 32-bit ABI, fails with
+/// EPERM. Jump offsets count the instructions skipped; ALLOW is at `LEN - 2`, EPERM at `LEN - 1`.
+fn program() -> [libc::sock_filter; LEN] {
+    let to = |from: usize, target: usize| (target - from - 1) as u8;
+    let (allow, deny) = (LEN - 2, LEN - 1);
+    let mut p = [op(RET, 0, 0, SECCOMP_RET_ALLOW); LEN];
+    p[0] = op(LD_ABS, 0, 0, ARCH);
+    p[1] = op(JEQ, 0, to(1, 4), COMPAT.0);
+    p[2] = op(LD_ABS, 0, 0, NR);
+    p[3] = op(JEQ, to(3, 7), to(3, allow), COMPAT.1);
+    p[4] = op(JEQ, 0, to(4, allow), NATIVE.0);
+    p[5] = op(LD_ABS, 0, 0, NR);
+    p[6] = op(JEQ, 0, to(6, allow), NATIVE.1);
+    p[7] = op(LD_ABS, 0, 0, ARG1_LOW);
+    for (i, request) in DENIED.iter().enumerate() {
+        p[8 + i] = op(JEQ, to(8 + i, deny), 0, *request);
+    }
+    p[deny] = op(RET, 0, 0, SECCOMP_RET_ERRNO | libc::EPERM as u32);
+    p
 }
 
 /// Installs the filter on the calling thread (inherited across fork and exec). Needs
@@ -66,8 +77,49 @@ pub unsafe fn deny_tiocsti() -> bool {
 mod tests {
     use super::*;
 
+    /// Runs the program over one `seccomp_data` (arch, nr, low half of args[1]): its verdict.
+    fn verdict(arch: u32, nr: u32, request: u32) -> u32 {
+        let filter = program();
+        let (mut pc, mut acc) = (0, 0);
+        loop {
+            let op = filter[pc];
+            pc += 1;
+            match op.code {
+                LD_ABS => {
+                    acc = match op.k {
+                        ARCH => arch,
+                        NR => nr,
+                        ARG1_LOW => request,
+                        other => panic!("load of offset {other}"),
+                    }
+                }
+                JEQ => pc += usize::from(if acc == op.k { op.jt } else { op.jf }),
+                RET => return op.k,
+                other => panic!("opcode {other}"),
+            }
+        }
+    }
+
     #[test]
-    fn tiocsti_is_refused_and_other_ioctls_pass() {
+    fn the_program_refuses_each_denied_ioctl_in_both_abis_and_nothing_else() {
+        let denied = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        for (arch, ioctl) in [NATIVE, COMPAT] {
+            for request in DENIED {
+                assert_eq!(
+                    verdict(arch, ioctl, request),
+                    denied,
+                    "{arch:#x} {request:#x}"
+                );
+            }
+            // TIOCGWINSZ; another syscall with a denied request in its second argument.
+            assert_eq!(verdict(arch, ioctl, 0x5413), SECCOMP_RET_ALLOW);
+            assert_eq!(verdict(arch, ioctl + 1, TIOCSTI), SECCOMP_RET_ALLOW);
+        }
+        assert_eq!(verdict(0x1234, NATIVE.1, TIOCSTI), SECCOMP_RET_ALLOW);
+    }
+
+    #[test]
+    fn tiocsti_and_subvolume_creation_are_refused_and_other_ioctls_pass() {
         // In a child, so that the filter stays there.
         // SAFETY: fork in a test; the child only makes syscalls and exits.
         let pid = unsafe { libc::fork() };
@@ -82,8 +134,12 @@ mod tests {
                 let mut ws: libc::winsize = std::mem::zeroed();
                 libc::ioctl(0, libc::TIOCGWINSZ, &mut ws);
                 let other = *libc::__errno_location();
+                let args = [0u8; 4096];
+                let subvol = libc::ioctl(0, 0x5000_940E as _, args.as_ptr());
+                let subvol_e = *libc::__errno_location();
                 // Refused with EPERM; TIOCGWINSZ not refused by the filter (ENOTTY without a tty).
                 let ok = r == -1 && e == libc::EPERM && other != libc::EPERM;
+                let ok = ok && subvol == -1 && subvol_e == libc::EPERM;
                 libc::_exit(if ok { 0 } else { 1 });
             }
         }

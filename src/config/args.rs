@@ -180,15 +180,17 @@ pub struct Args {
     pub user_nproc: i64,
 
     /// PTYs the users of one container may hold at once (8-4096; /dev/pts is remounted with
-    /// `max=`). MAX_CONTAINERS times this must fit the host's kernel.pty.max minus its reserve
-    /// and the PTYs in use, or the server refuses to start.
-    #[arg(long, env = "PTYS_PER_CONTAINER", default_value_t = 256, help_heading = POOL,
+    /// `max=`); the sessions' own PTYs come from another instance, of USERS_PER_CONTAINER x
+    /// MAX_SESSIONS_PER_USER (at most MAX_SESSIONS) plus USERS_PER_CONTAINER. MAX_CONTAINERS
+    /// times both must fit the
+    /// host's kernel.pty.max minus its reserve and the PTYs in use, or the server refuses to start.
+    #[arg(long, env = "PTYS_PER_CONTAINER", default_value_t = 64, help_heading = POOL,
           value_parser = clap::value_parser!(u32).range(8..=4096))]
     pub ptys_per_container: u32,
 
     /// Disk quota of each account on the workspace volume in MiB (0 = none; up to 16777216). The
-    /// volume's filesystem must have user quotas on (docs/isolation.md); set when an account is
-    /// created in a container.
+    /// volume must be btrfs with quotas enabled, or ext4/XFS with user quotas on
+    /// (docs/isolation.md); set before an account is created in a container.
     #[arg(long, env = "USER_DISK_QUOTA_MB", default_value_t = 0, help_heading = POOL,
           value_parser = clap::value_parser!(u64).range(0..=16_777_216))]
     pub user_disk_quota_mb: u64,

@@ -1,6 +1,6 @@
-//! `/proc` remounted `hidepid=invisible` and `/dev/pts` remounted with `max=` in a user container,
-//! by a short-lived helper container that joins its PID namespace with SYS_ADMIN, so that the
-//! user container itself never has it.
+//! A user container's mounts (`/proc` hidepid, `/dev/pts` capped, the agent's own devpts
+//! instance), made by a short-lived helper container running the agent's `--prepare-mounts` in
+//! its PID namespace with SYS_ADMIN, so that the user container itself never has it.
 
 use std::collections::HashMap;
 
@@ -12,28 +12,27 @@ use futures_util::StreamExt;
 
 use super::engine::{docker_err, remove, short};
 use super::exec::{exec_root, STEP_TIMEOUT};
+use super::processes::AGENT_BINARY;
 use super::{PoolConfig, PoolError};
 
 /// Label marking a hidepid helper container of a pool.
 pub const LABEL_HELPER: &str = "termpool.hidepid-helper";
 
-/// Capabilities of the hidepid helper: enter the mount namespace and remount /proc.
+/// Where the sessions' own devpts instance is mounted in a user container (the agent's
+/// `mounts::AGENT_PTS`).
+pub const AGENT_PTS: &str = "/dev/termpool-pts";
+/// Capabilities of the helper: open pid 1's mount namespace (PTRACE), join it (ADMIN, CHROOT),
+/// mount.
 const HELPER_CAPS: [&str; 3] = ["SYS_ADMIN", "SYS_CHROOT", "SYS_PTRACE"];
-/// The helper's script, run in the user container's mount namespace; `$1` is the PTY cap.
-const REMOUNT_SCRIPT: &str =
-    "mount -o remount,hidepid=invisible /proc && mount -o remount,max=\"$1\" /dev/pts";
 
-/// The helper's command (after `nsenter`).
+/// The helper's command: the agent's static binary, which enters the user container's mount
+/// namespace and mounts by itself; nothing of the user container is executed.
 fn helper_cmd(cfg: &PoolConfig) -> Vec<String> {
-    let args = ["--target", "1", "--mount", "--", "/bin/sh", "-c"];
-    args.iter()
-        .map(|s| s.to_string())
-        .chain([
-            REMOUNT_SCRIPT.to_string(),
-            "termpool-remount".to_string(),
-            cfg.ptys_per_container.to_string(),
-        ])
-        .collect()
+    vec![
+        "--prepare-mounts".to_string(),
+        cfg.ptys_per_container.to_string(),
+        cfg.agent_ptys.to_string(),
+    ]
 }
 
 /// The create request of the hidepid helper for container `target_id`.
@@ -42,7 +41,10 @@ pub fn helper_body(cfg: &PoolConfig, target_id: &str) -> ContainerCreateBody {
         pid_mode: Some(format!("container:{target_id}")),
         cap_drop: Some(vec!["ALL".into()]),
         cap_add: Some(HELPER_CAPS.iter().map(|c| c.to_string()).collect()),
-        security_opt: Some(vec!["apparmor=unconfined".into()]),
+        security_opt: Some(vec![
+            "apparmor=unconfined".into(),
+            "no-new-privileges".into(),
+        ]),
         network_mode: Some("none".into()),
         privileged: Some(false),
         auto_remove: Some(false),
@@ -51,7 +53,7 @@ pub fn helper_body(cfg: &PoolConfig, target_id: &str) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(cfg.image.clone()),
         user: Some("0".into()),
-        entrypoint: Some(vec!["nsenter".into()]),
+        entrypoint: Some(vec![AGENT_BINARY.into()]),
         cmd: Some(helper_cmd(cfg)),
         labels: Some(HashMap::from([(
             LABEL_HELPER.to_string(),
@@ -78,14 +80,15 @@ pub async fn ensure_hidepid(
         Ok(())
     } else {
         Err(PoolError::Provision(format!(
-            "container {}: /proc lacks hidepid or /dev/pts its max after the remount",
+            "container {}: /proc lacks hidepid, /dev/pts its max or {AGENT_PTS} its instance \
+             after the helper ran",
             short(id)
         )))
     }
 }
 
-/// Whether the container's /proc mount carries hidepid and its /dev/pts the PTY cap (checked by
-/// a root exec).
+/// Whether the container's /proc mount carries hidepid, its /dev/pts the PTY cap, and the
+/// agent's devpts instance is mounted (checked by a root exec).
 pub async fn mounts_prepared(
     docker: &Docker,
     cfg: &PoolConfig,
@@ -100,21 +103,28 @@ pub async fn mounts_prepared(
             out.stderr.trim()
         )));
     }
-    Ok(
-        mounts_have_hidepid(&out.stdout)
-            && mounts_have_pts_max(&out.stdout, cfg.ptys_per_container),
-    )
+    Ok(mounts_have_hidepid(&out.stdout)
+        && mounts_have_pts(
+            &out.stdout,
+            "/dev/pts",
+            &[&format!("max={}", cfg.ptys_per_container)],
+        )
+        && mounts_have_pts(
+            &out.stdout,
+            AGENT_PTS,
+            &["ptmxmode=600", &format!("max={}", cfg.agent_ptys)],
+        ))
 }
 
-/// Whether the topmost devpts mount on /dev/pts in a /proc/mounts text has `max=<max>`.
-pub fn mounts_have_pts_max(mounts: &str, max: u32) -> bool {
-    let want = format!("max={max}");
+/// Whether the topmost mount at `target` in a /proc/mounts text is devpts with every option of
+/// `want`.
+pub fn mounts_have_pts(mounts: &str, target: &str, want: &[&str]) -> bool {
     mounts
         .lines()
         .rev()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() >= 4 && f[1] == "/dev/pts" && f[2] == "devpts")
-        .is_some_and(|f| f[3].split(',').any(|o| o == want))
+        .find(|f| f.len() >= 4 && f[1] == target)
+        .is_some_and(|f| f[2] == "devpts" && want.iter().all(|w| f[3].split(',').any(|o| o == *w)))
 }
 
 /// Whether the topmost `proc` mount on /proc in a /proc/mounts text has hidepid set.
@@ -223,15 +233,25 @@ mod tests {
     fn the_pty_cap_is_read_from_the_topmost_devpts_mount() {
         let docker =
             "devpts /dev/pts devpts rw,nosuid,noexec,relatime,gid=5,mode=620,ptmxmode=666 0 0";
-        assert!(!mounts_have_pts_max(docker, 256));
+        let has = |mounts: &str, max: &str| mounts_have_pts(mounts, "/dev/pts", &[max]);
+        assert!(!has(docker, "max=256"));
         let capped =
             format!("{docker}\ndevpts /dev/pts devpts rw,gid=5,mode=620,ptmxmode=666,max=256 0 0");
-        assert!(mounts_have_pts_max(&capped, 256));
-        assert!(!mounts_have_pts_max(&capped, 255));
-        assert!(!mounts_have_pts_max(
-            "devpts /dev/ptsx devpts rw,max=256 0 0",
-            256
-        ));
+        assert!(has(&capped, "max=256"));
+        assert!(!has(&capped, "max=255"));
+        assert!(!has("devpts /dev/ptsx devpts rw,max=256 0 0", "max=256"));
+        let covered = format!("{capped}\ntmpfs /dev/pts tmpfs rw,max=256 0 0");
+        assert!(!has(&covered, "max=256"), "a tmpfs over the instance");
+    }
+
+    #[test]
+    fn the_agent_instance_must_keep_its_ptmx_for_root() {
+        let want = ["ptmxmode=600", "max=200"];
+        let agent = "devpts /dev/termpool-pts devpts rw,gid=5,mode=620,ptmxmode=600,max=200 0 0";
+        assert!(mounts_have_pts(agent, AGENT_PTS, &want));
+        let open = agent.replace("ptmxmode=600", "ptmxmode=666");
+        assert!(!mounts_have_pts(&open, AGENT_PTS, &want));
+        assert!(!mounts_have_pts("", AGENT_PTS, &want));
     }
 
     #[test]
@@ -242,11 +262,12 @@ mod tests {
         assert_eq!(hc.network_mode.as_deref(), Some("none"));
         assert_eq!(hc.privileged, Some(false));
         assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
-        let cmd = helper_body(&cfg, "abc").cmd.expect("cmd");
+        let body = helper_body(&cfg, "abc");
+        assert_eq!(body.entrypoint, Some(vec![AGENT_BINARY.to_string()]));
         assert_eq!(
-            cmd.last().map(String::as_str),
-            Some("256"),
-            "the cap is an argument"
+            body.cmd.expect("cmd"),
+            ["--prepare-mounts", "64", "220"].map(String::from),
+            "both caps are arguments"
         );
     }
 }

@@ -87,8 +87,11 @@ pub struct PoolConfig {
     pub user_nproc: i64,
     /// PTYs one container's /dev/pts may hold (devpts `max=`, set by the hidepid helper).
     pub ptys_per_container: u32,
-    /// Disk quota of each account on the workspace volume in MiB (0: none); the volume's
-    /// filesystem must have user quotas on (docs/isolation.md).
+    /// PTYs of the sessions' own devpts instance in one container (its `max=`): the sessions
+    /// the container may hold at once, and one per user for a session replacing another.
+    pub agent_ptys: u32,
+    /// Disk quota of each account on the workspace volume in MiB (0: none); the volume must be
+    /// btrfs with quotas enabled, or ext4/XFS with user quotas on (docs/isolation.md).
     pub user_disk_quota_mb: u64,
     /// Docker volume mounted at /workspace in every container of the pool.
     pub volume: String,
@@ -126,7 +129,8 @@ impl Default for PoolConfig {
             nano_cpus: 500_000_000,
             pids_limit: 1024,
             user_nproc: 256,
-            ptys_per_container: 256,
+            ptys_per_container: 64,
+            agent_ptys: 220,
             user_disk_quota_mb: 0,
             volume: "termpool-workspace".into(),
             network_mode: "bridge".into(),

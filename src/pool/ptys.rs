@@ -1,5 +1,5 @@
-//! The host's PTY budget: every container's /dev/pts draws on the one `kernel.pty.max`, so the
-//! pool's per-container caps must fit in what the host leaves to containers.
+//! The host's PTY budget: every devpts instance of every container (the users' /dev/pts and the
+//! agent's own) draws on the one `kernel.pty.max`, so the pool's caps must fit what the host leaves.
 
 use super::{PoolConfig, PoolError};
 
@@ -38,7 +38,8 @@ impl HostPtys {
     }
 }
 
-/// Refuses a pool whose containers together could take more PTYs than the host has left.
+/// Refuses a pool whose containers together could take more PTYs than the host has left: both
+/// instances of each container count, full.
 pub fn check_host_budget(cfg: &PoolConfig) -> Result<(), PoolError> {
     let host = HostPtys::read()
         .map_err(|e| PoolError::Provision(format!("cannot read the host's PTY limits: {e}")))?;
@@ -46,13 +47,21 @@ pub fn check_host_budget(cfg: &PoolConfig) -> Result<(), PoolError> {
 }
 
 fn check_budget(cfg: &PoolConfig, host: HostPtys) -> Result<(), PoolError> {
-    let wanted = cfg.max_containers as u64 * u64::from(cfg.ptys_per_container);
+    let per_container = u64::from(cfg.ptys_per_container) + u64::from(cfg.agent_ptys);
+    let wanted = cfg.max_containers as u64 * per_container;
     if wanted > host.left_for_containers() {
         return Err(PoolError::Provision(format!(
-            "MAX_CONTAINERS ({}) x PTYS_PER_CONTAINER ({}) = {wanted} PTYs do not fit the host's \
-             kernel.pty.max {} minus its reserve {} and the {} in use: lower them or raise \
-             kernel.pty.max",
-            cfg.max_containers, cfg.ptys_per_container, host.max, host.reserve, host.in_use
+            "MAX_CONTAINERS ({}) x (PTYS_PER_CONTAINER ({}) + the sessions' own PTYs ({}: \
+             USERS_PER_CONTAINER x MAX_SESSIONS_PER_USER, at most MAX_SESSIONS, plus \
+             USERS_PER_CONTAINER)) = {wanted} PTYs \
+             do not fit the host's kernel.pty.max {} minus its reserve {} and the {} in use: \
+             lower them or raise kernel.pty.max",
+            cfg.max_containers,
+            cfg.ptys_per_container,
+            cfg.agent_ptys,
+            host.max,
+            host.reserve,
+            host.in_use
         )));
     }
     Ok(())
@@ -70,18 +79,26 @@ mod tests {
             in_use: 72,
         };
         assert_eq!(host.left_for_containers(), 3000);
-        let cfg = |containers, ptys| PoolConfig {
+        let cfg = |containers, ptys, agent| PoolConfig {
             max_containers: containers,
             ptys_per_container: ptys,
+            agent_ptys: agent,
             ..PoolConfig::default()
         };
-        assert!(check_budget(&cfg(10, 256), host).is_ok());
-        assert!(check_budget(&cfg(10, 300), host).is_ok());
-        let e = check_budget(&cfg(10, 301), host).unwrap_err().to_string();
         assert!(
-            e.contains("PTYS_PER_CONTAINER") && e.contains("kernel.pty.max"),
+            check_budget(&PoolConfig::default(), host).is_ok(),
+            "defaults"
+        );
+        assert!(check_budget(&cfg(10, 256, 44), host).is_ok());
+        assert!(check_budget(&cfg(10, 100, 200), host).is_ok());
+        let e = check_budget(&cfg(10, 100, 201), host)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("PTYS_PER_CONTAINER") && e.contains("MAX_SESSIONS_PER_USER"),
             "{e}"
         );
+        assert!(check_budget(&cfg(10, 300, 1), host).is_err(), "users' part");
         assert!(HostPtys::read().is_ok_and(|h| h.max > 0));
     }
 }

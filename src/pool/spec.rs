@@ -47,7 +47,7 @@ pub fn effective_network(cfg: &PoolConfig) -> String {
 /// older configuration or image is replaced instead of adopted.
 pub fn settings_digest(cfg: &PoolConfig, image_id: &str) -> String {
     let text = format!(
-        "v2|{image_id}|{}|{}|{}|{}|{}|{}|{}|{:?}|{}|{}|{}",
+        "v2|{image_id}|{}|{}|{}|{}|{}|{}|{}|{:?}|{}|{}|{}|{}",
         cfg.memory_bytes,
         cfg.nano_cpus,
         cfg.pids_limit,
@@ -59,6 +59,7 @@ pub fn settings_digest(cfg: &PoolConfig, image_id: &str) -> String {
         cfg.agent_peer_uid,
         cfg.uid_min,
         cfg.ptys_per_container,
+        cfg.agent_ptys,
     );
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }

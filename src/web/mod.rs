@@ -74,6 +74,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     })
     .bind(addr)
     .with_context(|| format!("cannot listen on {addr}"))?;
+    let stop = StopSignals::install();
     for bound in server.addrs() {
         println!("listening on http://{bound}");
     }
@@ -88,7 +89,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     );
     actix_web::rt::spawn(reload_on_hangup(state.clone()));
     actix_web::rt::spawn(async move {
-        stop_signal().await;
+        stop.recv().await;
         log::info!("stopping: closing sessions");
         state.registry.shutdown().await;
         state.backend.shutdown().await;
@@ -97,18 +98,33 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     server.await.context("HTTP server failed")
 }
 
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        log::error!("cannot listen for SIGTERM/SIGINT; stop the server with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, listened for from before the server says it listens: a stop asked for
+/// right after start is a clean stop too, not the default action's kill.
+struct StopSignals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl StopSignals {
+    fn install() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => StopSignals(Some((term, int))),
+            _ => {
+                log::error!("cannot listen for SIGTERM/SIGINT; stop the server with SIGKILL");
+                StopSignals(None)
+            }
+        }
+    }
+
+    async fn recv(self) {
+        let Some((mut term, mut int)) = self.0 else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
 

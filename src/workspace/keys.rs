@@ -10,6 +10,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::blocks::SharedStore;
+use crate::session::address_key;
 
 /// Random bytes in a key (shown as hex).
 const KEY_BYTES: usize = 32;
@@ -136,32 +137,33 @@ fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Counts redeem attempts per client address (an IPv6 client: its /64) in one-minute windows.
-#[derive(Default)]
-pub struct RedeemLimiter(Mutex<HashMap<IpAddr, (Instant, u32)>>);
+/// Counts redeem attempts per client address key (an IPv6 client: its block, as admission counts
+/// it) in one-minute windows.
+pub struct RedeemLimiter {
+    ipv6_prefix_len: u8,
+    tries: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
 
 impl RedeemLimiter {
+    /// A limiter counting IPv6 clients per block of `ipv6_prefix_len` bits.
+    pub fn new(ipv6_prefix_len: u8) -> Self {
+        RedeemLimiter {
+            ipv6_prefix_len,
+            tries: Mutex::default(),
+        }
+    }
+
     /// Whether `address` may try one more key now (and counts the try).
     pub fn allow(&self, address: Option<IpAddr>) -> bool {
-        let key = address.map_or(IpAddr::from([0, 0, 0, 0]), network);
+        let key = address.map_or(IpAddr::from([0, 0, 0, 0]), |a| {
+            address_key(a, self.ipv6_prefix_len)
+        });
         let now = Instant::now();
-        let mut tries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tries = self.tries.lock().unwrap_or_else(|e| e.into_inner());
         tries.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
         let (_, count) = tries.entry(key).or_insert((now, 0));
         *count += 1;
         *count <= REDEEMS_PER_MINUTE
-    }
-}
-
-/// The address a client is counted under: itself, or its /64 for IPv6.
-fn network(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let mut octets = v6.octets();
-            octets[8..].fill(0);
-            IpAddr::from(octets)
-        }
-        v4 => v4,
     }
 }
 
@@ -206,8 +208,8 @@ mod tests {
     }
 
     #[test]
-    fn redeems_are_limited_per_address_and_ipv6_per_64() {
-        let limiter = RedeemLimiter::default();
+    fn redeems_are_limited_per_address_and_ipv6_per_block() {
+        let limiter = RedeemLimiter::new(64);
         let at = |a: &str| Some(a.parse::<IpAddr>().unwrap());
         for _ in 0..REDEEMS_PER_MINUTE {
             assert!(limiter.allow(at("2001:db8::1")));

@@ -15,11 +15,12 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Access keys kept in the server's store when there is one, else for the process's lifetime.
-    pub fn open(store: Option<crate::blocks::SharedStore>) -> Self {
+    /// Access keys kept in the server's store when there is one, else for the process's lifetime;
+    /// key redeems counted per client address key (IPv6: per block of `ipv6_prefix_len` bits).
+    pub fn open(store: Option<crate::blocks::SharedStore>, ipv6_prefix_len: u8) -> Self {
         Workspace {
             keys: AccessKeys::open(store),
-            redeems: RedeemLimiter::default(),
+            redeems: RedeemLimiter::new(ipv6_prefix_len),
         }
     }
 }

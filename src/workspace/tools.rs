@@ -8,11 +8,40 @@ use std::path::PathBuf;
 /// The `download` command, the same script the user image installs as /usr/local/bin/download.
 pub const DOWNLOAD_SCRIPT: &str = include_str!("../../docker/user/download");
 
+/// Name of the directories, followed by the server's pid and a random part.
+const PREFIX: &str = "termpool-tools-";
+
+/// Removes the directories of servers of this uid that are gone (killed before they could remove
+/// their own): each start would otherwise leave one behind.
+fn remove_stale() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let ours = entry.metadata().is_ok_and(|m| {
+            std::os::unix::fs::MetadataExt::uid(&m) == me && m.is_dir() && !m.is_symlink()
+        });
+        if ours && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Writes the commands into a new directory of the server's own (mode 700) and returns it, with
 /// the environment they read.
 pub fn install(max_download_mb: u64) -> std::io::Result<(PathBuf, Vec<(String, String)>)> {
+    remove_stale();
     let dir = std::env::temp_dir().join(format!(
-        "termpool-tools-{}-{}",
+        "{PREFIX}{}-{}",
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     ));

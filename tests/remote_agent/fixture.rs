@@ -13,11 +13,21 @@ use termpool_agent_proto::{slot_psk, AccountRequest, ShellRequest};
 
 pub const SLOT: &str = "termpool-slot-swarm-agent-test";
 const WAIT: Duration = Duration::from_secs(30);
-/// A Swarm task's settings: the pool's caps plus the three the lockdown drops, its limits, the
-/// agent's port on 127.0.0.1 only, and the Swarm-mode environment.
+/// A Swarm task's capabilities: the pool's, plus the three the lockdown drops.
+pub const TASK_CAPS: [&str; 9] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "SETUID",
+    "SETGID",
+    "KILL",
+    "SYS_ADMIN",
+    "SETPCAP",
+    "NET_ADMIN",
+];
+/// A Swarm task's other settings: its limits, the agent's port on 127.0.0.1 only, and the
+/// Swarm-mode environment.
 const FLAGS: &str = "--init --cap-drop ALL \
-    --cap-add CHOWN --cap-add DAC_OVERRIDE --cap-add FOWNER --cap-add SETUID --cap-add SETGID \
-    --cap-add KILL --cap-add SYS_ADMIN --cap-add SETPCAP --cap-add NET_ADMIN \
     --pids-limit 1024 --ulimit nproc=256:256 --memory 512m -p 127.0.0.1::7100 \
     -e TERMPOOL_AGENT_LISTEN=0.0.0.0:7100 -e TERMPOOL_AGENT_LOCKDOWN=1";
 
@@ -56,6 +66,11 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 impl AgentContainer {
     /// Starts the container; `env` adds `-e` settings.
     pub fn start(tag: &str, env: &[&str]) -> AgentContainer {
+        Self::start_with_caps(tag, env, &TASK_CAPS)
+    }
+
+    /// Starts the container with these capabilities only.
+    pub fn start_with_caps(tag: &str, env: &[&str], caps: &[&str]) -> AgentContainer {
         let (ok, info) = docker(&["info", "--format", "{{.ServerVersion}}"]);
         assert!(ok, "these tests need a running Docker engine: {info}");
         let id = hex::encode(random_bytes::<4>());
@@ -72,6 +87,9 @@ impl AgentContainer {
         let socket_mount = format!("{}:/run/termpool", socket_dir.display());
         let mut args: Vec<String> = ["run", "-d", "--name", &name].map(String::from).to_vec();
         args.extend(FLAGS.split_whitespace().map(String::from));
+        for cap in caps {
+            args.extend(["--cap-add".to_string(), cap.to_string()]);
+        }
         args.extend(["-v".into(), mount, "-v".into(), socket_mount]);
         args.extend(["-e".into(), format!("TERMPOOL_AGENT_SLOT={SLOT}")]);
         for e in env {
@@ -191,6 +209,12 @@ pub async fn sh(s: &mut Spawned, cmd: &str) -> String {
     };
     let seen = read_until(s, |seen| between(seen).is_some()).await;
     between(&seen).unwrap().replace('\r', "").trim().to_owned()
+}
+
+/// Ctrl-C, then waits for the shell's prompt (input typed before it may be flushed away).
+pub async fn interrupt(s: &mut Spawned) {
+    s.tty.write(b"\x03").await.expect("write");
+    read_until(s, |seen| seen.trim_end_matches(' ').ends_with('$')).await;
 }
 
 pub async fn resize(s: &Spawned, cols: u16, rows: u16) {

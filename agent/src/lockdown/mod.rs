@@ -27,10 +27,18 @@ fn step<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, Lockd
     r.map_err(|e| LockdownError(format!("{what}: {e}")))
 }
 
-/// Every step, in order: hidepid, the fence, the key's mount gone, no_new_privs, the start
-/// capabilities dropped, the seccomp filter. Returns the networks fenced.
-pub fn apply(agent_port: u16, key_file: &Path) -> Result<Vec<String>, LockdownError> {
-    step("remounting /proc hidepid=invisible", remount_proc())?;
+/// Every step, in order: the mounts (hidepid, the users' PTY cap, the sessions' own devpts
+/// instance), the fence, the key's mount gone, no_new_privs, the start capabilities dropped,
+/// the seccomp filter. Returns the networks fenced.
+pub fn apply(
+    agent_port: u16,
+    key_file: &Path,
+    (user_ptys, agent_ptys): (u32, u32),
+) -> Result<Vec<String>, LockdownError> {
+    step(
+        "the mounts (/proc hidepid=invisible, /dev/pts max, the sessions' devpts)",
+        crate::mounts::prepare_here(user_ptys, agent_ptys),
+    )?;
     let fenced = step("the network fence", fence::apply(agent_port))?;
     step("removing the key file", hide_key(key_file))?;
     // SAFETY: prctl with integer arguments.
@@ -44,21 +52,6 @@ pub fn apply(agent_port: u16, key_file: &Path) -> Result<Vec<String>, LockdownEr
     )?;
     step("the seccomp filter", seccomp::install())?;
     Ok(fenced)
-}
-
-fn remount_proc() -> std::io::Result<()> {
-    let flags = libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    // SAFETY: mount reads the NUL-terminated strings, which live until it returns.
-    check(unsafe {
-        libc::mount(
-            c"proc".as_ptr(),
-            c"/proc".as_ptr(),
-            c"proc".as_ptr(),
-            flags,
-            c"hidepid=invisible".as_ptr().cast(),
-        )
-    })
-    .map(drop)
 }
 
 /// Unmounts the key file (a Swarm secret is a mount of its own); a key file that is not a

@@ -5,10 +5,12 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use termpool_agent_proto::{AgentResult, FailureKind, FrameType, Handshake, Sender};
+use termpool_agent_proto::{AgentResult, FailureKind, FrameType, Handshake, Reply, Sender};
 
 use super::{relay, requests, Context};
 use crate::log;
+
+const NOT_LOCKED_DOWN: &str = "the agent did not lock its container down";
 
 /// How long a client may take over the handshake and its first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,16 +37,25 @@ fn handle(stream: &mut TcpStream, context: &Context) -> io::Result<()> {
     read_message(stream, &mut msg)?;
     let frame = rx.open(&msg).map_err(invalid)?;
     let (kind, body) = (frame.kind, frame.body.to_vec());
-    let result = match kind {
-        FrameType::Open => return relay::run(stream, tx, rx, &body, context),
-        FrameType::Status => requests::status(context),
-        _ if context.lockdown_error.is_some() => AgentResult::Failed {
+    let result = match (kind, &context.lockdown_error) {
+        (FrameType::Status, _) => requests::status(context),
+        (FrameType::Open, None) => return relay::run(stream, tx, rx, &body, context),
+        (FrameType::Open, Some(e)) => {
+            let refused = Reply::refused(format!("{NOT_LOCKED_DOWN}: {e}"));
+            return send(
+                stream,
+                &mut tx,
+                FrameType::Started,
+                &serde_json_vec(&refused),
+            );
+        }
+        (_, Some(e)) => AgentResult::Failed {
             kind: FailureKind::NotLockedDown,
-            message: "the agent did not lock its container down".into(),
+            message: format!("{NOT_LOCKED_DOWN}: {e}"),
         },
-        FrameType::Account => requests::account(&body, context.uid_min),
-        FrameType::End => requests::end(&body, context.uid_min),
-        other => return Err(invalid(format!("{other:?} as the first frame"))),
+        (FrameType::Account, None) => requests::account(&body, context.uid_min),
+        (FrameType::End, None) => requests::end(&body, context.uid_min),
+        (other, None) => return Err(invalid(format!("{other:?} as the first frame"))),
     };
     let body = serde_json_vec(&result);
     send(stream, &mut tx, FrameType::Result, &body)

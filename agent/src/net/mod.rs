@@ -26,24 +26,47 @@ pub struct Config {
     pub key_file: PathBuf,
     /// `TERMPOOL_AGENT_LOCKDOWN=1`.
     pub lockdown: bool,
+    /// `TERMPOOL_AGENT_PTYS=USERS,SESSIONS`: the users' `/dev/pts` cap and the size of the
+    /// sessions' own devpts instance, mounted by the lockdown (the single host's helper does it
+    /// there).
+    pub ptys: (u32, u32),
 }
 
 impl Config {
-    /// `None` when `TERMPOOL_AGENT_LISTEN` is not set: the single-host mode.
+    /// `None` when `TERMPOOL_AGENT_LISTEN` is not set (or empty): the single-host mode.
     pub fn from_env() -> Option<Result<Config, String>> {
-        let listen = std::env::var("TERMPOOL_AGENT_LISTEN").ok()?;
+        let listen = std::env::var("TERMPOOL_AGENT_LISTEN")
+            .ok()
+            .filter(|l| !l.is_empty())?;
         let Ok(slot) = std::env::var("TERMPOOL_AGENT_SLOT") else {
             return Some(Err("TERMPOOL_AGENT_SLOT is not set".into()));
         };
         let key_file = crate::env_or("TERMPOOL_AGENT_KEY_FILE", "/run/secrets/agent-key").into();
         let lockdown = std::env::var("TERMPOOL_AGENT_LOCKDOWN").as_deref() == Ok("1");
+        let ptys = match parse_ptys(&crate::env_or("TERMPOOL_AGENT_PTYS", "64,220")) {
+            Some(ptys) => ptys,
+            None => return Some(Err("TERMPOOL_AGENT_PTYS is not USERS,SESSIONS".into())),
+        };
         Some(Ok(Config {
             listen,
             slot,
             key_file,
             lockdown,
+            ptys,
         }))
     }
+}
+
+/// `USERS,SESSIONS`, both from 1 to 65536.
+fn parse_ptys(text: &str) -> Option<(u32, u32)> {
+    let (users, sessions) = text.split_once(',')?;
+    let parse = |n: &str| {
+        n.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=65536).contains(n))
+    };
+    Some((parse(users)?, parse(sessions)?))
 }
 
 /// What every connection's process needs to know.
@@ -60,7 +83,7 @@ pub fn run(config: Config, uid_min: u32) -> io::Result<()> {
     let listener = TcpListener::bind(&config.listen)?;
     let port = listener.local_addr()?.port();
     let lockdown_error = if config.lockdown {
-        match lockdown::apply(port, &config.key_file) {
+        match lockdown::apply(port, &config.key_file, config.ptys) {
             Ok(fenced) => {
                 log(&format!("locked down; fenced networks: {fenced:?}"));
                 None
@@ -118,6 +141,11 @@ fn serve(
                 // its own descriptors and exits without returning here.
                 match unsafe { libc::fork() } {
                     0 => {
+                        // SAFETY: the child's copies only; it never returns to the loop.
+                        unsafe {
+                            libc::close(listener.as_raw_fd());
+                            libc::close(signals.as_raw_fd());
+                        }
                         conn::serve(stream, context);
                         // SAFETY: the child ends here, without running the parent's destructors.
                         unsafe { libc::_exit(0) }

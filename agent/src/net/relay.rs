@@ -134,7 +134,9 @@ impl Relay<'_> {
                 self.flush()?;
             }
             if pty & (libc::POLLIN | libc::POLLHUP) != 0 && pty_in != 0 {
-                self.read_pty(&mut buf)?;
+                // What the PTY holds now goes out in one write: fewer wake-ups on both ends.
+                while self.to_net.len() < HIGH_WATER && self.read_pty(&mut buf)? {}
+                self.flush()?;
             }
             if pty & libc::POLLOUT != 0 {
                 self.write_pty()?;
@@ -159,13 +161,16 @@ impl Relay<'_> {
         self.tx
             .seal(FrameType::Exit, &exit, &mut self.to_net)
             .map_err(invalid)?;
+        // A paused browser may leave the server unread for long: wait as long as it takes (a
+        // server that goes away fails the write).
+        self.stream.set_write_timeout(None)?;
         self.stream.set_nonblocking(false)?;
         self.stream.write_all(&self.to_net)?;
         self.to_net.clear();
         Ok(())
     }
 
-    /// Reads the PTY once into an OUTPUT frame; whether it read anything.
+    /// Reads the PTY once into an OUTPUT frame (not written yet); whether it read anything.
     fn read_pty(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         match read_fd(&self.master, buf) {
             Ok(0) => Ok(false),
@@ -173,7 +178,6 @@ impl Relay<'_> {
                 self.tx
                     .seal(FrameType::Output, &buf[..n], &mut self.to_net)
                     .map_err(invalid)?;
-                self.flush()?;
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),

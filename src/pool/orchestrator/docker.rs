@@ -79,11 +79,12 @@ impl Orchestrator for DockerEngine {
         username: &str,
         uid: u32,
     ) -> Result<(), PoolError> {
-        accounts::ensure_account(&self.docker, id, username, uid).await?;
+        // The quota first: on btrfs its helper makes the home (a limited subvolume), which the
+        // account script then finds; a quota that cannot be set leaves no account behind.
         if self.cfg.user_disk_quota_mb > 0 {
-            quota::set_quota(&self.docker, &self.cfg, uid).await?;
+            quota::set_quota(&self.docker, &self.cfg, username, uid).await?;
         }
-        Ok(())
+        accounts::ensure_account(&self.docker, id, username, uid).await
     }
 
     async fn end_processes(

@@ -54,7 +54,7 @@ pub fn secret_name(cfg: &PoolConfig, idx: usize, generation: u32) -> String {
 /// that a service of an older configuration or image is replaced instead of adopted.
 pub fn settings_digest(cfg: &PoolConfig, swarm: &SwarmConfig, image_id: &str) -> String {
     let text = format!(
-        "swarm-v1|{image_id}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+        "swarm-v2|{image_id}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
         cfg.memory_bytes,
         cfg.nano_cpus,
         cfg.pids_limit,
@@ -65,6 +65,8 @@ pub fn settings_digest(cfg: &PoolConfig, swarm: &SwarmConfig, image_id: &str) ->
         LOCKDOWN_CAPS.join(","),
         cfg.uid_min,
         swarm.slots_per_node,
+        cfg.ptys_per_container,
+        cfg.agent_ptys,
     );
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
@@ -237,6 +239,12 @@ fn agent_env(s: &SlotService<'_>, name: &str) -> Vec<String> {
         format!("TERMPOOL_AGENT_KEY_FILE=/run/secrets/{KEY_TARGET}"),
         "TERMPOOL_AGENT_LOCKDOWN=1".to_string(),
         format!("TERMPOOL_UID_MIN={}", s.cfg.uid_min),
+        // The users' /dev/pts cap and the sessions' own devpts instance, which the lockdown
+        // mounts (the single host's helper does it there).
+        format!(
+            "TERMPOOL_AGENT_PTYS={},{}",
+            s.cfg.ptys_per_container, s.cfg.agent_ptys
+        ),
     ]
 }
 

@@ -96,7 +96,10 @@ impl ExecTerminals {
             .await
             .ok()
             .and_then(|i| i.exit_code);
-        if sent != Ok(length) {
+        // A write that failed (a full quota) stops reading stdin: its reason explains a body cut
+        // short too, and the script has removed the file.
+        let failed_write = code != Some(0) && !outcome.stderr.trim().is_empty();
+        if sent != Ok(length) && !failed_write {
             self.remove(container, p, &path).await;
             return Err(failed("the upload", "the body ended short".into()));
         }

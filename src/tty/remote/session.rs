@@ -52,6 +52,7 @@ pub(super) fn started(
         reader: link.reader.into_inner(),
         rx: link.rx,
         pending,
+        start: 0,
         exit: None,
         hung_up,
         slot: agent.slot.clone(),
@@ -140,8 +141,9 @@ impl Tty for RemoteTty {
 struct RemoteOutput {
     reader: OwnedReadHalf,
     rx: Receiver,
-    /// Bytes received and not yet a whole message: kept across reads the relay cancels.
+    /// Bytes received, kept across reads the relay cancels; those before `start` are used.
     pending: Vec<u8>,
+    start: usize,
     /// Set once the stream has ended: the exit code, or why the session was lost.
     exit: Option<Ended>,
     hung_up: Arc<AtomicBool>,
@@ -158,10 +160,10 @@ impl RemoteOutput {
             return None;
         }
         let ended = loop {
-            match split_message(&self.pending) {
+            match split_message(&self.pending[self.start..]) {
                 Ok(Some((message, used))) => {
                     let frame = self.open(message.len());
-                    self.pending.drain(..used);
+                    self.start += used;
                     match frame {
                         Ok(bytes) => return Some(bytes),
                         Err(ended) => break ended,
@@ -179,11 +181,11 @@ impl RemoteOutput {
         None
     }
 
-    /// Opens the message of `len` bytes at the start of `pending`: OUTPUT's bytes, or the end.
+    /// Opens the message of `len` bytes at `start`: OUTPUT's bytes, or the end.
     fn open(&mut self, len: usize) -> Result<Bytes, Ended> {
         let frame = self
             .rx
-            .open(&self.pending[2..2 + len])
+            .open(&self.pending[self.start + 2..self.start + 2 + len])
             .map_err(|e| Err(e.to_string()))?;
         match frame.kind {
             FrameType::Output => Ok(Bytes::copy_from_slice(frame.body)),
@@ -199,6 +201,9 @@ impl RemoteOutput {
 
     /// Reads what the socket has into `pending` (cancel-safe: a cancelled read reads nothing).
     async fn fill(&mut self) -> std::io::Result<()> {
+        // Only a partial message is left from `start` on: move it to the front once.
+        self.pending.drain(..self.start);
+        self.start = 0;
         self.pending.reserve(2 + MAX_MESSAGE);
         match self.reader.read_buf(&mut self.pending).await? {
             0 => Err(std::io::ErrorKind::UnexpectedEof.into()),

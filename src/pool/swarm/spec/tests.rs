@@ -88,6 +88,7 @@ fn the_agent_listens_with_the_slots_key_and_locks_down() {
         "TERMPOOL_AGENT_SLOT=termpool-user-3",
         "TERMPOOL_AGENT_KEY_FILE=/run/secrets/agent-key",
         "TERMPOOL_AGENT_LOCKDOWN=1",
+        "TERMPOOL_AGENT_PTYS=64,220",
     ] {
         assert!(env.iter().any(|e| e == want), "{want} missing: {env:?}");
     }

@@ -9,12 +9,14 @@ mod engine;
 mod exec;
 mod hidepid;
 mod manager;
+pub mod orchestrator;
 mod processes;
 mod ptys;
 mod quota;
 mod spec;
 mod state;
 pub mod store;
+pub mod swarm;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +24,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 pub use manager::Pool;
-pub use store::{SqliteStore, Store, StoreError};
+pub use store::{SqliteStore, Store, StoreError, SwarmStore};
 
 /// Hex digits of the identity's SHA-256 in the account names an identity may get, in the order
 /// they are tried. The first is the usual name ([`linux_username`]). 12 digits (48 bits) collide
@@ -112,6 +114,8 @@ pub struct PoolConfig {
     pub health_interval: Duration,
     /// How often the last-seen times of returning users are written to the store.
     pub flush_interval: Duration,
+    /// Slots are Swarm services with these settings; `None`: containers of the server's engine.
+    pub swarm: Option<swarm::SwarmConfig>,
 }
 
 impl Default for PoolConfig {
@@ -138,6 +142,7 @@ impl Default for PoolConfig {
             agent_start_timeout: Duration::from_secs(15),
             health_interval: Duration::from_secs(10),
             flush_interval: Duration::from_secs(5),
+            swarm: None,
         }
     }
 }
@@ -200,6 +205,9 @@ pub enum PoolError {
     /// Docker answered, but a container or account could not be set up.
     #[error("container provisioning failed: {0}")]
     Provision(String),
+    /// The node holding the user's slot (and home) is down, or its agent does not answer.
+    #[error("node down: {0}")]
+    NodeDown(String),
 }
 
 impl PoolError {

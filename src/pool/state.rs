@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::assign::{self, AssignError, Assignment, ContainerSlot, Decision};
+use super::orchestrator::SlotNode;
 use super::store::{Touches, UserRecord};
 use super::{account_names, home_of, Account, PoolConfig, PoolStats};
 
@@ -39,6 +40,8 @@ pub(crate) struct SlotState {
     pub last_error: Option<SlotError>,
     /// The container `id` runs but takes no session: it is removed rather than adopted again.
     pub replace: bool,
+    /// The node holding the slot, on an orchestrator with several.
+    pub node: Option<SlotNode>,
 }
 
 /// A provisioning failure remembered for a slot.
@@ -76,6 +79,8 @@ pub(crate) struct State {
     /// [`PLACED_GRACE`]), unless the caller's predicate already shows them live.
     placed: HashMap<String, Instant>,
     capacity: usize,
+    /// Homes stay on their slot's node: a user whose node is down waits for it.
+    pub pinned: bool,
 }
 
 impl State {
@@ -115,6 +120,7 @@ impl State {
             placing: HashMap::new(),
             placed: HashMap::new(),
             capacity: cfg.users_per_container,
+            pinned: false,
         }
     }
 
@@ -234,9 +240,11 @@ impl State {
         }
     }
 
-    /// Whether the assigner may use a slot (not recently failed to provision).
+    /// Whether the assigner may use a slot (not recently failed to provision, not on a node
+    /// that is down).
     fn slot_alive(&self, idx: usize, now: Instant) -> bool {
-        self.slots[idx].down_until.is_none_or(|t| t <= now)
+        let s = &self.slots[idx];
+        s.down_until.is_none_or(|t| t <= now) && s.node.as_ref().is_none_or(|n| n.ready)
     }
 
     /// Runs the assigner over the current state.
@@ -246,6 +254,9 @@ impl State {
         has_live_session: &dyn Fn(&str) -> bool,
         now: Instant,
     ) -> Result<Decision, AssignError> {
+        if let Some(node) = self.pinned_node_down(username) {
+            return Err(AssignError::NodeDown(node));
+        }
         let containers: Vec<ContainerSlot> = (0..self.slots.len())
             .map(|index| ContainerSlot {
                 index,
@@ -407,5 +418,9 @@ impl State {
     }
 }
 
+mod nodes;
+
+#[cfg(test)]
+mod node_tests;
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::exec::ExecTerminals;
+use super::remote::{AgentError, RemoteAgent};
 use super::{agent, AccountInfo, Backend, IsLive, Placement, Spawned, TtyError, Unavailability};
+use crate::pool::orchestrator::Terminal;
 use crate::pool::{Pool, PoolError};
 use crate::protocol::TermSize;
 
@@ -54,6 +56,33 @@ impl DockerBackend {
             env: env.as_slice().into(),
         };
         agent::spawn(conn, &request, START_TIMEOUT).await
+    }
+
+    /// A session started by the container's agent over the network (Swarm). An agent that does
+    /// not answer is its node down for this user, at once: the slot is checked again before
+    /// anyone else is admitted to it.
+    async fn spawn_remote(
+        &self,
+        p: &Placement,
+        agent: &RemoteAgent,
+        size: TermSize,
+    ) -> Result<Spawned, TtyError> {
+        let env = session_env(p);
+        let request = agent::ShellRequest {
+            user: p.user.as_str().into(),
+            home: p.home.as_str().into(),
+            cols: size.cols,
+            rows: size.rows,
+            env: env.as_slice().into(),
+        };
+        match agent.open_session(&request, START_TIMEOUT).await {
+            Ok(spawned) => Ok(spawned),
+            Err(e @ (AgentError::Unreachable { .. } | AgentError::Handshake { .. })) => {
+                self.pool.container_failed(agent.slot());
+                Err(TtyError::unavailable(Unavailability::NodeDown, e))
+            }
+            Err(e) => Err(TtyError::unavailable(Unavailability::NotPrepared, e)),
+        }
     }
 
     /// Connects to the agent of the placement's container. A container whose agent cannot be
@@ -107,6 +136,7 @@ fn unavailable(e: PoolError) -> TtyError {
         PoolError::PoolFull => Unavailability::PoolFull,
         PoolError::DockerUnavailable(_) => Unavailability::EngineDown,
         PoolError::Store(_) | PoolError::Provision(_) => Unavailability::NotPrepared,
+        PoolError::NodeDown(_) => Unavailability::NodeDown,
     };
     TtyError::unavailable(kind, e)
 }
@@ -137,9 +167,10 @@ impl Backend for DockerBackend {
 
     async fn spawn(&self, placement: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
         let name = placement.container.as_deref().ok_or(TtyError::Closed)?;
-        match self.pool.config().agent_socket(name) {
-            Some(socket) => self.spawn_by_agent(placement, &socket, size).await,
-            None => self.spawn_exec(placement, size).await,
+        match self.pool.terminal(name).ok_or(TtyError::Closed)? {
+            Terminal::Socket(socket) => self.spawn_by_agent(placement, &socket, size).await,
+            Terminal::Exec => self.spawn_exec(placement, size).await,
+            Terminal::Remote(agent) => self.spawn_remote(placement, &agent, size).await,
         }
     }
 
@@ -205,6 +236,10 @@ impl Backend for DockerBackend {
 
     fn users_per_container(&self) -> Vec<(String, usize)> {
         self.pool.users_per_container()
+    }
+
+    fn container_nodes(&self) -> Vec<(String, String, bool)> {
+        self.pool.container_nodes()
     }
 
     async fn health(&self) -> Result<serde_json::Value, String> {

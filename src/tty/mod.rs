@@ -89,6 +89,8 @@ pub enum Unavailability {
     SessionLost,
     /// The terminal could not be resized.
     ResizeFailed,
+    /// The host holding the user's slot and files is down, or its session agent does not answer.
+    NodeDown,
 }
 
 impl Unavailability {
@@ -103,6 +105,9 @@ impl Unavailability {
                  (your files are kept)"
             }
             Unavailability::ResizeFailed => "the terminal could not be resized",
+            Unavailability::NodeDown => {
+                "the host holding your files is down; try again later (your files are kept)"
+            }
         }
     }
 }
@@ -229,6 +234,10 @@ pub trait Backend: Send + Sync {
     }
     /// Users holding a slot in each container, by container name (none in local mode).
     fn users_per_container(&self) -> Vec<(String, usize)> {
+        Vec::new()
+    }
+    /// The node of each container and whether it is ready, where the pool spans several nodes.
+    fn container_nodes(&self) -> Vec<(String, String, bool)> {
         Vec::new()
     }
 }

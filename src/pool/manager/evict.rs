@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use super::super::{processes, PoolError};
+use super::super::PoolError;
 use super::Pool;
 
 /// First wait before a failed reap of an evicted account is tried again; doubled after each
@@ -120,7 +120,7 @@ impl Pool {
             self.mark(victim, idx, Some(true));
             (id, user.uid)
         };
-        match processes::end_processes(&self.docker, &id, victim, uid).await {
+        match self.orch.end_processes(Some(idx), &id, victim, uid).await {
             Ok(()) => {
                 self.mark(victim, idx, None);
                 Attempt::Done

@@ -39,6 +39,15 @@ impl Resumed {
         }
     }
 
+    /// One that started at unix second `start` (tests: a start in a past second).
+    #[cfg(test)]
+    pub(super) fn started_at(start: i64) -> Resumed {
+        Resumed {
+            start,
+            ..Resumed::new()
+        }
+    }
+
     pub(super) fn finished(&self) -> bool {
         self.finished
     }
@@ -79,7 +88,10 @@ impl Registry {
         limit: std::time::Duration,
     ) {
         let due = unix_now() - limit.as_secs() as i64;
-        let idle = match backend.idle_accounts(due.min(r.start)).await {
+        // Not `due.min(start)`: activity is kept in whole seconds, and an account last active in
+        // the second this process started (the previous server stopped just before) would then
+        // never be listed. Accounts this process has touched itself are skipped below.
+        let idle = match backend.idle_accounts(due).await {
             Ok(idle) => idle,
             Err(e) => {
                 return log::warn!("idle accounts from the store (asked again next round): {e}")
@@ -95,8 +107,9 @@ impl Registry {
                 Outcome::Later => pending = true,
             }
         }
-        // Activity recorded from now on is this process's own: no new account can become due.
-        r.finished = due >= r.start && !pending;
+        // Activity recorded from now on is this process's own: once `due` is past the start's
+        // second, no account of the previous server can become due any more.
+        r.finished = due > r.start && !pending;
     }
 
     async fn reap_one_resumed(

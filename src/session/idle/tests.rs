@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use super::resume::Resumed;
 use super::*;
+use crate::pool::store::unix_now;
 use crate::protocol::TermSize;
 use crate::session::registry::tests::{registry, NOBODY};
 use crate::tty::{IsLive, Spawned, TtyError};
@@ -80,10 +81,12 @@ fn a_failed_reap_is_due_again_after_a_growing_bounded_backoff() {
     assert_eq!(reg.take_idle(limit), vec![placement("u1")]);
 }
 
-/// A backend whose store lists `idle` and whose reaps fail while `failing` is set.
+/// A backend whose store lists `idle` (last active at `active_at`, unix seconds) and whose
+/// reaps fail while `failing` is set.
 #[derive(Default)]
 struct Store {
     idle: Mutex<Vec<Placement>>,
+    active_at: Mutex<i64>,
     reaped: Mutex<Vec<String>>,
     failing: Mutex<bool>,
 }
@@ -109,8 +112,12 @@ impl Backend for Store {
         self.reaped.lock().unwrap().push(placement.user.clone());
         Ok(())
     }
-    async fn idle_accounts(&self, _before: i64) -> Result<Vec<Placement>, TtyError> {
-        Ok(self.idle.lock().unwrap().clone())
+    async fn idle_accounts(&self, before: i64) -> Result<Vec<Placement>, TtyError> {
+        if *self.active_at.lock().unwrap() < before {
+            Ok(self.idle.lock().unwrap().clone())
+        } else {
+            Ok(Vec::new())
+        }
     }
 }
 
@@ -121,7 +128,7 @@ async fn an_account_whose_container_is_not_known_yet_is_reaped_once_it_is() {
     let reg = registry(5, 0);
     let store = Store::default();
     *store.idle.lock().unwrap() = vec![placed("u1", None)];
-    let mut r = Resumed::new();
+    let mut r = Resumed::started_at(unix_now() - 1);
     for _ in 0..3 {
         reg.reap_resumed(&store, &mut r, Duration::ZERO).await;
     }
@@ -139,7 +146,7 @@ async fn a_failed_resumed_reap_is_retried_after_its_backoff_then_done() {
     let store = Store::default();
     *store.idle.lock().unwrap() = vec![placed("u1", Some("id0"))];
     *store.failing.lock().unwrap() = true;
-    let mut r = Resumed::new();
+    let mut r = Resumed::started_at(unix_now() - 1);
     reg.reap_resumed(&store, &mut r, Duration::ZERO).await;
     assert!(!r.finished(), "a failed reap is not forgotten");
     *store.failing.lock().unwrap() = false;
@@ -160,11 +167,34 @@ async fn an_account_a_session_here_has_touched_is_left_to_this_process() {
     s.bind(&placed("u1", Some("id0")));
     let store = Store::default();
     *store.idle.lock().unwrap() = vec![placed("u1", Some("id0"))];
-    let mut r = Resumed::new();
+    let mut r = Resumed::started_at(unix_now() - 1);
     reg.reap_resumed(&store, &mut r, Duration::ZERO).await;
     assert!(
         store.reaped.lock().unwrap().is_empty(),
         "never under a live session"
     );
     assert!(r.finished());
+}
+
+/// Activity is kept in whole seconds: an account last active in the very second this process
+/// started (the previous server stopped just before) is reaped too, and the work is not finished
+/// before that second is over.
+#[tokio::test]
+async fn an_account_last_active_in_the_starts_second_is_reaped() {
+    let reg = registry(5, 0);
+    let store = Store::default();
+    let start = unix_now();
+    *store.idle.lock().unwrap() = vec![placed("u1", Some("id0"))];
+    *store.active_at.lock().unwrap() = start;
+    let mut r = Resumed::started_at(start);
+    let limit = Duration::from_secs(1);
+    for _ in 0..100 {
+        if !store.reaped.lock().unwrap().is_empty() {
+            break;
+        }
+        assert!(!r.finished(), "finished without reaping u1");
+        reg.reap_resumed(&store, &mut r, limit).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(*store.reaped.lock().unwrap(), ["u1"]);
 }

@@ -3,13 +3,14 @@
 
 mod admin;
 mod args;
+mod swarm;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use admin::AdminOptions;
-pub use args::{Args, IdentityMode};
+pub use args::{Args, IdentityMode, Orchestrator};
 
 use crate::identity::{Mode, TokenFile, TrustedProxies};
 use crate::pool::{PoolConfig, AGENT_SOCKET};
@@ -262,7 +263,12 @@ impl Args {
     /// The pool's settings, checked (container mode only: local mode ignores them).
     fn pool_config(&self) -> Result<PoolConfig, ConfigError> {
         self.check_pool()?;
-        let agent_dir = self.agent_dir()?;
+        let swarm = self.swarm()?;
+        // On Swarm the agents are reached over the network, never through a shared directory.
+        let agent_dir = match swarm {
+            Some(_) => None,
+            None => self.agent_dir()?,
+        };
         Ok(PoolConfig {
             max_containers: self.max_containers,
             users_per_container: self.users_per_container,
@@ -281,6 +287,7 @@ impl Args {
             // SAFETY: geteuid has no memory effects.
             agent_peer_uid: unsafe { libc::geteuid() },
             uid_min: self.uid_base,
+            swarm,
             ..PoolConfig::default()
         })
     }

@@ -120,6 +120,25 @@ impl Metrics {
         out
     }
 
+    /// The node of each container (`container`, `node`, ready), on a pool of several nodes.
+    pub fn render_nodes(nodes: &[(String, String, bool)]) -> String {
+        if nodes.is_empty() {
+            return String::new();
+        }
+        let name = "termpool_container_node_ready";
+        let mut out = format!(
+            "# HELP {name} The node holding the container, and whether it is ready (1) or down (0).\n# TYPE {name} gauge\n"
+        );
+        for (container, node, ready) in nodes {
+            let _ = writeln!(
+                out,
+                "{name}{{container=\"{container}\",node=\"{node}\"}} {}",
+                u8::from(*ready)
+            );
+        }
+        out
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: String| {

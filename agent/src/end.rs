@@ -56,7 +56,7 @@ pub fn target_uid(arg: &str, uid_min: u32) -> Result<u32, String> {
 /// SIGKILL to every process whose real uid is `uid`, round after round until /proc shows none.
 /// This process keeps uid 0 throughout, so the account can neither see it (hidepid) nor signal
 /// it; root sees every process whatever hidepid says. The pid of a survivor at the deadline.
-fn kill_all(uid: u32) -> io::Result<Option<libc::pid_t>> {
+pub fn kill_all(uid: u32) -> io::Result<Option<libc::pid_t>> {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let round = kill_round(uid)?;

@@ -1,10 +1,13 @@
 //! termpool's session agent: starts login shells on PTYs inside a user container and hands each
-//! PTY's master to the server over a unix socket (messages: `termpool-agent-proto`). One-shot
-//! modes: `--end-processes UID` (end.rs) and `--set-quota DIR UID MB` (quota.rs).
+//! PTY's master to the server over a unix socket (messages: `termpool-agent-proto`); in Swarm
+//! mode (`TERMPOOL_AGENT_LISTEN`) it locks its container down and serves TCP instead (net/).
+//! One-shot modes: `--end-processes UID` (end.rs) and `--set-quota DIR UID MB` (quota.rs).
 
 mod accounts;
 mod end;
 mod hangup;
+mod lockdown;
+mod net;
 mod quota;
 mod shell;
 mod sys;
@@ -42,18 +45,26 @@ struct Agent {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
-        [] => match run() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                log(&format!("cannot run: {e}"));
-                ExitCode::FAILURE
-            }
+        [] => match net::Config::from_env() {
+            Some(Ok(config)) => exit(net::run(config, uid_min())),
+            Some(Err(e)) => exit(Err(std::io::Error::other(e))),
+            None => exit(run()),
         },
         [flag, uid] if flag == "--end-processes" => end::run(uid, uid_min()),
         [flag, dir, uid, mb] if flag == "--set-quota" => quota::run(dir, uid, mb, uid_min()),
         _ => {
             log("usage: termpool-agent [--end-processes UID | --set-quota DIR UID MB]");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn exit(result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log(&format!("cannot run: {e}"));
+            ExitCode::FAILURE
         }
     }
 }

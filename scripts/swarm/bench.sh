@@ -19,7 +19,7 @@ REPO=$(cd ../.. && pwd)
 
 ROUNDS=${ROUNDS:-3}
 ONLY=${BENCH_ONLY:-echo,throughput,sessions}
-TAG=tpbench-$$
+TAG=${BENCH_TAG:-tpbench-$$}
 WORK=$(mktemp -d)
 AGENTS_DIR=/var/lib/$TAG-agents
 export SERVER_IMAGE=${SERVER_IMAGE:-termpool-server:latest}

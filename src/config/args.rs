@@ -13,6 +13,7 @@ const LIMITS: &str = "Limits";
 const POOL: &str = "Container pool";
 const TUNING: &str = "Tuning";
 const OPERATOR: &str = "Operator";
+const SWARM: &str = "Several hosts (Docker Swarm)";
 
 /// termpool: a multi-user web terminal server.
 #[derive(Parser, Debug, Clone)]
@@ -222,6 +223,40 @@ pub struct Args {
     #[arg(long, env = "CONTAINER_PREFIX", default_value = "termpool-user", help_heading = POOL)]
     pub container_prefix: String,
 
+    /// What runs the pool's slots: `docker` (a container per slot on the server's engine) or
+    /// `swarm` (a service per slot on the Swarm whose manager is the server's engine).
+    #[arg(long, env = "ORCHESTRATOR", value_enum, default_value_t = Orchestrator::Docker,
+          help_heading = SWARM)]
+    pub orchestrator: Orchestrator,
+
+    /// Swarm: the attachable overlay network the server and the user services share (the
+    /// server must be attached to it).
+    #[arg(long, env = "AGENT_NETWORK", default_value = "termpool-agents", help_heading = SWARM)]
+    pub agent_network: String,
+
+    /// Swarm: a file of 32 or more random bytes from which each slot's agent key is derived
+    /// (required with ORCHESTRATOR=swarm; never logged).
+    #[arg(long, env = "MASTER_KEY_FILE", help_heading = SWARM)]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Swarm: slots one node runs at most (0-1000; 0 = let the scheduler spread them).
+    #[arg(long, env = "SLOTS_PER_NODE", default_value_t = 0, help_heading = SWARM,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub slots_per_node: u64,
+
+    /// Swarm: WORKSPACE_VOLUME is on a volume driver shared by every node, so slots are not
+    /// pinned to a node and move with their files when one goes down (false: each node keeps
+    /// the homes of its slots, which wait for it).
+    #[arg(long, env = "SHARED_WORKSPACE_VOLUME", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", help_heading = SWARM)]
+    pub shared_workspace_volume: bool,
+
+    /// Swarm: milliseconds (100-60000) a connection to a slot's agent may take before its users
+    /// are told that the host holding their files is down.
+    #[arg(long, env = "AGENT_CONNECT_TIMEOUT_MS", default_value_t = 2000, help_heading = SWARM,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub agent_connect_timeout_ms: u64,
+
     /// Seconds (1 or more) between the server's WebSocket pings; a peer silent for 3 intervals is
     /// closed.
     #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = 30, help_heading = TUNING,
@@ -249,6 +284,13 @@ pub struct Args {
     /// HTTP worker threads (0 = one per core).
     #[arg(long, env = "WORKERS", default_value_t = 0, help_heading = TUNING)]
     pub workers: usize,
+}
+
+/// What runs the pool's slots (ORCHESTRATOR).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orchestrator {
+    Docker,
+    Swarm,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

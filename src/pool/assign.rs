@@ -44,12 +44,16 @@ impl Decision {
 }
 
 /// Why nobody can be placed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AssignError {
     #[error("pool full: every slot is held by a user with a live session")]
     PoolFull,
     #[error("no container of the pool is alive")]
     NoContainer,
+    /// The user's home is on this node, which is down: placing the user elsewhere would give it
+    /// an empty home.
+    #[error("the node {0} holding the user's slot is down")]
+    NodeDown(String),
 }
 
 /// Decides where `user` goes. Pure: the caller persists the decision (and the eviction).

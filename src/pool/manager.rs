@@ -1,25 +1,25 @@
 //! [`Pool`]: the one object the server holds in container mode; its construction, the Docker
 //! event stream and shutdown. Placement is in `place`, keeping slots ready in `slots`.
 
+mod nodes;
 mod place;
 mod slots;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use bollard::models::EventActor;
-use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
-use super::container;
-use super::engine::{self, short};
+use super::engine::short;
+use super::orchestrator::docker::DockerEngine;
+use super::orchestrator::{Orchestrator, SlotEvent, Terminal};
 use super::spec::LABEL_POOL;
 use super::state::State;
 use super::store::{Store, StoreError};
+use super::swarm::SwarmServices;
 use super::{PoolConfig, PoolError, PoolStats};
 
 /// Longest wait between reconnection attempts of the Docker event stream.
@@ -30,8 +30,7 @@ type SharedStore = Arc<Mutex<Box<dyn Store>>>;
 /// The container pool. Create it with [`Pool::start`]; share the `Arc`.
 pub struct Pool {
     cfg: PoolConfig,
-    docker: Docker,
-    image_id: String,
+    orch: Box<dyn Orchestrator>,
     store: SharedStore,
     state: Mutex<State>,
     /// Serialises assignment decisions and their persistence.
@@ -48,26 +47,35 @@ impl Pool {
     /// container at all could be made ready.
     pub async fn start(cfg: PoolConfig, store: Box<dyn Store>) -> Result<Arc<Pool>, PoolError> {
         validate(&cfg)?;
-        let docker = engine::connect().await?;
-        let image_id = engine::image_id(&docker, &cfg).await?;
-        container::ensure_volume(&docker, &cfg).await?;
-        container::ensure_network(&docker, &cfg).await?;
+        let orch: Box<dyn Orchestrator> = match &cfg.swarm {
+            Some(swarm) => Box::new(SwarmServices::connect(&cfg, swarm).await?),
+            None => Box::new(DockerEngine::connect(&cfg).await?),
+        };
+        Pool::start_on(cfg, store, orch).await
+    }
+
+    /// [`Pool::start`] on a given orchestrator.
+    pub(super) async fn start_on(
+        cfg: PoolConfig,
+        store: Box<dyn Store>,
+        orch: Box<dyn Orchestrator>,
+    ) -> Result<Arc<Pool>, PoolError> {
+        orch.prepare().await?;
         let store: SharedStore = Arc::new(Mutex::new(store));
         let users = blocking(&store, |s| s.users()).await?;
-        let state = State::new(&cfg, users);
+        let mut state = State::new(&cfg, users);
+        state.pinned = orch.homes_pinned();
         let pool = Arc::new(Pool {
             slot_locks: (0..cfg.max_containers)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             cfg,
-            docker,
-            image_id,
+            orch,
             store,
             state: Mutex::new(state),
             placing: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
         });
-        container::remove_strays(&pool.docker, &pool.cfg).await?;
         pool.bring_up_all().await?;
         pool.spawn_tasks();
         Ok(pool)
@@ -96,7 +104,19 @@ impl Pool {
 
     /// The Docker client (API version already negotiated), for the exec TTY backend.
     pub fn docker(&self) -> &Docker {
-        &self.docker
+        self.orch.docker()
+    }
+
+    /// How the shells of container `container_name` are started; `None` if it is no slot's.
+    pub fn terminal(&self, container_name: &str) -> Option<Terminal> {
+        let idx = self.slot_of(container_name)?;
+        Some(self.orch.terminal(idx))
+    }
+
+    /// The slot index of container `container_name`.
+    fn slot_of(&self, container_name: &str) -> Option<usize> {
+        let st = self.lock_state();
+        st.slots.iter().position(|s| s.name == container_name)
     }
 
     /// The configuration the pool runs with.
@@ -142,11 +162,7 @@ impl Pool {
     fn spawn_tasks(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let handles = vec![
-            tokio::spawn(watch_events(
-                weak.clone(),
-                self.docker.clone(),
-                self.cfg.pool_label.clone(),
-            )),
+            tokio::spawn(watch_events(weak.clone())),
             tokio::spawn(slots::health_loop(weak.clone(), self.cfg.health_interval)),
             tokio::spawn(slots::flush_loop(weak, self.cfg.flush_interval)),
         ];
@@ -156,21 +172,23 @@ impl Pool {
             .extend(handles);
     }
 
-    /// A Docker event about one of the pool's containers.
-    fn on_event(self: &Arc<Self>, action: &str, actor: EventActor) {
-        self.on_container_event(action, &actor.id.unwrap_or_default());
+    /// An event of the orchestrator about the pool's slots.
+    fn on_event(self: &Arc<Self>, event: SlotEvent) {
+        match event {
+            SlotEvent::Dead { id } => self.on_dead(&id),
+            SlotEvent::Nodes => {
+                let pool = Arc::clone(self);
+                tokio::spawn(async move { pool.refresh_nodes().await });
+            }
+        }
     }
 
     /// A container died or was paused: its slot is brought back.
-    fn on_container_event(self: &Arc<Self>, action: &str, id: &str) {
-        // An "oom" event means one process was killed inside; the container itself lives on.
-        if !matches!(action, "die" | "destroy" | "pause") {
-            return;
-        }
+    fn on_dead(self: &Arc<Self>, id: &str) {
         let Some(idx) = self.lock_state().mark_dead_id(id) else {
             return;
         };
-        log::warn!("pool: container {} ({action}): replacing it", short(id));
+        log::warn!("pool: container {} stopped: replacing it", short(id));
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             if let Err(e) = pool.ensure_slot(idx).await {
@@ -235,29 +253,19 @@ where
     }
 }
 
-/// Follows Docker's events for the pool's containers, reconnecting with backoff. When the stream
-/// breaks (e.g. the daemon restarts) nothing is known any more: every slot is re-checked before
-/// its next admission.
-async fn watch_events(pool: Weak<Pool>, docker: Docker, label: String) {
+/// Follows the orchestrator's events about the pool's slots, reconnecting with backoff. When the
+/// stream breaks (e.g. the daemon restarts) nothing is known any more: every slot is re-checked
+/// before its next admission.
+async fn watch_events(pool: Weak<Pool>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        let filters = HashMap::from([
-            ("type".to_string(), vec!["container".to_string()]),
-            ("label".to_string(), vec![format!("{LABEL_POOL}={label}")]),
-        ]);
-        let opts = EventsOptions {
-            filters: Some(filters),
-            ..Default::default()
-        };
-        let mut events = docker.events(Some(opts));
+        let Some(p) = pool.upgrade() else { return };
+        let mut events = p.orch.events();
+        drop(p);
         while let Some(event) = events.next().await {
-            let Ok(msg) = event else { break };
             backoff = Duration::from_millis(250);
             let Some(pool) = pool.upgrade() else { return };
-            pool.on_event(
-                msg.action.as_deref().unwrap_or(""),
-                msg.actor.unwrap_or_default(),
-            );
+            pool.on_event(event);
         }
         let Some(p) = pool.upgrade() else { return };
         p.lock_state().mark_all_unready();

@@ -9,12 +9,14 @@ mod engine;
 mod exec;
 mod hidepid;
 mod manager;
+pub mod orchestrator;
 mod processes;
 mod ptys;
 mod quota;
 mod spec;
 mod state;
 pub mod store;
+pub mod swarm;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -64,7 +66,7 @@ pub fn home_of(username: &str) -> String {
 }
 
 /// Where the shared volume is mounted in every user container.
-pub const WORKSPACE: &str = "/workspace";
+pub const WORKSPACE: &str = termpool_agent_proto::WORKSPACE;
 
 /// Settings of the pool. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -109,6 +111,8 @@ pub struct PoolConfig {
     pub health_interval: Duration,
     /// How often the last-seen times of returning users are written to the store.
     pub flush_interval: Duration,
+    /// Slots are Swarm services with these settings; `None`: containers of the server's engine.
+    pub swarm: Option<swarm::SwarmConfig>,
 }
 
 impl Default for PoolConfig {
@@ -134,6 +138,7 @@ impl Default for PoolConfig {
             agent_start_timeout: Duration::from_secs(15),
             health_interval: Duration::from_secs(10),
             flush_interval: Duration::from_secs(5),
+            swarm: None,
         }
     }
 }
@@ -196,6 +201,9 @@ pub enum PoolError {
     /// Docker answered, but a container or account could not be set up.
     #[error("container provisioning failed: {0}")]
     Provision(String),
+    /// The node holding the user's slot (and home) is down, or its agent does not answer.
+    #[error("node down: {0}")]
+    NodeDown(String),
 }
 
 impl PoolError {

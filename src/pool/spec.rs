@@ -20,7 +20,7 @@ pub const LABEL_CONFIG: &str = "termpool.config";
 
 /// Capabilities of a user container's root: what creating accounts needs, and KILL, so that the
 /// reaper ends an account's processes as root (agent/src/end.rs). Users hold none of them.
-const USER_CAPS: [&str; 6] = [
+pub(super) const USER_CAPS: [&str; 6] = [
     "CHOWN",
     "DAC_OVERRIDE",
     "FOWNER",
@@ -30,7 +30,7 @@ const USER_CAPS: [&str; 6] = [
 ];
 /// Where the cgroup files would list every process of the container (`tasks`, `cgroup.procs`):
 /// an empty read-only tmpfs instead, so that no user learns another's pids there.
-const CGROUP_MASK: &str = "/sys/fs/cgroup";
+pub(super) const CGROUP_MASK: &str = "/sys/fs/cgroup";
 
 /// The network the user containers join. `bridge` means a bridge network of the pool's own with
 /// inter-container traffic off: on Docker's default bridge, a user could reach services that

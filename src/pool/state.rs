@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::assign::{self, AssignError, Assignment, ContainerSlot, Decision};
+use super::orchestrator::SlotNode;
 use super::store::{Touches, UserRecord};
 use super::{account_names, home_of, Account, PoolConfig, PoolStats};
 
@@ -39,6 +40,8 @@ pub(crate) struct SlotState {
     pub last_error: Option<SlotError>,
     /// The container `id` runs but takes no session: it is removed rather than adopted again.
     pub replace: bool,
+    /// The node holding the slot, on an orchestrator with several.
+    pub node: Option<SlotNode>,
 }
 
 /// A provisioning failure remembered for a slot.
@@ -76,6 +79,8 @@ pub(crate) struct State {
     /// [`PLACED_GRACE`]), unless the caller's predicate already shows them live.
     placed: HashMap<String, Instant>,
     capacity: usize,
+    /// Homes stay on their slot's node: a user whose node is down waits for it.
+    pub pinned: bool,
 }
 
 impl State {
@@ -115,6 +120,7 @@ impl State {
             placing: HashMap::new(),
             placed: HashMap::new(),
             capacity: cfg.users_per_container,
+            pinned: false,
         }
     }
 
@@ -229,9 +235,27 @@ impl State {
         }
     }
 
-    /// Whether the assigner may use a slot (not recently failed to provision).
+    /// Whether the assigner may use a slot (not recently failed to provision, not on a node
+    /// that is down).
     fn slot_alive(&self, idx: usize, now: Instant) -> bool {
-        self.slots[idx].down_until.is_none_or(|t| t <= now)
+        let s = &self.slots[idx];
+        s.down_until.is_none_or(|t| t <= now) && s.node.as_ref().is_none_or(|n| n.ready)
+    }
+
+    /// The node that is down under `username`'s slot, when the user's home is pinned there.
+    fn pinned_node_down(&self, username: &str) -> Option<String> {
+        let idx = self.users.get(username)?.slot?;
+        let node = self.slots[idx].node.as_ref()?;
+        (self.pinned && !node.ready).then(|| node.name.clone())
+    }
+
+    /// Records the node of slot `idx`; a node that is not ready makes the slot unready too.
+    pub fn set_node(&mut self, idx: usize, node: Option<SlotNode>) {
+        let s = &mut self.slots[idx];
+        if node.as_ref().is_some_and(|n| !n.ready) {
+            s.ready = false;
+        }
+        s.node = node;
     }
 
     /// Runs the assigner over the current state.
@@ -241,6 +265,9 @@ impl State {
         has_live_session: &dyn Fn(&str) -> bool,
         now: Instant,
     ) -> Result<Decision, AssignError> {
+        if let Some(node) = self.pinned_node_down(username) {
+            return Err(AssignError::NodeDown(node));
+        }
         let containers: Vec<ContainerSlot> = (0..self.slots.len())
             .map(|index| ContainerSlot {
                 index,
@@ -402,5 +429,7 @@ impl State {
     }
 }
 
+#[cfg(test)]
+mod node_tests;
 #[cfg(test)]
 mod tests;

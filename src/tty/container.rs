@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use super::exec::ExecTerminals;
 use super::{agent, AccountInfo, Backend, IsLive, Placement, Spawned, TtyError, Unavailability};
+use crate::pool::orchestrator::Terminal;
 use crate::pool::{Pool, PoolError};
 use crate::protocol::TermSize;
 
@@ -107,6 +108,7 @@ fn unavailable(e: PoolError) -> TtyError {
         PoolError::PoolFull => Unavailability::PoolFull,
         PoolError::DockerUnavailable(_) => Unavailability::EngineDown,
         PoolError::Store(_) | PoolError::Provision(_) => Unavailability::NotPrepared,
+        PoolError::NodeDown(_) => Unavailability::NodeDown,
     };
     TtyError::unavailable(kind, e)
 }
@@ -137,9 +139,16 @@ impl Backend for DockerBackend {
 
     async fn spawn(&self, placement: &Placement, size: TermSize) -> Result<Spawned, TtyError> {
         let name = placement.container.as_deref().ok_or(TtyError::Closed)?;
-        match self.pool.config().agent_socket(name) {
-            Some(socket) => self.spawn_by_agent(placement, &socket, size).await,
-            None => self.spawn_exec(placement, size).await,
+        match self.pool.terminal(name).ok_or(TtyError::Closed)? {
+            Terminal::Socket(socket) => self.spawn_by_agent(placement, &socket, size).await,
+            Terminal::Exec => self.spawn_exec(placement, size).await,
+            Terminal::Remote(agent) => Err(TtyError::unavailable(
+                Unavailability::NodeDown,
+                format!(
+                    "the agent of {name} at {} cannot be reached yet",
+                    agent.addr
+                ),
+            )),
         }
     }
 
@@ -205,6 +214,10 @@ impl Backend for DockerBackend {
 
     fn users_per_container(&self) -> Vec<(String, usize)> {
         self.pool.users_per_container()
+    }
+
+    fn container_nodes(&self) -> Vec<(String, String, bool)> {
+        self.pool.container_nodes()
     }
 
     async fn health(&self) -> Result<serde_json::Value, String> {

@@ -1,12 +1,14 @@
 //! The one seam between the relay and where shells run: a [`Backend`] places a user and spawns a
 //! shell; the relay sees only [`Tty`] and [`TtyOutput`]. One file per implementation: `local`
-//! (PTY on this machine), `container` (the pool), with `agent` and `exec` as its two terminals.
+//! (PTY on this machine), `container` (the pool), with `agent` and `exec` as its two terminals;
+//! `remote` reaches an agent over TCP (Swarm mode).
 
 pub mod agent;
 pub mod container;
 mod exec;
 pub mod local;
 mod pty;
+pub mod remote;
 mod spawn;
 
 use std::sync::Arc;
@@ -87,6 +89,8 @@ pub enum Unavailability {
     SessionLost,
     /// The terminal could not be resized.
     ResizeFailed,
+    /// The host holding the user's slot and files is down, or its session agent does not answer.
+    NodeDown,
 }
 
 impl Unavailability {
@@ -101,6 +105,9 @@ impl Unavailability {
                  (your files are kept)"
             }
             Unavailability::ResizeFailed => "the terminal could not be resized",
+            Unavailability::NodeDown => {
+                "the host holding your files is down; try again later (your files are kept)"
+            }
         }
     }
 }
@@ -226,6 +233,10 @@ pub trait Backend: Send + Sync {
     }
     /// Users holding a slot in each container, by container name (none in local mode).
     fn users_per_container(&self) -> Vec<(String, usize)> {
+        Vec::new()
+    }
+    /// The node of each container and whether it is ready, where the pool spans several nodes.
+    fn container_nodes(&self) -> Vec<(String, String, bool)> {
         Vec::new()
     }
 }

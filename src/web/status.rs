@@ -24,6 +24,7 @@ pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut body = state.metrics.render();
     body.push_str(&Metrics::render_occupancy(&occupancy(&state)));
+    body.push_str(&Metrics::render_nodes(&state.backend.container_nodes()));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body)

@@ -1,12 +1,27 @@
 //! The session agent's wire, defined once for the server (`src/tty/agent.rs`, `src/pool/`) and the
-//! agent (`agent/`): the JSON messages of a session's connection, and the socket they travel on.
+//! agent (`agent/`): the JSON messages of a session's connection, the unix socket they travel on
+//! in single-host mode, and the Noise-encrypted TCP wire of Swarm mode (`net*`).
 
+mod account_script;
+mod net;
+mod net_frame;
+mod net_noise;
 mod socket;
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+pub use account_script::{ACCOUNT_SCRIPT, WORKSPACE};
+pub use net::{
+    prologue, slot_psk, AccountRequest, AgentResult, EndRequest, FailureKind, HomeOwner,
+    LockdownReport, StatusReport, AGENT_PORT, NOISE_PARAMS, PROTOCOL_NAME,
+};
+pub use net_frame::{
+    message_len, parse_resize, resize_body, split_message, Frame, FrameType, WireError, MAX_BODY,
+    MAX_MESSAGE, MAX_PLAINTEXT, TAG_LEN,
+};
+pub use net_noise::{Handshake, Receiver, Sender, HANDSHAKE_LEN};
 pub use socket::{
     check_is_socket, connect_seqpacket, is_busy, is_not_listening, open_socket_nofollow, peer_uid,
 };

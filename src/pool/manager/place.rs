@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::super::assign::{AssignError, Decision};
 use super::super::state::{Choice, State};
 use super::super::store::{unix_now, NewAssignment, UserRecord};
-use super::super::{home_of, identity_hash, processes, Account, PoolError};
+use super::super::{home_of, identity_hash, Account, PoolError};
 use super::{blocking, Pool};
 
 /// How many times a placement that finds every slot held by just-placed users waits for their
@@ -183,7 +183,12 @@ impl Pool {
         let Some(uid) = self.lock_state().users.get(username).map(|u| u.uid) else {
             return Ok(());
         };
-        processes::end_processes(&self.docker, id, username, uid).await
+        let idx = self
+            .lock_state()
+            .slots
+            .iter()
+            .position(|s| s.id.as_deref() == Some(id));
+        self.orch.end_processes(idx, id, username, uid).await
     }
 
     /// Persists that `username` holds a slot in `idx` (and that `evicted` lost its own there);
@@ -227,6 +232,7 @@ impl Pool {
     fn assign_error(&self, e: AssignError) -> PoolError {
         match e {
             AssignError::PoolFull => PoolError::PoolFull,
+            AssignError::NodeDown(node) => PoolError::NodeDown(node),
             AssignError::NoContainer => match self.lock_state().last_error() {
                 Some(err) if err.docker_unavailable => PoolError::DockerUnavailable(err.message),
                 Some(err) => PoolError::Provision(format!(

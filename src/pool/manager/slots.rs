@@ -1,15 +1,13 @@
 //! Keeping every slot's container ready (bring-up, health rounds) and the accounts in it, plus
 //! the periodic background work that holds only a `Weak<Pool>`.
 
-use std::collections::HashMap;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::super::engine::{list_labelled, remove, short};
-use super::super::spec::LABEL_POOL;
+use super::super::engine::short;
 use super::super::state::SlotError;
 use super::super::store::{unix_now, ContainerRecord, UserRecord};
-use super::super::{accounts, container, PoolError};
+use super::super::PoolError;
 use super::{blocking, Pool};
 
 /// How long a slot whose container could not be provisioned is skipped by the assigner.
@@ -86,10 +84,19 @@ impl Pool {
         if let Some(id) = self.lock_state().ready_id(idx) {
             return Ok(id);
         }
-        match self.bring_up(idx).await {
-            Ok(id) => {
-                let changed = self.lock_state().slots[idx].id.as_deref() != Some(&id);
-                self.lock_state().mark_ready(idx, &id);
+        let unusable = self.lock_state().to_replace(idx);
+        match self.orch.ensure_slot(idx, unusable.as_deref()).await {
+            Ok(ready) => {
+                let id = ready.id;
+                let changed = {
+                    let mut st = self.lock_state();
+                    let changed = st.slots[idx].id.as_deref() != Some(&id);
+                    st.mark_ready(idx, &id);
+                    if ready.node.is_some() {
+                        st.set_node(idx, ready.node);
+                    }
+                    changed
+                };
                 if changed {
                     self.save_container(idx, &id).await;
                 }
@@ -97,7 +104,10 @@ impl Pool {
             }
             Err(e) => {
                 let err = SlotError {
-                    docker_unavailable: matches!(e, PoolError::DockerUnavailable(_)),
+                    docker_unavailable: matches!(
+                        e,
+                        PoolError::DockerUnavailable(_) | PoolError::NodeDown(_)
+                    ),
                     message: e.to_string(),
                 };
                 self.lock_state()
@@ -105,21 +115,6 @@ impl Pool {
                 Err(e)
             }
         }
-    }
-
-    /// Removes the slot's container if it was found unusable, then adopts, restarts or replaces
-    /// what is there; returns the id of the running container.
-    async fn bring_up(&self, idx: usize) -> Result<String, PoolError> {
-        let unusable = self.lock_state().to_replace(idx);
-        if let Some(id) = unusable {
-            log::warn!(
-                "pool: replacing container {} ({}): its session agent cannot be reached",
-                self.cfg.container_name(idx),
-                short(&id)
-            );
-            remove(&self.docker, &id).await?;
-        }
-        container::ensure_running(&self.docker, &self.cfg, &self.image_id, idx).await
     }
 
     /// Records a slot's container in the store; a failure is logged (the id is informational).
@@ -145,23 +140,16 @@ impl Pool {
         if self.lock_state().account_known(idx, username) {
             return Ok(());
         }
-        accounts::ensure_account(&self.docker, id, username, uid).await?;
-        if self.cfg.user_disk_quota_mb > 0 {
-            super::super::quota::set_quota(&self.docker, &self.cfg, uid).await?;
-        }
+        self.orch.create_account(idx, id, username, uid).await?;
         self.lock_state().add_account(idx, id, username);
         Ok(())
     }
 
     /// One health round: every slot whose container is missing, stopped or not ours any more is
     /// marked unready and brought back; slots not ready are retried.
-    async fn health_check(&self) -> Result<(), PoolError> {
-        let listed = list_labelled(&self.docker, LABEL_POOL, &self.cfg.pool_label).await?;
-        let running: HashMap<String, String> = listed
-            .into_iter()
-            .filter(|c| c.2)
-            .map(|(id, name, _)| (name, id))
-            .collect();
+    async fn health_check(self: &Arc<Self>) -> Result<(), PoolError> {
+        let running = self.orch.running().await?;
+        self.refresh_nodes().await;
         for idx in 0..self.cfg.max_containers {
             let name = self.cfg.container_name(idx);
             let current = self.lock_state().slots[idx].id.clone();

@@ -1,0 +1,145 @@
+//! The agent's network wire (Swarm mode): the port, the per-slot key, and the JSON bodies of the
+//! frames of `docs/scaling.md`'s table; framing and encryption are in `net_frame` and `net_noise`.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// The TCP port agents listen on, on the agents' overlay network.
+pub const AGENT_PORT: u16 = 7100;
+/// The Noise protocol of every connection: a pre-shared key per slot, ephemeral keys both ways.
+pub const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
+/// The protocol's name and version, first in the Noise prologue.
+pub const PROTOCOL_NAME: &str = "termpool-agent/1";
+
+/// The Noise prologue of a connection to `slot`: both ends know it, nothing of it is sent, and
+/// a mismatch (another slot, another protocol version) fails the handshake.
+pub fn prologue(slot: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(PROTOCOL_NAME.len() + 1 + slot.len());
+    p.extend_from_slice(PROTOCOL_NAME.as_bytes());
+    p.push(0);
+    p.extend_from_slice(slot.as_bytes());
+    p
+}
+
+/// The pre-shared key of `slot` at key `generation`:
+/// HMAC-SHA256(master key, "termpool agent psk v1" || slot || generation as big-endian u32).
+/// The generation has a fixed width at the end, so no two (slot, generation) pairs collide.
+pub fn slot_psk(master_key: &[u8], slot: &str, generation: u32) -> [u8; 32] {
+    // HMAC takes keys of any length.
+    let mut mac = <Hmac<Sha256>>::new_from_slice(master_key).expect("HMAC takes any key length");
+    mac.update(b"termpool agent psk v1");
+    mac.update(slot.as_bytes());
+    mac.update(&generation.to_be_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// ACCOUNT: create the account `name` with `uid` and its home (the account script's work).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRequest {
+    pub name: String,
+    pub uid: u32,
+    pub home: String,
+}
+
+/// END: end every process of `uid` in the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndRequest {
+    pub uid: u32,
+}
+
+/// RESULT: the answer to ACCOUNT, END or STATUS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentResult {
+    /// ACCOUNT or END did its work.
+    Ok,
+    /// STATUS's answer.
+    Status(StatusReport),
+    /// The request was refused or failed.
+    Failed { kind: FailureKind, message: String },
+}
+
+/// Why a request failed; the account script's refusals keep their own kinds (its exit codes
+/// 3, 4 and 5), since each asks the operator for a different repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Exit 3: the account exists in this container with another UID.
+    AccountUidMismatch,
+    /// Exit 4: the home exists and is not this UID's (or is a link).
+    HomeNotOwned,
+    /// Exit 5: the UID already owns another home on the volume.
+    UidOwnsOtherHome,
+    /// The request itself is invalid (bad name, UID, home).
+    BadRequest,
+    /// The agent did not lock down: it serves nothing but STATUS.
+    NotLockedDown,
+    /// Anything else (the script failed otherwise, processes survived).
+    Failed,
+}
+
+/// STATUS's report: what the agent reads back of its lockdown, and the homes on the volume.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub lockdown: LockdownReport,
+    pub homes: Vec<HomeOwner>,
+    /// `/workspace/.termpool-volume`'s content, if the file exists.
+    pub volume_marker: Option<String>,
+}
+
+/// The lockdown as `/proc/mounts` and `/proc/self/status` show it, not as the agent believes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockdownReport {
+    /// `/proc` is mounted with `hidepid=invisible` (or 2).
+    pub proc_hidepid: bool,
+    /// `CapEff` of the agent, hex as in `/proc/self/status`.
+    pub cap_eff: String,
+    pub no_new_privs: bool,
+    pub seccomp_filters: u32,
+    /// Why the lockdown failed, when it did (the agent then serves no session).
+    pub error: Option<String>,
+}
+
+/// A home directory on the volume and the UID that owns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HomeOwner {
+    pub name: String,
+    pub uid: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psks_differ_by_slot_generation_and_master() {
+        let a = slot_psk(b"master", "slot-1", 0);
+        assert_eq!(a, slot_psk(b"master", "slot-1", 0));
+        assert_ne!(a, slot_psk(b"master", "slot-1", 1));
+        assert_ne!(a, slot_psk(b"master", "slot-2", 0));
+        assert_ne!(a, slot_psk(b"other", "slot-1", 0));
+    }
+
+    #[test]
+    fn results_round_trip() {
+        let results = [
+            AgentResult::Ok,
+            AgentResult::Failed {
+                kind: FailureKind::HomeNotOwned,
+                message: "no".into(),
+            },
+            AgentResult::Status(StatusReport {
+                homes: vec![HomeOwner {
+                    name: "u1".into(),
+                    uid: 200000,
+                }],
+                ..StatusReport::default()
+            }),
+        ];
+        for r in results {
+            let text = serde_json::to_vec(&r).unwrap();
+            assert_eq!(serde_json::from_slice::<AgentResult>(&text).unwrap(), r);
+        }
+    }
+}

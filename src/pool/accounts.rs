@@ -52,7 +52,7 @@ fn account_refusal(username: &str, uid: u32, id: &str, out: &ExecResult) -> Stri
 }
 
 /// What an operator can do about a refusal of [`ACCOUNT_SCRIPT`] without the lost store.
-fn refusal_hint(code: Option<i64>, uid: u32) -> Option<String> {
+pub(super) fn refusal_hint(code: Option<i64>, uid: u32) -> Option<String> {
     match code {
         // Homes are named after the user's identity: this one is the user's own, of an old UID.
         Some(4) => Some(format!(

@@ -77,6 +77,7 @@ impl Pool {
             tasks: Mutex::new(Vec::new()),
         });
         pool.bring_up_all().await?;
+        pool.refresh_nodes().await;
         pool.spawn_tasks();
         Ok(pool)
     }

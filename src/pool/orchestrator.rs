@@ -47,7 +47,7 @@ pub enum Terminal {
     /// No agent: each session is a `docker exec`.
     Exec,
     /// The slot's session agent over the network, authenticated by the slot's key.
-    Remote(super::swarm::SlotAgent),
+    Remote(crate::tty::remote::RemoteAgent),
 }
 
 /// What differs between running slots as containers of one engine and as Swarm services.

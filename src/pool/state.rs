@@ -249,6 +249,18 @@ impl State {
         (self.pinned && !node.ready).then(|| node.name.clone())
     }
 
+    /// The slot's node (or its agent) does not answer although the orchestrator may not know
+    /// yet: it counts as down until the orchestrator's next word on it.
+    pub fn mark_node_down(&mut self, idx: usize) {
+        let s = &mut self.slots[idx];
+        s.ready = false;
+        let node = s.node.get_or_insert_with(|| SlotNode {
+            name: "(unknown)".into(),
+            ready: false,
+        });
+        node.ready = false;
+    }
+
     /// Records the node of slot `idx`; a node that is not ready makes the slot unready too.
     pub fn set_node(&mut self, idx: usize, node: Option<SlotNode>) {
         let s = &mut self.slots[idx];

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::exec::ExecTerminals;
+use super::remote::{AgentError, RemoteAgent};
 use super::{agent, AccountInfo, Backend, IsLive, Placement, Spawned, TtyError, Unavailability};
 use crate::pool::orchestrator::Terminal;
 use crate::pool::{Pool, PoolError};
@@ -55,6 +56,33 @@ impl DockerBackend {
             env: env.as_slice().into(),
         };
         agent::spawn(conn, &request, START_TIMEOUT).await
+    }
+
+    /// A session started by the container's agent over the network (Swarm). An agent that does
+    /// not answer is its node down for this user, at once: the slot is checked again before
+    /// anyone else is admitted to it.
+    async fn spawn_remote(
+        &self,
+        p: &Placement,
+        agent: &RemoteAgent,
+        size: TermSize,
+    ) -> Result<Spawned, TtyError> {
+        let env = session_env(p);
+        let request = agent::ShellRequest {
+            user: p.user.as_str().into(),
+            home: p.home.as_str().into(),
+            cols: size.cols,
+            rows: size.rows,
+            env: env.as_slice().into(),
+        };
+        match agent.open_session(&request, START_TIMEOUT).await {
+            Ok(spawned) => Ok(spawned),
+            Err(e @ (AgentError::Unreachable { .. } | AgentError::Handshake { .. })) => {
+                self.pool.container_failed(agent.slot());
+                Err(TtyError::unavailable(Unavailability::NodeDown, e))
+            }
+            Err(e) => Err(TtyError::unavailable(Unavailability::NotPrepared, e)),
+        }
     }
 
     /// Connects to the agent of the placement's container. A container whose agent cannot be
@@ -142,13 +170,7 @@ impl Backend for DockerBackend {
         match self.pool.terminal(name).ok_or(TtyError::Closed)? {
             Terminal::Socket(socket) => self.spawn_by_agent(placement, &socket, size).await,
             Terminal::Exec => self.spawn_exec(placement, size).await,
-            Terminal::Remote(agent) => Err(TtyError::unavailable(
-                Unavailability::NodeDown,
-                format!(
-                    "the agent of {name} at {} cannot be reached yet",
-                    agent.addr
-                ),
-            )),
+            Terminal::Remote(agent) => self.spawn_remote(placement, &agent, size).await,
         }
     }
 

@@ -67,9 +67,8 @@ fn hide_key(path: &Path) -> Result<(), String> {
     let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
     // SAFETY: umount2 reads the NUL-terminated path.
     let unmounted = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0;
-    if !unmounted {
-        let _ = std::fs::remove_file(path);
-    }
+    // The mount point (or the file itself, when it was not a mount) goes too, where it can.
+    let _ = std::fs::remove_file(path);
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         // An empty file under the unmounted secret (the mount point) holds nothing.
@@ -105,8 +104,7 @@ fn proc_has_hidepid(mounts: &str) -> bool {
     mounts
         .lines()
         .filter(|l| l.split_whitespace().nth(1) == Some("/proc"))
-        .filter(|l| l.split_whitespace().nth(2) == Some("proc"))
-        .last()
+        .rfind(|l| l.split_whitespace().nth(2) == Some("proc"))
         .and_then(|l| l.split_whitespace().nth(3))
         .is_some_and(|opts| {
             opts.split(',')

@@ -110,8 +110,12 @@ impl Pool {
                     ),
                     message: e.to_string(),
                 };
-                self.lock_state()
-                    .mark_failed(idx, err, Instant::now() + DOWN_BACKOFF);
+                let mut st = self.lock_state();
+                st.mark_failed(idx, err, Instant::now() + DOWN_BACKOFF);
+                if matches!(e, PoolError::NodeDown(_)) {
+                    st.mark_node_down(idx);
+                }
+                drop(st);
                 Err(e)
             }
         }

@@ -1,15 +1,18 @@
 //! Persistence across restarts: the pool's users, UIDs and containers (the [`Store`] trait), and
-//! the operator's blocks and the access keys, in one versioned SQLite file ([`SqliteStore`]).
+//! the operator's blocks and the access keys, in one versioned SQLite file ([`SqliteStore`]), or
+//! the pool's part in a Swarm's own Raft store ([`SwarmStore`]).
 
 mod operator;
 mod schema;
 mod sqlite;
+mod swarm;
 
 use std::path::PathBuf;
 
 pub use operator::{Block, BlockKind};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::SqliteStore;
+pub use swarm::{SwarmStore, SWARM_SCHEMA_VERSION, TOUCH_GRANULARITY_SECS};
 
 /// The first UID the store hands out: far above any host or image account.
 pub const FIRST_UID: u32 = 200_000;
@@ -86,6 +89,19 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    #[error(
+        "the records of pool {pool} in the Swarm were written by a newer termpool (schema \
+         version {found}; this release knows up to {supported}): they are left untouched; run \
+         that release or a newer one"
+    )]
+    SwarmTooNew {
+        pool: String,
+        found: i64,
+        supported: i64,
+    },
+    /// The Swarm manager is unreachable, not a manager, or refused a call.
+    #[error("store in the Swarm, {context}: {reason}")]
+    Swarm { context: String, reason: String },
     #[error("no UIDs left (next would be {0})")]
     UidsExhausted(i64),
     #[error("{context}: {source}")]

@@ -58,8 +58,6 @@ use super::engine;
 use super::orchestrator::{Orchestrator, ReadySlot, SlotEvent, SlotNode, Terminal};
 use super::{PoolConfig, PoolError};
 
-pub use agent::SlotAgent;
-
 /// The pool's slots as services of the Swarm whose manager the server talks to.
 pub struct SwarmServices {
     cfg: PoolConfig,
@@ -68,7 +66,9 @@ pub struct SwarmServices {
     image_id: String,
     digest: String,
     /// The key generation of each slot's service, once known.
-    generations: Mutex<Vec<Option<u64>>>,
+    generations: Mutex<Vec<Option<u32>>>,
+    /// When each task was first seen running: its agent may still be starting for a while.
+    tasks_seen: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl SwarmServices {
@@ -83,6 +83,7 @@ impl SwarmServices {
         Ok(SwarmServices {
             digest: spec::settings_digest(cfg, swarm, &image_id),
             generations: Mutex::new(vec![None; cfg.max_containers]),
+            tasks_seen: Mutex::new(HashMap::new()),
             cfg: cfg.clone(),
             swarm: swarm.clone(),
             docker,
@@ -90,12 +91,12 @@ impl SwarmServices {
         })
     }
 
-    fn generation(&self, idx: usize) -> Option<u64> {
+    fn generation(&self, idx: usize) -> Option<u32> {
         let gens = self.generations.lock().unwrap_or_else(|e| e.into_inner());
         gens.get(idx).copied().flatten()
     }
 
-    fn set_generation(&self, idx: usize, generation: u64) {
+    fn set_generation(&self, idx: usize, generation: u32) {
         let mut gens = self.generations.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(g) = gens.get_mut(idx) {
             *g = Some(generation);

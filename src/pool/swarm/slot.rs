@@ -2,7 +2,7 @@
 //! generation, the service, its pin to the node of its first task), then waiting until its task
 //! runs and its agent reports the lockdown.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::models::Service;
 
@@ -15,6 +15,8 @@ use crate::pool::PoolError;
 /// How long a slot's task may take to run and its agent to lock down (the image is on the node;
 /// a Swarm schedules within seconds).
 const SLOT_START_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long after the server first saw a task running its agent may still be starting.
+const AGENT_START_GRACE: Duration = Duration::from_secs(20);
 /// How often a starting slot is looked at again.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -53,7 +55,7 @@ impl SwarmServices {
         }
         let generation = labels
             .get(LABEL_KEY_GENERATION)
-            .and_then(|g| g.parse::<u64>().ok());
+            .and_then(|g| g.parse::<u32>().ok());
         if labels.get(LABEL_CONFIG) != Some(&self.digest) || generation.is_none() {
             return Ok(false);
         }
@@ -115,10 +117,15 @@ impl SwarmServices {
                 if let (Some(node_id), true) = (&task.node_id, self.homes_pinned_now(&service)) {
                     service = self.pin(&service, node_id).await?;
                 }
+                let starting = self.task_starting(&task_id);
                 match agent::check_lockdown(&self.remote(idx)).await {
                     Ok(()) => return Ok(ReadySlot { id: task_id, node }),
                     Err(e @ PoolError::Provision(_)) => return Err(e),
-                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                    // A task running for a while whose agent does not answer: its node is cut
+                    // off (Swarm notices only after missed heartbeats). Its users learn it now.
+                    Err(e) if !starting || tokio::time::Instant::now() >= deadline => {
+                        return Err(e)
+                    }
                     Err(_) => {}
                 }
             } else if tokio::time::Instant::now() >= deadline {
@@ -130,6 +137,18 @@ impl SwarmServices {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Whether task `id` was first seen running less than [`AGENT_START_GRACE`] ago.
+    fn task_starting(&self, id: &str) -> bool {
+        let mut seen = self.tasks_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        // Only the slots' current tasks matter: forget the rest now and then.
+        if seen.len() > 4 * self.cfg.max_containers {
+            seen.retain(|_, at| now.duration_since(*at) < AGENT_START_GRACE);
+        }
+        let first = *seen.entry(id.to_string()).or_insert(now);
+        now.duration_since(first) < AGENT_START_GRACE
     }
 
     /// Whether `service` is still to be pinned to the node of its task.
@@ -171,9 +190,9 @@ impl SwarmServices {
     }
 }
 
-/// A key generation never used before for any slot: the clock's seconds.
-fn new_generation() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_secs())
+/// A key generation never used before for the slot: the clock's seconds (slots are brought up
+/// one at a time each, and never twice in a second).
+fn new_generation() -> u32 {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH);
+    secs.map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }

@@ -12,14 +12,14 @@ use bollard::models::{
 };
 use sha2::{Digest, Sha256};
 
+use termpool_agent_proto::AGENT_PORT;
+
 use super::SwarmConfig;
 use crate::pool::spec::{CGROUP_MASK, LABEL_CONFIG, LABEL_POOL, LABEL_SLOT, USER_CAPS};
 use crate::pool::{PoolConfig, WORKSPACE};
 
 /// Label holding the generation of the slot's agent key (its secret's name ends with it).
 pub const LABEL_KEY_GENERATION: &str = "termpool.key-generation";
-/// The port the agents listen on, on the agents' network.
-pub const AGENT_PORT: u16 = 7100;
 /// The name of the slot's key inside its container, under `/run/secrets/`.
 pub const KEY_TARGET: &str = "agent-key";
 /// What the agent needs besides the user containers' capabilities, for its lockdown alone: it
@@ -37,14 +37,14 @@ pub struct SlotService<'a> {
     pub image_id: &'a str,
     pub idx: usize,
     /// The generation of the slot's key, and the Swarm secret holding it.
-    pub generation: u64,
+    pub generation: u32,
     pub secret_id: &'a str,
     /// The node the slot is pinned to, if it is.
     pub pinned_to: Option<&'a str>,
 }
 
 /// The name of the Swarm secret holding a slot's key of `generation`.
-pub fn secret_name(cfg: &PoolConfig, idx: usize, generation: u64) -> String {
+pub fn secret_name(cfg: &PoolConfig, idx: usize, generation: u32) -> String {
     format!("{}-key-{generation}", cfg.container_name(idx))
 }
 

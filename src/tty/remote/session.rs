@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use termpool_agent_proto::{resize_body, FrameType, Receiver, Reply, Sender, MAX_BODY};
-use tokio::io::{AsyncWriteExt, BufReader};
+use termpool_agent_proto::{
+    resize_body, split_message, FrameType, Receiver, Reply, Sender, MAX_BODY, MAX_MESSAGE,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Mutex;
 
-use super::{read_message, AgentError, Link, RemoteAgent};
+use super::{AgentError, Link, RemoteAgent};
 use crate::protocol::TermSize;
 use crate::tty::{Spawned, Tty, TtyError, TtyOutput, Unavailability};
 
@@ -39,14 +41,17 @@ pub(super) fn started(
             writer: link.writer,
             tx: link.tx,
             wire: Vec::new(),
+            sent: 0,
         }),
         hung_up: hung_up.clone(),
         pid,
     });
+    // What the handshake's reader holds beyond STARTED is the session's first output.
+    let pending = link.reader.buffer().to_vec();
     let output = Box::new(RemoteOutput {
-        reader: link.reader,
+        reader: link.reader.into_inner(),
         rx: link.rx,
-        msg: Vec::new(),
+        pending,
         exit: None,
         hung_up,
         slot: agent.slot.clone(),
@@ -54,24 +59,37 @@ pub(super) fn started(
     Ok(Spawned { tty, output })
 }
 
-/// The sending half: frames are sealed and written in order, one writer at a time.
+/// The sending half: frames are sealed and written in order, one writer at a time. A write
+/// the relay cancels halfway leaves its frame here, finished before the next one, so that the
+/// stream of sealed frames is never cut.
 struct Outgoing {
     writer: OwnedWriteHalf,
     tx: Sender,
     /// The sealed bytes of the frame being written, kept between writes.
     wire: Vec<u8>,
+    /// How much of `wire` is written.
+    sent: usize,
 }
 
 impl Outgoing {
     async fn send(&mut self, kind: FrameType, body: &[u8]) -> Result<(), TtyError> {
+        self.flush().await?;
         self.wire.clear();
+        self.sent = 0;
         self.tx
             .seal(kind, body, &mut self.wire)
             .map_err(|e| TtyError::Io(std::io::Error::other(e)))?;
-        self.writer
-            .write_all(&self.wire)
-            .await
-            .map_err(|_| TtyError::Closed)
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Result<(), TtyError> {
+        while self.sent < self.wire.len() {
+            match self.writer.write(&self.wire[self.sent..]).await {
+                Ok(0) | Err(_) => return Err(TtyError::Closed),
+                Ok(n) => self.sent += n,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -120,15 +138,18 @@ impl Tty for RemoteTty {
 }
 
 struct RemoteOutput {
-    reader: BufReader<OwnedReadHalf>,
+    reader: OwnedReadHalf,
     rx: Receiver,
-    /// The message being read, kept between reads.
-    msg: Vec<u8>,
+    /// Bytes received and not yet a whole message: kept across reads the relay cancels.
+    pending: Vec<u8>,
     /// Set once the stream has ended: the exit code, or why the session was lost.
-    exit: Option<Result<Option<i32>, String>>,
+    exit: Option<Ended>,
     hung_up: Arc<AtomicBool>,
     slot: String,
 }
+
+/// How a session's stream ended: the shell's exit code, or why the session was lost.
+type Ended = Result<Option<i32>, String>;
 
 impl RemoteOutput {
     /// The next OUTPUT's bytes; `None` (with `exit` set) at EXIT or when the connection ends.
@@ -136,28 +157,52 @@ impl RemoteOutput {
         if self.exit.is_some() {
             return None;
         }
-        loop {
-            let ended = match read_message(&mut self.reader, &mut self.msg).await {
-                Ok(()) => match self.rx.open(&self.msg) {
-                    Ok(f) if f.kind == FrameType::Output => {
-                        return Some(Bytes::copy_from_slice(f.body))
+        let ended = loop {
+            match split_message(&self.pending) {
+                Ok(Some((message, used))) => {
+                    let frame = self.open(message.len());
+                    self.pending.drain(..used);
+                    match frame {
+                        Ok(bytes) => return Some(bytes),
+                        Err(ended) => break ended,
                     }
-                    Ok(f) if f.kind == FrameType::Exit => {
-                        match serde_json::from_slice::<Reply>(f.body) {
-                            Ok(Reply {
-                                exit: Some(code), ..
-                            }) => Ok(code),
-                            _ => Err("an EXIT that makes no sense".to_string()),
-                        }
-                    }
-                    Ok(f) => Err(format!("an unexpected {:?} frame", f.kind)),
-                    Err(e) => Err(e.to_string()),
+                }
+                Ok(None) => match self.fill().await {
+                    Ok(()) => {}
+                    Err(_) if self.hung_up.load(Ordering::SeqCst) => break Ok(None),
+                    Err(e) => break Err(format!("the connection ended without an exit code: {e}")),
                 },
-                Err(_) if self.hung_up.load(Ordering::SeqCst) => Ok(None),
-                Err(e) => Err(format!("the connection ended without an exit code: {e}")),
-            };
-            self.exit = Some(ended);
-            return None;
+                Err(e) => break Err(e.to_string()),
+            }
+        };
+        self.exit = Some(ended);
+        None
+    }
+
+    /// Opens the message of `len` bytes at the start of `pending`: OUTPUT's bytes, or the end.
+    fn open(&mut self, len: usize) -> Result<Bytes, Ended> {
+        let frame = self
+            .rx
+            .open(&self.pending[2..2 + len])
+            .map_err(|e| Err(e.to_string()))?;
+        match frame.kind {
+            FrameType::Output => Ok(Bytes::copy_from_slice(frame.body)),
+            FrameType::Exit => match serde_json::from_slice::<Reply>(frame.body) {
+                Ok(Reply {
+                    exit: Some(code), ..
+                }) => Err(Ok(code)),
+                _ => Err(Err("an EXIT that makes no sense".to_string())),
+            },
+            other => Err(Err(format!("an unexpected {other:?} frame"))),
+        }
+    }
+
+    /// Reads what the socket has into `pending` (cancel-safe: a cancelled read reads nothing).
+    async fn fill(&mut self) -> std::io::Result<()> {
+        self.pending.reserve(2 + MAX_MESSAGE);
+        match self.reader.read_buf(&mut self.pending).await? {
+            0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            _ => Ok(()),
         }
     }
 }

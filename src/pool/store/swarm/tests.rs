@@ -1,0 +1,491 @@
+//! Against a real Swarm manager, named by `TERMPOOL_SWARM_MANAGER_SOCKET`: the behaviour checks of
+//! `SqliteStore`'s tests, plus restarts, racing stores, crashes mid-placement and newer schemas.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::ListConfigsOptions;
+use bollard::Docker;
+use tokio::runtime::Runtime;
+
+use super::records::{Account, LABEL_KIND, LABEL_SCHEMA, LABEL_STORE};
+use super::*;
+use crate::pool::store::LAST_UID;
+
+const SOCKET_VAR: &str = "TERMPOOL_SWARM_MANAGER_SOCKET";
+
+/// A pool label of its own on the test Swarm's manager; every config of it removed on drop.
+struct TestPool {
+    rt: Runtime,
+    docker: Docker,
+    label: String,
+}
+
+impl TestPool {
+    fn new(tag: &str) -> TestPool {
+        let socket = std::env::var(SOCKET_VAR).unwrap_or_else(|_| {
+            panic!(
+                "{SOCKET_VAR} is not set: these tests need a Swarm manager's Docker socket \
+                 (scripts/swarm/up.sh; the manager is node 1)"
+            )
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let docker = connect(&rt, &socket);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let label = format!("swarm-store-{tag}-{}-{nanos:x}", std::process::id());
+        TestPool { rt, docker, label }
+    }
+
+    fn open(&self) -> Result<SwarmStore, StoreError> {
+        let _entered = self.rt.enter();
+        SwarmStore::new(self.docker.clone(), &self.label)
+    }
+
+    fn store(&self) -> SwarmStore {
+        self.open()
+            .unwrap_or_else(|e| panic!("opening {}: {e}", self.label))
+    }
+
+    /// The pool's configs as the manager has them.
+    fn configs(&self) -> Vec<bollard::models::Config> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_STORE}={}", self.label)],
+        )]);
+        let options = ListConfigsOptions {
+            filters: Some(filters),
+        };
+        self.rt
+            .block_on(self.docker.list_configs(Some(options)))
+            .expect("list configs")
+    }
+
+    /// (ID, version) of each of the pool's configs.
+    fn versions(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = self
+            .configs()
+            .into_iter()
+            .map(|c| {
+                let index = c.version.and_then(|v| v.index).unwrap_or(0);
+                (c.id.unwrap_or_default(), index)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn remove_config(&self, name: &str) {
+        self.rt
+            .block_on(self.docker.delete_config(name))
+            .unwrap_or_else(|e| panic!("removing {name}: {e}"));
+    }
+
+    fn create_config(&self, name: &str, labels: HashMap<String, String>) {
+        let spec = bollard::models::ConfigSpec {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            data: Some("e30=".into()),
+            templating: None,
+        };
+        self.rt
+            .block_on(self.docker.create_config(spec))
+            .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+    }
+}
+
+impl Drop for TestPool {
+    fn drop(&mut self) {
+        for c in self.configs() {
+            if let Some(id) = c.id {
+                let _ = self.rt.block_on(self.docker.delete_config(&id));
+            }
+        }
+    }
+}
+
+/// A client of the engine at `socket`, answering (fails loudly otherwise).
+fn connect(rt: &Runtime, socket: &str) -> Docker {
+    let docker = Docker::connect_with_unix(socket, 30, bollard::API_DEFAULT_VERSION)
+        .unwrap_or_else(|e| panic!("{SOCKET_VAR}={socket}: {e}"));
+    rt.block_on(docker.ping())
+        .unwrap_or_else(|e| panic!("{SOCKET_VAR}={socket} does not answer: {e}"));
+    docker
+}
+
+fn assignment<'a>(
+    id: &'a str,
+    user: &'a str,
+    container: &'a str,
+    evicted: Option<&'a str>,
+) -> NewAssignment<'a> {
+    NewAssignment {
+        identity_hash: id,
+        username: user,
+        container,
+        last_seen: 100,
+        evicted,
+    }
+}
+
+fn seen(times: &[(&str, i64)]) -> Touches {
+    Touches {
+        seen: times.iter().map(|(u, t)| (u.to_string(), *t)).collect(),
+        active: Vec::new(),
+    }
+}
+
+fn active(times: &[(&str, i64)]) -> Touches {
+    Touches {
+        seen: Vec::new(),
+        active: times.iter().map(|(u, t)| (u.to_string(), *t)).collect(),
+    }
+}
+
+fn user(s: &SwarmStore, name: &str) -> UserRecord {
+    s.users()
+        .expect("users")
+        .into_iter()
+        .find(|u| u.username == name)
+        .unwrap_or_else(|| panic!("{name} not stored"))
+}
+
+#[test]
+fn uids_start_at_200000_and_are_never_reused() {
+    let pool = TestPool::new("uids");
+    let mut s = pool.store();
+    let a = s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+    let b = s.assign(&assignment("hb", "ub", "c-1", None)).expect("b");
+    assert_eq!((a.uid, b.uid), (FIRST_UID, FIRST_UID + 1));
+    let a2 = s.assign(&assignment("ha", "ua", "c-1", None)).expect("a2");
+    assert_eq!(a2.uid, a.uid);
+    assert_eq!(a2.container.as_deref(), Some("c-1"));
+    // Removing the newest account's config (as an operator might) does not bring its UID back.
+    pool.remove_config(&format!("{}-uid-{}", pool.label, b.uid));
+    let c = s.assign(&assignment("hc", "uc", "c-0", None)).expect("c");
+    assert_eq!(c.uid, FIRST_UID + 2);
+}
+
+#[test]
+fn a_restarted_store_sees_every_placement() {
+    let pool = TestPool::new("reopen");
+    {
+        let mut s = pool.store();
+        s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+        s.save_container(&ContainerRecord {
+            slot: 0,
+            name: "c-0".into(),
+            id: "abc".into(),
+        })
+        .expect("container");
+        s.touch(&seen(&[("ua", 500), ("nobody", 9)]))
+            .expect("touch");
+    }
+    let mut s = pool.store();
+    let users = s.users().expect("users");
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].last_seen, 500);
+    assert_eq!(users[0].container.as_deref(), Some("c-0"));
+    let cs = s.containers().expect("containers");
+    assert_eq!(
+        cs,
+        vec![ContainerRecord {
+            slot: 0,
+            name: "c-0".into(),
+            id: "abc".into()
+        }]
+    );
+    let b = s.assign(&assignment("hb", "ub", "c-0", None)).expect("b");
+    assert_eq!(b.uid, FIRST_UID + 1, "counter persisted");
+}
+
+#[test]
+fn touch_never_moves_last_seen_back() {
+    let pool = TestPool::new("touch");
+    let mut s = pool.store();
+    s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+    s.touch(&seen(&[("ua", 50)])).expect("touch");
+    assert_eq!(user(&s, "ua").last_seen, 100);
+    assert_eq!(user(&pool.store(), "ua").last_seen, 100);
+}
+
+#[test]
+fn eviction_and_assignment_go_together() {
+    let pool = TestPool::new("evict");
+    let mut s = pool.store();
+    let a = s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+    let b = s
+        .assign(&assignment("hb", "ub", "c-0", Some("ua")))
+        .expect("b");
+    assert_eq!(b.container.as_deref(), Some("c-0"));
+    let ua = user(&pool.store(), "ua");
+    assert_eq!(ua.container, None, "slot dropped");
+    assert_eq!(ua.uid, a.uid, "account and UID kept");
+    // A failing assignment (account name clash) evicts no one.
+    s.assign(&assignment("hc", "uc", "c-1", None)).expect("c");
+    let err = s.assign(&assignment("hx", "ub", "c-1", Some("uc")));
+    assert!(err.is_err(), "duplicate username must fail");
+    assert_eq!(user(&s, "uc").container.as_deref(), Some("c-1"));
+}
+
+#[test]
+fn container_names_follow_slots() {
+    let pool = TestPool::new("containers");
+    let mut s = pool.store();
+    let rec = |slot, name: &str, id: &str| ContainerRecord {
+        slot,
+        name: name.into(),
+        id: id.into(),
+    };
+    s.save_container(&rec(0, "c-0", "a")).expect("0");
+    s.save_container(&rec(1, "c-1", "b")).expect("1");
+    s.save_container(&rec(0, "c-0", "c")).expect("0 replaced");
+    assert_eq!(
+        pool.store().containers().expect("list"),
+        vec![rec(0, "c-0", "c"), rec(1, "c-1", "b")]
+    );
+    // A name moving to another slot leaves the old slot.
+    s.save_container(&rec(2, "c-1", "d")).expect("moved");
+    assert_eq!(
+        s.containers().expect("list"),
+        vec![rec(0, "c-0", "c"), rec(2, "c-1", "d")]
+    );
+}
+
+#[test]
+fn uid_exhaustion_is_an_error_and_writes_nothing() {
+    let pool = TestPool::new("exhaust");
+    let mut s = pool.store();
+    s.raise_uid_floor(LAST_UID + 1).expect("floor");
+    let err = s.assign(&assignment("ha", "ua", "c-0", None));
+    assert!(matches!(err, Err(StoreError::UidsExhausted(_))), "{err:?}");
+    assert!(s.users().expect("users").is_empty(), "nothing half-written");
+}
+
+#[test]
+fn activity_is_kept_and_idle_accounts_are_listed_oldest_first() {
+    let pool = TestPool::new("activity");
+    let mut s = pool.store();
+    for (h, u) in [("ha", "ua"), ("hb", "ub"), ("hc", "uc")] {
+        s.assign(&assignment(h, u, "c-0", None)).expect("assign");
+    }
+    s.touch(&active(&[("ua", 900), ("ub", 300), ("nobody", 1)]))
+        .expect("touch");
+    s.touch(&active(&[("ua", 200)])).expect("never back");
+    drop(s);
+    let s = pool.store();
+    let idle: Vec<_> = s
+        .accounts_idle_since(500)
+        .expect("idle")
+        .into_iter()
+        .map(|u| (u.username, u.last_activity))
+        .collect();
+    assert_eq!(idle, vec![("uc".to_string(), 100), ("ub".to_string(), 300)]);
+    assert!(s.accounts_idle_since(50).expect("none").is_empty());
+}
+
+#[test]
+fn touches_within_the_granularity_stay_in_memory() {
+    let pool = TestPool::new("granularity");
+    let mut s = pool.store();
+    s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+    let before = pool.versions();
+    s.touch(&active(&[("ua", 100 + TOUCH_GRANULARITY_SECS - 1)]))
+        .expect("touch");
+    // Seen here at once, but no write: a restarted server sees the last written time.
+    assert_eq!(
+        user(&s, "ua").last_activity,
+        100 + TOUCH_GRANULARITY_SECS - 1
+    );
+    assert_eq!(pool.versions(), before, "no record rewritten");
+    assert_eq!(user(&pool.store(), "ua").last_activity, 100);
+    s.touch(&active(&[("ua", 100 + TOUCH_GRANULARITY_SECS)]))
+        .expect("touch");
+    assert_eq!(
+        user(&pool.store(), "ua").last_activity,
+        100 + TOUCH_GRANULARITY_SECS
+    );
+}
+
+#[test]
+fn two_racing_stores_never_share_a_uid() {
+    let pool = TestPool::new("race");
+    const EACH: usize = 8;
+    let uids: Vec<u32> = std::thread::scope(|scope| {
+        let racers: Vec<_> = ["x", "y"]
+            .into_iter()
+            .map(|side| {
+                let pool = &pool;
+                scope.spawn(move || {
+                    let mut s = pool.store();
+                    (0..EACH)
+                        .map(|i| {
+                            let (h, u) = (format!("h{side}{i}"), format!("u{side}{i}"));
+                            s.assign(&assignment(&h, &u, "c-0", None))
+                                .unwrap_or_else(|e| panic!("{u}: {e}"))
+                                .uid
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        racers
+            .into_iter()
+            .flat_map(|r| r.join().expect("racer"))
+            .collect()
+    });
+    let distinct: HashSet<_> = uids.iter().collect();
+    assert_eq!(distinct.len(), 2 * EACH, "UIDs handed out twice: {uids:?}");
+    let stored: HashSet<_> = pool
+        .store()
+        .users()
+        .expect("users")
+        .iter()
+        .map(|u| u.uid)
+        .collect();
+    assert_eq!(stored.len(), 2 * EACH);
+}
+
+#[test]
+fn a_placement_cut_short_by_a_crash_is_finished_on_reopen() {
+    let pool = TestPool::new("crash");
+    let mut s = pool.store();
+    s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+    s.assign(&assignment("hb", "ub", "c-1", None)).expect("b");
+    // The server dies right after the first write of "ub takes ua's slot in c-0".
+    let snap = s.snapshot().expect("snapshot");
+    let taken = s
+        .take_slot(&snap, &assignment("hb", "ub", "c-0", Some("ua")))
+        .expect("first half");
+    assert!(matches!(taken, Some((_, true))), "{taken:?}");
+    drop(s);
+    let s = pool.store();
+    assert_eq!(user(&s, "ub").container.as_deref(), Some("c-0"));
+    assert_eq!(user(&s, "ua").container, None, "eviction rolled forward");
+    let marks = s.snapshot().expect("snapshot").accounts;
+    assert!(marks.iter().all(|a| a.evicts.is_none()), "mark dropped");
+}
+
+#[test]
+fn records_of_a_newer_release_are_refused_and_left_untouched() {
+    let pool = TestPool::new("newer");
+    pool.store()
+        .assign(&assignment("ha", "ua", "c-0", None))
+        .expect("a");
+    let newer = UserRecord {
+        identity_hash: "hz".into(),
+        username: "uz".into(),
+        uid: FIRST_UID + 7,
+        container: Some("c-0".into()),
+        last_seen: 1,
+        last_activity: 1,
+    };
+    let mut labels = Account::labels(&pool.label, &newer, None);
+    labels.insert(LABEL_SCHEMA.into(), (SWARM_SCHEMA_VERSION + 1).to_string());
+    labels.insert(LABEL_KIND.into(), "something-new".into());
+    pool.create_config(&format!("{}-uid-{}", pool.label, newer.uid), labels);
+    let before = pool.versions();
+    let err = pool.open().err().expect("must refuse");
+    assert!(matches!(err, StoreError::SwarmTooNew { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("newer termpool") && msg.contains("left untouched"),
+        "{msg}"
+    );
+    assert_eq!(pool.versions(), before, "not one record changed");
+}
+
+#[test]
+fn an_unusable_manager_is_a_clear_error() {
+    let pool = TestPool::new("manager");
+    // A path where nothing listens: connecting is refused.
+    let dead = std::env::temp_dir().join(format!("{}.sock", pool.label));
+    std::fs::write(&dead, b"").expect("dead socket path");
+    let missing = connect_lazy(&pool.rt, dead.to_str().expect("utf-8"));
+    let _entered = pool.rt.enter();
+    let err = SwarmStore::new(missing, &pool.label)
+        .err()
+        .expect("unreachable");
+    assert!(err.to_string().contains("unreachable"), "{err}");
+    let _ = std::fs::remove_file(&dead);
+    // A worker node answers, but holds no cluster state.
+    let manager = std::env::var(SOCKET_VAR).expect("socket");
+    let worker = std::env::var("TERMPOOL_SWARM_WORKER_SOCKET")
+        .unwrap_or_else(|_| manager.replace("-n1.sock", "-n2.sock"));
+    assert_ne!(worker, manager, "set TERMPOOL_SWARM_WORKER_SOCKET");
+    let err = SwarmStore::new(connect_lazy(&pool.rt, &worker), &pool.label)
+        .err()
+        .expect("worker");
+    assert!(err.to_string().contains("not a Swarm manager"), "{err}");
+    let err = SwarmStore::new(pool.docker.clone(), "bad label/")
+        .err()
+        .expect("label");
+    assert!(
+        err.to_string().contains("cannot name Swarm configs"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_store_opened_in_a_current_thread_runtime_works() {
+    let pool = TestPool::new("current-thread");
+    let actix_like = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let socket = std::env::var(SOCKET_VAR).expect("socket");
+    let label = pool.label.clone();
+    let users = actix_like.block_on(async move {
+        let docker =
+            Docker::connect_with_unix(&socket, 30, bollard::API_DEFAULT_VERSION).expect("client");
+        let mut s = tokio::task::spawn_blocking(move || SwarmStore::new(docker, &label))
+            .await
+            .expect("join")
+            .expect("open");
+        tokio::task::spawn_blocking(move || {
+            s.assign(&assignment("ha", "ua", "c-0", None))?;
+            s.users()
+        })
+        .await
+        .expect("join")
+        .expect("assign")
+    });
+    assert_eq!(users.len(), 1);
+}
+
+fn connect_lazy(rt: &Runtime, socket: &str) -> Docker {
+    let _entered = rt.enter();
+    Docker::connect_with_unix(socket, 5, bollard::API_DEFAULT_VERSION).expect("client")
+}
+
+/// The figures of `docs/scaling.md`: what a placement and a full read cost at 200 accounts.
+#[test]
+fn two_hundred_accounts_cost() {
+    let pool = TestPool::new("cost");
+    let mut s = pool.store();
+    let mut took = Vec::new();
+    for i in 0..200 {
+        let (h, u) = (format!("h{i}"), format!("u{i}"));
+        let start = Instant::now();
+        s.assign(&assignment(&h, &u, "c-0", None)).expect("assign");
+        took.push(start.elapsed());
+    }
+    let start = Instant::now();
+    let users = s.users().expect("users");
+    let listing = start.elapsed();
+    assert_eq!(users.len(), 200);
+    took.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    eprintln!(
+        "swarm store, 200 new accounts: assign p50 {:.1} ms, p99 {:.1} ms; users() of 200 {:.1} ms",
+        ms(took[100]),
+        ms(took[197]),
+        ms(listing)
+    );
+}

@@ -131,7 +131,8 @@ async fn swarm_isolation_holds_on_every_node_and_agent_ports_need_the_slots_key(
 }
 
 /// Plays a client without the key at `ip`'s agent port from a container attached to the
-/// agents network: a plaintext OPEN, a forged Noise first message, shell input. What it saw.
+/// agents network: a plaintext OPEN, a forged Noise first message, shell input (a partial
+/// frame, which the agent must drop within its first-frame deadline). What it saw.
 fn intrude(stack: &Stack, ip: &str) -> String {
     const SCRIPT: &str = r#"
 import json, os, socket, struct, sys
@@ -145,6 +146,8 @@ for name, payload in tries.items():
     except OSError as e:
         print(name, "refused", e); continue
     print(name, "connected")
+    # Longer than the agent may wait for a first frame (a partial one included).
+    s.settimeout(30)
     got = b""
     try:
         s.sendall(payload)

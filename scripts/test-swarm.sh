@@ -30,6 +30,7 @@ echo "== swarm up: $((SECONDS - t0))s"
 export TERMPOOL_SWARM_MANAGER_SOCKET
 TERMPOOL_SWARM_MANAGER_SOCKET=$(node_sock 1)
 # The main `cargo test` step skips these (`--skip swarm`); the builds are the same, so nothing
-# is compiled again. 13 minutes at most: a hung Swarm must not hold CI.
+# is compiled again. Every file runs even when one fails (each deploys a stack of its own).
+# 13 minutes at most: a hung Swarm must not hold CI.
 timeout --signal=INT --kill-after=30 780 \
-    cargo test --workspace --lib --bins --tests -- swarm
+    cargo test --no-fail-fast --workspace --lib --bins --tests -- swarm

@@ -24,6 +24,12 @@ remove_each() { # remove_each NODE KIND: removes the listed names (stdin) of tha
 }
 
 dk 1 stack rm "$STACK" >/dev/null 2>&1
+# `stack rm` returns before the server's task stops, and until then the server may still create
+# a slot's service: wait for it to be gone first.
+for _ in $(seq 40); do
+    [ -z "$(dk 1 ps -q --filter "label=com.docker.stack.namespace=$STACK" 2>/dev/null)" ] && break
+    sleep 1
+done
 {
     dk 1 service ls --format '{{.Name}}' | ours
     dk 1 service ls -q --filter "label=termpool.pool=$TAG"

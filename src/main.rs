@@ -10,7 +10,7 @@ use termpool::blocks::{Blocklist, SharedStore};
 use termpool::config::{Args, BackendOptions, Options};
 use termpool::identity::{CookieSigner, Identifier};
 use termpool::metrics::Metrics;
-use termpool::pool::{Pool, PoolConfig, SqliteStore};
+use termpool::pool::{Pool, PoolConfig, SqliteStore, Store, SwarmStore};
 use termpool::session::Registry;
 use termpool::tty::container::DockerBackend;
 use termpool::tty::local::LocalBackend;
@@ -135,6 +135,19 @@ fn web_store(dir: Option<&Path>) -> anyhow::Result<Option<SharedStore>> {
 /// Opens the placement store and brings the container pool up. Refuses to start rather than
 /// run without the store: placements and UIDs must never be lost or reused.
 async fn container_backend(pool: PoolConfig, dir: &Path) -> anyhow::Result<DockerBackend> {
+    let store: Box<dyn Store> = match pool.swarm {
+        Some(_) => Box::new(swarm_store(&pool).await?),
+        None => Box::new(sqlite_store(&pool, dir)?),
+    };
+    warn_if_tmp_unprotected();
+    let pool = Pool::start(pool, store)
+        .await
+        .context("cannot start the container pool")?;
+    DockerBackend::new(pool).context("cannot reach the container engine")
+}
+
+/// The placement store in DATA_DIR, for a pool on one engine.
+fn sqlite_store(pool: &PoolConfig, dir: &Path) -> anyhow::Result<SqliteStore> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create DATA_DIR {}", dir.display()))?;
     let path = store_path(dir);
@@ -143,11 +156,23 @@ async fn container_backend(pool: PoolConfig, dir: &Path) -> anyhow::Result<Docke
     store
         .raise_uid_floor(pool.uid_min)
         .context("cannot set UID_BASE in the placement store")?;
-    warn_if_tmp_unprotected();
-    let pool = Pool::start(pool, Box::new(store))
+    Ok(store)
+}
+
+/// The placement store in the Swarm's own Raft store, for a pool on Swarm: every manager holds
+/// it, so the server restarted or moved to another manager finds every placement.
+async fn swarm_store(pool: &PoolConfig) -> anyhow::Result<SwarmStore> {
+    let docker = bollard::Docker::connect_with_defaults()
+        .context("cannot reach the Docker engine")?
+        .negotiate_version()
         .await
-        .context("cannot start the container pool")?;
-    DockerBackend::new(pool).context("cannot reach the container engine")
+        .context("cannot reach the Docker engine")?;
+    let mut store = SwarmStore::new(docker, &pool.pool_label)
+        .context("cannot open the placement store in the Swarm")?;
+    store
+        .raise_uid_floor(pool.uid_min)
+        .context("cannot set UID_BASE in the placement store")?;
+    Ok(store)
 }
 
 /// Users of one container share its /tmp. Whether one can plant a symlink or a file there for

@@ -34,7 +34,7 @@ impl Pool {
                     continue;
                 };
                 let was_down = slot.node.as_ref().is_some_and(|n| !n.ready);
-                if was_down != !node.ready {
+                if was_down == node.ready {
                     log::warn!(
                         "pool: node {} of {} is {}",
                         node.name,

@@ -69,6 +69,8 @@ pub struct SwarmServices {
     generations: Mutex<Vec<Option<u32>>>,
     /// When each task was first seen running: its agent may still be starting for a while.
     tasks_seen: Mutex<HashMap<String, std::time::Instant>>,
+    /// Serialises the creation of services while a node holds at most `slots_per_node`.
+    creating: tokio::sync::Mutex<()>,
 }
 
 impl SwarmServices {
@@ -84,6 +86,7 @@ impl SwarmServices {
             digest: spec::settings_digest(cfg, swarm, &image_id),
             generations: Mutex::new(vec![None; cfg.max_containers]),
             tasks_seen: Mutex::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
             cfg: cfg.clone(),
             swarm: swarm.clone(),
             docker,

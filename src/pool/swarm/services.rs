@@ -164,6 +164,17 @@ pub fn running_task(tasks: &[Task]) -> Option<&Task> {
         .find(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
 }
 
+/// Whether Swarm found no node for the slot's task (its constraints exclude every node).
+pub fn unschedulable(tasks: &[Task]) -> bool {
+    let pending = |t: &Task| {
+        let status = t.status.as_ref();
+        let why = status.and_then(|s| s.err.as_deref().or(s.message.as_deref()));
+        status.and_then(|s| s.state) == Some(TaskState::PENDING)
+            && why.is_some_and(|w| w.contains("no suitable node"))
+    };
+    !tasks.is_empty() && tasks.iter().all(pending)
+}
+
 /// Why the slot's task does not run, from the task Swarm is trying to start.
 pub fn task_trouble(tasks: &[Task]) -> String {
     let Some(status) = tasks.iter().find_map(|t| t.status.as_ref()) else {

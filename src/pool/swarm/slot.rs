@@ -64,10 +64,19 @@ impl SwarmServices {
 
     /// Creates the slot's key secret and service, pinned to `pin` if given; returns the service.
     async fn create(&self, idx: usize, pin: Option<&str>) -> Result<Service, PoolError> {
+        // One creation at a time with a cap per node: the next one must see this one's node.
+        let _serial = match self.swarm.slots_per_node {
+            0 => None,
+            _ => Some(self.creating.lock().await),
+        };
         let name = self.cfg.container_name(idx);
         let generation = new_generation();
         let secret_name = spec::secret_name(&self.cfg, idx, generation);
         let key = agent::slot_key(&self.swarm, &name, generation);
+        let full_nodes = match pin {
+            Some(_) => Vec::new(),
+            None => self.full_nodes().await?,
+        };
         let secret_id =
             services::create_secret(&self.docker, &self.cfg, idx, &secret_name, &key).await?;
         let slot = SlotService {
@@ -78,6 +87,7 @@ impl SwarmServices {
             generation,
             secret_id: &secret_id,
             pinned_to: pin,
+            full_nodes: &full_nodes,
         };
         let created =
             services::create_service(&self.docker, spec::service_spec(&slot, &self.digest)).await;
@@ -86,9 +96,25 @@ impl SwarmServices {
             return Err(e);
         }
         log::info!("pool: service {name} created (key generation {generation})");
+        if self.swarm.slots_per_node > 0 {
+            self.wait_for_node(&name).await?;
+        }
         services::inspect_service(&self.docker, &name)
             .await?
             .ok_or_else(|| PoolError::Provision(format!("service {name} vanished at once")))
+    }
+
+    /// Waits (a few seconds at most) until Swarm has given service `name`'s task a node.
+    async fn wait_for_node(&self, name: &str) -> Result<(), PoolError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let tasks = services::wanted_tasks(&self.docker, name).await?;
+            if tasks.iter().any(|t| t.node_id.is_some()) {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
     }
 
     /// Waits until the service's task runs (pinning the service to its node the first time) and
@@ -128,6 +154,12 @@ impl SwarmServices {
                     }
                     Err(_) => {}
                 }
+            } else if services::unschedulable(&tasks) {
+                return Err(PoolError::Provision(format!(
+                    "service {name} cannot be placed on any node ({}): every node holds \
+                     SLOTS_PER_NODE slots, or none has the image",
+                    services::task_trouble(&tasks)
+                )));
             } else if tokio::time::Instant::now() >= deadline {
                 return Err(PoolError::Provision(format!(
                     "service {name} did not start within {}s: {}",
@@ -137,6 +169,20 @@ impl SwarmServices {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// The nodes that hold `SLOTS_PER_NODE` of the pool's slots already.
+    async fn full_nodes(&self) -> Result<Vec<String>, PoolError> {
+        if self.swarm.slots_per_node == 0 {
+            return Ok(Vec::new());
+        }
+        let tasks = nodes::wanted_tasks(&self.docker).await?;
+        let services = services::list_services(&self.docker, &self.cfg).await?;
+        let of_slots: Vec<String> = services
+            .iter()
+            .filter_map(|svc| nodes::node_of(svc, &tasks))
+            .collect();
+        Ok(spec::full_nodes(&of_slots, self.swarm.slots_per_node))
     }
 
     /// Whether task `id` was first seen running less than [`AGENT_START_GRACE`] ago.

@@ -41,6 +41,8 @@ pub struct SlotService<'a> {
     pub secret_id: &'a str,
     /// The node the slot is pinned to, if it is.
     pub pinned_to: Option<&'a str>,
+    /// Nodes an unpinned slot must not start on: they hold `SLOTS_PER_NODE` slots already.
+    pub full_nodes: &'a [String],
 }
 
 /// The name of the Swarm secret holding a slot's key of `generation`.
@@ -139,14 +141,39 @@ fn task_spec(s: &SlotService<'_>, name: &str, labels: HashMap<String, String>) -
     }
 }
 
+/// Pinned: that node. Otherwise any node but the full ones (each slot is a service of its own,
+/// so Swarm's per-service `MaxReplicas` cannot cap the slots of a node).
 fn placement(s: &SlotService<'_>) -> TaskSpecPlacement {
-    let constraints = s.pinned_to.map(|node| vec![pin_constraint(node)]);
-    let max_replicas = (s.swarm.slots_per_node > 0).then_some(s.swarm.slots_per_node as i64);
+    let constraints = match s.pinned_to {
+        Some(node) => vec![pin_constraint(node)],
+        None => s
+            .full_nodes
+            .iter()
+            .map(|n| format!("node.id != {n}"))
+            .collect(),
+    };
     TaskSpecPlacement {
-        constraints,
-        max_replicas,
+        constraints: (!constraints.is_empty()).then_some(constraints),
         ..Default::default()
     }
+}
+
+/// The nodes holding `per_node` slots or more, from the node of each slot (0: no cap).
+pub fn full_nodes(slot_nodes: &[String], per_node: u64) -> Vec<String> {
+    if per_node == 0 {
+        return Vec::new();
+    }
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    for n in slot_nodes {
+        *counts.entry(n).or_default() += 1;
+    }
+    let mut full: Vec<String> = counts
+        .into_iter()
+        .filter(|(_, c)| *c >= per_node)
+        .map(|(n, _)| n.to_string())
+        .collect();
+    full.sort();
+    full
 }
 
 fn container_spec(

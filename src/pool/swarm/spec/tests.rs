@@ -23,6 +23,7 @@ fn spec_of(sw: &SwarmConfig, pinned_to: Option<&str>) -> ServiceSpec {
         generation: 5,
         secret_id: "sec1",
         pinned_to,
+        full_nodes: &[],
     };
     service_spec(&slot, "digest")
 }
@@ -125,14 +126,36 @@ fn slots_are_pinned_unless_homes_are_shared() {
 }
 
 #[test]
-fn slots_per_node_caps_the_replicas_of_a_node() {
-    let placement = |n| {
-        let spec = spec_of(&swarm(n, false), None);
-        let task = spec.task_template.expect("task");
-        task.placement.expect("placement").max_replicas
+fn slots_per_node_keeps_new_slots_off_full_nodes() {
+    let nodes: Vec<String> = ["a", "b", "a", "c", "a", "b"].map(String::from).into();
+    assert_eq!(
+        full_nodes(&nodes, 0),
+        Vec::<String>::new(),
+        "0: the scheduler spreads"
+    );
+    assert_eq!(full_nodes(&nodes, 2), ["a", "b"]);
+    assert_eq!(full_nodes(&nodes, 3), ["a"]);
+    let cfg = PoolConfig::default();
+    let sw = swarm(2, false);
+    let full = full_nodes(&nodes, 2);
+    let constraints = |pinned_to| {
+        let slot = SlotService {
+            cfg: &cfg,
+            swarm: &sw,
+            image_id: "sha256:abc",
+            idx: 0,
+            generation: 1,
+            secret_id: "s",
+            pinned_to,
+            full_nodes: &full,
+        };
+        let spec = service_spec(&slot, "d");
+        let placement = spec.task_template.and_then(|t| t.placement);
+        placement.and_then(|p| p.constraints).unwrap_or_default()
     };
-    assert_eq!(placement(0), None, "0: the scheduler spreads");
-    assert_eq!(placement(4), Some(4));
+    assert_eq!(constraints(None), ["node.id != a", "node.id != b"]);
+    // A pinned slot stays on its node (its homes are there), full or not.
+    assert_eq!(constraints(Some("a")), ["node.id == a"]);
 }
 
 #[test]

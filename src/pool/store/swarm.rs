@@ -3,6 +3,7 @@
 
 mod api;
 mod assign;
+mod operator;
 mod records;
 
 use std::collections::HashMap;

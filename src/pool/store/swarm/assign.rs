@@ -1,11 +1,8 @@
 //! A placement with its eviction as record writes in a crash-safe order: the newcomer's record
 //! first, marked with whom it evicts; then the evicted user's; then the mark is dropped.
-//!
-//! A crash before the first write leaves the old placement whole; after it, opening the store
-//! (or the next placement) rolls the eviction forward, so one user holds the slot either way.
 
 use super::api::{failed, Write};
-use super::records::{account_name, Account, Snapshot};
+use super::records::{account_name, Account, Snapshot, LABEL_IDENTITY, LABEL_STORE};
 use super::{raced, SwarmStore, ATTEMPTS};
 use crate::pool::store::{NewAssignment, StoreError, UserRecord, FIRST_UID, LAST_UID};
 
@@ -13,7 +10,9 @@ use crate::pool::store::{NewAssignment, StoreError, UserRecord, FIRST_UID, LAST_
 const UID_TRIES: i64 = 32;
 
 impl SwarmStore {
-    /// [`super::Store::assign`] on the Swarm's records.
+    /// [`super::Store::assign`] on the Swarm's records. A crash before the first write leaves the
+    /// old placement whole; after it, opening the store (or the next placement) rolls the
+    /// eviction forward, so exactly one of the two users holds the slot either way.
     pub(super) fn assign_records(
         &mut self,
         a: &NewAssignment<'_>,
@@ -104,10 +103,26 @@ impl SwarmStore {
                 if let Err(e) = self.raise_next_uid(snap.meta.as_ref(), next + 1) {
                     log::warn!("store {}: UID high-water mark not moved: {e}", self.pool);
                 }
+                if self.older_account_exists(a.identity_hash, uid)? {
+                    // Another server made this user an account meanwhile: the lowest UID is
+                    // the one, ours goes (its UID is not handed out again).
+                    self.api.delete(&name)?;
+                    return Ok(None);
+                }
                 return Ok(Some(user));
             }
         }
         Ok(None)
+    }
+
+    /// Whether the identity has an account of a lower UID than `uid`.
+    fn older_account_exists(&self, identity_hash: &str, uid: u32) -> Result<bool, StoreError> {
+        let labels = vec![
+            format!("{LABEL_STORE}={}", self.pool),
+            format!("{LABEL_IDENTITY}={identity_hash}"),
+        ];
+        let snap = Snapshot::parse(&self.pool, self.api.list(labels)?)?;
+        Ok(snap.accounts.iter().any(|x| x.user.uid < uid))
     }
 
     /// Finishes every placement whose eviction is not yet recorded on the evicted side.

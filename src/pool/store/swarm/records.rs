@@ -15,7 +15,7 @@ pub(super) const LABEL_STORE: &str = "termpool.store";
 pub(super) const LABEL_KIND: &str = "termpool.store.kind";
 pub(super) const LABEL_SCHEMA: &str = "termpool.store.schema";
 const LABEL_ACCOUNT: &str = "termpool.account";
-const LABEL_IDENTITY: &str = "termpool.identity";
+pub(super) const LABEL_IDENTITY: &str = "termpool.identity";
 const LABEL_UID: &str = "termpool.uid";
 const LABEL_CONTAINER: &str = "termpool.container";
 const LABEL_CONTAINER_ID: &str = "termpool.container-id";
@@ -29,10 +29,12 @@ const LABEL_NEXT_UID: &str = "termpool.next-uid";
 pub(super) const KIND_ACCOUNT: &str = "account";
 pub(super) const KIND_SLOT: &str = "slot";
 pub(super) const KIND_META: &str = "meta";
+pub(super) const KIND_BLOCK: &str = "block";
+pub(super) const KIND_KEY: &str = "key";
 
-/// Longest pool label: Swarm names are at most 64 characters, and the longest suffix is
-/// `-uid-2000000000`.
-pub(super) const MAX_POOL_LABEL: usize = 48;
+/// Longest pool label: Swarm names are at most 64 characters, and the longest suffix is a
+/// block's (`-bi-` and 24 hex digits).
+pub(super) const MAX_POOL_LABEL: usize = 32;
 
 pub(super) fn account_name(pool: &str, uid: u32) -> String {
     format!("{pool}-uid-{uid}")
@@ -55,7 +57,7 @@ pub(super) fn valid_pool_label(pool: &str) -> bool {
 }
 
 /// The labels every record carries.
-fn base_labels(pool: &str, kind: &str) -> HashMap<String, String> {
+pub(super) fn base_labels(pool: &str, kind: &str) -> HashMap<String, String> {
     HashMap::from([
         (LABEL_STORE.to_string(), pool.to_string()),
         (LABEL_KIND.to_string(), kind.to_string()),
@@ -193,14 +195,20 @@ impl Snapshot {
                 KIND_ACCOUNT => snap.accounts.push(Account::parse(config)?),
                 KIND_SLOT => snap.slots.push(Slot::parse(config)?),
                 KIND_META => snap.meta = Some(Meta::parse(config)?),
+                // The operator's records, read by `operator`.
+                KIND_BLOCK | KIND_KEY => {}
                 other => return Err(l.bad(LABEL_KIND, other)),
             }
         }
         Ok(snap)
     }
 
+    /// The identity's account (the lowest UID, should two servers have made it one each).
     pub fn account_by_identity(&self, hash: &str) -> Option<&Account> {
-        self.accounts.iter().find(|a| a.user.identity_hash == hash)
+        self.accounts
+            .iter()
+            .filter(|a| a.user.identity_hash == hash)
+            .min_by_key(|a| a.user.uid)
     }
 
     pub fn account_by_name(&self, username: &str) -> Option<&Account> {
@@ -208,14 +216,19 @@ impl Snapshot {
     }
 }
 
+/// The labels of `config`, if it has any.
+pub(super) fn labels_of(config: &Config) -> Option<&HashMap<String, String>> {
+    config.spec.as_ref().and_then(|s| s.labels.as_ref())
+}
+
 /// A config's labels, read with errors naming the record.
-struct Labels<'a> {
+pub(super) struct Labels<'a> {
     name: &'a str,
     map: &'a HashMap<String, String>,
 }
 
 impl<'a> Labels<'a> {
-    fn of(config: &'a Config) -> Result<Labels<'a>, StoreError> {
+    pub(super) fn of(config: &'a Config) -> Result<Labels<'a>, StoreError> {
         let spec = config.spec.as_ref();
         let name = spec.and_then(|s| s.name.as_deref()).unwrap_or("?");
         match spec.and_then(|s| s.labels.as_ref()) {
@@ -231,16 +244,16 @@ impl<'a> Labels<'a> {
         self.map.get(key).cloned()
     }
 
-    fn text(&self, key: &str) -> Result<String, StoreError> {
+    pub(super) fn text(&self, key: &str) -> Result<String, StoreError> {
         self.optional(key).ok_or_else(|| self.bad(key, "(missing)"))
     }
 
-    fn number<T: std::str::FromStr>(&self, key: &str) -> Result<T, StoreError> {
+    pub(super) fn number<T: std::str::FromStr>(&self, key: &str) -> Result<T, StoreError> {
         let text = self.text(key)?;
         text.parse().map_err(|_| self.bad(key, &text))
     }
 
-    fn bad(&self, key: &str, value: &str) -> StoreError {
+    pub(super) fn bad(&self, key: &str, value: &str) -> StoreError {
         failed(
             &format!("reading record {}", self.name),
             format!("label {key} is not usable: {value}"),

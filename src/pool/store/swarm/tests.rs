@@ -39,7 +39,10 @@ impl TestPool {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let label = format!("swarm-store-{tag}-{}-{nanos:x}", std::process::id());
+        // Pool labels are at most 32 characters.
+        let tag: String = tag.chars().take(8).collect();
+        let unique = nanos ^ std::process::id().rotate_left(20);
+        let label = format!("swarm-store-{tag}-{unique:08x}");
         TestPool { rt, docker, label }
     }
 
@@ -353,6 +356,24 @@ fn two_racing_stores_never_share_a_uid() {
 }
 
 #[test]
+fn two_servers_making_one_user_an_account_keep_one() {
+    let pool = TestPool::new("oneuser");
+    let (mut first, second) = (pool.store(), pool.store());
+    // The second server read the records before the first made the account.
+    let stale = second.snapshot().expect("snapshot");
+    let made = first
+        .assign(&assignment("ha", "ua", "c-0", None))
+        .expect("a");
+    let raced = second
+        .take_slot(&stale, &assignment("ha", "ua", "c-1", None))
+        .expect("second");
+    assert!(raced.is_none(), "the later account gives way: {raced:?}");
+    let users = pool.store().users().expect("users");
+    assert_eq!(users.len(), 1, "{users:?}");
+    assert_eq!(users[0].uid, made.uid);
+}
+
+#[test]
 fn a_placement_cut_short_by_a_crash_is_finished_on_reopen() {
     let pool = TestPool::new("crash");
     let mut s = pool.store();
@@ -368,6 +389,22 @@ fn a_placement_cut_short_by_a_crash_is_finished_on_reopen() {
     let s = pool.store();
     assert_eq!(user(&s, "ub").container.as_deref(), Some("c-0"));
     assert_eq!(user(&s, "ua").container, None, "eviction rolled forward");
+    let marks = s.snapshot().expect("snapshot").accounts;
+    assert!(marks.iter().all(|a| a.evicts.is_none()), "mark dropped");
+}
+
+#[test]
+fn a_placement_cut_short_by_an_error_is_finished_by_the_next() {
+    let pool = TestPool::new("cutshort");
+    let mut s = pool.store();
+    s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+    let snap = s.snapshot().expect("snapshot");
+    let first = assignment("hb", "ub", "c-0", Some("ua"));
+    assert!(s.take_slot(&snap, &first).expect("first half").is_some());
+    // The same server goes on placing someone else: the half-done eviction is finished first.
+    s.assign(&assignment("hc", "uc", "c-1", None)).expect("c");
+    assert_eq!(user(&s, "ua").container, None);
+    assert_eq!(user(&s, "ub").container.as_deref(), Some("c-0"));
     let marks = s.snapshot().expect("snapshot").accounts;
     assert!(marks.iter().all(|a| a.evicts.is_none()), "mark dropped");
 }
@@ -488,4 +525,62 @@ fn two_hundred_accounts_cost() {
         ms(took[197]),
         ms(listing)
     );
+}
+
+#[test]
+fn blocks_are_kept_replaced_and_removed() {
+    use crate::pool::store::BlockKind;
+    let pool = TestPool::new("blocks");
+    let mut s = pool.store();
+    s.add_block(BlockKind::Identity, "abc", "first")
+        .expect("add");
+    s.add_block(BlockKind::Identity, "abc", "second")
+        .expect("replace");
+    s.add_block(BlockKind::Address, "abc", "other kind")
+        .expect("add");
+    s.add_block(BlockKind::Address, "192.0.2.0/24", "a network")
+        .expect("add");
+    drop(s);
+    let mut s = pool.store();
+    let blocks = s.blocks().expect("blocks");
+    assert_eq!(blocks.len(), 3, "{blocks:?}");
+    let id = blocks.iter().find(|b| b.kind == BlockKind::Identity);
+    assert_eq!(id.map(|b| b.reason.as_str()), Some("second"));
+    assert!(s.remove_block(BlockKind::Identity, "abc").expect("remove"));
+    assert!(!s.remove_block(BlockKind::Identity, "abc").expect("gone"));
+    let left: Vec<_> = s
+        .blocks()
+        .expect("blocks")
+        .into_iter()
+        .map(|b| b.kind)
+        .collect();
+    assert_eq!(left, vec![BlockKind::Address, BlockKind::Address]);
+    // The pool's own records are not disturbed by the operator's.
+    assert!(s.users().expect("users").is_empty());
+}
+
+#[test]
+fn an_access_key_names_one_identity() {
+    let pool = TestPool::new("keys");
+    let mut s = pool.store();
+    s.set_access_key("anon-1", "k1").expect("set");
+    assert_eq!(
+        s.identity_for_key("k1").expect("get").as_deref(),
+        Some("anon-1")
+    );
+    // A new key replaces the identity's old one.
+    s.set_access_key("anon-1", "k2").expect("rotate");
+    assert_eq!(s.identity_for_key("k1").expect("old"), None);
+    // A key hash taken over by another identity names only that one.
+    s.set_access_key("anon-2", "k2").expect("take");
+    drop(s);
+    let mut s = pool.store();
+    assert_eq!(
+        s.identity_for_key("k2").expect("get").as_deref(),
+        Some("anon-2")
+    );
+    assert!(!s.has_access_key("anon-1").expect("lost"));
+    assert!(s.has_access_key("anon-2").expect("has"));
+    assert!(s.remove_access_key("anon-2").expect("remove"));
+    assert_eq!(s.identity_for_key("k2").expect("gone"), None);
 }

@@ -11,7 +11,9 @@
 #
 #   scripts/swarm/bench.sh         (root; SERVER_IMAGE: a server image of this tree, default
 #                                   termpool-server:latest from scripts/setup-container-mode.sh)
-# BENCH_ONLY: the relay benchmark's figures (default echo,throughput,sessions).
+# BENCH_ONLY: the relay benchmark's figures (default echo,throughput,sessions). BENCH_SMOKE=1:
+# the benchmark's debug smoke run (`cargo test --bench relay`, --quick) to try the pipeline; its
+# figures mean nothing.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./lib.sh
@@ -95,10 +97,12 @@ done
 log "single: $single_slot on node $(node_of "$single_slot"); cross: $cross_slot on node $(node_of "$cross_slot")"
 
 cd "$REPO"
-cargo bench --bench relay --no-run -q 2>/dev/null || cargo bench --bench relay --no-run
-relay() { # relay NAME PORT COOKIE: the benchmark's final table, each line prefixed with NAME
-    cargo bench -q --bench relay -- --url "ws://$(node_addr 1):$2/ws" --cookie "$3" --only "$ONLY" \
-        2>"$WORK/$1.err" | sed "s/^/$1  /" || { cat "$WORK/$1.err" >&2; return 1; }
+if [ "${BENCH_SMOKE:-0}" = 1 ]; then BENCH=(cargo test -q --bench relay); else BENCH=(cargo bench -q --bench relay); fi
+"${BENCH[@]}" --no-run
+relay() { # relay NAME PORT COOKIE: the benchmark's output, each line prefixed with NAME
+    local args="--url ws://$(node_addr 1):$2/ws --cookie $3 --only $ONLY"
+    # Options through TERMPOOL_BENCH_ARGS, which the smoke run reads too.
+    TERMPOOL_BENCH_ARGS=$args "${BENCH[@]}" 2>"$WORK/$1.err" | sed "s/^/$1  /" || { cat "$WORK/$1.err" >&2; return 1; }
 }
 echo "# $(date -u +%FT%TZ), $(nproc) cores shared with other work; ${ROUNDS} rounds, interleaved"
 for r in $(seq "$ROUNDS"); do

@@ -190,6 +190,16 @@ every_setting_passed() {
     [ "${#missing[@]}" -eq 0 ] || { echo "       not passed to the server: ${missing[*]}"; return 1; }
 }
 check "every variable of termpool --help reaches the server's environment" every_setting_passed
+# The Swarm stack file (docker-stack.yml) names every setting as well; `docker stack deploy`
+# has no `config`, so this is read from the file itself.
+stack_names_every_setting() {
+    local v missing=()
+    for v in $(server_env_vars); do
+        grep -qE "^      $v:" docker-stack.yml || missing+=("$v")
+    done
+    [ "${#missing[@]}" -eq 0 ] || { echo "       not in docker-stack.yml: ${missing[*]}"; return 1; }
+}
+check "every variable of termpool --help is in docker-stack.yml's environment" stack_names_every_setting
 
 # ---- 2. up ------------------------------------------------------------------------------------
 export PUBLISH_PORT

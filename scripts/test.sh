@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of termpool: formatting and lints, unit and integration tests (local PTY and the
-# real Docker engine), the browser test in headless Chromium, and the Docker Compose deployment.
+# real Docker engine), the browser test in headless Chromium, the Docker Compose deployment, and
+# last the tests on a real Docker Swarm (several engines on this machine).
 # Installs what they need first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --workspace --all-targets
+# The tests that need a Docker Swarm (every test whose name holds "swarm") run in their own step
+# at the end, on a Swarm it brings up and removes.
+cargo test --workspace --all-targets -- --skip swarm
 echo "== page: type check and unit tests"
 (cd frontend && npx --no-install tsc --noEmit -p . && node --test test/)
 echo "== browser test (headless Chromium)"
@@ -21,3 +24,5 @@ echo "== behind a TLS reverse proxy at a sub-path (nginx)"
 scripts/test-proxy.sh
 echo "== deployment test (setup scripts, compose, server image)"
 scripts/test-deployment.sh
+echo "== on a Docker Swarm of 3 engines on this machine (scripts/test-swarm.sh)"
+scripts/test-swarm.sh

@@ -5,6 +5,7 @@ SWARM_RUN=/run/termpool-swarm            # sockets, exec roots, pid files
 SWARM_DATA=/var/lib/termpool-swarm       # data roots (images, volumes, swarm state)
 SWARM_BRIDGE=tpswarm0                    # host bridge joining the nodes' namespaces
 SWARM_NET_PREFIX=198.18.0                # node i has 198.18.0.(10+i)/24 (benchmarking range)
+SWARM_HOST_ADDR=198.18.0.1               # the host's own address on the bridge: tests reach the nodes' ports
 SWARM_NS_PREFIX=tpswarm-n                # network namespace (and node hostname) tpswarm-n<i>
 SWARM_CGROUP_PREFIX=termpool-swarm-n     # cgroup parent of node i's containers
 # Addresses docker gives its own networks on the nodes: the rest of the benchmarking /15, never

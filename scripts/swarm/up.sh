@@ -24,6 +24,9 @@ done
 setup_bridge() {
     ip link show "$SWARM_BRIDGE" >/dev/null 2>&1 || ip link add "$SWARM_BRIDGE" type bridge
     ip link set "$SWARM_BRIDGE" up
+    # The host's address, so that tests and benchmarks on the host reach the nodes' published
+    # ports (198.18.0.11:PORT) without entering a namespace.
+    ip addr replace "$SWARM_HOST_ADDR/24" dev "$SWARM_BRIDGE"
     # The host engine sets FORWARD to DROP, and bridged frames pass through iptables.
     local rule=(DOCKER-USER -i "$SWARM_BRIDGE" -o "$SWARM_BRIDGE" -j ACCEPT)
     if ! iptables -L DOCKER-USER -n >/dev/null 2>&1; then

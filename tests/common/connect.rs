@@ -62,20 +62,31 @@ impl Server {
         query: &str,
         origin: Option<&str>,
     ) -> Result<Client, (u16, String)> {
-        let url = format!("ws://{}{path}?{query}", self.addr);
-        let mut request = url.into_client_request().unwrap();
-        if !cookie.is_empty() {
-            request
-                .headers_mut()
-                .insert("Cookie", HeaderValue::from_str(cookie).unwrap());
-        }
-        if let Some(origin) = origin {
-            request
-                .headers_mut()
-                .insert("Origin", HeaderValue::from_str(origin).unwrap());
-        }
-        handshake(request).await
+        try_connect_at(&self.addr, path, cookie, query, origin).await
     }
+}
+
+/// Opens `path?query` on the server at `addr` (any server, e.g. one in a Swarm stack).
+pub async fn try_connect_at(
+    addr: &str,
+    path: &str,
+    cookie: &str,
+    query: &str,
+    origin: Option<&str>,
+) -> Result<Client, (u16, String)> {
+    let url = format!("ws://{addr}{path}?{query}");
+    let mut request = url.into_client_request().unwrap();
+    if !cookie.is_empty() {
+        request
+            .headers_mut()
+            .insert("Cookie", HeaderValue::from_str(cookie).unwrap());
+    }
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("Origin", HeaderValue::from_str(origin).unwrap());
+    }
+    handshake(request).await
 }
 
 /// Opens `/ws` on `server` with the request headers `headers` (e.g. an auth proxy's identity

@@ -8,12 +8,13 @@ mod docker;
 mod http;
 mod process;
 mod server;
+pub mod swarm;
 
 pub use client::{Client, Frame, WAIT};
-pub use connect::connect_with_headers;
+pub use connect::{connect_with_headers, try_connect_at};
 pub use docker::{require_docker, DockerProxy, TestPool};
 pub use http::{header, http_get, http_request, refusal_reference};
 pub use process::{
     alive, children_of, contains, eventually, pids_with_cmdline, schedstat, server_cpu, tail,
 };
-pub use server::{log_lines_with, Server, ALICE_TOKEN, MANY_SESSIONS, TEST_SHELL};
+pub use server::{log_lines_with, new_identity_at, Server, ALICE_TOKEN, MANY_SESSIONS, TEST_SHELL};

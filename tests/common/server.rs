@@ -90,15 +90,20 @@ impl Server {
 
     /// Loads the page like a browser and returns the identity cookie (`name=value`) it set.
     pub async fn new_identity(&self) -> String {
-        let (status, headers, _) = http_get(&self.addr, "/", &[]).await;
-        assert_eq!(status, 200);
-        let set_cookie = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-            .map(|(_, v)| v.clone())
-            .expect("the page sets an identity cookie");
-        set_cookie.split(';').next().unwrap().trim().to_owned()
+        new_identity_at(&self.addr).await
     }
+}
+
+/// Loads the page of the server at `addr` like a browser; the identity cookie it set.
+pub async fn new_identity_at(addr: &str) -> String {
+    let (status, headers, _) = http_get(addr, "/", &[]).await;
+    assert_eq!(status, 200);
+    let set_cookie = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.clone())
+        .expect("the page sets an identity cookie");
+    set_cookie.split(';').next().unwrap().trim().to_owned()
 }
 
 /// The token of `alice`, the one user of [`Server::with_alice_token`].

@@ -105,9 +105,10 @@ pub fn user_container_body(cfg: &PoolConfig, digest: &str, idx: usize) -> Contai
     }
 }
 
-/// The shared volume, the cgroup mask, and the container's agent directory when there is an agent.
-fn user_container_mounts(cfg: &PoolConfig, name: &str) -> Vec<Mount> {
-    let mut mounts = vec![
+/// The shared volume and the cgroup mask: what every user container mounts, on every
+/// orchestrator.
+pub(super) fn workspace_and_cgroup_mask(cfg: &PoolConfig) -> Vec<Mount> {
+    vec![
         Mount {
             target: Some(WORKSPACE.into()),
             source: Some(cfg.volume.clone()),
@@ -120,7 +121,12 @@ fn user_container_mounts(cfg: &PoolConfig, name: &str) -> Vec<Mount> {
             read_only: Some(true),
             ..Default::default()
         },
-    ];
+    ]
+}
+
+/// The shared volume, the cgroup mask, and the container's agent directory when there is an agent.
+fn user_container_mounts(cfg: &PoolConfig, name: &str) -> Vec<Mount> {
+    let mut mounts = workspace_and_cgroup_mask(cfg);
     if let Some(dir) = &cfg.agent_dir {
         mounts.push(Mount {
             target: Some(AGENT_MOUNT.into()),

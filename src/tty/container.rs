@@ -48,13 +48,7 @@ impl DockerBackend {
     ) -> Result<Spawned, TtyError> {
         let conn = self.connect_agent(p, socket).await?;
         let env = session_env(p);
-        let request = agent::ShellRequest {
-            user: p.user.as_str().into(),
-            home: p.home.as_str().into(),
-            cols: size.cols,
-            rows: size.rows,
-            env: env.as_slice().into(),
-        };
+        let request = shell_request(p, &env, size);
         agent::spawn(conn, &request, START_TIMEOUT).await
     }
 
@@ -68,13 +62,7 @@ impl DockerBackend {
         size: TermSize,
     ) -> Result<Spawned, TtyError> {
         let env = session_env(p);
-        let request = agent::ShellRequest {
-            user: p.user.as_str().into(),
-            home: p.home.as_str().into(),
-            cols: size.cols,
-            rows: size.rows,
-            env: env.as_slice().into(),
-        };
+        let request = shell_request(p, &env, size);
         match agent.open_session(&request, START_TIMEOUT).await {
             Ok(spawned) => Ok(spawned),
             Err(e @ (AgentError::Unreachable { .. } | AgentError::Handshake { .. })) => {
@@ -266,4 +254,19 @@ fn session_env(p: &Placement) -> Vec<String> {
         "SHELL=/bin/bash".to_owned(),
         format!("PATH={PATH}"),
     ]
+}
+
+/// What the agent is asked to start for placement `p`: its login shell, with `env`.
+fn shell_request<'a>(
+    p: &'a Placement,
+    env: &'a [String],
+    size: TermSize,
+) -> agent::ShellRequest<'a> {
+    agent::ShellRequest {
+        user: p.user.as_str().into(),
+        home: p.home.as_str().into(),
+        cols: size.cols,
+        rows: size.rows,
+        env: env.into(),
+    }
 }

@@ -139,4 +139,6 @@ pub fn unix_now() -> i64 {
 }
 
 #[cfg(test)]
+mod behaviour;
+#[cfg(test)]
 mod tests;

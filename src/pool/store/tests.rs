@@ -2,15 +2,8 @@ use std::path::PathBuf;
 
 use rusqlite::{params, Connection};
 
+use super::behaviour::{self, assignment, seen};
 use super::*;
-
-/// Last-seen times only.
-fn seen(times: &[(&str, i64)]) -> Touches {
-    Touches {
-        seen: times.iter().map(|(u, t)| (u.to_string(), *t)).collect(),
-        active: Vec::new(),
-    }
-}
 
 /// A store file in the temp dir, removed (with its WAL files) on drop.
 struct TempDb(PathBuf);
@@ -36,121 +29,51 @@ impl Drop for TempDb {
     }
 }
 
-fn assignment<'a>(
-    id: &'a str,
-    user: &'a str,
-    container: &'a str,
-    evicted: Option<&'a str>,
-) -> NewAssignment<'a> {
-    NewAssignment {
-        identity_hash: id,
-        username: user,
-        container,
-        last_seen: 100,
-        evicted,
+impl TempDb {
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open(&self.0).expect("open")
     }
 }
 
 #[test]
 fn uids_start_at_200000_and_are_never_reused() {
     let db = TempDb::new("uids");
-    let mut s = SqliteStore::open(&db.0).expect("open");
-    let a = s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
-    let b = s.assign(&assignment("hb", "ub", "c-1", None)).expect("b");
-    assert_eq!((a.uid, b.uid), (FIRST_UID, FIRST_UID + 1));
-    // Re-assigning a known user keeps its UID.
-    let a2 = s.assign(&assignment("ha", "ua", "c-1", None)).expect("a2");
-    assert_eq!(a2.uid, a.uid);
-    assert_eq!(a2.container.as_deref(), Some("c-1"));
+    let (mut s, _) = behaviour::uids_start_at_the_first_and_stay(|| db.store());
     // Deleting the newest user (as an admin might) does not make its UID come back.
     s.conn
         .execute("DELETE FROM users WHERE username = 'ub'", [])
         .expect("delete");
-    let c = s.assign(&assignment("hc", "uc", "c-0", None)).expect("c");
-    assert_eq!(c.uid, FIRST_UID + 2);
+    behaviour::a_deleted_users_uid_is_not_reused(&mut s);
 }
 
 #[test]
 fn state_survives_reopen() {
     let db = TempDb::new("reopen");
-    {
-        let mut s = SqliteStore::open(&db.0).expect("open");
-        s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
-        s.save_container(&ContainerRecord {
-            slot: 0,
-            name: "c-0".into(),
-            id: "abc".into(),
-        })
-        .expect("container");
-        s.touch(&seen(&[("ua", 500), ("nobody", 9)]))
-            .expect("touch");
-    }
-    let mut s = SqliteStore::open(&db.0).expect("reopen");
-    let users = s.users().expect("users");
-    assert_eq!(users.len(), 1);
-    assert_eq!(users[0].last_seen, 500);
-    assert_eq!(users[0].container.as_deref(), Some("c-0"));
-    let cs = s.containers().expect("containers");
-    assert_eq!(
-        cs,
-        vec![ContainerRecord {
-            slot: 0,
-            name: "c-0".into(),
-            id: "abc".into()
-        }]
-    );
-    let b = s.assign(&assignment("hb", "ub", "c-0", None)).expect("b");
-    assert_eq!(b.uid, FIRST_UID + 1, "counter persisted");
+    behaviour::state_survives_reopen(|| db.store());
 }
 
 #[test]
 fn touch_never_moves_last_seen_back() {
     let db = TempDb::new("touch");
-    let mut s = SqliteStore::open(&db.0).expect("open");
-    s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
-    s.touch(&seen(&[("ua", 50)])).expect("touch");
-    assert_eq!(s.users().expect("users")[0].last_seen, 100);
+    behaviour::touch_never_moves_last_seen_back(|| db.store());
 }
 
 #[test]
 fn eviction_and_assignment_are_one_transaction() {
     let db = TempDb::new("evict");
-    let mut s = SqliteStore::open(&db.0).expect("open");
-    let a = s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
-    let b = s
-        .assign(&assignment("hb", "ub", "c-0", Some("ua")))
-        .expect("b");
-    assert_eq!(b.container.as_deref(), Some("c-0"));
-    let users = s.users().expect("users");
-    let ua = users.iter().find(|u| u.username == "ua").expect("ua kept");
-    assert_eq!(ua.container, None, "slot dropped");
-    assert_eq!(ua.uid, a.uid, "account and UID kept");
-    // A failing assignment (username clash) rolls the eviction back too.
-    s.assign(&assignment("hc", "uc", "c-1", None)).expect("c");
-    let err = s.assign(&assignment("hx", "ub", "c-1", Some("uc")));
-    assert!(err.is_err(), "duplicate username must fail");
-    let uc = s
-        .users()
-        .expect("users")
-        .into_iter()
-        .find(|u| u.username == "uc");
-    assert_eq!(uc.and_then(|u| u.container).as_deref(), Some("c-1"));
+    behaviour::eviction_and_assignment_go_together(|| db.store());
 }
 
 #[test]
 fn container_names_follow_slots() {
     let db = TempDb::new("containers");
-    let mut s = SqliteStore::open(&db.0).expect("open");
-    let rec = |slot, id: &str| ContainerRecord {
-        slot,
-        name: format!("c-{slot}"),
-        id: id.into(),
-    };
-    s.save_container(&rec(0, "a")).expect("0");
-    s.save_container(&rec(1, "b")).expect("1");
-    s.save_container(&rec(0, "c")).expect("0 replaced");
-    let cs = s.containers().expect("list");
-    assert_eq!(cs, vec![rec(0, "c"), rec(1, "b")]);
+    behaviour::container_names_follow_slots(|| db.store());
+}
+
+#[test]
+fn activity_is_kept_and_idle_accounts_are_listed_oldest_first() {
+    let db = TempDb::new("activity");
+    behaviour::activity_is_kept_and_idle_accounts_are_listed_oldest_first(|| db.store());
 }
 
 /// Permission bits of the store's file with `suffix`.
@@ -375,32 +298,6 @@ fn a_failed_migration_leaves_the_old_version() {
     assert_eq!(version, 0);
     let has_activity = c.prepare("SELECT last_activity FROM users").is_ok();
     assert!(!has_activity, "the column was rolled back");
-}
-
-#[test]
-fn activity_is_kept_and_idle_accounts_are_listed_oldest_first() {
-    let db = TempDb::new("activity");
-    let mut s = SqliteStore::open(&db.0).expect("open");
-    for (h, u) in [("ha", "ua"), ("hb", "ub"), ("hc", "uc")] {
-        s.assign(&assignment(h, u, "c-0", None)).expect("assign");
-    }
-    let active = |v: &[(&str, i64)]| Touches {
-        seen: Vec::new(),
-        active: v.iter().map(|(u, t)| (u.to_string(), *t)).collect(),
-    };
-    s.touch(&active(&[("ua", 900), ("ub", 300), ("nobody", 1)]))
-        .expect("touch");
-    s.touch(&active(&[("ua", 200)])).expect("never back");
-    drop(s);
-    let s = SqliteStore::open(&db.0).expect("reopen");
-    let idle: Vec<_> = s
-        .accounts_idle_since(500)
-        .expect("idle")
-        .into_iter()
-        .map(|u| (u.username, u.last_activity))
-        .collect();
-    assert_eq!(idle, vec![("uc".to_string(), 100), ("ub".to_string(), 300)]);
-    assert!(s.accounts_idle_since(50).expect("none").is_empty());
 }
 
 #[test]

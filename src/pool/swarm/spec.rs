@@ -4,19 +4,18 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    EndpointSpec, EndpointSpecModeEnum, Limit, Mount, MountType, NetworkAttachmentConfig,
-    ResourcesUlimits, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecContainerSpecFile, TaskSpecContainerSpecSecrets,
-    TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
-    TaskSpecRestartPolicyConditionEnum,
+    EndpointSpec, EndpointSpecModeEnum, Limit, Mount, NetworkAttachmentConfig, ResourcesUlimits,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use sha2::{Digest, Sha256};
 
 use termpool_agent_proto::AGENT_PORT;
 
 use super::SwarmConfig;
-use crate::pool::spec::{CGROUP_MASK, LABEL_CONFIG, LABEL_POOL, LABEL_SLOT, USER_CAPS};
-use crate::pool::{PoolConfig, WORKSPACE};
+use crate::pool::spec::{LABEL_CONFIG, LABEL_POOL, LABEL_SLOT, USER_CAPS};
+use crate::pool::PoolConfig;
 
 /// Label holding the generation of the slot's agent key (its secret's name ends with it).
 pub const LABEL_KEY_GENERATION: &str = "termpool.key-generation";
@@ -214,20 +213,7 @@ fn container_spec(
 
 /// The workspace volume (per node unless the operator's driver shares it) and the cgroup mask.
 fn mounts(cfg: &PoolConfig) -> Vec<Mount> {
-    vec![
-        Mount {
-            target: Some(WORKSPACE.into()),
-            source: Some(cfg.volume.clone()),
-            typ: Some(MountType::VOLUME),
-            ..Default::default()
-        },
-        Mount {
-            target: Some(CGROUP_MASK.into()),
-            typ: Some(MountType::TMPFS),
-            read_only: Some(true),
-            ..Default::default()
-        },
-    ]
+    crate::pool::spec::workspace_and_cgroup_mask(cfg)
 }
 
 /// What the agent needs to listen on the network and lock its container down.

@@ -10,6 +10,7 @@ use tokio::runtime::Runtime;
 
 use super::records::{Account, LABEL_KIND, LABEL_SCHEMA, LABEL_STORE};
 use super::*;
+use crate::pool::store::behaviour::{self, active, assignment, user};
 use crate::pool::store::LAST_UID;
 
 const SOCKET_VAR: &str = "TERMPOOL_SWARM_MANAGER_SOCKET";
@@ -122,143 +123,50 @@ fn connect(rt: &Runtime, socket: &str) -> Docker {
     docker
 }
 
-fn assignment<'a>(
-    id: &'a str,
-    user: &'a str,
-    container: &'a str,
-    evicted: Option<&'a str>,
-) -> NewAssignment<'a> {
-    NewAssignment {
-        identity_hash: id,
-        username: user,
-        container,
-        last_seen: 100,
-        evicted,
-    }
-}
-
-fn seen(times: &[(&str, i64)]) -> Touches {
-    Touches {
-        seen: times.iter().map(|(u, t)| (u.to_string(), *t)).collect(),
-        active: Vec::new(),
-    }
-}
-
-fn active(times: &[(&str, i64)]) -> Touches {
-    Touches {
-        seen: Vec::new(),
-        active: times.iter().map(|(u, t)| (u.to_string(), *t)).collect(),
-    }
-}
-
-fn user(s: &SwarmStore, name: &str) -> UserRecord {
-    s.users()
-        .expect("users")
-        .into_iter()
-        .find(|u| u.username == name)
-        .unwrap_or_else(|| panic!("{name} not stored"))
-}
-
 #[test]
 fn uids_start_at_200000_and_are_never_reused() {
     let pool = TestPool::new("uids");
-    let mut s = pool.store();
-    let a = s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
-    let b = s.assign(&assignment("hb", "ub", "c-1", None)).expect("b");
-    assert_eq!((a.uid, b.uid), (FIRST_UID, FIRST_UID + 1));
-    let a2 = s.assign(&assignment("ha", "ua", "c-1", None)).expect("a2");
-    assert_eq!(a2.uid, a.uid);
-    assert_eq!(a2.container.as_deref(), Some("c-1"));
+    let (mut s, b) = behaviour::uids_start_at_the_first_and_stay(|| pool.store());
     // Removing the newest account's config (as an operator might) does not bring its UID back.
     pool.remove_config(&format!("{}-uid-{}", pool.label, b.uid));
-    let c = s.assign(&assignment("hc", "uc", "c-0", None)).expect("c");
-    assert_eq!(c.uid, FIRST_UID + 2);
+    behaviour::a_deleted_users_uid_is_not_reused(&mut s);
 }
 
 #[test]
 fn a_restarted_store_sees_every_placement() {
     let pool = TestPool::new("reopen");
-    {
-        let mut s = pool.store();
-        s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
-        s.save_container(&ContainerRecord {
-            slot: 0,
-            name: "c-0".into(),
-            id: "abc".into(),
-        })
-        .expect("container");
-        s.touch(&seen(&[("ua", 500), ("nobody", 9)]))
-            .expect("touch");
-    }
-    let mut s = pool.store();
-    let users = s.users().expect("users");
-    assert_eq!(users.len(), 1);
-    assert_eq!(users[0].last_seen, 500);
-    assert_eq!(users[0].container.as_deref(), Some("c-0"));
-    let cs = s.containers().expect("containers");
-    assert_eq!(
-        cs,
-        vec![ContainerRecord {
-            slot: 0,
-            name: "c-0".into(),
-            id: "abc".into()
-        }]
-    );
-    let b = s.assign(&assignment("hb", "ub", "c-0", None)).expect("b");
-    assert_eq!(b.uid, FIRST_UID + 1, "counter persisted");
+    behaviour::state_survives_reopen(|| pool.store());
 }
 
 #[test]
 fn touch_never_moves_last_seen_back() {
     let pool = TestPool::new("touch");
-    let mut s = pool.store();
-    s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
-    s.touch(&seen(&[("ua", 50)])).expect("touch");
-    assert_eq!(user(&s, "ua").last_seen, 100);
-    assert_eq!(user(&pool.store(), "ua").last_seen, 100);
+    behaviour::touch_never_moves_last_seen_back(|| pool.store());
 }
 
 #[test]
 fn eviction_and_assignment_go_together() {
     let pool = TestPool::new("evict");
-    let mut s = pool.store();
-    let a = s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
-    let b = s
-        .assign(&assignment("hb", "ub", "c-0", Some("ua")))
-        .expect("b");
-    assert_eq!(b.container.as_deref(), Some("c-0"));
-    let ua = user(&pool.store(), "ua");
-    assert_eq!(ua.container, None, "slot dropped");
-    assert_eq!(ua.uid, a.uid, "account and UID kept");
-    // A failing assignment (account name clash) evicts no one.
-    s.assign(&assignment("hc", "uc", "c-1", None)).expect("c");
-    let err = s.assign(&assignment("hx", "ub", "c-1", Some("uc")));
-    assert!(err.is_err(), "duplicate username must fail");
-    assert_eq!(user(&s, "uc").container.as_deref(), Some("c-1"));
+    behaviour::eviction_and_assignment_go_together(|| pool.store());
 }
 
 #[test]
 fn container_names_follow_slots() {
     let pool = TestPool::new("containers");
-    let mut s = pool.store();
-    let rec = |slot, name: &str, id: &str| ContainerRecord {
-        slot,
-        name: name.into(),
-        id: id.into(),
-    };
-    s.save_container(&rec(0, "c-0", "a")).expect("0");
-    s.save_container(&rec(1, "c-1", "b")).expect("1");
-    s.save_container(&rec(0, "c-0", "c")).expect("0 replaced");
-    assert_eq!(
-        pool.store().containers().expect("list"),
-        vec![rec(0, "c-0", "c"), rec(1, "c-1", "b")]
-    );
+    let mut s = behaviour::container_names_follow_slots(|| pool.store());
     // A name moving to another slot leaves the old slot.
+    let rec = behaviour::record;
     s.save_container(&rec(2, "c-1", "d")).expect("moved");
     assert_eq!(
         s.containers().expect("list"),
         vec![rec(0, "c-0", "c"), rec(2, "c-1", "d")]
     );
+}
+
+#[test]
+fn activity_is_kept_and_idle_accounts_are_listed_oldest_first() {
+    let pool = TestPool::new("activity");
+    behaviour::activity_is_kept_and_idle_accounts_are_listed_oldest_first(|| pool.store());
 }
 
 #[test]
@@ -269,28 +177,6 @@ fn uid_exhaustion_is_an_error_and_writes_nothing() {
     let err = s.assign(&assignment("ha", "ua", "c-0", None));
     assert!(matches!(err, Err(StoreError::UidsExhausted(_))), "{err:?}");
     assert!(s.users().expect("users").is_empty(), "nothing half-written");
-}
-
-#[test]
-fn activity_is_kept_and_idle_accounts_are_listed_oldest_first() {
-    let pool = TestPool::new("activity");
-    let mut s = pool.store();
-    for (h, u) in [("ha", "ua"), ("hb", "ub"), ("hc", "uc")] {
-        s.assign(&assignment(h, u, "c-0", None)).expect("assign");
-    }
-    s.touch(&active(&[("ua", 900), ("ub", 300), ("nobody", 1)]))
-        .expect("touch");
-    s.touch(&active(&[("ua", 200)])).expect("never back");
-    drop(s);
-    let s = pool.store();
-    let idle: Vec<_> = s
-        .accounts_idle_since(500)
-        .expect("idle")
-        .into_iter()
-        .map(|u| (u.username, u.last_activity))
-        .collect();
-    assert_eq!(idle, vec![("uc".to_string(), 100), ("ub".to_string(), 300)]);
-    assert!(s.accounts_idle_since(50).expect("none").is_empty());
 }
 
 #[test]

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use bollard::models::MountType;
+
 use super::*;
 use crate::pool::swarm::MasterKey;
 

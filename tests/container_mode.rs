@@ -5,13 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, Frame, TestPool, MANY_SESSIONS, WAIT};
-use termpool::protocol::{ErrorCode, Exit, Ready, ServerFrame};
+use common::{container_of, eventually, Frame, TestPool, MANY_SESSIONS, WAIT};
+use termpool::protocol::{ErrorCode, Exit, ServerFrame};
 
 /// The container a session is in, as its `ready` frame names it.
-fn container_of(ready: &Ready) -> String {
-    ready.container.as_deref().unwrap_or_default().to_owned()
-}
 
 #[tokio::test]
 async fn a_session_is_a_login_shell_of_the_users_own_account_by_the_agent() {

@@ -7,24 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, Client, TestPool, WAIT};
-use termpool::protocol::Ready;
-
-fn container(ready: &Ready) -> String {
-    ready.container.as_deref().unwrap_or_default().to_owned()
-}
-
-/// Runs `cmd` in the shell and returns what it printed between two markers the typed line
-/// does not show (`B""EGIN` is typed, `BEGIN` printed).
-async fn sh(c: &mut Client, cmd: &str) -> String {
-    c.run(&format!("echo B\"\"EGIN; {cmd}; echo E\"\"ND")).await;
-    c.expect_output("BEGIN").await;
-    let out = c.expect_output("END").await;
-    out.trim_end_matches("END")
-        .replace('\r', "")
-        .trim()
-        .to_owned()
-}
+use common::{container_of, eventually, TestPool, WAIT};
 
 /// The names of the shell's environment variables, sorted, one line.
 const ENV_NAMES: &str = "env | cut -d= -f1 | sort | tr '\\n' ' '";
@@ -41,12 +24,12 @@ async fn both_session_modes_give_the_shell_the_same_environment() {
         let mut c = server.connect("").await;
         c.ready().await;
         c.sync().await;
-        let leaked = sh(&mut c, "env | grep -c '^TERMPOOL_'").await;
+        let leaked = c.output_of("env | grep -c '^TERMPOOL_'").await;
         assert_eq!(
             leaked, "0",
             "agent mode {transport}: TERMPOOL_* reached the shell"
         );
-        names.push(sh(&mut c, ENV_NAMES).await);
+        names.push(c.output_of(ENV_NAMES).await);
     }
     assert_eq!(names[0], names[1], "agent mode vs docker exec mode");
     assert!(
@@ -66,12 +49,10 @@ async fn cgroup_files_do_not_list_other_users_processes() {
     let ready_a = a.ready().await;
     let mut b = server.connect("").await;
     let ready_b = b.ready().await;
-    assert_eq!(container(&ready_a), container(&ready_b));
+    assert_eq!(container_of(&ready_a), container_of(&ready_b));
     let b_pid = b.shell_pid().await;
     a.sync().await;
-    let listed = sh(
-        &mut a,
-        "find /sys/fs/cgroup \\( -name tasks -o -name cgroup.procs -o -name cgroup.threads \\) \
+    let listed = a.output_of("find /sys/fs/cgroup \\( -name tasks -o -name cgroup.procs -o -name cgroup.threads \\) \
          -exec cat {} + 2>/dev/null | sort -u | tr '\\n' ' '",
     )
     .await;
@@ -80,7 +61,9 @@ async fn cgroup_files_do_not_list_other_users_processes() {
         !pids.contains(&b_pid.to_string().as_str()),
         "A sees B's shell {b_pid} in the cgroup files: {listed}"
     );
-    let mount = sh(&mut a, "grep -c ' /sys/fs/cgroup tmpfs ro,' /proc/mounts").await;
+    let mount = a
+        .output_of("grep -c ' /sys/fs/cgroup tmpfs ro,' /proc/mounts")
+        .await;
     assert_eq!(
         mount, "1",
         "the cgroup files are masked by an empty read-only tmpfs"
@@ -98,7 +81,7 @@ async fn the_account_being_reaped_cannot_stop_or_kill_the_reaper() {
     let args = ["--reattach-grace-secs", "0", "--idle-reap-secs", "2"];
     let server = pool.server_logged(1, 2, &args, &log);
     let mut c = server.connect("").await;
-    let container = container(&c.ready().await);
+    let container = container_of(&c.ready().await);
     let uid = c.uid().await;
     // A watcher that, once the session is closed, stops and kills whatever of the account it
     // can reach (kill(-1) reaches every process whose real or saved uid is the account's).
@@ -145,12 +128,12 @@ async fn a_process_left_on_a_closed_terminal_cannot_reach_the_next_session() {
     let mut a = server.connect_as(&cookie, "").await;
     a.ready().await;
     a.sync().await;
-    let own = sh(
-        &mut a,
-        "python3 -c 'import fcntl, termios\ntry: fcntl.ioctl(0, termios.TIOCSTI, b\"x\"); \
+    let own = a
+        .output_of(
+            "python3 -c 'import fcntl, termios\ntry: fcntl.ioctl(0, termios.TIOCSTI, b\"x\"); \
          print(\"TYPED\")\nexcept OSError as e: print(\"REFUSED\", e.strerror)'",
-    )
-    .await;
+        )
+        .await;
     assert!(
         own.contains("REFUSED Operation not permitted"),
         "TIOCSTI on the own tty: {own}"

@@ -6,39 +6,22 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{Client, TestPool};
-use termpool::protocol::Ready;
+use common::{container_of, Client, TestPool};
 
 /// Where the sessions' PTYs live in a user container (the agent's own devpts instance).
 const AGENT_PTS: &str = "/dev/termpool-pts";
-
-fn container(ready: &Ready) -> String {
-    ready.container.as_deref().unwrap_or_default().to_owned()
-}
-
-/// Runs `cmd` in the shell and returns what it printed between two markers the typed line
-/// does not show (`B""EGIN` is typed, `BEGIN` printed).
-async fn sh(c: &mut Client, cmd: &str) -> String {
-    c.run(&format!("echo B\"\"EGIN; {cmd}; echo E\"\"ND")).await;
-    c.expect_output("BEGIN").await;
-    let out = c.expect_output("END").await;
-    out.trim_end_matches("END")
-        .replace('\r', "")
-        .trim()
-        .to_owned()
-}
 
 /// A new session of `cookie`'s user: its container, after a command typed there answered.
 async fn open_and_type(server: &common::Server, cookie: &str) -> (Client, String) {
     let mut c = server.connect_as(cookie, "").await;
     let ready = c.ready().await;
     c.sync().await;
-    let tty = sh(&mut c, "tty").await;
+    let tty = c.output_of("tty").await;
     assert!(
         tty.starts_with(&format!("{AGENT_PTS}/")),
         "the session's terminal is {tty:?}"
     );
-    (c, container(&ready))
+    (c, container_of(&ready))
 }
 
 /// User A of container 0 calls openpty() in a loop and holds every PTY it gets (the loop stops at
@@ -87,7 +70,7 @@ async fn a_user_holding_every_pty_it_can_get_blocks_no_session() {
         "one user shares A's container: {containers:?}"
     );
     assert_eq!(
-        sh(&mut a, "ls /dev/pts | grep -c '^[0-9]'").await,
+        a.output_of("ls /dev/pts | grep -c '^[0-9]'").await,
         CAP.to_string(),
         "A's hoard was still held while the others opened their sessions"
     );
@@ -100,30 +83,30 @@ async fn users_cannot_reach_the_sessions_ptys_of_others() {
     let pool = TestPool::new("ptypriv");
     let server = pool.server(1, 2, &[]);
     let (mut b, _) = open_and_type(&server, &server.new_identity().await).await;
-    let b_tty = sh(&mut b, "tty").await;
-    let b_id = sh(&mut b, "id -un").await;
+    let b_tty = b.output_of("tty").await;
+    let b_id = b.output_of("id -un").await;
     assert_eq!(
-        sh(&mut b, "stat -c '%U %G %a' \"$(tty)\"").await,
+        b.output_of("stat -c '%U %G %a' \"$(tty)\"").await,
         format!("{b_id} tty 620")
     );
     let (mut a, _) = open_and_type(&server, &server.new_identity().await).await;
-    let ptmx = sh(
-        &mut a,
-        &format!("python3 -c 'open(\"{AGENT_PTS}/ptmx\", \"r+b\")' 2>&1 | tail -1"),
-    )
-    .await;
+    let ptmx = a
+        .output_of(&format!(
+            "python3 -c 'open(\"{AGENT_PTS}/ptmx\", \"r+b\")' 2>&1 | tail -1"
+        ))
+        .await;
     assert!(ptmx.contains("PermissionError"), "A opened ptmx: {ptmx}");
-    let list = sh(&mut a, &format!("ls {AGENT_PTS} 2>&1")).await;
+    let list = a.output_of(&format!("ls {AGENT_PTS} 2>&1")).await;
     assert!(list.contains("Permission denied"), "A listed: {list}");
     for attempt in [format!("echo hi > {b_tty}"), format!("cat < {b_tty}")] {
-        let out = sh(&mut a, &format!("{attempt} 2>&1; echo rc=$?")).await;
+        let out = a.output_of(&format!("{attempt} 2>&1; echo rc=$?")).await;
         assert!(
             out.contains("Permission denied") && out.ends_with("rc=1"),
             "{attempt}: {out}"
         );
     }
     assert_eq!(
-        sh(&mut a, &format!("stat -c '%U %a' {AGENT_PTS}")).await,
+        a.output_of(&format!("stat -c '%U %a' {AGENT_PTS}")).await,
         "root 711"
     );
 }
@@ -136,11 +119,16 @@ async fn terminal_programs_work_on_the_sessions_instance() {
     let pool = TestPool::new("ptyprog");
     let server = pool.server(1, 1, &[]);
     let (mut c, _) = open_and_type(&server, &server.new_identity().await).await;
-    let tty = sh(&mut c, "tty").await;
-    let ttyname = sh(&mut c, "python3 -c 'import os; print(os.ttyname(0))'").await;
+    let tty = c.output_of("tty").await;
+    let ttyname = c
+        .output_of("python3 -c 'import os; print(os.ttyname(0))'")
+        .await;
     assert_eq!(ttyname, tty);
-    assert_eq!(sh(&mut c, "mesg n; mesg; mesg y; mesg").await, "is n\nis y");
-    let inner = sh(&mut c, "script -qc tty /dev/null").await;
+    assert_eq!(
+        c.output_of("mesg n; mesg; mesg y; mesg").await,
+        "is n\nis y"
+    );
+    let inner = c.output_of("script -qc tty /dev/null").await;
     assert!(inner.starts_with("/dev/pts/"), "script's own PTY: {inner}");
     c.run("vim -u NONE -N ~/v.txt").await;
     c.send_bytes(b"iwritten in vim\x1b:wq\r").await;
@@ -149,13 +137,13 @@ async fn terminal_programs_work_on_the_sessions_instance() {
     c.expect_output("15B written").await;
     c.expect_output("\x1b[?1049l").await;
     c.expect_output("$ ").await;
-    assert_eq!(sh(&mut c, "cat ~/v.txt").await, "written in vim");
-    let captured = sh(
-        &mut c,
-        "tmux new-session -d -s t && tmux send-keys -t t 'echo TM\"\"UX-$((6*7))' Enter && \
+    assert_eq!(c.output_of("cat ~/v.txt").await, "written in vim");
+    let captured = c
+        .output_of(
+            "tmux new-session -d -s t && tmux send-keys -t t 'echo TM\"\"UX-$((6*7))' Enter && \
          sleep 1 && tmux capture-pane -p -t t | grep -c TMUX-42",
-    )
-    .await;
+        )
+        .await;
     assert_eq!(captured, "1", "tmux ran the command in its pane");
     c.run("tmux attach -t t").await;
     c.run("echo INSIDE-$((6*7))").await;
@@ -163,8 +151,8 @@ async fn terminal_programs_work_on_the_sessions_instance() {
     c.send_bytes(b"\x02d").await;
     c.expect_output("[detached").await;
     c.sync().await;
-    assert_eq!(sh(&mut c, "tmux ls | grep -c '^t:'").await, "1");
-    sh(&mut c, "tmux kill-server").await;
+    assert_eq!(c.output_of("tmux ls | grep -c '^t:'").await, "1");
+    c.output_of("tmux kill-server").await;
 }
 
 /// L leaves a `setsid -f` process on each of its closed sessions' terminals until the sessions'
@@ -184,14 +172,14 @@ async fn terminals_left_held_by_ended_sessions_are_taken_back() {
     let l_cookie = server.new_identity().await;
     for _ in 0..6 {
         let (mut l, _) = open_and_type(&server, &l_cookie).await;
-        sh(&mut l, "setsid -f sleep 600").await;
+        l.output_of("setsid -f sleep 600").await;
         l.close().await;
     }
     let (mut v, _) = open_and_type(&server, &server.new_identity().await).await;
-    assert_eq!(sh(&mut v, "echo V-$((6*7))").await, "V-42");
+    assert_eq!(v.output_of("echo V-$((6*7))").await, "V-42");
     let (mut l, _) = open_and_type(&server, &l_cookie).await;
     assert_eq!(
-        sh(&mut l, "pgrep -c -u \"$(id -u)\" sleep").await,
+        l.output_of("pgrep -c -u \"$(id -u)\" sleep").await,
         "0",
         "L's processes holding the old terminals were ended"
     );

@@ -7,19 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{http_request, Client, TestPool};
-
-/// Runs `cmd` in the shell and returns what it printed between two markers the typed line
-/// does not show (`B""EGIN` is typed, `BEGIN` printed).
-async fn sh(c: &mut Client, cmd: &str) -> String {
-    c.run(&format!("echo B\"\"EGIN; {cmd}; echo E\"\"ND")).await;
-    c.expect_output("BEGIN").await;
-    let out = c.expect_output("END").await;
-    out.trim_end_matches("END")
-        .replace('\r', "")
-        .trim()
-        .to_owned()
-}
+use common::{http_request, TestPool};
 
 /// The number printed after `key=` in `out`.
 fn number(out: &str, key: &str) -> u64 {
@@ -136,7 +124,9 @@ async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_o
     let session = a.ready().await.session.into_owned();
     a.sync().await;
     // The home the helper made: the account's, its group's, private.
-    let owner = sh(&mut a, "echo $(stat -c '%u:%g:%a' ~) $(id -u):$(id -g):700").await;
+    let owner = a
+        .output_of("echo $(stat -c '%u:%g:%a' ~) $(id -u):$(id -g):700")
+        .await;
     let (home, expected) = owner.split_once(' ').unwrap_or_default();
     assert_eq!(home, expected, "the home's owner, group and mode: {owner}");
     let escape = format!(
@@ -144,7 +134,7 @@ async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_o
         base64(NESTED_SUBVOLUME.as_bytes())
     );
     // While the home has room (a full home refuses a new subvolume for want of space).
-    let out = sh(&mut a, &escape).await;
+    let out = a.output_of(&escape).await;
     assert!(
         !out.contains("MADE"),
         "a subvolume outside the quota: {out}"
@@ -155,9 +145,7 @@ async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_o
         "{out}"
     );
 
-    let out = sh(
-        &mut a,
-        "dd if=/dev/zero of=~/big bs=1M count=20 2>&1 | grep -o 'Disk quota exceeded' | head -1; \
+    let out = a.output_of("dd if=/dev/zero of=~/big bs=1M count=20 2>&1 | grep -o 'Disk quota exceeded' | head -1; \
          sync; echo SIZE=$(stat -c %s ~/big)",
     )
     .await;
@@ -181,25 +169,23 @@ async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_o
         (507, Some("Disk quota exceeded")),
         "{json}"
     );
-    let left = sh(&mut a, "ls ~/up.bin 2>&1 | grep -c 'No such'").await;
+    let left = a.output_of("ls ~/up.bin 2>&1 | grep -c 'No such'").await;
     assert_eq!(left, "1", "the partial upload is removed");
 
     let mut b = server.connect("").await;
     b.ready().await;
     b.sync().await;
-    let out = sh(
-        &mut b,
-        "dd if=/dev/zero of=~/ok bs=1M count=3 2>&1 | grep -c 'quota'; echo SIZE=$(stat -c %s ~/ok)",
+    let out = b.output_of("dd if=/dev/zero of=~/ok bs=1M count=3 2>&1 | grep -c 'quota'; echo SIZE=$(stat -c %s ~/ok)",
     )
     .await;
     assert_eq!(number(&out, "SIZE"), 3 << 20, "B could not write: {out}");
 
-    let out = sh(
-        &mut a,
-        "rm ~/big && sync && dd if=/dev/zero of=~/again bs=1M count=2 2>&1 | grep -c 'quota'; \
+    let out = a
+        .output_of(
+            "rm ~/big && sync && dd if=/dev/zero of=~/again bs=1M count=2 2>&1 | grep -c 'quota'; \
          echo SIZE=$(stat -c %s ~/again)",
-    )
-    .await;
+        )
+        .await;
     assert_eq!(
         number(&out, "SIZE"),
         2 << 20,

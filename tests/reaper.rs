@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{eventually, log_lines_with, pids_with_cmdline, Client, TestPool, WAIT};
+use common::{container_of, eventually, log_lines_with, pids_with_cmdline, TestPool, WAIT};
 
 /// The reaper's command line for account `uid` (agent/src/end.rs).
 fn reaper_of(uid: u32) -> String {
@@ -74,21 +74,6 @@ impl Drop for Freezer {
     fn drop(&mut self) {
         self.release();
     }
-}
-
-fn container_of(ready: &termpool::protocol::Ready) -> String {
-    ready.container.as_deref().unwrap_or_default().to_owned()
-}
-
-/// Runs `cmd` in the shell; what it printed between two markers the typed line does not show.
-async fn sh(c: &mut Client, cmd: &str) -> String {
-    c.run(&format!("echo B\"\"EGIN; {cmd}; echo E\"\"ND")).await;
-    c.expect_output("BEGIN").await;
-    let out = c.expect_output("END").await;
-    out.trim_end_matches("END")
-        .replace('\r', "")
-        .trim()
-        .to_owned()
 }
 
 /// Leaves a zombie of account `uid` in `container` that no reap can end until the test kills its
@@ -169,8 +154,8 @@ async fn newcomers_are_placed_while_the_evicted_users_reaps_hang() {
         let a_container = container_of(&a.ready().await);
         let mut b = server.connect("").await;
         let b_container = container_of(&b.ready().await);
-        assert_eq!(sh(&mut a, "echo A-works").await, "A-works");
-        assert_eq!(sh(&mut b, "echo B-works").await, "B-works");
+        assert_eq!(a.output_of("echo A-works").await, "A-works");
+        assert_eq!(b.output_of("echo B-works").await, "B-works");
         (a, a_container, b, b_container)
     };
     let (mut a, a_container, _b, b_container) = tokio::time::timeout(bound, placed)
@@ -183,7 +168,7 @@ async fn newcomers_are_placed_while_the_evicted_users_reaps_hang() {
     assert!(zombie(), "V's reap did not finish");
     // A shares the container with what V left but, another UID under hidepid, sees none of it.
     let seen = format!("grep -l '^Uid:[[:space:]]*{v_uid}[[:space:]]' /proc/[0-9]*/status | wc -l");
-    assert_eq!(sh(&mut a, &seen).await, "0", "A sees V's processes");
+    assert_eq!(a.output_of(&seen).await, "0", "A sees V's processes");
 
     freezer.release();
     for pid in pids_with_cmdline(&holder) {

@@ -127,6 +127,19 @@ impl Client {
         self.send_bytes(format!("{line}\r").as_bytes()).await;
     }
 
+    /// Runs `cmd` in the shell and returns what it printed between two markers the typed line
+    /// does not show (`B""EGIN` is typed, `BEGIN` printed), trimmed, without carriage returns.
+    pub async fn output_of(&mut self, cmd: &str) -> String {
+        self.run(&format!("echo B\"\"EGIN; {cmd}; echo E\"\"ND"))
+            .await;
+        self.expect_output("BEGIN").await;
+        let out = self.expect_output("END").await;
+        out.trim_end_matches("END")
+            .replace('\r', "")
+            .trim()
+            .to_owned()
+    }
+
     /// Waits until the output contains `needle`; returns everything up to and including it.
     pub async fn expect_output(&mut self, needle: &str) -> String {
         self.expect_output_within(needle, WAIT).await

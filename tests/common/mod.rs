@@ -18,3 +18,8 @@ pub use process::{
     alive, children_of, contains, eventually, pids_with_cmdline, schedstat, server_cpu, tail,
 };
 pub use server::{log_lines_with, new_identity_at, Server, ALICE_TOKEN, MANY_SESSIONS, TEST_SHELL};
+
+/// The container name a `ready` frame names (empty in local mode).
+pub fn container_of(ready: &termpool::protocol::Ready) -> String {
+    ready.container.as_deref().unwrap_or_default().to_owned()
+}

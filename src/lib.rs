@@ -1,6 +1,7 @@
 //! termpool: a multi-user web terminal server. Each browser tab gets a login shell on a real TTY,
 //! streamed over one WebSocket (`docs/protocol.md`); shells run on a local PTY or as Linux
-//! accounts in a pool of Docker containers (`docs/design.md` says why it is built this way).
+//! accounts in a pool of Docker containers on one host or a Swarm (`docs/design.md` says why it
+//! is built this way, `docs/scaling.md` how it spans hosts).
 //!
 //! Layout, in the order a request meets it:
 //!
@@ -17,7 +18,8 @@
 //! - [`audit`]: the operator's trail of sessions and refusals (log target `audit`).
 //! - [`blocks`]: the operator's blocks of identities and addresses.
 //! - [`tty`]: the seam between sessions and where shells run: local PTYs, container agents, execs.
-//! - [`pool`]: which container and Linux account each user gets, kept in a store.
+//! - [`pool`]: which container and Linux account each user gets, kept in a store; one Docker
+//!   engine or a Swarm behind its orchestrator seam.
 //! - [`workspace`]: beyond the terminal: access keys for an account, uploads, the `download` command.
 //!
 //! The session agent that runs inside each user container is the `agent/` crate; the messages it

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use crate::identity::TrustedProxies;
 use crate::pool::identity_hash;
-use crate::pool::store::{unix_now, Block, BlockKind, SqliteStore, StoreError};
+use crate::pool::store::{Block, BlockKind, SqliteStore, StoreError};
 
 /// The store the web layer shares (a connection of its own to the pool's file).
 pub type SharedStore = Arc<Mutex<SqliteStore>>;
@@ -115,12 +115,7 @@ impl Blocklist {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .add_block(kind, &value, reason)?,
-            None => Block {
-                kind,
-                value,
-                reason: reason.to_owned(),
-                created_at: unix_now(),
-            },
+            None => Block::new(kind, &value, reason),
         };
         let new = entry(block.clone())?;
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());

@@ -44,6 +44,18 @@ pub struct Block {
     pub created_at: i64,
 }
 
+impl Block {
+    /// A block made now.
+    pub fn new(kind: BlockKind, value: &str, reason: &str) -> Block {
+        Block {
+            kind,
+            value: value.to_string(),
+            reason: reason.to_string(),
+            created_at: unix_now(),
+        }
+    }
+}
+
 impl SqliteStore {
     /// Every block, oldest first.
     pub fn blocks(&self) -> Result<Vec<Block>, StoreError> {
@@ -74,12 +86,7 @@ impl SqliteStore {
         value: &str,
         reason: &str,
     ) -> Result<Block, StoreError> {
-        let block = Block {
-            kind,
-            value: value.to_string(),
-            reason: reason.to_string(),
-            created_at: unix_now(),
-        };
+        let block = Block::new(kind, value, reason);
         self.conn
             .execute(
                 "INSERT INTO blocks(kind, value, reason, created_at) VALUES (?1, ?2, ?3, ?4) \

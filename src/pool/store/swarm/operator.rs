@@ -60,12 +60,7 @@ impl SwarmStore {
         value: &str,
         reason: &str,
     ) -> Result<Block, StoreError> {
-        let block = Block {
-            kind,
-            value: value.to_string(),
-            reason: reason.to_string(),
-            created_at: unix_now(),
-        };
+        let block = Block::new(kind, value, reason);
         let mut labels = base_labels(&self.pool, KIND_BLOCK);
         labels.insert(LABEL_BLOCK_KIND.into(), kind.as_str().into());
         labels.insert(LABEL_BLOCK_VALUE.into(), value.into());

@@ -3,6 +3,10 @@
 //! `RAW_LIMIT` or the size changes.
 
 mod filter;
+mod parser;
+mod scrolled;
+#[cfg(test)]
+mod test_support;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +15,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 
 use crate::protocol::TermSize;
-use filter::Parser;
+use parser::Parser;
 
 /// The screen is at most this large (columns, rows): 781 KiB of 32-byte cells per grid, and two
 /// grids once a program has used the alternate screen. A larger terminal is restored clipped.
@@ -23,6 +27,8 @@ pub const SCREEN_LIMIT: TermSize = TermSize {
 const QUEUE_LIMIT: usize = 256 * 1024;
 /// Output this small is applied by the pump itself, not handed to the worker.
 const INLINE_LIMIT: usize = 1024;
+/// How long the worker lets output gather before it applies it.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 /// Output kept as it came, before the session gets an emulator.
 const RAW_LIMIT: usize = 16 * 1024;
 
@@ -94,7 +100,7 @@ impl Screen {
         let mut emulator = self.current();
         let (rows, cols) = clipped(size);
         if emulator.size() != (rows, cols) {
-            emulator.parser().screen_mut().set_size(rows, cols);
+            emulator.parser().set_size(rows, cols);
         }
     }
 
@@ -113,12 +119,12 @@ impl Screen {
         // The queue is drained under the emulator's lock, so chunks are applied in order whoever
         // drains it.
         loop {
-            let chunks = std::mem::take(&mut *lock(&self.queue)).chunks;
-            if chunks.is_empty() {
-                return emulator;
-            }
-            for chunk in chunks {
-                emulator.process(&chunk);
+            let mut chunks = std::mem::take(&mut *lock(&self.queue)).chunks;
+            match chunks.len() {
+                0 => return emulator,
+                1 => emulator.process(&chunks[0]),
+                // In one piece: the lines that scroll away within it are skipped (`scrolled`).
+                _ => emulator.process(&chunks.make_contiguous().concat()),
             }
         }
     }
@@ -212,10 +218,15 @@ fn worker() -> &'static mpsc::Sender<Arc<Screen>> {
         let started = std::thread::Builder::new()
             .name("termpool-screen".into())
             .spawn(move || {
-                for screen in rx {
-                    // Cleared first: a chunk queued from here on schedules the screen again.
-                    screen.scheduled.store(false, Ordering::Release);
-                    screen.catch_up();
+                while let Ok(first) = rx.recv() {
+                    // Output gathers meanwhile, so that more of it scrolls away unseen within
+                    // one batch. Nobody waits for the worker: `render` catches up by itself.
+                    std::thread::sleep(GATHER);
+                    for screen in std::iter::once(first).chain(rx.try_iter()) {
+                        // Cleared first: a chunk queued from here on schedules it again.
+                        screen.scheduled.store(false, Ordering::Release);
+                        screen.catch_up();
+                    }
                 }
             });
         if let Err(e) = started {

@@ -1,5 +1,6 @@
-//! vt100 behind a filter that keeps its work proportional to the output: counts past the screen's
-//! size are clamped and OSC strings cut at `OSC_LIMIT`. Only the emulator gets the filtered bytes.
+//! A filter in front of vt100 that keeps its work proportional to the output: counts past the
+//! screen's size are clamped and OSC strings cut at `OSC_LIMIT`. Only the emulator gets the
+//! filtered bytes.
 
 use std::borrow::Cow;
 
@@ -7,45 +8,22 @@ const ESC: u8 = 0x1b;
 /// OSC bytes passed on: as much as vte itself keeps when built without `std`.
 const OSC_LIMIT: usize = 1024;
 
-/// vt100's parser, fed through the filter.
-pub(super) struct Parser {
-    vt: vt100::Parser,
-    filter: Filter,
-}
-
-impl Parser {
-    pub(super) fn new(rows: u16, cols: u16) -> Self {
-        Self {
-            vt: vt100::Parser::new(rows, cols, 0),
-            filter: Filter::default(),
-        }
-    }
-
-    pub(super) fn process(&mut self, bytes: &[u8]) {
-        let size = self.vt.screen().size();
-        let bytes = self.filter.filter(bytes, size);
-        self.vt.process(&bytes);
-    }
-
-    pub(super) fn screen(&self) -> &vt100::Screen {
-        self.vt.screen()
-    }
-
-    pub(super) fn screen_mut(&mut self) -> &mut vt100::Screen {
-        self.vt.screen_mut()
-    }
-}
-
-/// Where vte is in the output, as far as the filter needs to know. vte enters CSI and OSC only
-/// from ESC, and ESC leaves any sequence, so every other state is `Text`.
+/// Where vte is in the output, as far as the filter needs to know. vte enters every sequence
+/// only from ESC, and ESC leaves any sequence, so `Text` is vte's ground state.
 #[derive(Clone, Copy, Debug, Default)]
 enum State {
     #[default]
     Text,
     Escape,
+    /// After `ESC` and an intermediate byte (`ESC ( B`).
+    EscIntermediate,
     Csi(Csi),
     /// In an OSC string, after this many bytes of it.
     Osc(usize),
+    /// In a DCS, SOS, PM or APC string, which vt100 ignores. A lone 0x9c ends a DCS string in
+    /// vte but not the others: the filter stays here until ESC, CAN or SUB, never calling text
+    /// ground that may not be.
+    String,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -73,18 +51,26 @@ pub(super) struct Filter {
 }
 
 impl Filter {
+    /// Whether vte is in its ground state after the bytes filtered so far (text is printed).
+    pub(super) fn in_ground(&self) -> bool {
+        matches!(self.state, State::Text)
+    }
+
     /// `bytes` as vt100 may see them on a screen of `(rows, cols)`: borrowed unless edited.
     pub(super) fn filter<'a>(&mut self, bytes: &'a [u8], size: (u16, u16)) -> Cow<'a, [u8]> {
         let mut edited: Option<Vec<u8>> = None;
         let mut kept = 0;
         let mut i = 0;
         while i < bytes.len() {
-            if let State::Text = self.state {
-                // Text is most of the output: skip to the next ESC.
-                match bytes[i..].iter().position(|&b| b == ESC) {
-                    Some(n) => i += n,
-                    None => break,
-                }
+            // Text is most of the output: skip to the next byte that can change the state.
+            let next = match self.state {
+                State::Text => memchr::memchr(ESC, &bytes[i..]),
+                State::String => memchr::memchr3(ESC, 0x18, 0x1a, &bytes[i..]),
+                _ => Some(0),
+            };
+            match next {
+                Some(n) => i += n,
+                None => break,
             }
             let replacement = match self.step(bytes[i], size) {
                 Edit::Keep => None,
@@ -115,11 +101,17 @@ impl Filter {
             (State::Text, _) => (State::Text, Edit::Keep),
             (State::Escape, b'[') => (State::Csi(Csi::Entry), Edit::Keep),
             (State::Escape, b']') => (State::Osc(0), Edit::Keep),
+            (State::Escape, b'P' | b'X' | b'^' | b'_') => (State::String, Edit::Keep),
             // Executed or ignored, still in the escape.
-            (State::Escape, 0x00..=0x17 | 0x19 | 0x1c..=0x1f | 0x7f..) => {
-                (State::Escape, Edit::Keep)
+            (State::Escape | State::EscIntermediate, 0x00..=0x17 | 0x19 | 0x1c..=0x1f | 0x7f..) => {
+                (self.state, Edit::Keep)
             }
-            (State::Escape, _) => (State::Text, Edit::Keep),
+            (State::Escape | State::EscIntermediate, 0x20..=0x2f) => {
+                (State::EscIntermediate, Edit::Keep)
+            }
+            (State::Escape | State::EscIntermediate, _) => (State::Text, Edit::Keep),
+            (State::String, 0x18 | 0x1a) => (State::Text, Edit::Keep),
+            (State::String, _) => (State::String, Edit::Keep),
             (State::Csi(csi), 0x40..=0x7e) => (State::Text, csi.clamp(byte, rows, cols)),
             (State::Csi(_), 0x18 | 0x1a) => (State::Text, Edit::Keep),
             (State::Csi(csi), _) => (State::Csi(csi.next(byte)), Edit::Keep),
@@ -180,6 +172,7 @@ fn voided_and_clamped(byte: u8, count: u16) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{cut, filtered_state, unfiltered_state};
     use super::*;
     use proptest::prelude::*;
 
@@ -193,47 +186,6 @@ mod tests {
             .iter()
             .flat_map(|chunk| filter.filter(chunk, size).into_owned())
             .collect()
-    }
-
-    /// `bytes` cut at each of `cuts` (positions in `bytes`, any order).
-    fn cut<'a>(bytes: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
-        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
-        at.extend([0, bytes.len()]);
-        at.sort_unstable();
-        at.windows(2).map(|w| &bytes[w[0]..w[1]]).collect()
-    }
-
-    /// What the screen shows, with a probe after it that shows the scroll region too.
-    fn state(mut vt: impl FnMut(&[u8]) -> Vec<u8>) -> Vec<u8> {
-        let mut state = vt(b"");
-        state.extend(vt(
-            b"\x1b[?1049l\n\n\n\n\n\n\nP\x1bM\x1bM\x1bM\x1bM\x1bM\x1bM\x1bMQ",
-        ));
-        state
-    }
-
-    /// vt100 fed `chunks` as they are (and as slowly as they are).
-    fn unfiltered_state(chunks: &[&[u8]], (rows, cols): (u16, u16)) -> Vec<u8> {
-        let mut vt = vt100::Parser::new(rows, cols, 0);
-        for chunk in chunks {
-            vt.process(chunk);
-        }
-        state(|probe| {
-            vt.process(probe);
-            vt.screen().state_formatted()
-        })
-    }
-
-    /// The filtered parser fed `chunks` in turn.
-    fn filtered_state(chunks: &[&[u8]], (rows, cols): (u16, u16)) -> Vec<u8> {
-        let mut parser = Parser::new(rows, cols);
-        for chunk in chunks {
-            parser.process(chunk);
-        }
-        state(|probe| {
-            parser.process(probe);
-            parser.screen().state_formatted()
-        })
     }
 
     /// Some output: text, wide and combining characters, and the sequences the filter follows.

@@ -313,7 +313,7 @@ impl Inbound {
     }
 
     fn queue_input(&mut self, bytes: Bytes) {
-        crate::spin::after_input(self.busy_poll);
+        crate::spin::after_input(self.busy_poll, &bytes);
         self.metrics
             .bytes_in
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);

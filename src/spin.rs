@@ -16,6 +16,9 @@ const CONTENDED_ROUND: Duration = Duration::from_micros(500);
 const BACK_OFF: Duration = Duration::from_secs(1);
 /// Output extends a window to at most this many windows after the input that opened it.
 const OUTPUT_EXTENSION: u32 = 4;
+/// Input that ends a line opens this many windows: the command's output and the next prompt
+/// come some hundred microseconds after it, where a keystroke's echo comes in tens.
+const LINE_WINDOWS: u32 = 3;
 
 /// Times a window ended early because the core was contended, for `/metrics`.
 pub static CONTENDED: AtomicU64 = AtomicU64::new(0);
@@ -36,14 +39,20 @@ thread_local! {
     static SPINNER: RefCell<Option<Rc<Spinner>>> = const { RefCell::new(None) };
 }
 
-/// Opens (or extends) this worker thread's busy-polling window to `window` from now. Must be
-/// called on a thread that runs a tokio `LocalSet` (an actix worker); a zero window does nothing.
-pub fn after_input(window: Duration) {
+/// Opens (or extends) this worker thread's busy-polling window after client input `keys`: to
+/// `window` from now, `LINE_WINDOWS` of them if the input ends a line (Enter). Must be called on
+/// a thread that runs a tokio `LocalSet` (an actix worker); a zero window does nothing.
+pub fn after_input(window: Duration, keys: &[u8]) {
+    let windows = if memchr::memchr(b'\r', keys).is_some() {
+        LINE_WINDOWS
+    } else {
+        1
+    };
     if window.is_zero() {
         return;
     }
     let now = Instant::now();
-    let until = now + window;
+    let until = now + window * windows;
     SPINNER.with(|cell| {
         let mut slot = cell.borrow_mut();
         match slot.as_ref() {

@@ -26,9 +26,9 @@ async fn cpu_after(
 
 const WINDOW: Duration = Duration::from_millis(400);
 const SPAN: Duration = Duration::from_millis(300);
-/// After a key, until its window has passed and any back-off it caused (1 s after a contended
-/// round, which can come at the window's end) is over.
-const SETTLE: Duration = Duration::from_millis(400 + 1000 + 200);
+/// After a line (three windows), until its windows have passed and any back-off they caused (1 s
+/// after a contended round, which can come at their end) is over.
+const SETTLE: Duration = Duration::from_millis(3 * 400 + 1000 + 200);
 
 #[tokio::test]
 async fn the_worker_polls_for_the_window_after_a_keystroke_then_sleeps() {
@@ -85,16 +85,17 @@ async fn output_within_a_window_extends_it() {
     for attempt in 1..=5 {
         tokio::time::sleep(SETTLE).await;
         let contended = contended_windows(&server).await;
-        // The line is the input; its output comes 250 ms later, inside the window it opened.
+        // The line is the input; its output comes a second later, inside the three windows
+        // (1.2 s) it opened, and extends them by one from then.
         let typed = std::time::Instant::now();
-        c.send_bytes(b"sleep 0.25; echo do''ne\r").await;
+        c.send_bytes(b"sleep 1; echo do''ne\r").await;
         c.expect_output("done").await;
-        if typed.elapsed() > WINDOW - Duration::from_millis(50) {
+        if typed.elapsed() > 3 * WINDOW - Duration::from_millis(50) {
             eprintln!("attempt {attempt}: the output came too late to tell");
             continue;
         }
-        // Past the window the input opened, within the one the output extended.
-        tokio::time::sleep_until((typed + WINDOW + Duration::from_millis(20)).into()).await;
+        // Past the windows the line opened, within the one the output extended.
+        tokio::time::sleep_until((typed + 3 * WINDOW + Duration::from_millis(20)).into()).await;
         let after = cpu_after(&server, &mut c, None, Duration::from_millis(200)).await;
         if after >= Duration::from_millis(20) {
             return;
@@ -103,6 +104,35 @@ async fn output_within_a_window_extends_it() {
             contended_windows(&server).await > contended,
             "output within the window should extend it: the worker used {after:?} of CPU in \
              the 200 ms after the input's window, and its core was not found contended"
+        );
+        eprintln!(
+            "attempt {attempt}: the worker's core was contended; polling is off for a second"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_line_keeps_the_worker_polling_longer_than_a_keystroke() {
+    let window = WINDOW.as_micros().to_string();
+    let server = Server::local(&["--busy-poll-us", &window]);
+    let mut c = server.connect("").await;
+    c.ready().await;
+    c.sync().await;
+    for attempt in 1..=5 {
+        tokio::time::sleep(SETTLE).await;
+        let contended = contended_windows(&server).await;
+        // An empty command line: the next prompt comes at once, and the line's windows go on.
+        let typed = std::time::Instant::now();
+        c.send_bytes(b"\r").await;
+        tokio::time::sleep_until((typed + WINDOW + Duration::from_millis(20)).into()).await;
+        let after = cpu_after(&server, &mut c, None, Duration::from_millis(200)).await;
+        if after >= Duration::from_millis(20) {
+            return;
+        }
+        assert!(
+            contended_windows(&server).await > contended,
+            "Enter should open three windows: the worker used {after:?} of CPU in the 200 ms \
+             after the first, and its core was not found contended"
         );
         eprintln!(
             "attempt {attempt}: the worker's core was contended; polling is off for a second"

@@ -266,7 +266,8 @@ pub struct Args {
     pub ping_interval_secs: u64,
 
     /// Microseconds (0-1000000) a worker thread keeps polling for events instead of sleeping
-    /// after a keystroke, so that its echo (and the next keystroke) need not wake it (0 = never).
+    /// after a keystroke, so that its echo (and the next keystroke) need not wake it; three
+    /// times as long after Enter, for the command's output and prompt (0 = never).
     // Polling beyond a few milliseconds after a keystroke only burns CPU; a second is absurd.
     #[arg(long, env = "BUSY_POLL_US", default_value_t = 200, help_heading = TUNING,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]

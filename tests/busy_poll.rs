@@ -77,42 +77,21 @@ async fn the_worker_polls_for_the_window_after_a_keystroke_then_sleeps() {
 
 #[tokio::test]
 async fn output_within_a_window_extends_it() {
-    let window = WINDOW.as_micros().to_string();
-    let server = Server::local(&["--busy-poll-us", &window]);
-    let mut c = server.connect("").await;
-    c.ready().await;
-    c.sync().await;
-    for attempt in 1..=5 {
-        tokio::time::sleep(SETTLE).await;
-        let contended = contended_windows(&server).await;
-        // The line is the input; its output comes a second later, inside the three windows
-        // (1.2 s) it opened, and extends them by one from then.
-        let typed = std::time::Instant::now();
-        c.send_bytes(b"sleep 1; echo do''ne\r").await;
-        c.expect_output("done").await;
-        if typed.elapsed() > 3 * WINDOW - Duration::from_millis(50) {
-            eprintln!("attempt {attempt}: the output came too late to tell");
-            continue;
-        }
-        // Past the windows the line opened, within the one the output extended.
-        tokio::time::sleep_until((typed + 3 * WINDOW + Duration::from_millis(20)).into()).await;
-        let after = cpu_after(&server, &mut c, None, Duration::from_millis(200)).await;
-        if after >= Duration::from_millis(20) {
-            return;
-        }
-        assert!(
-            contended_windows(&server).await > contended,
-            "output within the window should extend it: the worker used {after:?} of CPU in \
-             the 200 ms after the input's window, and its core was not found contended"
-        );
-        eprintln!(
-            "attempt {attempt}: the worker's core was contended; polling is off for a second"
-        );
-    }
+    // The output comes a second after the line, inside the three windows (1.2 s) it opened,
+    // and extends them by one from then: polling goes on past the line's own windows.
+    polls_after_line(b"sleep 1; echo do''ne\r", "done", 3 * WINDOW).await;
 }
 
 #[tokio::test]
 async fn a_line_keeps_the_worker_polling_longer_than_a_keystroke() {
+    // The output comes at once; the line's three windows go on past the first.
+    polls_after_line(b"echo o''k\r", "ok", WINDOW).await;
+}
+
+/// Sends `line` to a server polling for `WINDOW`, waits for `output`, and checks that the worker
+/// still polls `at` after the line: 20 ms of CPU or more in the 200 ms from then. A contended
+/// core turns polling off for a second, so that is tried again, five times at most.
+async fn polls_after_line(line: &[u8], output: &str, at: Duration) {
     let window = WINDOW.as_micros().to_string();
     let server = Server::local(&["--busy-poll-us", &window]);
     let mut c = server.connect("").await;
@@ -121,23 +100,28 @@ async fn a_line_keeps_the_worker_polling_longer_than_a_keystroke() {
     for attempt in 1..=5 {
         tokio::time::sleep(SETTLE).await;
         let contended = contended_windows(&server).await;
-        // An empty command line: the next prompt comes at once, and the line's windows go on.
         let typed = std::time::Instant::now();
-        c.send_bytes(b"\r").await;
-        tokio::time::sleep_until((typed + WINDOW + Duration::from_millis(20)).into()).await;
+        c.send_bytes(line).await;
+        c.expect_output(output).await;
+        if typed.elapsed() > at - Duration::from_millis(50) {
+            eprintln!("attempt {attempt}: the output came too late to tell");
+            continue;
+        }
+        tokio::time::sleep_until((typed + at + Duration::from_millis(20)).into()).await;
         let after = cpu_after(&server, &mut c, None, Duration::from_millis(200)).await;
         if after >= Duration::from_millis(20) {
             return;
         }
         assert!(
             contended_windows(&server).await > contended,
-            "Enter should open three windows: the worker used {after:?} of CPU in the 200 ms \
-             after the first, and its core was not found contended"
+            "the worker should still poll {at:?} after {line:?}: it used {after:?} of CPU in \
+             the 200 ms from then, and its core was not found contended"
         );
         eprintln!(
             "attempt {attempt}: the worker's core was contended; polling is off for a second"
         );
     }
+    panic!("five attempts could not tell whether the worker polls {at:?} after {line:?}");
 }
 
 /// `termpool_busy_poll_contended_total` of the server's `/metrics`.

@@ -172,7 +172,7 @@ fn voided_and_clamped(byte: u8, count: u16) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{cut, filtered_state, unfiltered_state};
+    use super::super::test_support::{cut, filtered_state, same_screen, unfiltered_state};
     use super::*;
     use proptest::prelude::*;
 
@@ -254,12 +254,7 @@ mod tests {
             rows in 2..=6u16,
             cols in 3..=12u16,
         ) {
-            // In the same chunks: vte itself may drop a character after a split UTF-8 one.
-            let chunks = cut(&bytes, &cuts);
-            prop_assert_eq!(
-                filtered_state(&chunks, (rows, cols)),
-                unfiltered_state(&chunks, (rows, cols))
-            );
+            same_screen(&bytes, &cuts, (rows, cols))?;
         }
     }
 

@@ -95,7 +95,7 @@ fn no_scroll_region(screen: &vt100::Screen) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{cut, filtered_state, unfiltered_state};
+    use super::super::test_support::{filtered_state, same_screen, unfiltered_state};
     use super::*;
     use proptest::prelude::*;
 
@@ -135,11 +135,7 @@ mod tests {
             rows in 2..=6u16,
             cols in 3..=12u16,
         ) {
-            let chunks = cut(&bytes, &cuts);
-            prop_assert_eq!(
-                filtered_state(&chunks, (rows, cols)),
-                unfiltered_state(&chunks, (rows, cols))
-            );
+            same_screen(&bytes, &cuts, (rows, cols))?;
         }
     }
 

@@ -45,3 +45,18 @@ pub(super) fn filtered_state(chunks: &[&[u8]], (rows, cols): (u16, u16)) -> Vec<
         parser.screen().state_formatted()
     })
 }
+
+/// Fails unless the screen's parser shows what vt100 shows, both fed `bytes` cut at `cuts`.
+pub(super) fn same_screen(
+    bytes: &[u8],
+    cuts: &[prop::sample::Index],
+    size: (u16, u16),
+) -> Result<(), TestCaseError> {
+    // In the same chunks: vte itself may drop a character after a split UTF-8 one.
+    let chunks = cut(bytes, cuts);
+    prop_assert_eq!(
+        filtered_state(&chunks, size),
+        unfiltered_state(&chunks, size)
+    );
+    Ok(())
+}

@@ -24,7 +24,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 pub use manager::Pool;
-pub use store::{SqliteStore, Store, StoreError, SwarmStore};
+pub use store::{OperatorStore, SqliteStore, Store, StoreError, SwarmStore};
 
 /// Hex digits of the identity's SHA-256 in the account names an identity may get, in the order
 /// they are tried. The first is the usual name ([`linux_username`]). 12 digits (48 bits) collide

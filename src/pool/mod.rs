@@ -208,6 +208,10 @@ pub enum PoolError {
     /// The node holding the user's slot (and home) is down, or its agent does not answer.
     #[error("node down: {0}")]
     NodeDown(String),
+    /// The volume the slot's container meets is not the one holding its users' homes (its marker
+    /// names no such slot): nobody is admitted there, and nothing is created on it.
+    #[error("wrong volume: {0}")]
+    WrongVolume(String),
 }
 
 impl PoolError {

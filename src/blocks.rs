@@ -8,10 +8,11 @@ use ipnet::IpNet;
 
 use crate::identity::TrustedProxies;
 use crate::pool::identity_hash;
-use crate::pool::store::{Block, BlockKind, SqliteStore, StoreError};
+use crate::pool::store::{Block, BlockKind, OperatorStore, StoreError};
 
-/// The store the web layer shares (a connection of its own to the pool's file).
-pub type SharedStore = Arc<Mutex<SqliteStore>>;
+/// The store the web layer shares: a connection of its own to the pool's file, or to the Swarm's
+/// configs.
+pub type SharedStore = Arc<Mutex<Box<dyn OperatorStore>>>;
 
 /// Why a block cannot be made or removed.
 #[derive(Debug, thiserror::Error)]

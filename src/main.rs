@@ -10,7 +10,8 @@ use termpool::blocks::{Blocklist, SharedStore};
 use termpool::config::{Args, BackendOptions, Options};
 use termpool::identity::{CookieSigner, Identifier};
 use termpool::metrics::Metrics;
-use termpool::pool::{Pool, PoolConfig, SqliteStore, Store, SwarmStore};
+use termpool::pool::swarm::MasterKey;
+use termpool::pool::{OperatorStore, Pool, PoolConfig, SqliteStore, Store, SwarmStore};
 use termpool::session::Registry;
 use termpool::tty::container::DockerBackend;
 use termpool::tty::local::LocalBackend;
@@ -36,6 +37,7 @@ fn main() {
 
 async fn run(options: Options) -> anyhow::Result<()> {
     let mut tools_dir = None;
+    let swarm = SwarmWeb::of(&options.backend);
     let backend: Arc<dyn Backend> = match options.backend {
         BackendOptions::Containers(pool) => {
             let dir = options.data_dir.clone().unwrap_or_default();
@@ -47,12 +49,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
             Arc::new(backend)
         }
     };
-    let signer = match &options.data_dir {
-        Some(dir) => CookieSigner::persistent(dir)
-            .with_context(|| format!("cannot keep the cookie key in {}", dir.display()))?,
-        None => CookieSigner::ephemeral(),
+    let (signer, store) = match swarm {
+        Some(swarm) => swarm.persistence().await?,
+        None => local_persistence(options.data_dir.as_deref())?,
     };
-    let store = web_store(options.data_dir.as_deref())?;
     let blocks = Blocklist::load(store.clone()).context("cannot read the blocks from the store")?;
     if options.server.admin.is_some() && !blocks.is_persistent() {
         log::warn!("no DATA_DIR: blocks made through the admin API end with the process");
@@ -132,23 +132,60 @@ fn store_path(dir: &Path) -> PathBuf {
     dir.join("placements.sqlite")
 }
 
-/// The web layer's own connection to the store (blocks, access keys), when there is a DATA_DIR;
-/// in container mode the pool has opened (and upgraded) the file already.
-fn web_store(dir: Option<&Path>) -> anyhow::Result<Option<SharedStore>> {
-    let Some(dir) = dir else { return Ok(None) };
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create DATA_DIR {}", dir.display()))?;
+/// The cookie key and the web layer's own connection to the store (blocks, access keys), in
+/// DATA_DIR when there is one; in container mode the pool has opened (and upgraded) the file
+/// already.
+fn local_persistence(dir: Option<&Path>) -> anyhow::Result<(CookieSigner, Option<SharedStore>)> {
+    let Some(dir) = dir else {
+        return Ok((CookieSigner::ephemeral(), None));
+    };
+    let signer = CookieSigner::persistent(dir)
+        .with_context(|| format!("cannot keep the cookie key in {}", dir.display()))?;
     let path = store_path(dir);
-    let store = SqliteStore::open(&path)
-        .with_context(|| format!("cannot open the store {}", path.display()))?;
-    Ok(Some(Arc::new(Mutex::new(store))))
+    let store: Box<dyn OperatorStore> = Box::new(
+        SqliteStore::open(&path)
+            .with_context(|| format!("cannot open the store {}", path.display()))?,
+    );
+    Ok((signer, Some(Arc::new(Mutex::new(store)))))
+}
+
+/// What the web layer of a pool on Swarm keeps, and where: nothing in DATA_DIR (a local volume
+/// of one manager), so that the server's move to another manager keeps every user's cookie,
+/// access key and block.
+struct SwarmWeb {
+    master_key: MasterKey,
+    pool_label: String,
+    uid_min: u32,
+}
+
+impl SwarmWeb {
+    fn of(backend: &BackendOptions) -> Option<SwarmWeb> {
+        let BackendOptions::Containers(pool) = backend else {
+            return None;
+        };
+        let swarm = pool.swarm.as_ref()?;
+        Some(SwarmWeb {
+            master_key: swarm.master_key.clone(),
+            pool_label: pool.pool_label.clone(),
+            uid_min: pool.uid_min,
+        })
+    }
+
+    /// The cookie key derived from the master key (the same on every manager), and a connection
+    /// of the web layer's own to the Swarm store.
+    async fn persistence(self) -> anyhow::Result<(CookieSigner, Option<SharedStore>)> {
+        let signer = CookieSigner::derived(self.master_key.bytes());
+        let store: Box<dyn OperatorStore> =
+            Box::new(swarm_store(&self.pool_label, self.uid_min).await?);
+        Ok((signer, Some(Arc::new(Mutex::new(store)))))
+    }
 }
 
 /// Opens the placement store and brings the container pool up. Refuses to start rather than
 /// run without the store: placements and UIDs must never be lost or reused.
 async fn container_backend(pool: PoolConfig, dir: &Path) -> anyhow::Result<DockerBackend> {
     let store: Box<dyn Store> = match pool.swarm {
-        Some(_) => Box::new(swarm_store(&pool).await?),
+        Some(_) => Box::new(swarm_store(&pool.pool_label, pool.uid_min).await?),
         None => Box::new(sqlite_store(&pool, dir)?),
     };
     warn_if_tmp_unprotected();
@@ -173,16 +210,16 @@ fn sqlite_store(pool: &PoolConfig, dir: &Path) -> anyhow::Result<SqliteStore> {
 
 /// The placement store in the Swarm's own Raft store, for a pool on Swarm: every manager holds
 /// it, so the server restarted or moved to another manager finds every placement.
-async fn swarm_store(pool: &PoolConfig) -> anyhow::Result<SwarmStore> {
+async fn swarm_store(pool_label: &str, uid_min: u32) -> anyhow::Result<SwarmStore> {
     let docker = bollard::Docker::connect_with_defaults()
         .context("cannot reach the Docker engine")?
         .negotiate_version()
         .await
         .context("cannot reach the Docker engine")?;
-    let mut store = SwarmStore::new(docker, &pool.pool_label)
+    let mut store = SwarmStore::new(docker, pool_label)
         .context("cannot open the placement store in the Swarm")?;
     store
-        .raise_uid_floor(pool.uid_min)
+        .raise_uid_floor(uid_min)
         .context("cannot set UID_BASE in the placement store")?;
     Ok(store)
 }

@@ -14,6 +14,9 @@ use super::carried::{COOKIE_NAME, HOST_COOKIE_NAME};
 
 const KEY_FILE: &str = "cookie.key";
 const KEY_LEN: usize = 32;
+/// What the cookie key of a Swarm deployment is derived under from its master key: a label of
+/// its own, so that it is never the key of anything else derived from the master key.
+const DERIVATION_LABEL: &[u8] = b"termpool cookie key v1";
 /// Identities longer than this are not accepted in a cookie (hex digits: 256 bytes).
 const MAX_PAYLOAD_HEX: usize = 512;
 
@@ -55,6 +58,18 @@ impl CookieSigner {
                 Ok(signer)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// The signer of a Swarm deployment: its key is HMAC-SHA256(master key, "termpool cookie key
+    /// v1"), the same on every manager, so that a cookie outlives the server's move to another
+    /// one. Nothing of it is written anywhere.
+    pub fn derived(master_key: &[u8]) -> Self {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(master_key).expect("HMAC takes any key length");
+        mac.update(DERIVATION_LABEL);
+        CookieSigner {
+            key: mac.finalize().into_bytes().into(),
         }
     }
 
@@ -155,6 +170,21 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn derived_keys_are_the_same_for_one_master_key_and_differ_from_its_agent_keys() {
+        let master = [7u8; 32];
+        let (_, value) = CookieSigner::derived(&master).issue();
+        assert!(CookieSigner::derived(&master).verify(&value).is_some());
+        assert!(CookieSigner::derived(&[8u8; 32]).verify(&value).is_none());
+        assert!(CookieSigner::ephemeral().verify(&value).is_none());
+        let key = CookieSigner::derived(&master).key;
+        assert_ne!(key, [0u8; KEY_LEN]);
+        for generation in [0, 1] {
+            let agent = termpool_agent_proto::slot_psk(&master, "termpool-0", generation);
+            assert_ne!(key, agent, "the cookie key is no agent's key");
+        }
     }
 
     #[test]

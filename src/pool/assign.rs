@@ -54,6 +54,10 @@ pub enum AssignError {
     /// an empty home.
     #[error("the node {0} holding the user's slot is down")]
     NodeDown(String),
+    /// The user's slot met a volume that is not its own (the message says which): placing the
+    /// user elsewhere would give it an empty home.
+    #[error("{0}")]
+    WrongVolume(String),
 }
 
 /// Decides where `user` goes. Pure: the caller persists the decision (and the eviction).

@@ -24,7 +24,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 pub use manager::Pool;
-pub use store::{SqliteStore, Store, StoreError, SwarmStore};
+pub use store::{OperatorStore, SqliteStore, Store, StoreError, SwarmStore};
 
 /// Hex digits of the identity's SHA-256 in the account names an identity may get, in the order
 /// they are tried. The first is the usual name ([`linux_username`]). 12 digits (48 bits) collide
@@ -208,6 +208,10 @@ pub enum PoolError {
     /// The node holding the user's slot (and home) is down, or its agent does not answer.
     #[error("node down: {0}")]
     NodeDown(String),
+    /// The volume the slot's container meets is not the one holding its users' homes (its marker
+    /// names no such slot): nobody is admitted there, and nothing is created on it.
+    #[error("wrong volume: {0}")]
+    WrongVolume(String),
 }
 
 impl PoolError {

@@ -39,6 +39,23 @@ pub struct ReadySlot {
     pub node: Option<SlotNode>,
 }
 
+/// What the store says of a slot, for an orchestrator that checks that the volume a slot meets
+/// is its own (a Swarm node's local volume may be a fresh one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotHistory {
+    /// The slot was made ready before (the store records its container).
+    pub prepared: bool,
+    /// Accounts the store places in the slot.
+    pub accounts: usize,
+}
+
+impl SlotHistory {
+    /// Whether homes must be on the slot's volume already: it was prepared, and holds accounts.
+    pub fn homes_expected(&self) -> bool {
+        self.prepared && self.accounts > 0
+    }
+}
+
 /// How the server reaches the shells of a slot.
 #[derive(Debug, Clone)]
 pub enum Terminal {
@@ -66,9 +83,14 @@ pub trait Orchestrator: Send + Sync {
     async fn prepare(&self) -> Result<(), PoolError>;
 
     /// Makes slot `idx` ready for users (running, hardened, its agent answering), adopting what
-    /// runs there when it can; `unusable`, if any, is removed first.
-    async fn ensure_slot(&self, idx: usize, unusable: Option<&str>)
-        -> Result<ReadySlot, PoolError>;
+    /// runs there when it can; `unusable`, if any, is removed first. `history` is what the store
+    /// says of the slot.
+    async fn ensure_slot(
+        &self,
+        idx: usize,
+        unusable: Option<&str>,
+        history: SlotHistory,
+    ) -> Result<ReadySlot, PoolError>;
 
     /// The id of what runs in each slot now, by slot name.
     async fn running(&self) -> Result<HashMap<String, String>, PoolError>;

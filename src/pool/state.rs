@@ -48,6 +48,8 @@ pub(crate) struct SlotState {
 #[derive(Debug, Clone)]
 pub(crate) struct SlotError {
     pub docker_unavailable: bool,
+    /// The slot met a volume that is not its own.
+    pub wrong_volume: bool,
     pub message: String,
 }
 
@@ -254,8 +256,8 @@ impl State {
         has_live_session: &dyn Fn(&str) -> bool,
         now: Instant,
     ) -> Result<Decision, AssignError> {
-        if let Some(node) = self.pinned_node_down(username) {
-            return Err(AssignError::NodeDown(node));
+        if let Some(refusal) = self.pinned_refusal(username, now) {
+            return Err(refusal);
         }
         let containers: Vec<ContainerSlot> = (0..self.slots.len())
             .map(|index| ContainerSlot {

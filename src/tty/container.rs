@@ -125,6 +125,7 @@ fn unavailable(e: PoolError) -> TtyError {
         PoolError::DockerUnavailable(_) => Unavailability::EngineDown,
         PoolError::Store(_) | PoolError::Provision(_) => Unavailability::NotPrepared,
         PoolError::NodeDown(_) => Unavailability::NodeDown,
+        PoolError::WrongVolume(_) => Unavailability::FilesUnreachable,
     };
     TtyError::unavailable(kind, e)
 }

@@ -91,6 +91,8 @@ pub enum Unavailability {
     ResizeFailed,
     /// The host holding the user's slot and files is down, or its session agent does not answer.
     NodeDown,
+    /// The volume the user's slot meets is not the one holding the user's files.
+    FilesUnreachable,
 }
 
 impl Unavailability {
@@ -107,6 +109,10 @@ impl Unavailability {
             Unavailability::ResizeFailed => "the terminal could not be resized",
             Unavailability::NodeDown => {
                 "the host holding your files is down; try again later (your files are kept)"
+            }
+            Unavailability::FilesUnreachable => {
+                "your files are not reachable on the volume your terminal's host offers now; \
+                 nothing is lost and the operator is told: try again later"
             }
         }
     }

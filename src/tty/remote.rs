@@ -1,6 +1,6 @@
 //! Terminals and account work through a session agent reached over TCP (Swarm mode): one
-//! Noise-encrypted connection per session, short ones for ACCOUNT, END and STATUS. The wire is
-//! `termpool-agent-proto`'s; `docs/scaling.md` ("Data path across hosts") explains it.
+//! Noise-encrypted connection per session, short ones for ACCOUNT, END, STATUS and MARK. The
+//! wire is `termpool-agent-proto`'s; `docs/scaling.md` ("Data path across hosts") explains it.
 
 mod session;
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use termpool_agent_proto::{
     AccountRequest, AgentResult, EndRequest, FailureKind, FrameType, Handshake, Receiver, Sender,
-    StatusReport, WireError, MAX_MESSAGE,
+    StatusReport, VolumeMark, WireError, MAX_MESSAGE,
 };
 pub use termpool_agent_proto::{ShellRequest, AGENT_PORT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -154,6 +154,14 @@ impl RemoteAgent {
     pub async fn status(&self) -> Result<StatusReport, AgentError> {
         match self.request(FrameType::Status, &()).await? {
             AgentResult::Status(report) => Ok(report),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Adds the slot's line to the marker of its volume (kept if it is there already).
+    pub async fn mark_volume(&self, mark: &VolumeMark) -> Result<(), AgentError> {
+        match self.request(FrameType::Mark, mark).await? {
+            AgentResult::Ok => Ok(()),
             other => Err(self.unexpected(other)),
         }
     }

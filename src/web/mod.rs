@@ -35,7 +35,8 @@ pub struct AppState {
     pub workspace: Workspace,
     /// The operator's blocks (kept in `store` when there is one).
     pub blocks: Arc<Blocklist>,
-    /// The store's web-side connection (`DATA_DIR` set); `None`: nothing outlives the process.
+    /// The store's web-side connection (`DATA_DIR`'s file, or the Swarm's configs); `None`:
+    /// nothing outlives the process.
     pub store: Option<SharedStore>,
 }
 

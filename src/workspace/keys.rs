@@ -38,7 +38,8 @@ pub struct AccessKeys {
 }
 
 impl AccessKeys {
-    /// Keys kept in the server's store (`DATA_DIR`), or for the process's lifetime without one.
+    /// Keys kept in the server's store (`DATA_DIR`'s file, or the Swarm's), or for the process's
+    /// lifetime without one.
     pub fn open(store: Option<SharedStore>) -> Self {
         match store {
             Some(store) => AccessKeys::with_store(Box::new(StoredKeys(store))),
@@ -81,11 +82,12 @@ impl AccessKeys {
     }
 }
 
-/// Key hashes in the store's `access_keys` table, beside the placements and blocks.
+/// Key hashes in the store, beside the placements and blocks (its `access_keys` table, or Swarm
+/// configs).
 struct StoredKeys(SharedStore);
 
 impl StoredKeys {
-    fn lock(&self) -> std::sync::MutexGuard<'_, crate::pool::SqliteStore> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn crate::pool::OperatorStore>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -177,7 +179,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("store.sqlite");
         let open = || {
-            let store = crate::pool::SqliteStore::open(&path).unwrap();
+            let store: Box<dyn crate::pool::OperatorStore> =
+                Box::new(crate::pool::SqliteStore::open(&path).unwrap());
             AccessKeys::open(Some(std::sync::Arc::new(Mutex::new(store))))
         };
         let keys = open();

@@ -9,6 +9,12 @@ use super::client::Client;
 use super::connect::try_connect_at;
 use super::server::new_identity_at;
 
+mod images;
+mod nodes;
+use images::load_into_manager;
+pub use images::{server_image, user_image};
+pub use nodes::{manager_reachability, node_state, LinkCut, Promoted};
+
 /// The nodes the tests need (the node-failure test cuts one and keeps two).
 pub const NODES: usize = 3;
 /// Where the tests reach node `i`'s published ports, and the server's (node 1, the manager).
@@ -66,69 +72,6 @@ pub fn require_swarm() {
     });
 }
 
-/// The user image: `CONTAINER_IMAGE` (the tests' image built from this tree) or the default.
-pub fn user_image() -> String {
-    std::env::var("CONTAINER_IMAGE").unwrap_or_else(|_| "terminal-multi-user:latest".into())
-}
-
-/// A server image around this test's own `termpool` binary (Dockerfile.server, the binary
-/// stripped), tagged by the binary's content; built once per test binary.
-pub fn server_image() -> String {
-    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    TAG.get_or_init(build_server_image).clone()
-}
-
-fn build_server_image() -> String {
-    let ctx = std::env::temp_dir().join(format!("termpool-swarm-ctx-{}", std::process::id()));
-    let bin = ctx.join("target/release/termpool");
-    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
-    let strip = run(Command::new("strip")
-        .args(["-o", bin.to_str().unwrap()])
-        .arg(env!("CARGO_BIN_EXE_termpool")));
-    if !strip.status.success() {
-        std::fs::copy(env!("CARGO_BIN_EXE_termpool"), &bin).unwrap();
-    }
-    let sum = run(Command::new("sha256sum").arg(&bin));
-    let tag = format!(
-        "termpool-swarmtest-server:{}",
-        &String::from_utf8_lossy(&sum.stdout)[..16]
-    );
-    let base = std::env::var("BASE_IMAGE").unwrap_or_else(|_| "termpool-base:bookworm".into());
-    let out = run(Command::new("docker")
-        .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "-q", "-t", &tag, "--build-arg"])
-        .arg(format!("BASE_IMAGE={base}"))
-        .arg("-f")
-        .arg(repo().join("Dockerfile.server"))
-        .arg(&ctx));
-    let _ = std::fs::remove_dir_all(&ctx);
-    assert!(
-        out.status.success(),
-        "building {tag} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tag
-}
-
-/// Copies `image` from the host engine into node 1 unless it holds that very image already
-/// (swarm-deploy.sh copies it from there to the other nodes).
-fn load_into_manager(image: &str) {
-    let id = |out: Output| String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let host_id = id(run(
-        Command::new("docker").args(["image", "inspect", "-f", "{{.Id}}", image])
-    ));
-    assert!(!host_id.is_empty(), "no image {image} on the host engine");
-    if dk_try(1, &["image", "inspect", "-f", "{{.Id}}", image]).ok() == Some(host_id) {
-        return;
-    }
-    let script = format!(
-        "docker save '{image}' | docker -H unix://{} load -q",
-        node_sock(1)
-    );
-    let out = run(Command::new("sh").args(["-c", &script]));
-    assert!(out.status.success(), "loading {image} into node 1 failed");
-}
-
 /// A termpool stack on the test Swarm; every object it and its server create names `tag`, and
 /// all of it is removed when dropped (`scripts/swarm/stack-rm.sh`), also when the test fails.
 pub struct Stack {
@@ -173,7 +116,6 @@ impl Stack {
             ("PUBLISH_PORT".into(), port.to_string()),
             ("CONTAINER_PREFIX".into(), tag.into()),
             ("WORKSPACE_VOLUME".into(), format!("{tag}-ws")),
-            ("DATA_VOLUME".into(), format!("{tag}-data")),
             ("AGENT_NETWORK".into(), format!("{tag}-agents")),
             ("MASTER_KEY_SECRET".into(), format!("{tag}-master-key")),
             ("UID_BASE".into(), uid_base.to_string()),
@@ -230,12 +172,18 @@ impl Stack {
     /// The server's log (last lines, every task).
     pub fn server_log(&self) -> String {
         let svc = self.server_service();
-        let log = dk_try(1, &["service", "logs", "--raw", "--tail", "80", &svc]);
+        // The server logs to stderr, which `service logs` passes on as its own stderr.
+        let sock = format!("unix://{}", node_sock(1));
+        let logs = [
+            "-H", &sock, "service", "logs", "--raw", "--tail", "80", &svc,
+        ];
+        let out = run(Command::new("docker").args(logs));
         let ps = dk_try(1, &["service", "ps", "--no-trunc", &svc]);
         format!(
-            "{}\n{}",
+            "{}\n{}{}",
             ps.unwrap_or_else(|e| e),
-            log.unwrap_or_else(|e| e)
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         )
     }
 
@@ -249,6 +197,52 @@ impl Stack {
             std::thread::sleep(Duration::from_millis(200));
         }
         self.wait_healthy(Duration::from_secs(180));
+    }
+
+    /// Moves the server's task to manager node `i`, as an operator would with a placement
+    /// constraint; the task gets that node's own Docker socket (a real node has its engine's at
+    /// the same path; the test nodes' sockets differ). Waits until the old task stopped and the
+    /// new one answers at node `i`'s address, where the server is reached from then on.
+    pub fn move_server(&mut self, i: usize) {
+        let svc = self.server_service();
+        let constraint = format!("node.hostname=={}", node_name(i));
+        let socket = format!(
+            "type=bind,source={},target=/var/run/docker.sock",
+            node_sock(i)
+        );
+        let update = [
+            "service",
+            "update",
+            "--detach",
+            "-q",
+            "--constraint-add",
+            &constraint,
+            // Replaces the mount of that target (a `--mount-rm` of it would remove both).
+            "--mount-add",
+            &socket,
+            &svc,
+        ];
+        dk(1, &update);
+        let old = self.addr.clone();
+        let gone = wait_until(Duration::from_secs(60), || healthz(&old) != Some(200));
+        assert!(
+            gone,
+            "the server still answers at {old}:
+{}",
+            self.server_log()
+        );
+        let port = old.rsplit(':').next().unwrap_or_default().to_owned();
+        self.addr = format!("{}:{port}", node_addr(i));
+        self.wait_healthy(Duration::from_secs(180));
+    }
+
+    /// The node whose engine runs the server's task now.
+    pub fn server_node(&self) -> Option<usize> {
+        let name = self.server_service();
+        (1..=NODES).find(|&i| {
+            let names = dk_try(i, &["ps", "--format", "{{.Names}}"]).unwrap_or_default();
+            names.lines().any(|n| n.starts_with(&format!("{name}.")))
+        })
     }
 
     pub async fn new_identity(&self) -> String {
@@ -329,50 +323,27 @@ pub fn container_of(i: usize, slot: &str) -> Option<String> {
     })
 }
 
+/// Removes the running container of slot `slot` (as a crash would) and waits until Swarm runs a
+/// new one in its place; returns the new container's node and id.
+pub fn replace_container(slot: &str) -> (usize, String) {
+    let i = node_of(slot).unwrap_or_else(|| panic!("no running container for {slot}"));
+    let old = container_of(i, slot).unwrap();
+    dk(i, &["rm", "-f", &old]);
+    let mut new = None;
+    let started = wait_until(Duration::from_secs(120), || {
+        new = node_of(slot).and_then(|n| Some((n, container_of(n, slot)?)));
+        new.as_ref().is_some_and(|(_, id)| *id != old)
+    });
+    assert!(started, "no new container for {slot} after removing {old}");
+    new.unwrap()
+}
+
 /// `sh -c SCRIPT` as root in slot `slot`'s container (an inspection by the test, outside the
 /// users' lockdown).
 pub fn exec_in(slot: &str, script: &str) -> String {
     let i = node_of(slot).unwrap_or_else(|| panic!("no running container for {slot}"));
     let id = container_of(i, slot).unwrap();
     dk(i, &["exec", &id, "sh", "-c", script])
-}
-
-/// The state of node `i` as the manager sees it (`ready`, `down`, ...).
-pub fn node_state(i: usize) -> String {
-    dk_try(
-        1,
-        &[
-            "node",
-            "inspect",
-            &node_name(i),
-            "--format",
-            "{{.Status.State}}",
-        ],
-    )
-    .unwrap_or_default()
-}
-
-/// Node `i` cut off from the others (its link down, as a dead host looks to them) until
-/// dropped, when its link comes back.
-pub struct LinkCut(usize);
-
-impl LinkCut {
-    pub fn new(i: usize) -> LinkCut {
-        assert!(i > 1, "node 1 is the manager that the tests talk to");
-        set_link(i, "down");
-        LinkCut(i)
-    }
-}
-
-impl Drop for LinkCut {
-    fn drop(&mut self) {
-        set_link(self.0, "up");
-    }
-}
-
-fn set_link(i: usize, state: &str) {
-    let out = run(Command::new("ip").args(["link", "set", &format!("tpsw{i}h"), state]));
-    assert!(out.status.success(), "ip link set tpsw{i}h {state} failed");
 }
 
 /// Waits until `check` holds, for at most `within`; false if it never did.

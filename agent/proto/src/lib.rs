@@ -7,6 +7,7 @@ mod net;
 mod net_frame;
 mod net_noise;
 mod socket;
+mod volume;
 
 use std::borrow::Cow;
 
@@ -25,6 +26,7 @@ pub use net_noise::{Handshake, Receiver, Sender, HANDSHAKE_LEN};
 pub use socket::{
     check_is_socket, connect_seqpacket, is_busy, is_not_listening, open_socket_nofollow, peer_uid,
 };
+pub use volume::{parse_marker, VolumeMark, MAX_MARK_POOL, VOLUME_MARKER};
 
 /// Server -> agent, the first message of a connection: start a login shell for `user`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

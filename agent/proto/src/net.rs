@@ -48,11 +48,11 @@ pub struct EndRequest {
     pub uid: u32,
 }
 
-/// RESULT: the answer to ACCOUNT, END or STATUS.
+/// RESULT: the answer to ACCOUNT, END, STATUS or MARK.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentResult {
-    /// ACCOUNT or END did its work.
+    /// ACCOUNT, END or MARK did its work.
     Ok,
     /// STATUS's answer.
     Status(StatusReport),
@@ -79,12 +79,13 @@ pub enum FailureKind {
     Failed,
 }
 
-/// STATUS's report: what the agent reads back of its lockdown, and the homes on the volume.
+/// STATUS's report: what the agent reads back of its lockdown, the homes on the volume and its
+/// marker.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub lockdown: LockdownReport,
     pub homes: Vec<HomeOwner>,
-    /// `/workspace/.termpool-volume`'s content, if the file exists.
+    /// `/workspace/.termpool-volume`'s content, if the file exists (see [`crate::VolumeMark`]).
     pub volume_marker: Option<String>,
 }
 

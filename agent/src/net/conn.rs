@@ -55,6 +55,7 @@ fn handle(stream: &mut TcpStream, context: &Context) -> io::Result<()> {
         },
         (FrameType::Account, None) => requests::account(&body, context.uid_min),
         (FrameType::End, None) => requests::end(&body, context.uid_min),
+        (FrameType::Mark, None) => requests::mark(&body),
         (other, None) => return Err(invalid(format!("{other:?} as the first frame"))),
     };
     let body = serde_json_vec(&result);

@@ -1,19 +1,23 @@
-//! ACCOUNT, END and STATUS: today's account script and process ending, and the lockdown's
-//! report, answered as a RESULT.
+//! ACCOUNT, END, STATUS and MARK: today's account script and process ending, the lockdown's
+//! report, the volume's marker; each answered as a RESULT.
 
-use std::os::unix::fs::MetadataExt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
 use std::process::Command;
 
 use termpool_agent_proto::{
-    AccountRequest, AgentResult, EndRequest, FailureKind, HomeOwner, StatusReport, ACCOUNT_SCRIPT,
-    WORKSPACE,
+    AccountRequest, AgentResult, EndRequest, FailureKind, HomeOwner, StatusReport, VolumeMark,
+    ACCOUNT_SCRIPT, VOLUME_MARKER, WORKSPACE,
 };
 
 use super::Context;
 use crate::{end, lockdown};
 
-/// Where the volume's marker is (written by the server when it first prepares a slot).
-const VOLUME_MARKER: &str = ".termpool-volume";
+/// The most of the marker STATUS reports: a line for each of 1000 slots, with room.
+const MARKER_MAX: u64 = 48 * 1024;
 
 fn failed(kind: FailureKind, message: impl Into<String>) -> AgentResult {
     AgentResult::Failed {
@@ -96,10 +100,72 @@ pub fn status(context: &Context) -> AgentResult {
     AgentResult::Status(StatusReport {
         lockdown: lockdown::report(context.lockdown_error.clone()),
         homes: homes(),
-        volume_marker: std::fs::read_to_string(format!("{WORKSPACE}/{VOLUME_MARKER}"))
-            .ok()
-            .map(|m| m.trim().to_owned()),
+        volume_marker: read_marker(Path::new(WORKSPACE)),
     })
+}
+
+/// The marker's content (never through a link), if there is one.
+fn read_marker(dir: &Path) -> Option<String> {
+    let file = open_nofollow(&dir.join(VOLUME_MARKER), false).ok()?;
+    let mut content = String::new();
+    file.take(MARKER_MAX).read_to_string(&mut content).ok()?;
+    Some(content.trim().to_owned())
+}
+
+/// Adds the slot's line to the volume's marker unless it is there already.
+pub fn mark(body: &[u8]) -> AgentResult {
+    let mark: VolumeMark = match serde_json::from_slice(body) {
+        Ok(mark) => mark,
+        Err(e) => return failed(FailureKind::BadRequest, e.to_string()),
+    };
+    if !mark.is_valid() {
+        return failed(
+            FailureKind::BadRequest,
+            format!("{:?} is not a pool label", mark.pool),
+        );
+    }
+    match add_mark(Path::new(WORKSPACE), &mark) {
+        Ok(()) => AgentResult::Ok,
+        Err(e) => failed(
+            FailureKind::Failed,
+            format!("writing the volume's marker: {e}"),
+        ),
+    }
+}
+
+/// Appends `mark`'s line to the marker in `dir` under a lock of the file (the slots of one node
+/// share its volume and may mark it at once), and makes it durable.
+fn add_mark(dir: &Path, mark: &VolumeMark) -> io::Result<()> {
+    let mut file = open_nofollow(&dir.join(VOLUME_MARKER), true)?;
+    // SAFETY: flock on a descriptor this function owns; the lock ends when it is closed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut content = String::new();
+    (&file).take(MARKER_MAX).read_to_string(&mut content)?;
+    let line = mark.line();
+    if content.lines().any(|l| l.trim() == line) {
+        return Ok(());
+    }
+    let sep = match content.is_empty() || content.ends_with('\n') {
+        true => "",
+        false => "\n",
+    };
+    file.write_all(format!("{sep}{line}\n").as_bytes())?;
+    file.sync_all()?;
+    File::open(dir)?.sync_all()
+}
+
+/// The marker file, opened for reading (and appending, created 0644 if missing, when `write`),
+/// refused when it is a link.
+fn open_nofollow(path: &Path, write: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(write)
+        .create(write)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// The directories of the volume (never through a link) and their owners.
@@ -119,4 +185,81 @@ fn homes() -> Vec<HomeOwner> {
         .collect();
     homes.sort_by(|a, b| a.name.cmp(&b.name));
     homes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(pool: &str, slot: u32) -> VolumeMark {
+        VolumeMark {
+            pool: pool.into(),
+            slot,
+        }
+    }
+
+    fn scratch() -> std::path::PathBuf {
+        let n: u64 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let dir = std::env::temp_dir().join(format!("tp-marker-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn marks_are_added_once_each_and_read_back() {
+        let dir = scratch();
+        assert_eq!(read_marker(&dir), None, "no marker yet");
+        add_mark(&dir, &mark("pool", 0)).unwrap();
+        add_mark(&dir, &mark("pool", 0)).unwrap();
+        add_mark(&dir, &mark("pool", 3)).unwrap();
+        let content = read_marker(&dir).unwrap();
+        let marks = termpool_agent_proto::parse_marker(&content).unwrap();
+        assert_eq!(marks, vec![mark("pool", 0), mark("pool", 3)]);
+        let meta = std::fs::metadata(dir.join(VOLUME_MARKER)).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o644);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_marker_without_a_final_newline_keeps_its_lines() {
+        let dir = scratch();
+        std::fs::write(dir.join(VOLUME_MARKER), mark("pool", 1).line()).unwrap();
+        add_mark(&dir, &mark("pool", 2)).unwrap();
+        let content = read_marker(&dir).unwrap();
+        let marks = termpool_agent_proto::parse_marker(&content).unwrap();
+        assert_eq!(marks, vec![mark("pool", 1), mark("pool", 2)]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_link_is_never_followed() {
+        let dir = scratch();
+        let target = dir.join("elsewhere");
+        std::fs::write(&target, "secret").unwrap();
+        std::os::unix::fs::symlink(&target, dir.join(VOLUME_MARKER)).unwrap();
+        assert_eq!(read_marker(&dir), None);
+        assert!(add_mark(&dir, &mark("pool", 0)).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "secret");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_mark_requests_are_refused() {
+        for body in [
+            &b"garbage"[..],
+            br#"{"pool":"a b","slot":1}"#,
+            br#"{"pool":"","slot":1}"#,
+        ] {
+            let refused = matches!(
+                super::mark(body),
+                AgentResult::Failed {
+                    kind: FailureKind::BadRequest,
+                    ..
+                }
+            );
+            assert!(refused, "{}", String::from_utf8_lossy(body));
+        }
+    }
 }

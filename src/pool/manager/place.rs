@@ -249,6 +249,7 @@ impl Pool {
         match e {
             AssignError::PoolFull => PoolError::PoolFull,
             AssignError::NodeDown(node) => PoolError::NodeDown(node),
+            AssignError::WrongVolume(why) => PoolError::WrongVolume(why),
             AssignError::NoContainer => match self.lock_state().last_error() {
                 Some(err) if err.docker_unavailable => PoolError::DockerUnavailable(err.message),
                 Some(err) => PoolError::Provision(format!(

@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::super::engine::short;
+use super::super::orchestrator::SlotHistory;
 use super::super::state::SlotError;
 use super::super::store::{unix_now, ContainerRecord, UserRecord};
 use super::super::PoolError;
@@ -86,7 +87,12 @@ impl Pool {
             return Ok(id);
         }
         let unusable = self.lock_state().to_replace(idx);
-        match self.orch.ensure_slot(idx, unusable.as_deref()).await {
+        let history = self.slot_history(idx).await;
+        match self
+            .orch
+            .ensure_slot(idx, unusable.as_deref(), history)
+            .await
+        {
             Ok(ready) => {
                 let id = ready.id;
                 let changed = {
@@ -109,7 +115,12 @@ impl Pool {
                         e,
                         PoolError::DockerUnavailable(_) | PoolError::NodeDown(_)
                     ),
-                    message: e.to_string(),
+                    wrong_volume: matches!(e, PoolError::WrongVolume(_)),
+                    message: match &e {
+                        // Its users' refusal carries it as the same kind again.
+                        PoolError::WrongVolume(why) => why.clone(),
+                        other => other.to_string(),
+                    },
                 };
                 let mut st = self.lock_state();
                 st.mark_failed(idx, err, Instant::now() + DOWN_BACKOFF);
@@ -122,7 +133,29 @@ impl Pool {
         }
     }
 
-    /// Records a slot's container in the store; a failure is logged (the id is informational).
+    /// What the store says of slot `idx`: how many accounts it places there (the pool's mirror
+    /// of the store) and, when any, whether the slot was made ready before. A store that cannot
+    /// say counts as yes: a volume without the slot's marker is then refused rather than taken.
+    async fn slot_history(&self, idx: usize) -> SlotHistory {
+        let accounts = {
+            let st = self.lock_state();
+            st.users.values().filter(|u| u.slot == Some(idx)).count()
+        };
+        if accounts == 0 {
+            return SlotHistory::default();
+        }
+        let prepared = match blocking(&self.store, |s| s.containers()).await {
+            Ok(slots) => slots.iter().any(|c| c.slot == idx),
+            Err(e) => {
+                log::warn!("pool: reading the slots' records: {e}");
+                true
+            }
+        };
+        SlotHistory { prepared, accounts }
+    }
+
+    /// Records a slot's container in the store, which tells a later volume check that the slot
+    /// was prepared; a failure is logged.
     async fn save_container(&self, idx: usize, id: &str) {
         let rec = ContainerRecord {
             slot: idx,

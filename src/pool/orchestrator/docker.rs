@@ -9,7 +9,7 @@ use bollard::Docker;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
-use super::{Orchestrator, ReadySlot, SlotEvent, Terminal};
+use super::{Orchestrator, ReadySlot, SlotEvent, SlotHistory, Terminal};
 use crate::pool::engine::{self, list_labelled, remove, short};
 use crate::pool::spec::LABEL_POOL;
 use crate::pool::{accounts, container, processes, quota, PoolConfig, PoolError};
@@ -46,10 +46,13 @@ impl Orchestrator for DockerEngine {
         container::remove_strays(&self.docker, &self.cfg).await
     }
 
+    /// One volume for every slot, on this engine: there is no other volume to meet, and the
+    /// slot's history does not matter.
     async fn ensure_slot(
         &self,
         idx: usize,
         unusable: Option<&str>,
+        _history: SlotHistory,
     ) -> Result<ReadySlot, PoolError> {
         if let Some(id) = unusable {
             log::warn!(

@@ -1,13 +1,13 @@
 //! The node-state filter of the assigner: slots on a node that is down take no newcomers, and
 //! a user whose home is pinned there waits for it instead of being moved to an empty home.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::super::assign::{AssignError, Decision};
 use super::super::orchestrator::SlotNode;
 use super::super::store::UserRecord;
 use super::super::PoolConfig;
-use super::{Choice, State};
+use super::{Choice, SlotError, State};
 
 fn node(name: &str, ready: bool) -> Option<SlotNode> {
     Some(SlotNode {
@@ -85,6 +85,42 @@ fn with_shared_homes_a_user_of_a_down_node_moves() {
     let mut st = two_nodes(false);
     st.set_node(0, node("n1", false));
     let d = st.choose("alice", &nobody, Instant::now());
+    assert_eq!(d, Ok(Choice::Go(Decision::New { idx: 1 })));
+}
+
+/// Slot 0 refused for its volume until `until`.
+fn wrong_volume(st: &mut State, until: Instant) {
+    let err = SlotError {
+        docker_unavailable: false,
+        wrong_volume: true,
+        message: "slot 0 meets another volume".into(),
+    };
+    st.mark_failed(0, err, until);
+}
+
+#[test]
+fn a_pinned_user_whose_slot_meets_another_volume_waits_for_it() {
+    let now = Instant::now();
+    let later = now + Duration::from_secs(10);
+    let mut st = two_nodes(true);
+    wrong_volume(&mut st, later);
+    let d = st.choose("alice", &nobody, now);
+    let refusal = AssignError::WrongVolume("slot 0 meets another volume".into());
+    assert_eq!(d, Err(refusal));
+    // Newcomers go to the other slot; once the refusal's backoff ends, the slot is checked
+    // again by the user's own placement.
+    let d = st.choose("bob", &nobody, now);
+    assert_eq!(d, Ok(Choice::Go(Decision::New { idx: 1 })));
+    let d = st.choose("alice", &nobody, later);
+    assert_eq!(d, Ok(Choice::Go(Decision::Sticky { idx: 0 })));
+}
+
+#[test]
+fn with_shared_homes_a_user_whose_slot_meets_another_volume_moves() {
+    let now = Instant::now();
+    let mut st = two_nodes(false);
+    wrong_volume(&mut st, now + Duration::from_secs(10));
+    let d = st.choose("alice", &nobody, now);
     assert_eq!(d, Ok(Choice::Go(Decision::New { idx: 1 })));
 }
 

@@ -1,15 +1,30 @@
 //! The nodes under the slots, on an orchestrator with several: which slots' nodes are down, and
-//! whether a user must wait for its node rather than be placed elsewhere.
+//! whether a user must wait for its node (or its own volume) rather than be placed elsewhere.
 
+use std::time::Instant;
+
+use super::super::assign::AssignError;
 use super::super::orchestrator::SlotNode;
 use super::State;
 
 impl State {
-    /// The node that is down under `username`'s slot, when the user's home is pinned there.
-    pub(super) fn pinned_node_down(&self, username: &str) -> Option<String> {
-        let idx = self.users.get(username)?.slot?;
-        let node = self.slots[idx].node.as_ref()?;
-        (self.pinned && !node.ready).then(|| node.name.clone())
+    /// Why `username` must wait for its slot rather than be placed elsewhere, when its home is
+    /// pinned to the slot's node: the node is down, or the slot met a volume that is not its
+    /// own (and is still out of the assigner's view at `now`).
+    pub(super) fn pinned_refusal(&self, username: &str, now: Instant) -> Option<AssignError> {
+        if !self.pinned {
+            return None;
+        }
+        let slot = &self.slots[self.users.get(username)?.slot?];
+        if let Some(node) = slot.node.as_ref().filter(|n| !n.ready) {
+            return Some(AssignError::NodeDown(node.name.clone()));
+        }
+        let waiting = slot.down_until.is_some_and(|t| t > now);
+        let error = slot
+            .last_error
+            .as_ref()
+            .filter(|e| e.wrong_volume && waiting)?;
+        Some(AssignError::WrongVolume(error.message.clone()))
     }
 
     /// The slot's node (or its agent) does not answer although the orchestrator may not know

@@ -90,6 +90,7 @@ fn failed_slot_is_gone_for_the_assigner_until_backoff_ends() {
     let later = now + std::time::Duration::from_secs(5);
     let err = SlotError {
         docker_unavailable: false,
+        wrong_volume: false,
         message: "boom".into(),
     };
     st.mark_failed(0, err, later);
@@ -103,6 +104,7 @@ fn failed_slot_is_gone_for_the_assigner_until_backoff_ends() {
     );
     let outage = SlotError {
         docker_unavailable: true,
+        wrong_volume: false,
         message: "down".into(),
     };
     st.mark_failed(1, outage, later);

@@ -9,7 +9,7 @@ mod swarm;
 
 use std::path::PathBuf;
 
-pub use operator::{Block, BlockKind};
+pub use operator::{Block, BlockKind, OperatorStore};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::SqliteStore;
 pub use swarm::{SwarmStore, SWARM_SCHEMA_VERSION, TOUCH_GRANULARITY_SECS};

@@ -171,3 +171,59 @@ impl SqliteStore {
         Ok(n > 0)
     }
 }
+
+/// What the web layer keeps in a store (the operator's blocks, the access keys), whichever store
+/// it is: the SQLite file of one host, or the Swarm's configs, which every manager holds.
+pub trait OperatorStore: Send {
+    /// Every block, oldest first.
+    fn blocks(&self) -> Result<Vec<Block>, StoreError>;
+    /// Adds a block, or replaces the reason of the same one; returns it as stored.
+    fn add_block(
+        &mut self,
+        kind: BlockKind,
+        value: &str,
+        reason: &str,
+    ) -> Result<Block, StoreError>;
+    /// Removes a block; `false` if there was none.
+    fn remove_block(&mut self, kind: BlockKind, value: &str) -> Result<bool, StoreError>;
+    /// Gives `identity` the access key whose hash is `key_hash`, replacing its previous key.
+    fn set_access_key(&mut self, identity: &str, key_hash: &str) -> Result<(), StoreError>;
+    /// The identity whose access key hashes to `key_hash`.
+    fn identity_for_key(&self, key_hash: &str) -> Result<Option<String>, StoreError>;
+    /// Whether `identity` has an access key.
+    fn has_access_key(&self, identity: &str) -> Result<bool, StoreError>;
+}
+
+/// Implements [`OperatorStore`] with the store's own methods of the same names.
+macro_rules! operator_store {
+    ($store:ty) => {
+        impl $crate::pool::store::OperatorStore for $store {
+            fn blocks(&self) -> Result<Vec<Block>, StoreError> {
+                <$store>::blocks(self)
+            }
+            fn add_block(
+                &mut self,
+                kind: BlockKind,
+                value: &str,
+                reason: &str,
+            ) -> Result<Block, StoreError> {
+                <$store>::add_block(self, kind, value, reason)
+            }
+            fn remove_block(&mut self, kind: BlockKind, value: &str) -> Result<bool, StoreError> {
+                <$store>::remove_block(self, kind, value)
+            }
+            fn set_access_key(&mut self, identity: &str, key_hash: &str) -> Result<(), StoreError> {
+                <$store>::set_access_key(self, identity, key_hash)
+            }
+            fn identity_for_key(&self, key_hash: &str) -> Result<Option<String>, StoreError> {
+                <$store>::identity_for_key(self, key_hash)
+            }
+            fn has_access_key(&self, identity: &str) -> Result<bool, StoreError> {
+                <$store>::has_access_key(self, identity)
+            }
+        }
+    };
+}
+pub(super) use operator_store;
+
+operator_store!(SqliteStore);

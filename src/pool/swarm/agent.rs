@@ -1,7 +1,9 @@
 //! The pool's side of a slot's agent on Swarm: its address and key, and the account, reaping and
 //! lockdown checks that go to it over the network (never `docker exec` on another node's engine).
 
-use termpool_agent_proto::{slot_psk, AccountRequest, FailureKind, LockdownReport, AGENT_PORT};
+use termpool_agent_proto::{
+    slot_psk, AccountRequest, FailureKind, LockdownReport, StatusReport, AGENT_PORT,
+};
 
 use super::{SwarmConfig, SwarmServices};
 use crate::pool::{accounts, home_of, PoolError};
@@ -25,10 +27,11 @@ pub fn slot_key(swarm: &SwarmConfig, slot: &str, generation: u32) -> [u8; 32] {
 }
 
 /// Asks the agent whether its container locked down: nobody is admitted to a slot otherwise.
-pub async fn check_lockdown(agent: &RemoteAgent) -> Result<(), PoolError> {
+/// Returns the agent's report (its volume's homes and marker).
+pub async fn check_lockdown(agent: &RemoteAgent) -> Result<StatusReport, PoolError> {
     let report = agent.status().await.map_err(agent_error)?;
     match lockdown_missing(&report.lockdown) {
-        None => Ok(()),
+        None => Ok(report),
         Some(what) => Err(PoolError::Provision(format!(
             "the container of slot {} did not lock down ({what}): it takes no users",
             agent.slot()

@@ -46,6 +46,7 @@ mod nodes;
 mod services;
 mod slot;
 pub mod spec;
+mod volume;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -55,7 +56,7 @@ use bollard::Docker;
 use futures_util::stream::BoxStream;
 
 use super::engine;
-use super::orchestrator::{Orchestrator, ReadySlot, SlotEvent, SlotNode, Terminal};
+use super::orchestrator::{Orchestrator, ReadySlot, SlotEvent, SlotHistory, SlotNode, Terminal};
 use super::{PoolConfig, PoolError};
 
 /// The pool's slots as services of the Swarm whose manager the server talks to.
@@ -126,10 +127,11 @@ impl Orchestrator for SwarmServices {
         &self,
         idx: usize,
         _unusable: Option<&str>,
+        history: SlotHistory,
     ) -> Result<ReadySlot, PoolError> {
         // A task whose agent did not answer is not replaced: on a pinned slot that would only
         // move nothing, and Swarm restarts a task whose agent died. It is checked again.
-        self.bring_up(idx).await
+        self.bring_up(idx, history).await
     }
 
     async fn running(&self) -> Result<HashMap<String, String>, PoolError> {

@@ -8,7 +8,7 @@ use bollard::models::Service;
 
 use super::spec::{self, SlotService, LABEL_KEY_GENERATION};
 use super::{agent, nodes, services, SwarmServices};
-use crate::pool::orchestrator::ReadySlot;
+use crate::pool::orchestrator::{ReadySlot, SlotHistory};
 use crate::pool::spec::{LABEL_CONFIG, LABEL_POOL};
 use crate::pool::PoolError;
 
@@ -23,7 +23,11 @@ const POLL: Duration = Duration::from_millis(250);
 impl SwarmServices {
     /// Adopts the slot's service when it was created with the current settings, replaces it
     /// otherwise (on the same node: the homes are there), then waits until it is ready.
-    pub(super) async fn bring_up(&self, idx: usize) -> Result<ReadySlot, PoolError> {
+    pub(super) async fn bring_up(
+        &self,
+        idx: usize,
+        history: SlotHistory,
+    ) -> Result<ReadySlot, PoolError> {
         let name = self.cfg.container_name(idx);
         let service = match services::inspect_service(&self.docker, &name).await? {
             Some(svc) if self.adoptable(&svc)? => svc,
@@ -39,7 +43,7 @@ impl SwarmServices {
             }
             None => self.create(idx, None).await?,
         };
-        self.wait_ready(idx, service).await
+        self.wait_ready(idx, service, history).await
     }
 
     /// Whether a service of this name is this pool's and made with the current settings.
@@ -117,9 +121,15 @@ impl SwarmServices {
         Ok(())
     }
 
-    /// Waits until the service's task runs (pinning the service to its node the first time) and
-    /// its agent reports the lockdown. A pinned slot whose node is down fails at once.
-    async fn wait_ready(&self, idx: usize, mut service: Service) -> Result<ReadySlot, PoolError> {
+    /// Waits until the service's task runs (pinning the service to its node the first time), its
+    /// agent reports the lockdown and its volume is the slot's own (see `volume`). A pinned slot
+    /// whose node is down fails at once.
+    async fn wait_ready(
+        &self,
+        idx: usize,
+        mut service: Service,
+        history: SlotHistory,
+    ) -> Result<ReadySlot, PoolError> {
         let name = self.cfg.container_name(idx);
         let labels = service.spec.as_ref().and_then(|s| s.labels.clone());
         let generation = labels
@@ -144,8 +154,13 @@ impl SwarmServices {
                     service = self.pin(&service, node_id).await?;
                 }
                 let starting = self.task_starting(&task_id);
-                match agent::check_lockdown(&self.remote(idx)).await {
-                    Ok(()) => return Ok(ReadySlot { id: task_id, node }),
+                let agent = self.remote(idx);
+                match agent::check_lockdown(&agent).await {
+                    Ok(report) => {
+                        let volume = self.check_volume(&agent, idx, &report, history, &node);
+                        volume.await?;
+                        return Ok(ReadySlot { id: task_id, node });
+                    }
                     Err(e @ PoolError::Provision(_)) => return Err(e),
                     // A task running for a while whose agent does not answer: its node is cut
                     // off (Swarm notices only after missed heartbeats). Its users learn it now.

@@ -11,7 +11,10 @@ use super::records::{
 };
 use super::{raced, SwarmStore, ATTEMPTS};
 use crate::pool::identity_hash;
+use crate::pool::store::operator::operator_store;
 use crate::pool::store::{unix_now, Block, BlockKind, StoreError};
+
+operator_store!(SwarmStore);
 
 const LABEL_BLOCK_KIND: &str = "termpool.block.kind";
 const LABEL_BLOCK_VALUE: &str = "termpool.block.value";

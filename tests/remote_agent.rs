@@ -327,12 +327,25 @@ fn read_to_close(stream: &mut std::net::TcpStream) -> bool {
     }
 }
 
-/// The default bridge's subnet and gateway.
+/// The default bridge's subnet and gateway: the address of its interface on this host (the
+/// engine does not always list the gateway in the network's IPAM config).
 fn docker_bridge() -> (String, String) {
-    let format = "{{(index .IPAM.Config 0).Subnet}} {{(index .IPAM.Config 0).Gateway}}";
+    let format = "{{(index .IPAM.Config 0).Subnet}} \
+                  {{index .Options \"com.docker.network.bridge.name\"}}";
     let (ok, out) = fixture::docker(&["network", "inspect", "bridge", "--format", format]);
     assert!(ok, "{out}");
-    let (subnet, gateway) = out.trim().split_once(' ').expect("subnet and gateway");
+    let (subnet, interface) = out.trim().split_once(' ').expect("subnet and interface");
+    let ip = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", interface])
+        .output()
+        .expect("ip addr");
+    let listing = String::from_utf8_lossy(&ip.stdout);
+    let gateway = listing
+        .split_whitespace()
+        .skip_while(|word| *word != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .unwrap_or_else(|| panic!("no IPv4 address on {interface}: {listing}"));
     (subnet.to_owned(), gateway.to_owned())
 }
 

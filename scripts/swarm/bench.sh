@@ -139,6 +139,7 @@ relay() { # relay NAME PORT COOKIE: the benchmark's output, each line prefixed w
     TERMPOOL_BENCH_ARGS=$args "${BENCH[@]}" 2>"$WORK/$1.err" | sed "s/^/$1  /" || { cat "$WORK/$1.err" >&2; return 1; }
 }
 echo "# $(date -u +%FT%TZ), $(nproc) cores shared with other work; ${ROUNDS} rounds, interleaved"
+echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq "$ROUNDS"); do
     echo "## round $r"
     relay single 3811 "$single_cookie"
@@ -146,3 +147,4 @@ for r in $(seq "$ROUNDS"); do
 done
 echo "## the network's own cost (scripts/swarm/netbench.sh, one round)"
 ROUNDS=1 scripts/swarm/netbench.sh
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -10,7 +10,9 @@
 # creates.
 #
 #   scripts/swarm/bench.sh         (root; SERVER_IMAGE: a server image of this tree, default
-#                                   termpool-server:latest from scripts/setup-container-mode.sh)
+#                                   termpool-server:latest from scripts/setup-container-mode.sh;
+#                                   CONTAINER_IMAGE: the user image, with this tree's agent)
+# The stack file's other settings (e.g. CONTAINER_CPUS) reach both stacks from the environment.
 # BENCH_ONLY: the relay benchmark's figures (default echo,throughput,sessions). BENCH_SMOKE=1:
 # the benchmark's debug smoke run (`cargo test --bench relay`, --quick) to try the pipeline; its
 # figures mean nothing.

@@ -10,7 +10,9 @@
 # creates.
 #
 #   scripts/swarm/bench.sh         (root; SERVER_IMAGE: a server image of this tree, default
-#                                   termpool-server:latest from scripts/setup-container-mode.sh)
+#                                   termpool-server:latest from scripts/setup-container-mode.sh;
+#                                   CONTAINER_IMAGE: the user image, with this tree's agent)
+# The stack file's other settings (e.g. CONTAINER_CPUS) reach both stacks from the environment.
 # BENCH_ONLY: the relay benchmark's figures (default echo,throughput,sessions). BENCH_SMOKE=1:
 # the benchmark's debug smoke run (`cargo test --bench relay`, --quick) to try the pipeline; its
 # figures mean nothing.
@@ -28,7 +30,15 @@ export SERVER_IMAGE=${SERVER_IMAGE:-termpool-server:latest}
 export CONTAINER_IMAGE=${CONTAINER_IMAGE:-terminal-multi-user:latest}
 
 cleanup() {
-    for s in single cross; do "$REPO/scripts/swarm/stack-rm.sh" "$TAG-$s" "$TAG-$s" || true; done
+    local left
+    # Twice if needed: a server task Swarm was still starting during the first pass may keep
+    # its data volume (or more) from going.
+    for _ in 1 2; do
+        for s in single cross; do "$REPO/scripts/swarm/stack-rm.sh" "$TAG-$s" "$TAG-$s" || true; done
+        left=$(for i in $(existing_nodes); do dk "$i" volume ls -q; dk "$i" ps -a --format '{{.Names}}'; done |
+            grep -cF -- "$TAG" || true)
+        [ "$left" = 0 ] && break
+    done
     rm -rf "$WORK" "$AGENTS_DIR"
 }
 trap cleanup EXIT
@@ -53,22 +63,48 @@ services:
       - {type: bind, source: $AGENTS_DIR, target: $AGENTS_DIR}
 EOF
 
-# deploy NAME PORT [STACK_FILES]: a stack whose every object names $TAG-NAME.
+# The limits of both stacks: the benchmark's one user opens 100 sessions at once. Each
+# container's private devpts is capped at USERS_PER_CONTAINER x MAX_SESSIONS_PER_USER (at most
+# MAX_SESSIONS) + USERS_PER_CONTAINER, and the single-host server refuses to start when
+# MAX_CONTAINERS such caps (plus PTYS_PER_CONTAINER each) exceed what kernel.pty.max leaves
+# (4096 - 1024 here): 1000 sessions (3 x 1065 PTYs) did not fit, 200 do (3 x 265).
+SESSIONS=200
+
+# deploy NAME PORT [STACK_FILES]: a stack whose every object names $TAG-NAME; its output goes
+# to $WORK/deploy-NAME.log, shown with the server's tasks and logs if the server never answers.
 deploy() {
-    local name=$1 port=$2 tag=$TAG-$1
-    env DOCKER_HOST="unix://$(node_sock 1)" \
+    local name=$1 port=$2 tag=$TAG-$1 log=$WORK/deploy-$1.log
+    if ! env DOCKER_HOST="unix://$(node_sock 1)" \
         NODES="$(for i in $(existing_nodes); do [ "$i" = 1 ] || echo "unix://$(node_sock "$i")"; done)" \
         STACK_FILES="${3:-}" PUBLISH_PORT="$port" CONTAINER_PREFIX="$tag" \
         WORKSPACE_VOLUME="$tag-ws" DATA_VOLUME="$tag-data" AGENT_NETWORK="$tag-agents" \
         MASTER_KEY_SECRET="$tag-key" CONTAINER_NETWORK=none MAX_CONTAINERS=3 SLOTS_PER_NODE=1 \
-        USERS_PER_CONTAINER=1 MAX_SESSIONS_PER_USER=1000 MAX_SESSIONS_PER_ADDRESS=0 \
-        MAX_NEW_SESSIONS_PER_MINUTE=0 REATTACH_GRACE_SECS=0 MAX_SESSIONS=1000 \
-        "$REPO/scripts/swarm-deploy.sh" "$tag" >/dev/null
+        USERS_PER_CONTAINER=1 MAX_SESSIONS_PER_USER=$SESSIONS MAX_SESSIONS_PER_ADDRESS=0 \
+        MAX_NEW_SESSIONS_PER_MINUTE=0 REATTACH_GRACE_SECS=0 MAX_SESSIONS=$SESSIONS \
+        "$REPO/scripts/swarm-deploy.sh" "$tag" >"$log" 2>&1; then
+        deploy_failed "$name" "scripts/swarm-deploy.sh failed"
+    fi
     for _ in $(seq 240); do
         curl -fs -m 3 "http://$(node_addr 1):$port/healthz" >/dev/null 2>&1 && return
+        # A server that exits at start is restarted forever (restart_policy any): stop at 3.
+        [ "$(failed_tasks "${tag}_server")" -lt 3 ] || deploy_failed "$name" "its server keeps exiting"
         sleep 1
     done
-    log "stack $tag did not turn healthy"
+    deploy_failed "$name" "its server did not answer /healthz within 240 s"
+}
+failed_tasks() { # the number of service $1's tasks that failed
+    dk 1 service ps --format '{{.CurrentState}}' "$1" 2>/dev/null | grep -c '^Failed' || true
+}
+deploy_failed() { # deploy_failed NAME REASON: what the deployment, Swarm and the server said
+    local service=$TAG-$1_server
+    log "stack $TAG-$1: $2"
+    log "---- scripts/swarm-deploy.sh ----"
+    cat "$WORK/deploy-$1.log" >&2
+    log "---- docker service ps $service ----"
+    dk 1 service ps --no-trunc "$service" >&2 2>&1 || true
+    log "---- the server's last task that ran, its logs (last 40 lines) ----"
+    dk 1 logs --tail 40 "$(dk 1 ps -aq --filter status=exited --filter status=running \
+        --filter "label=com.docker.swarm.service.name=$service" | head -n 1)" >&2 2>&1 || true
     exit 1
 }
 deploy single 3811 "$WORK/single.yml"
@@ -105,6 +141,7 @@ relay() { # relay NAME PORT COOKIE: the benchmark's output, each line prefixed w
     TERMPOOL_BENCH_ARGS=$args "${BENCH[@]}" 2>"$WORK/$1.err" | sed "s/^/$1  /" || { cat "$WORK/$1.err" >&2; return 1; }
 }
 echo "# $(date -u +%FT%TZ), $(nproc) cores shared with other work; ${ROUNDS} rounds, interleaved"
+echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq "$ROUNDS"); do
     echo "## round $r"
     relay single 3811 "$single_cookie"
@@ -112,3 +149,4 @@ for r in $(seq "$ROUNDS"); do
 done
 echo "## the network's own cost (scripts/swarm/netbench.sh, one round)"
 ROUNDS=1 scripts/swarm/netbench.sh
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -19,6 +19,9 @@ use crate::{shell, sys};
 /// Sealed output waiting for the socket beyond which the PTY is no longer read.
 const HIGH_WATER: usize = 64 * 1024;
 
+/// Output read in one go that is smaller than this goes out without trying to read more.
+const INTERACTIVE_CHUNK: usize = 512;
+
 /// Starts the shell OPEN asks for, answers STARTED, and relays until the shell exits (EXIT
 /// sent) or the server hangs up or goes away (the session hung up).
 pub fn run(
@@ -170,23 +173,18 @@ impl Relay<'_> {
         Ok(())
     }
 
-    /// Reads the PTY once into an OUTPUT frame (not written yet); whether it read anything.
+    /// Reads what the PTY holds, up to `buf`'s size, into one OUTPUT frame (not written yet);
+    /// whether it read anything.
     fn read_pty(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        match read_fd(&self.master, buf) {
-            Ok(0) => Ok(false),
-            Ok(n) => {
-                self.tx
-                    .seal(FrameType::Output, &buf[..n], &mut self.to_net)
-                    .map_err(invalid)?;
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => {
-                self.pty_closed = true;
-                Ok(false)
-            }
-            Err(e) => Err(e),
+        let (n, closed) = read_chunk(&self.master, buf)?;
+        self.pty_closed |= closed;
+        if n == 0 {
+            return Ok(false);
         }
+        self.tx
+            .seal(FrameType::Output, &buf[..n], &mut self.to_net)
+            .map_err(invalid)?;
+        Ok(true)
     }
 
     fn write_pty(&mut self) -> io::Result<()> {
@@ -263,6 +261,30 @@ fn poll_fd(fd: i32, events: libc::c_short) -> libc::pollfd {
     }
 }
 
+/// Reads into `buf` until the PTY is empty or `buf` full: a PTY hands out at most a few KiB per
+/// read, and a frame each would cost both ends a seal, a wake-up and a WebSocket message per
+/// few KiB of a burst. A first read of fewer than `INTERACTIVE_CHUNK` bytes (an echo, a
+/// prompt) is not followed by more. How many bytes, and whether the PTY has closed (EIO).
+fn read_chunk(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    let mut len = 0;
+    while len < buf.len() {
+        match read_fd(fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len < INTERACTIVE_CHUNK {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => return Ok((len, true)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((len, false))
+}
+
 fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: read writes at most buf.len() bytes into buf.
     let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -316,5 +338,60 @@ fn hang_up(pid: libc::pid_t) {
         // The shell is this process's child: reap it once it has gone.
         // SAFETY: waitpid on our own child, without blocking.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `data` into a non-blocking slave in small writes: a PTY takes about 18 KB unread
+    /// so, where one big blocking write would wait for a reader after 8 KB.
+    fn write_all(fd: &OwnedFd, data: &[u8]) {
+        for piece in data.chunks(1000) {
+            // SAFETY: writes from a live buffer.
+            let n = unsafe { libc::write(fd.as_raw_fd(), piece.as_ptr().cast(), piece.len()) };
+            assert_eq!(
+                sys::check(n).expect("write to the PTY") as usize,
+                piece.len()
+            );
+        }
+    }
+
+    #[test]
+    fn a_burst_is_read_into_one_chunk_and_the_end_is_seen() {
+        let (master, slave) = crate::pty::open(80, 24).expect("a PTY pair");
+        // SAFETY: tcgetattr fills the zeroed termios; tcsetattr reads it.
+        let mut raw: libc::termios = unsafe { std::mem::zeroed() };
+        sys::check(unsafe { libc::tcgetattr(slave.as_raw_fd(), &mut raw) }).unwrap();
+        unsafe { libc::cfmakeraw(&mut raw) };
+        sys::check(unsafe { libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &raw) }).unwrap();
+        set_nonblocking(&master).unwrap();
+        set_nonblocking(&slave).unwrap();
+        let mut buf = vec![0u8; MAX_BODY];
+        assert_eq!(read_chunk(&master, &mut buf).unwrap(), (0, false), "empty");
+
+        // Three times what one read of a PTY gives (4095 B), in one chunk.
+        let burst: Vec<u8> = (0..12_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        write_all(&slave, &burst);
+        assert_eq!(read_chunk(&master, &mut buf).unwrap(), (burst.len(), false));
+        assert_eq!(&buf[..burst.len()], &burst[..]);
+        // Never beyond the buffer: the rest is the next chunk.
+        write_all(&slave, &burst);
+        assert_eq!(
+            read_chunk(&master, &mut buf[..8192]).unwrap(),
+            (8192, false)
+        );
+        assert_eq!(
+            read_chunk(&master, &mut buf).unwrap(),
+            (burst.len() - 8192, false)
+        );
+
+        write_all(&slave, b"x");
+        assert_eq!(read_chunk(&master, &mut buf).unwrap(), (1, false));
+        write_all(&slave, b"last");
+        drop(slave);
+        assert_eq!(read_chunk(&master, &mut buf).unwrap(), (4, false));
+        assert_eq!(read_chunk(&master, &mut buf).unwrap(), (0, true), "closed");
     }
 }

@@ -183,10 +183,11 @@ async fn output_comes_compressed_echoes_do_not_and_compressed_input_works() {
     assert!(contains(&ready.message(), b"\"ready\""));
 
     // A command sent compressed; its output (a listing-like text) comes compressed.
-    let command = b"for i in $(seq 1 3000); do echo \"-rw-r--r-- 1 user user 4096 file-$i.txt\"; done; echo EN\"\"D\r";
+    let command = b"for i in $(seq 1 3000); do echo \"-rw-r--r-- 1 user user 4096 file-$i.txt\"; done; echo EN\"\"D; PS1='REA''DY> '\r";
     c.send(command, true).await;
     let before = c.wire_bytes;
-    let frames = c.output_until(b"END").await;
+    // Until the prompt the command line sets: the echo below must be a frame of its own.
+    let frames = c.output_until(b"READY> ").await;
     let raw: usize = frames.iter().map(|f| f.message().len()).sum();
     let wire = c.wire_bytes - before;
     assert!(

@@ -18,6 +18,13 @@ pub struct VolumeMark {
 }
 
 impl VolumeMark {
+    pub fn new(pool: &str, slot: u32) -> Self {
+        VolumeMark {
+            pool: pool.into(),
+            slot,
+        }
+    }
+
     /// Whether the pool label can go into a line and be read back: 1 to [`MAX_MARK_POOL`]
     /// letters, digits, `-`, `_` or `.`.
     pub fn is_valid(&self) -> bool {
@@ -62,10 +69,7 @@ mod tests {
     use super::*;
 
     fn mark(pool: &str, slot: u32) -> VolumeMark {
-        VolumeMark {
-            pool: pool.into(),
-            slot,
-        }
+        VolumeMark::new(pool, slot)
     }
 
     #[test]

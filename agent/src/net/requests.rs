@@ -192,10 +192,7 @@ mod tests {
     use super::*;
 
     fn mark(pool: &str, slot: u32) -> VolumeMark {
-        VolumeMark {
-            pool: pool.into(),
-            slot,
-        }
+        VolumeMark::new(pool, slot)
     }
 
     fn scratch() -> std::path::PathBuf {

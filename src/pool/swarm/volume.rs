@@ -98,10 +98,7 @@ mod tests {
     use super::*;
 
     fn mark(pool: &str, slot: u32) -> VolumeMark {
-        VolumeMark {
-            pool: pool.into(),
-            slot,
-        }
+        VolumeMark::new(pool, slot)
     }
 
     const FRESH: SlotHistory = SlotHistory {

@@ -156,3 +156,56 @@ pub(super) fn activity_is_kept_and_idle_accounts_are_listed_oldest_first<S: Stor
     assert_eq!(idle, vec![("uc".to_string(), 100), ("ub".to_string(), 300)]);
     assert!(s.accounts_idle_since(50).expect("none").is_empty());
 }
+
+/// Blocks: one per kind and value (a second replaces the reason), kept across a reopen, removed
+/// once; the pool's own records are not disturbed by them.
+pub(super) fn blocks_are_kept_replaced_and_removed<S: Store + OperatorStore>(open: impl Fn() -> S) {
+    let mut s = open();
+    s.add_block(BlockKind::Identity, "abc", "first")
+        .expect("add");
+    s.add_block(BlockKind::Identity, "abc", "second")
+        .expect("replace");
+    s.add_block(BlockKind::Address, "abc", "other kind")
+        .expect("add");
+    s.add_block(BlockKind::Address, "192.0.2.0/24", "a network")
+        .expect("add");
+    drop(s);
+    let mut s = open();
+    let blocks = s.blocks().expect("blocks");
+    assert_eq!(blocks.len(), 3, "{blocks:?}");
+    let id = blocks.iter().find(|b| b.kind == BlockKind::Identity);
+    assert_eq!(id.map(|b| b.reason.as_str()), Some("second"));
+    assert!(s.remove_block(BlockKind::Identity, "abc").expect("remove"));
+    assert!(!s.remove_block(BlockKind::Identity, "abc").expect("gone"));
+    let left: Vec<_> = s
+        .blocks()
+        .expect("blocks")
+        .into_iter()
+        .map(|b| b.kind)
+        .collect();
+    assert_eq!(left, vec![BlockKind::Address, BlockKind::Address]);
+    assert!(s.users().expect("users").is_empty());
+}
+
+/// Access keys: a new key replaces the identity's old one, a key taken over by another identity
+/// names only that one, across a reopen. Returns the reopened store.
+pub(super) fn an_access_key_names_one_identity<S: OperatorStore>(open: impl Fn() -> S) -> S {
+    let mut s = open();
+    s.set_access_key("anon-1", "k1").expect("set");
+    assert_eq!(
+        s.identity_for_key("k1").expect("get").as_deref(),
+        Some("anon-1")
+    );
+    s.set_access_key("anon-1", "k2").expect("rotate");
+    assert_eq!(s.identity_for_key("k1").expect("old"), None);
+    s.set_access_key("anon-2", "k2").expect("take");
+    drop(s);
+    let s = open();
+    assert_eq!(
+        s.identity_for_key("k2").expect("get").as_deref(),
+        Some("anon-2")
+    );
+    assert!(!s.has_access_key("anon-1").expect("lost"));
+    assert!(s.has_access_key("anon-2").expect("has"));
+    s
+}

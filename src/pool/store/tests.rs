@@ -303,44 +303,13 @@ fn a_failed_migration_leaves_the_old_version() {
 #[test]
 fn blocks_are_kept_replaced_and_removed() {
     let db = TempDb::new("blocks");
-    let mut s = SqliteStore::open(&db.0).expect("open");
-    s.add_block(BlockKind::Identity, "abc", "first")
-        .expect("add");
-    s.add_block(BlockKind::Identity, "abc", "second")
-        .expect("replace");
-    s.add_block(BlockKind::Address, "abc", "other kind")
-        .expect("add");
-    drop(s);
-    let mut s = SqliteStore::open(&db.0).expect("reopen");
-    let blocks = s.blocks().expect("blocks");
-    assert_eq!(blocks.len(), 2);
-    let id = blocks.iter().find(|b| b.kind == BlockKind::Identity);
-    assert_eq!(id.map(|b| b.reason.as_str()), Some("second"));
-    assert!(s.remove_block(BlockKind::Identity, "abc").expect("remove"));
-    assert!(!s.remove_block(BlockKind::Identity, "abc").expect("gone"));
-    assert_eq!(s.blocks().expect("blocks")[0].kind, BlockKind::Address);
+    behaviour::blocks_are_kept_replaced_and_removed(|| db.store());
 }
 
 #[test]
 fn an_access_key_names_one_identity() {
     let db = TempDb::new("keys");
-    let mut s = SqliteStore::open(&db.0).expect("open");
-    s.set_access_key("anon-1", "k1").expect("set");
-    assert_eq!(
-        s.identity_for_key("k1").expect("get").as_deref(),
-        Some("anon-1")
-    );
-    // A new key replaces the identity's old one.
-    s.set_access_key("anon-1", "k2").expect("rotate");
-    assert_eq!(s.identity_for_key("k1").expect("old"), None);
-    // A key hash taken over by another identity names only that one.
-    s.set_access_key("anon-2", "k2").expect("take");
-    drop(s);
-    let mut s = SqliteStore::open(&db.0).expect("reopen");
-    assert_eq!(
-        s.identity_for_key("k2").expect("get").as_deref(),
-        Some("anon-2")
-    );
+    let mut s = behaviour::an_access_key_names_one_identity(|| db.store());
     assert!(s.remove_access_key("anon-2").expect("remove"));
     assert_eq!(s.identity_for_key("k2").expect("gone"), None);
 }

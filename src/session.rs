@@ -291,9 +291,10 @@ impl LiveSession {
         }
         // Jobs the shell left behind get their SIGHUP too.
         self.tty.hangup().await;
+        // The place first: once the session is no longer counted open, its account is idle.
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(registry) = self.registry.upgrade() {
             registry.forget(self);
         }
-        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }

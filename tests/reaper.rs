@@ -344,6 +344,8 @@ async fn in_a_container_of_one_user_the_newcomer_waits_for_the_previous_holders_
         "V's zombie lingers"
     );
     v.close().await;
+    // A must find V idle, not a session whose close the server is still carrying out.
+    server.until_no_session_open().await;
 
     let mut freezer = Freezer::start(&[v_uid]);
     let cookie = server.new_identity().await;

@@ -88,6 +88,25 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Sessions the server counts open (`/healthz`): 0 once every ended session's account is idle.
+    pub async fn sessions_open(&self) -> i64 {
+        let (_, _, body) = http_get(&self.addr, "/healthz", &[]).await;
+        let health: serde_json::Value = serde_json::from_slice(&body).expect("/healthz is JSON");
+        health["sessions_open"].as_i64().expect("sessions_open")
+    }
+
+    /// Waits until the server counts no session open; panics after 30 s.
+    pub async fn until_no_session_open(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.sessions_open().await != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the server still counts a session open"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Loads the page like a browser and returns the identity cookie (`name=value`) it set.
     pub async fn new_identity(&self) -> String {
         new_identity_at(&self.addr).await

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 use super::{Spawned, Tty, TtyError, TtyOutput};
 use crate::protocol::TermSize;
@@ -108,7 +109,11 @@ const MAX_CHUNK: usize = 64 * 1024;
 /// Output read in one go that is smaller than this is relayed without trying to read more.
 const INTERACTIVE_CHUNK: usize = 512;
 
-/// A PTY master, non-blocking, registered with tokio.
+/// A PTY master, non-blocking, registered with tokio for readability only. With write interest
+/// too, every byte the shell takes from its input queue would wake this thread: the kernel signals
+/// the master writable each time room frees up, fifteen wake-ups for a typed command line, each
+/// paid for by the shell on its core. Writes wait on a registration of their own instead, made
+/// only while the queue is full (a paste), see [`PtyMaster::write_all`].
 pub(super) struct PtyMaster(AsyncFd<OwnedFd>);
 
 impl PtyMaster {
@@ -116,7 +121,8 @@ impl PtyMaster {
     pub fn new(fd: OwnedFd) -> io::Result<Self> {
         set_nonblocking(fd.as_raw_fd())?;
         // SAFETY: the fd is owned by this AsyncFd alone and closed only with it.
-        let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(io::Error::from)?;
         Ok(PtyMaster(fd))
     }
 
@@ -124,16 +130,34 @@ impl PtyMaster {
         self.0.get_ref().as_raw_fd()
     }
 
-    /// Writes all of `data`; waits while the terminal's input queue is full.
+    /// Writes all of `data`. While the terminal's input queue is full it waits on a duplicate of
+    /// the master registered for writability, dropped (deregistered) when `data` is written.
     pub async fn write_all(&self, mut data: &[u8]) -> Result<(), TtyError> {
+        let mut room: Option<AsyncFd<OwnedFd>> = None;
         while !data.is_empty() {
-            let mut guard = self.0.writable().await?;
-            match guard.try_io(|fd| sys_write(fd.get_ref().as_raw_fd(), data)) {
-                Ok(Ok(n)) => data = &data[n..],
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Err(TtyError::Closed),
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_would_block) => continue,
+            match sys_write(self.raw(), data) {
+                Ok(n) => {
+                    data = &data[n..];
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => return Err(TtyError::Closed),
+                Err(e) => return Err(e.into()),
             }
+            let waiter = match room.as_mut() {
+                Some(waiter) => waiter,
+                None => {
+                    let dup = dup_cloexec(self.raw())?;
+                    // SAFETY: the duplicate is owned by this AsyncFd alone and closed only with
+                    // it. Registering reports it writable at once if room freed up meanwhile.
+                    let waiter =
+                        unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }
+                            .map_err(io::Error::from)?;
+                    room.insert(waiter)
+                }
+            };
+            waiter.writable().await?.clear_ready();
         }
         Ok(())
     }

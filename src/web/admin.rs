@@ -281,9 +281,13 @@ async fn add_block(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
         return plain(StatusCode::BAD_REQUEST, "kind must be identity or address");
     };
     let reason = new.reason.unwrap_or_else(|| "no reason given".into());
-    let block = match state.blocks.add(kind, &new.value, &reason) {
-        Ok(b) => b,
-        Err(e) => return block_error(e),
+    let (blocks, value) = (state.blocks.clone(), new.value);
+    // Off this worker: the store may be the Swarm's (see `api::off_worker`).
+    let added = web::block(move || blocks.add(kind, &value, &reason)).await;
+    let block = match added {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return block_error(e),
+        Err(_) => return plain(StatusCode::SERVICE_UNAVAILABLE, "try again later"),
     };
     let covered: Vec<Arc<LiveSession>> = state
         .registry
@@ -318,7 +322,12 @@ async fn remove_block(
     let Some(kind) = BlockKind::parse(&kind) else {
         return plain(StatusCode::BAD_REQUEST, "kind must be identity or address");
     };
-    match state.blocks.remove(kind, &value) {
+    let (blocks, removed_value) = (state.blocks.clone(), value.clone());
+    let removed = web::block(move || blocks.remove(kind, &removed_value)).await;
+    let Ok(removed) = removed else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "try again later");
+    };
+    match removed {
         Ok(true) => {
             audit_action(&req, "unblock")
                 .field("kind", kind.as_str())

@@ -60,6 +60,19 @@ pub(super) fn caller(
     })
 }
 
+/// Runs `f` on the blocking pool: the access-key store may be the Swarm's (a listing of configs,
+/// 10-60 ms), which must not hold up the sessions this worker thread relays.
+async fn off_worker<T: Send + 'static>(
+    state: &web::Data<AppState>,
+    f: impl FnOnce(&AppState) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let state = state.clone();
+    web::block(move || f(&state)).await.map_err(|e| {
+        log::error!("a store call failed to run: {e}");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "try again later")
+    })
+}
+
 fn ok(status: StatusCode, body: serde_json::Value) -> ApiResult {
     Ok(HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -105,12 +118,13 @@ pub(super) async fn whoami(req: HttpRequest, state: web::Data<AppState>) -> Http
         async {
             let identity = caller(&req, &state, false)?;
             let user = linux_user(&state, &identity).await?;
+            let has_key = off_worker(&state, move |s| s.workspace.keys.has_key(&identity)).await?;
             ok(
                 StatusCode::OK,
                 json!({
                     "user": user,
                     "mode": mode_name(&state.identifier.mode),
-                    "access_key": state.workspace.keys.has_key(&identity),
+                    "access_key": has_key,
                 }),
             )
         }
@@ -181,7 +195,8 @@ pub(super) async fn create_key(req: HttpRequest, state: web::Data<AppState>) -> 
         async {
             cookie_mode_only(&state)?;
             let identity = caller(&req, &state, true)?;
-            let key = state.workspace.keys.create(&identity).map_err(|e| {
+            let created = off_worker(&state, move |s| s.workspace.keys.create(&identity)).await?;
+            let key = created.map_err(|e| {
                 log::error!("{e}");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -226,7 +241,10 @@ pub(super) async fn redeem_key(
                     "send JSON {\"key\": \"...\"}",
                 ));
             };
-            let Some(identity) = state.workspace.keys.identity_for_key(key.trim()) else {
+            let found = off_worker(&state, move |s| {
+                s.workspace.keys.identity_for_key(key.trim())
+            });
+            let Some(identity) = found.await? else {
                 log::info!("an unknown or replaced access key was presented");
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,

@@ -136,4 +136,6 @@ fn least_loaded_free(containers: &[ContainerSlot], holders: &[&Assignment]) -> O
 }
 
 #[cfg(test)]
+mod home_tests;
+#[cfg(test)]
 mod tests;

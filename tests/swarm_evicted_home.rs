@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::swarm::{exec_in, node_of, shell, Stack};
+use common::swarm::{exec_in, node_of, shell, wait_until, Stack};
 use common::Client;
 
 /// One slot at first, one user per slot, one slot per node: a second slot goes to another node.
@@ -53,6 +53,12 @@ async fn swarm_an_evicted_user_gets_its_own_files_back_never_an_empty_home_on_an
     // The operator grows the pool: the new slot goes to another node, whose volume holds no
     // home of U. The server restarts: U's home is known from the store alone.
     stack.restart_server_with("MAX_CONTAINERS", "2");
+    let started = wait_until(Duration::from_secs(120), || node_of(&slot1).is_some());
+    assert!(
+        started,
+        "the new slot does not run:\n{}",
+        stack.server_log()
+    );
     let home_node = node_of(&slot0).expect("slot 0 runs");
     let other_node = node_of(&slot1).expect("the new slot runs");
     assert_ne!(

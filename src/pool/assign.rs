@@ -1,5 +1,5 @@
-//! The placement rules (sticky, least loaded, evict the least recently seen idle user) as one
-//! pure function, so they can be tested exhaustively without Docker.
+//! The placement rules (sticky, least loaded, evict the least recently seen idle user, a home
+//! pinned to its volume) as one pure function, so they can be tested exhaustively without Docker.
 
 /// One container of the pool as the assigner sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,6 +10,9 @@ pub struct ContainerSlot {
     pub alive: bool,
     /// Users it holds at most.
     pub capacity: usize,
+    /// The volume holding the homes of its users: containers with the same value share it (the
+    /// containers of one node, with homes pinned to nodes).
+    pub volume: usize,
 }
 
 /// A user's current assignment.
@@ -58,23 +61,44 @@ pub enum AssignError {
     /// user elsewhere would give it an empty home.
     #[error("{0}")]
     WrongVolume(String),
+    /// No container on the volume holding the user's home can take users now: placing the user
+    /// elsewhere would give it an empty home.
+    #[error("no container on the volume holding the user's home is alive")]
+    HomeUnavailable,
+    /// [`AssignError::HomeUnavailable`] with the reason the pool knows (the home slot's last
+    /// provisioning error).
+    #[error("the slot holding the user's home is failing: {0}")]
+    HomeFailing(String),
 }
 
 /// Decides where `user` goes. Pure: the caller persists the decision (and the eviction).
 /// `has_live_session` tells whose slot must not be taken; the pool also counts users whose
-/// placement is under way or was just answered, whose sessions are not bound yet.
+/// placement is under way or was just answered, whose sessions are not bound yet. `home`, if
+/// given, is the volume holding the user's home: the user goes only to a container on it (a
+/// newcomer, with no home yet, goes anywhere).
 pub fn assign(
     containers: &[ContainerSlot],
     assignments: &[Assignment<'_>],
     has_live_session: &dyn Fn(&str) -> bool,
     user: &str,
+    home: Option<usize>,
 ) -> Result<Decision, AssignError> {
     let alive = |idx: usize| containers.iter().any(|c| c.index == idx && c.alive);
     if !containers.iter().any(|c| c.alive) {
         return Err(AssignError::NoContainer);
     }
+    // The containers the user may go to.
+    let open: Vec<ContainerSlot> = containers
+        .iter()
+        .filter(|c| c.alive && home.is_none_or(|v| c.volume == v))
+        .copied()
+        .collect();
+    if open.is_empty() {
+        return Err(AssignError::HomeUnavailable);
+    }
+    let takes = |idx: usize| open.iter().any(|c| c.index == idx);
     if let Some(own) = assignments.iter().find(|a| a.user == user) {
-        if alive(own.container) {
+        if takes(own.container) {
             return Ok(Decision::Sticky { idx: own.container });
         }
     }
@@ -83,12 +107,12 @@ pub fn assign(
         .iter()
         .filter(|a| a.user != user && alive(a.container))
         .collect();
-    if let Some(idx) = least_loaded_free(containers, &holders) {
+    if let Some(idx) = least_loaded_free(&open, &holders) {
         return Ok(Decision::New { idx });
     }
     holders
         .iter()
-        .filter(|a| !has_live_session(a.user))
+        .filter(|a| takes(a.container) && !has_live_session(a.user))
         .min_by_key(|a| (a.last_seen, a.user))
         .map(|a| Decision::Evict {
             idx: a.container,
@@ -111,5 +135,7 @@ fn least_loaded_free(containers: &[ContainerSlot], holders: &[&Assignment]) -> O
         .map(|(_, idx, _)| idx)
 }
 
+#[cfg(test)]
+mod home_tests;
 #[cfg(test)]
 mod tests;

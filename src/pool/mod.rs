@@ -212,6 +212,10 @@ pub enum PoolError {
     /// names no such slot): nobody is admitted there, and nothing is created on it.
     #[error("wrong volume: {0}")]
     WrongVolume(String),
+    /// No slot on the node holding the user's home can take users now (the reason says why):
+    /// the user waits rather than be placed elsewhere on an empty home.
+    #[error("home unavailable: {0}")]
+    HomeUnavailable(String),
 }
 
 impl PoolError {

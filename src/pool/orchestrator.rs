@@ -26,6 +26,8 @@ pub enum SlotEvent {
 /// The node holding a slot, on an orchestrator with several.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotNode {
+    /// The node's id: slots of one node share its volume (and homes, when pinned).
+    pub id: String,
     /// The node's name (its hostname), for the operator.
     pub name: String,
     /// Whether the node is up: slots on other nodes take nobody.

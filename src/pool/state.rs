@@ -21,6 +21,8 @@ pub(crate) struct UserEntry {
     pub uid: u32,
     /// Slot index holding the user, if any.
     pub slot: Option<usize>,
+    /// Slot index whose volume holds the user's home (kept when it loses its slot), if known.
+    pub home: Option<usize>,
     pub last_seen: i64,
 }
 
@@ -98,10 +100,12 @@ impl State {
         let users = users
             .into_iter()
             .map(|u| {
-                let slot = u.container.as_ref().and_then(|c| slot_of.get(c).copied());
+                let slot_named =
+                    |c: &Option<String>| c.as_ref().and_then(|c| slot_of.get(c).copied());
                 let entry = UserEntry {
                     uid: u.uid,
-                    slot,
+                    slot: slot_named(&u.container),
+                    home: slot_named(&u.home),
                     last_seen: u.last_seen,
                 };
                 (u.username, entry)
@@ -259,11 +263,13 @@ impl State {
         if let Some(refusal) = self.pinned_refusal(username, now) {
             return Err(refusal);
         }
+        let volumes = self.volumes();
         let containers: Vec<ContainerSlot> = (0..self.slots.len())
             .map(|index| ContainerSlot {
                 index,
                 alive: self.slot_alive(index, now),
                 capacity: self.capacity,
+                volume: volumes[index],
             })
             .collect();
         let assignments: Vec<Assignment> = self
@@ -277,7 +283,11 @@ impl State {
                 })
             })
             .collect();
-        assign::assign(&containers, &assignments, has_live_session, username)
+        let home = self.home_slot(username).map(|idx| volumes[idx]);
+        match assign::assign(&containers, &assignments, has_live_session, username, home) {
+            Err(AssignError::HomeUnavailable) => Err(self.home_refusal(username)),
+            other => other,
+        }
     }
 
     /// Records a persisted placement: `rec` now holds a slot in `idx`; `evicted` lost its slot.
@@ -288,6 +298,7 @@ impl State {
         let entry = UserEntry {
             uid: rec.uid,
             slot: Some(idx),
+            home: Some(idx),
             last_seen: rec.last_seen,
         };
         self.users.insert(rec.username.clone(), entry);
@@ -422,6 +433,8 @@ impl State {
 
 mod nodes;
 
+#[cfg(test)]
+mod home_tests;
 #[cfg(test)]
 mod node_tests;
 #[cfg(test)]

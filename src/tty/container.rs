@@ -126,6 +126,7 @@ fn unavailable(e: PoolError) -> TtyError {
         PoolError::Store(_) | PoolError::Provision(_) => Unavailability::NotPrepared,
         PoolError::NodeDown(_) => Unavailability::NodeDown,
         PoolError::WrongVolume(_) => Unavailability::FilesUnreachable,
+        PoolError::HomeUnavailable(_) => Unavailability::HomeUnavailable,
     };
     TtyError::unavailable(kind, e)
 }

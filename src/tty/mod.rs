@@ -93,6 +93,8 @@ pub enum Unavailability {
     NodeDown,
     /// The volume the user's slot meets is not the one holding the user's files.
     FilesUnreachable,
+    /// No terminal can be started now on the host holding the user's files.
+    HomeUnavailable,
 }
 
 impl Unavailability {
@@ -113,6 +115,10 @@ impl Unavailability {
             Unavailability::FilesUnreachable => {
                 "your files are not reachable on the volume your terminal's host offers now; \
                  nothing is lost and the operator is told: try again later"
+            }
+            Unavailability::HomeUnavailable => {
+                "the host holding your files cannot start your terminal now; try again later \
+                 (your files are kept)"
             }
         }
     }

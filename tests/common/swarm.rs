@@ -189,8 +189,23 @@ impl Stack {
 
     /// Restarts the server's task (`docker service update --force`) and waits until it answers.
     pub fn restart_server(&self) {
+        self.update_server(&["--force"]);
+    }
+
+    /// Restarts the server with setting `key` changed to `value`, as an operator would
+    /// (`docker service update --env-add`), and waits until it answers.
+    pub fn restart_server_with(&self, key: &str, value: &str) {
+        self.update_server(&["--env-add", &format!("{key}={value}")]);
+    }
+
+    /// `docker service update ARGS` of the server's service; waits until the old task stopped
+    /// answering and the new one answers.
+    fn update_server(&self, args: &[&str]) {
         let svc = self.server_service();
-        dk(1, &["service", "update", "--force", "--detach", "-q", &svc]);
+        let mut update = vec!["service", "update", "--detach", "-q"];
+        update.extend_from_slice(args);
+        update.push(&svc);
+        dk(1, &update);
         // The old task answers until it is stopped: wait for it to go first.
         let deadline = Instant::now() + Duration::from_secs(60);
         while healthz(&self.addr) == Some(200) && Instant::now() < deadline {

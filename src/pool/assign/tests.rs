@@ -1,18 +1,27 @@
 use super::*;
 use std::collections::HashSet;
 
+/// Containers each on a volume of its own.
 fn pool(caps: &[(bool, usize)]) -> Vec<ContainerSlot> {
+    let volumes: Vec<usize> = (0..caps.len()).collect();
+    pool_on(caps, &volumes)
+}
+
+/// Containers on the given volumes (with homes pinned to nodes: a volume per node).
+pub(super) fn pool_on(caps: &[(bool, usize)], volumes: &[usize]) -> Vec<ContainerSlot> {
     caps.iter()
+        .zip(volumes)
         .enumerate()
-        .map(|(index, &(alive, capacity))| ContainerSlot {
+        .map(|(index, (&(alive, capacity), &volume))| ContainerSlot {
             index,
             alive,
             capacity,
+            volume,
         })
         .collect()
 }
 
-fn a(user: &str, container: usize, last_seen: i64) -> Assignment<'_> {
+pub(super) fn a(user: &str, container: usize, last_seen: i64) -> Assignment<'_> {
     Assignment {
         user,
         container,
@@ -20,14 +29,15 @@ fn a(user: &str, container: usize, last_seen: i64) -> Assignment<'_> {
     }
 }
 
-fn run(
+pub(super) fn run(
     containers: &[ContainerSlot],
     assignments: &[Assignment],
     live: &[&str],
     user: &str,
+    home: Option<usize>,
 ) -> Result<Decision, AssignError> {
     let live: HashSet<&str> = live.iter().copied().collect();
-    assign(containers, assignments, &|u| live.contains(u), user)
+    assign(containers, assignments, &|u| live.contains(u), user, home)
 }
 
 #[test]
@@ -205,16 +215,11 @@ fn table() {
         ),
     ];
     for (name, containers, assignments, live, user, want) in cases {
-        let got = run(&containers, &assignments, &live, user);
+        let got = run(&containers, &assignments, &live, user, None);
         assert_eq!(got, want, "case {name:?}");
         if let Ok(d) = &got {
-            check(
-                &containers,
-                &assignments,
-                &|u| live.contains(&u),
-                user,
-                &got,
-            );
+            let live = |u: &str| live.contains(&u);
+            check(&containers, &assignments, &live, user, None, &got);
             assert!(containers.iter().any(|c| c.index == d.idx() && c.alive));
         }
     }
@@ -226,7 +231,7 @@ fn spread_12_users_over_3_containers_of_4() {
     let names: Vec<String> = (0..12).map(|i| format!("u{i}")).collect();
     let mut assignments: Vec<Assignment> = Vec::new();
     for name in &names {
-        let d = assign(&containers, &assignments, &|_| true, name).expect("room");
+        let d = assign(&containers, &assignments, &|_| true, name, None).expect("room");
         assert!(matches!(d, Decision::New { .. }));
         assignments.push(a(name, d.idx(), 0));
     }
@@ -236,21 +241,33 @@ fn spread_12_users_over_3_containers_of_4() {
     // Round robin while loads are equal: 0,1,2,0,1,2,...
     let order: Vec<usize> = assignments.iter().map(|x| x.container).collect();
     assert_eq!(order, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
-    let full = assign(&containers, &assignments, &|_| true, "newcomer");
+    let full = assign(&containers, &assignments, &|_| true, "newcomer", None);
     assert_eq!(full, Err(AssignError::PoolFull));
 }
 
 /// The rules restated as "for all" conditions on a result, independent of how `assign` finds
-/// it.
-fn check(
+/// it. With a `home` volume, "alive" reads "alive and on that volume" for where the user may go
+/// (the holders still count wherever they are).
+pub(super) fn check(
     containers: &[ContainerSlot],
     assignments: &[Assignment],
     live: &dyn Fn(&str) -> bool,
     user: &str,
+    home: Option<usize>,
     got: &Result<Decision, AssignError>,
 ) {
-    let ctx = || format!("{containers:?} {assignments:?} user={user} -> {got:?}");
+    let ctx = || format!("{containers:?} {assignments:?} user={user} home={home:?} -> {got:?}");
     let is_alive = |i: usize| containers.iter().any(|c| c.index == i && c.alive);
+    let on_home = |c: &ContainerSlot| home.is_none_or(|v| c.volume == v);
+    let is_open = |i: usize| {
+        containers
+            .iter()
+            .any(|c| c.index == i && c.alive && on_home(c))
+    };
+    if let Ok(d) = got {
+        // The home-node property: never a container off the user's home volume.
+        assert!(is_open(d.idx()), "placed off its home: {}", ctx());
+    }
     let holders: Vec<&Assignment> = assignments
         .iter()
         .filter(|x| x.user != user && is_alive(x.container))
@@ -258,14 +275,19 @@ fn check(
     let load = |i: usize| holders.iter().filter(|x| x.container == i).count();
     let free: Vec<&ContainerSlot> = containers
         .iter()
-        .filter(|c| c.alive && load(c.index) < c.capacity)
+        .filter(|c| is_open(c.index) && load(c.index) < c.capacity)
         .collect();
-    let idle: Vec<&&Assignment> = holders.iter().filter(|x| !live(x.user)).collect();
+    let idle: Vec<&&Assignment> = holders
+        .iter()
+        .filter(|x| !live(x.user) && is_open(x.container))
+        .collect();
     let own = assignments.iter().find(|x| x.user == user);
 
     if !containers.iter().any(|c| c.alive) {
         assert_eq!(got, &Err(AssignError::NoContainer), "{}", ctx());
-    } else if let Some(own) = own.filter(|o| is_alive(o.container)) {
+    } else if !containers.iter().any(|c| is_open(c.index)) {
+        assert_eq!(got, &Err(AssignError::HomeUnavailable), "{}", ctx());
+    } else if let Some(own) = own.filter(|o| is_open(o.container)) {
         assert_eq!(
             got,
             &Ok(Decision::Sticky { idx: own.container }),
@@ -309,23 +331,34 @@ fn brute_force_small_pools() {
     for n in 0..=3usize {
         for alive_mask in 0..(1u32 << n) {
             for cap_mask in 0..(1u32 << n) {
-                let containers: Vec<ContainerSlot> = (0..n)
-                    .map(|i| ContainerSlot {
-                        index: i,
-                        alive: alive_mask & (1 << i) != 0,
-                        capacity: 1 + (cap_mask >> i & 1) as usize,
-                    })
-                    .collect();
-                checked += enumerate_users(&containers, &OTHERS);
+                let containers = masked_pool(n, alive_mask, cap_mask, 0);
+                checked += enumerate_users(&containers, &OTHERS, None);
             }
         }
     }
     assert!(checked > 100_000, "checked {checked} cases");
 }
 
+/// `n` containers: container i alive if bit i of `alive`, capacity 1 or 2 by bit i of `cap`,
+/// on volume 0 or 1 by bit i of `vol`.
+pub(super) fn masked_pool(n: usize, alive: u32, cap: u32, vol: u32) -> Vec<ContainerSlot> {
+    (0..n)
+        .map(|i| ContainerSlot {
+            index: i,
+            alive: alive & (1 << i) != 0,
+            capacity: 1 + (cap >> i & 1) as usize,
+            volume: (vol >> i & 1) as usize,
+        })
+        .collect()
+}
+
 /// Checks every assignment of `others` (none or one of the containers, live or not, seen at
 /// 0 or 1) for a requester that is new or assigned to any container.
-fn enumerate_users(containers: &[ContainerSlot], others: &[&str]) -> usize {
+pub(super) fn enumerate_users(
+    containers: &[ContainerSlot],
+    others: &[&str],
+    home: Option<usize>,
+) -> usize {
     let choices = containers.len() + 1; // unassigned or container i
     let per_user = choices * 4; // x live x last_seen
     let combos = per_user.pow(others.len() as u32);
@@ -350,8 +383,8 @@ fn enumerate_users(containers: &[ContainerSlot], others: &[&str]) -> usize {
                 with_me.push(a("me", own - 1, 0));
             }
             let is_live = |u: &str| live.contains(u);
-            let got = assign(containers, &with_me, &is_live, "me");
-            check(containers, &with_me, &is_live, "me", &got);
+            let got = assign(containers, &with_me, &is_live, "me", home);
+            check(containers, &with_me, &is_live, "me", home, &got);
             checked += 1;
         }
     }
@@ -367,8 +400,8 @@ fn sequential_placement_respects_capacity() {
     for t in 0..40i64 {
         let user = format!("user{}", t % 13);
         let view: Vec<Assignment> = held.iter().map(|(u, c, s)| a(u, *c, *s)).collect();
-        let got = assign(&containers, &view, &live, &user);
-        check(&containers, &view, &live, &user, &got);
+        let got = assign(&containers, &view, &live, &user, None);
+        check(&containers, &view, &live, &user, None, &got);
         match got {
             Ok(Decision::Evict { idx, evicted_user }) => {
                 held.retain(|(u, _, _)| *u != evicted_user);

@@ -250,6 +250,9 @@ impl Pool {
             AssignError::PoolFull => PoolError::PoolFull,
             AssignError::NodeDown(node) => PoolError::NodeDown(node),
             AssignError::WrongVolume(why) => PoolError::WrongVolume(why),
+            AssignError::HomeFailing(why) => PoolError::HomeUnavailable(why),
+            // `State::decide` gives the reason; without one, the same refusal.
+            AssignError::HomeUnavailable => PoolError::HomeUnavailable(e.to_string()),
             AssignError::NoContainer => match self.lock_state().last_error() {
                 Some(err) if err.docker_unavailable => PoolError::DockerUnavailable(err.message),
                 Some(err) => PoolError::Provision(format!(

@@ -11,6 +11,7 @@ use super::{Choice, SlotError, State};
 
 fn node(name: &str, ready: bool) -> Option<SlotNode> {
     Some(SlotNode {
+        id: format!("id-{name}"),
         name: name.into(),
         ready,
     })
@@ -22,6 +23,7 @@ fn user(name: &str, container: &str) -> UserRecord {
         username: name.into(),
         uid: 200_000 + name.len() as u32,
         container: Some(container.into()),
+        home: Some(container.into()),
         last_seen: 1,
         last_activity: 1,
     }

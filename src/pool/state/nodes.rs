@@ -1,6 +1,8 @@
-//! The nodes under the slots, on an orchestrator with several: which slots' nodes are down, and
-//! whether a user must wait for its node (or its own volume) rather than be placed elsewhere.
+//! The nodes under the slots, on an orchestrator with several: which slots share a node's volume,
+//! which nodes are down, and whether a user must wait for its home's node (or its own volume)
+//! rather than be placed elsewhere.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::super::assign::AssignError;
@@ -12,10 +14,7 @@ impl State {
     /// pinned to the slot's node: the node is down, or the slot met a volume that is not its
     /// own (and is still out of the assigner's view at `now`).
     pub(super) fn pinned_refusal(&self, username: &str, now: Instant) -> Option<AssignError> {
-        if !self.pinned {
-            return None;
-        }
-        let slot = &self.slots[self.users.get(username)?.slot?];
+        let slot = &self.slots[self.home_slot(username)?];
         if let Some(node) = slot.node.as_ref().filter(|n| !n.ready) {
             return Some(AssignError::NodeDown(node.name.clone()));
         }
@@ -27,12 +26,52 @@ impl State {
         Some(AssignError::WrongVolume(error.message.clone()))
     }
 
+    /// The slot whose volume holds `username`'s home, when homes are pinned to nodes: the slot
+    /// of its last placement, which it keeps when evicted. `None` for a newcomer.
+    pub(super) fn home_slot(&self, username: &str) -> Option<usize> {
+        if !self.pinned {
+            return None;
+        }
+        let user = self.users.get(username)?;
+        user.home
+            .or(user.slot)
+            .filter(|&idx| idx < self.slots.len())
+    }
+
+    /// The volume of each slot as the assigner sees it: the lowest index of a slot on the same
+    /// node (slots of one node share its volume); a slot whose node is not known has its own.
+    pub(super) fn volumes(&self) -> Vec<usize> {
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        let mut volumes = Vec::with_capacity(self.slots.len());
+        for (idx, slot) in self.slots.iter().enumerate() {
+            volumes.push(match &slot.node {
+                Some(node) => *first.entry(node.id.as_str()).or_insert(idx),
+                None => idx,
+            });
+        }
+        volumes
+    }
+
+    /// Why `username` waits when no slot on its home's node can take users: the home slot's
+    /// last provisioning error, if any.
+    pub(super) fn home_refusal(&self, username: &str) -> AssignError {
+        let error = self
+            .home_slot(username)
+            .and_then(|idx| self.slots[idx].last_error.as_ref());
+        AssignError::HomeFailing(match error {
+            Some(e) => e.message.clone(),
+            None => "no slot on the node holding the user's files can take users now".into(),
+        })
+    }
+
     /// The slot's node (or its agent) does not answer although the orchestrator may not know
     /// yet: it counts as down until the orchestrator's next word on it.
     pub fn mark_node_down(&mut self, idx: usize) {
         let s = &mut self.slots[idx];
         s.ready = false;
+        let name = &s.name;
         let node = s.node.get_or_insert_with(|| SlotNode {
+            id: format!("(unknown node of {name})"),
             name: "(unknown)".into(),
             ready: false,
         });

@@ -15,6 +15,7 @@ fn rec(name: &str, container: Option<&str>, uid: u32) -> UserRecord {
         username: name.into(),
         uid,
         container: container.map(String::from),
+        home: container.map(String::from),
         last_seen: 10,
         last_activity: 10,
     }

@@ -28,6 +28,10 @@ pub struct UserRecord {
     pub uid: u32,
     /// Name of the container holding the user's slot, if any.
     pub container: Option<String>,
+    /// Name of the container whose volume holds the user's home (the slot of its last
+    /// placement): kept when the user loses its slot, so that with homes pinned to nodes it
+    /// comes back to that node. `None` for a user never placed since homes were recorded.
+    pub home: Option<String>,
     /// Unix seconds of the last placement.
     pub last_seen: i64,
     /// Unix seconds of the account's last activity (a placement, or what the server reported

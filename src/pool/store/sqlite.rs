@@ -278,12 +278,16 @@ fn allocate_uid(tx: &Transaction<'_>) -> Result<u32, StoreError> {
     Ok(uid)
 }
 
+/// A user row. The file keeps no home column: on one engine every slot's homes are on one
+/// volume (homes are not pinned, see `State::pinned`), so the home is the slot, if any.
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    let container: Option<String> = r.get(3)?;
     Ok(UserRecord {
         identity_hash: r.get(0)?,
         username: r.get(1)?,
         uid: r.get(2)?,
-        container: r.get(3)?,
+        home: container.clone(),
+        container,
         last_seen: r.get(4)?,
         last_activity: r.get(5)?,
     })

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use rusqlite::{params, Connection};
 
-use super::behaviour::{self, assignment, seen};
+use super::behaviour::{self, assignment, seen, user};
 use super::*;
 
 /// A store file in the temp dir, removed (with its WAL files) on drop.
@@ -62,6 +62,18 @@ fn touch_never_moves_last_seen_back() {
 fn eviction_and_assignment_are_one_transaction() {
     let db = TempDb::new("evict");
     behaviour::eviction_and_assignment_go_together(|| db.store());
+}
+
+/// The file keeps no home: on one engine homes are on one volume, the home is the slot held.
+#[test]
+fn homes_are_the_slot_held() {
+    let db = TempDb::new("home");
+    let mut s = db.store();
+    s.assign(&assignment("ha", "ua", "c-0", None)).expect("a");
+    assert_eq!(user(&s, "ua").home.as_deref(), Some("c-0"));
+    s.assign(&assignment("hb", "ub", "c-0", Some("ua")))
+        .expect("b");
+    assert_eq!(user(&s, "ua").home, None);
 }
 
 #[test]

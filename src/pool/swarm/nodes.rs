@@ -30,7 +30,12 @@ pub async fn list_nodes(docker: &Docker) -> Result<HashMap<String, SlotNode>, Po
                 .and_then(|d| d.hostname)
                 .unwrap_or_else(|| id.clone());
             let ready = n.status.and_then(|s| s.state) == Some(NodeState::READY);
-            Some((id, SlotNode { name, ready }))
+            let node = SlotNode {
+                id: id.clone(),
+                name,
+                ready,
+            };
+            Some((id, node))
         })
         .collect())
 }

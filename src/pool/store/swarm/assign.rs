@@ -60,6 +60,7 @@ impl SwarmStore {
         };
         let mut user = self.with_pending(account.user.clone());
         user.container = Some(a.container.to_string());
+        user.home = Some(a.container.to_string());
         user.last_seen = a.last_seen;
         user.last_activity = user.last_activity.max(a.last_seen);
         let labels = Account::labels(&self.pool, &user, evicts);
@@ -92,6 +93,7 @@ impl SwarmStore {
                 username: a.username.to_string(),
                 uid,
                 container: Some(a.container.to_string()),
+                home: Some(a.container.to_string()),
                 last_seen: a.last_seen,
                 last_activity: a.last_seen,
             };
@@ -139,7 +141,7 @@ impl SwarmStore {
     }
 
     /// The second and third writes of a placement: the evicted user loses the slot (if still
-    /// in the newcomer's container), then the newcomer's mark is dropped.
+    /// in the newcomer's container) but keeps its home, then the newcomer's mark is dropped.
     fn finish_eviction(&self, holder: &str) -> Result<(), StoreError> {
         for _ in 0..ATTEMPTS {
             let snap = self.snapshot()?;

@@ -18,6 +18,8 @@ const LABEL_ACCOUNT: &str = "termpool.account";
 pub(super) const LABEL_IDENTITY: &str = "termpool.identity";
 const LABEL_UID: &str = "termpool.uid";
 const LABEL_CONTAINER: &str = "termpool.container";
+/// On an account: the container whose volume holds the user's home (kept across evictions).
+const LABEL_HOME: &str = "termpool.home";
 const LABEL_CONTAINER_ID: &str = "termpool.container-id";
 const LABEL_SLOT: &str = "termpool.slot";
 const LABEL_SEEN: &str = "termpool.last-seen";
@@ -85,6 +87,9 @@ impl Account {
         if let Some(c) = &user.container {
             l.insert(LABEL_CONTAINER.into(), c.clone());
         }
+        if let Some(h) = &user.home {
+            l.insert(LABEL_HOME.into(), h.clone());
+        }
         if let Some(e) = evicts {
             l.insert(LABEL_EVICTS.into(), e.to_string());
         }
@@ -104,11 +109,14 @@ impl Account {
 
     fn parse(config: Config) -> Result<Account, StoreError> {
         let l = Labels::of(&config)?;
+        let container = l.optional(LABEL_CONTAINER);
         let user = UserRecord {
             identity_hash: l.text(LABEL_IDENTITY)?,
             username: l.text(LABEL_ACCOUNT)?,
             uid: l.number(LABEL_UID)?,
-            container: l.optional(LABEL_CONTAINER),
+            // Records of a release before the label: the home is the slot held, if any.
+            home: l.optional(LABEL_HOME).or_else(|| container.clone()),
+            container,
             last_seen: l.number(LABEL_SEEN)?,
             last_activity: l.number(LABEL_ACTIVE)?,
         };

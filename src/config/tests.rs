@@ -1,3 +1,4 @@
+use super::pool::check_uid_range;
 use super::*;
 use clap::Parser;
 

@@ -2,7 +2,8 @@
 //! client names or spawns a new shell, and only then upgrades the connection and hands it to the
 //! relay. Anything refused here is a plain HTTP status, never a half-open socket.
 
-use std::borrow::Cow;
+mod refused;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,13 +16,12 @@ use serde::Deserialize;
 
 use super::closing::{ClosingBody, ConnSocket};
 use super::{provenance, AppState};
-use crate::audit;
 use crate::identity::Mode;
 use crate::protocol::{ErrorCode, Ready, ServerFrame, TermSize, PROTOCOL_VERSION, SIZE_RANGE};
 use crate::relay::{self, RelayConfig};
-use crate::session::{Attached, LiveSession, Refusal, Requester};
-use crate::tty::{TtyError, Unavailability};
+use crate::session::{Attached, LiveSession, Requester};
 use crate::wsdeflate::{self, DeflatingBody, InflatingStream};
+use refused::{admission_refusal, backend_refusal, refusal_response, Refused};
 
 /// The query of `/ws`. Strings, so that a bad number gets our message rather than serde's.
 #[derive(Deserialize)]
@@ -35,37 +35,6 @@ struct WsQuery {
 struct WsRequest {
     size: TermSize,
     session: Option<String>,
-}
-
-/// An upgrade refused before the WebSocket opened.
-struct Refused {
-    status: StatusCode,
-    message: String,
-    /// A short snake_case label for the audit trail and `/metrics`.
-    reason: Cow<'static, str>,
-}
-
-impl Refused {
-    fn new(status: StatusCode, message: impl Into<String>) -> Refused {
-        let reason = match status.as_u16() {
-            400 => "bad_request",
-            401 => "no_identity",
-            403 => "forbidden_origin",
-            429 => "limited",
-            _ => "unavailable",
-        };
-        Refused {
-            status,
-            message: message.into(),
-            reason: Cow::Borrowed(reason),
-        }
-    }
-
-    /// The same refusal under a more telling label.
-    fn because(mut self, reason: impl Into<Cow<'static, str>>) -> Refused {
-        self.reason = reason.into();
-        self
-    }
 }
 
 pub(super) async fn websocket(
@@ -152,21 +121,6 @@ async fn compression(
     Ok((body, Some(answer)))
 }
 
-fn refusal_response(req: &HttpRequest, state: &AppState, r: Refused) -> HttpResponse {
-    state.metrics.count_refusal(r.status.as_u16());
-    state.metrics.count_refusal_reason(&r.reason);
-    log::info!("WebSocket upgrade refused ({}): {}", r.status, r.message);
-    audit::Line::new("refused")
-        .field("status", r.status.as_u16())
-        .field("reason", &r.reason)
-        .identity(provenance::identify(req, &state.identifier).as_deref())
-        .client(provenance::client_address(req))
-        .emit();
-    HttpResponse::build(r.status)
-        .content_type("text/plain; charset=utf-8")
-        .body(r.message)
-}
-
 /// Checks the request, then re-attaches to the session it names or starts a new one. Returns the
 /// session, its attachment and the text frames to greet the client with.
 async fn open(
@@ -221,32 +175,6 @@ fn preflight(req: &HttpRequest, state: &AppState) -> Result<(), Refused> {
     Ok(())
 }
 
-/// 503 when the whole server is full, else 429: this client is asking for too much.
-fn admission_refusal(e: Refusal) -> Refused {
-    let status = if e.is_server_full() {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::TOO_MANY_REQUESTS
-    };
-    let reason = snake_case_variant(&e);
-    Refused::new(status, e.to_string()).because(reason)
-}
-
-/// The name of an enum value's variant in snake_case (`TooFast(3)` -> `too_fast`), as a label
-/// that follows the variants as they are added.
-fn snake_case_variant(value: &impl std::fmt::Debug) -> String {
-    let debug = format!("{value:?}");
-    let name = debug.split(['(', ' ', '{']).next().unwrap_or_default();
-    let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
-}
-
 async fn start_session(
     state: &AppState,
     identity: &str,
@@ -287,20 +215,6 @@ fn ready_frame(state: &AppState, session: &LiveSession, size: TermSize, resumed:
         resumed,
     })
     .to_json()
-}
-
-/// The refusal of a backend error. A 503 tells only the kind of failure and a reference to the
-/// server's log line with the details: the client may be anyone.
-fn backend_refusal(e: TtyError) -> Refused {
-    match e {
-        TtyError::Unavailable(u) => Refused::new(StatusCode::SERVICE_UNAVAILABLE, u.to_string())
-            .because(snake_case_variant(&u.kind)),
-        TtyError::Refused(m) => Refused::new(StatusCode::TOO_MANY_REQUESTS, m).because("backend"),
-        other => backend_refusal(TtyError::unavailable(
-            Unavailability::NotPrepared,
-            format!("could not start a session: {other}"),
-        )),
-    }
 }
 
 /// Cross-site WebSocket hijacking guard: a browser always sends `Origin`; it must be this server

@@ -138,4 +138,6 @@ fn least_loaded_free(containers: &[ContainerSlot], holders: &[&Assignment]) -> O
 #[cfg(test)]
 mod home_tests;
 #[cfg(test)]
+mod oracle;
+#[cfg(test)]
 mod tests;

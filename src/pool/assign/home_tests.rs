@@ -3,7 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::tests::{a, check, enumerate_users, masked_pool, pool_on, run};
+use super::oracle::{check, enumerate_users, masked_pool};
+use super::tests::{a, pool_on, run};
 use super::*;
 
 /// The same with homes pinned to volumes: every split of up to three containers over two

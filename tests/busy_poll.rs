@@ -1,6 +1,7 @@
 //! Busy polling after a keystroke (`BUSY_POLL_US`) against the real server: the worker spins only
-//! in the window after input and not on a contended core, and an idle session costs no CPU. A test binary of its own, so that
-//! no other test competes for the cores while CPU time is measured.
+//! in the window after input and not on a contended core, and an idle session costs no CPU. A test
+//! binary of its own whose tests take turns ([`one_at_a_time`]), so that no other test competes
+//! for the cores while CPU time is measured.
 
 mod common;
 
@@ -8,6 +9,14 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{server_cpu, Client, Server};
+use tokio::sync::{Mutex, MutexGuard};
+
+/// Held for the whole of each test: one test's spinning server, or the busy loops the contention
+/// test pins to a core, would make another's core contended and turn its polling off.
+async fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::const_new(());
+    TURN.lock().await
+}
 
 /// CPU the server uses in the `span` after `client` sends `keys` (none: just waits).
 async fn cpu_after(
@@ -32,6 +41,7 @@ const SETTLE: Duration = Duration::from_millis(3 * 400 + 1000 + 200);
 
 #[tokio::test]
 async fn the_worker_polls_for_the_window_after_a_keystroke_then_sleeps() {
+    let _turn = one_at_a_time().await;
     let window = WINDOW.as_micros().to_string();
     let server = Server::local(&["--busy-poll-us", &window]);
     let mut c = server.connect("").await;
@@ -77,6 +87,7 @@ async fn the_worker_polls_for_the_window_after_a_keystroke_then_sleeps() {
 
 #[tokio::test]
 async fn output_within_a_window_extends_it() {
+    let _turn = one_at_a_time().await;
     // The output comes a second after the line, inside the three windows (1.2 s) it opened,
     // and extends them by one from then: polling goes on past the line's own windows.
     polls_after_line(b"sleep 1; echo do''ne\r", "done", 3 * WINDOW).await;
@@ -84,6 +95,7 @@ async fn output_within_a_window_extends_it() {
 
 #[tokio::test]
 async fn a_line_keeps_the_worker_polling_longer_than_a_keystroke() {
+    let _turn = one_at_a_time().await;
     // The output comes at once; the line's three windows go on past the first.
     polls_after_line(b"echo o''k\r", "ok", WINDOW).await;
 }
@@ -136,6 +148,7 @@ async fn contended_windows(server: &Server) -> u64 {
 
 #[tokio::test]
 async fn without_busy_polling_a_keystroke_costs_next_to_nothing() {
+    let _turn = one_at_a_time().await;
     let server = Server::local(&["--busy-poll-us", "0"]);
     let mut c = server.connect("").await;
     c.ready().await;
@@ -196,6 +209,7 @@ fn pin(pid: u32, cpu: usize) {
 
 #[tokio::test]
 async fn a_worker_whose_core_is_contended_does_not_poll() {
+    let _turn = one_at_a_time().await;
     let window = WINDOW.as_micros().to_string();
     let server = Server::local(&["--busy-poll-us", &window]);
     let mut c = server.connect("").await;

@@ -25,6 +25,9 @@ const HIGH_WATER: usize = 64 * 1024;
 const OUT_CAPACITY: usize = HIGH_WATER + 2 + MAX_MESSAGE;
 /// Room for what the socket brings: a partial message, plus a whole one.
 const IN_CAPACITY: usize = 2 * (2 + MAX_MESSAGE);
+/// Behind a slow socket, output is sealed into what room is left at the end of `net_out` down
+/// to this much before the unsent bytes are moved to the front.
+const MIN_FRAME_ROOM: usize = 16 * 1024 + FRAME_OVERHEAD;
 /// Input up to this size is typing: it opens a busy-polling window (see [`Spin`]).
 const KEYSTROKE: usize = 16;
 
@@ -185,7 +188,7 @@ impl Relay<'_> {
     /// Reads what the PTY holds straight into one OUTPUT frame's body at the end of `net_out`,
     /// and seals it there (not written yet); whether it read anything.
     fn read_pty(&mut self) -> io::Result<bool> {
-        let room = self.net_out.room(MAX_BODY + FRAME_OVERHEAD);
+        let room = self.net_out.room(MIN_FRAME_ROOM);
         let max_body = room.len().saturating_sub(FRAME_OVERHEAD).min(MAX_BODY);
         if max_body == 0 {
             return Ok(false);

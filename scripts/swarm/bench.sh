@@ -154,5 +154,5 @@ for r in $(seq "$ROUNDS"); do
     relay cross 3812 "$cross_cookie"
 done
 echo "## the network's own cost (scripts/swarm/netbench.sh, one round)"
-ROUNDS=1 scripts/swarm/netbench.sh
+ROUNDS=1 BENCH_IMAGE="$CONTAINER_IMAGE" scripts/swarm/netbench.sh
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

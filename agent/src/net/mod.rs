@@ -12,7 +12,6 @@ use std::io::{self, Read};
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::{lockdown, log, sys};
 
@@ -33,14 +32,7 @@ pub struct Config {
     /// sessions' own devpts instance, mounted by the lockdown (the single host's helper does it
     /// there).
     pub ptys: (u32, u32),
-    /// `TERMPOOL_AGENT_SPIN_US`: a session's busy-polling window after a keystroke (0: none).
-    pub spin: Duration,
 }
-
-/// The busy-polling window after a keystroke unless `TERMPOOL_AGENT_SPIN_US` says otherwise.
-const DEFAULT_SPIN_US: u64 = 100;
-/// The longest window `TERMPOOL_AGENT_SPIN_US` may ask for: it burns the user's CPU quota.
-const MAX_SPIN_US: u64 = 1000;
 
 impl Config {
     /// `None` when `TERMPOOL_AGENT_LISTEN` is not set (or empty): the single-host mode.
@@ -57,23 +49,12 @@ impl Config {
             Some(ptys) => ptys,
             None => return Some(Err("TERMPOOL_AGENT_PTYS is not USERS,SESSIONS".into())),
         };
-        let spin = match crate::env_or("TERMPOOL_AGENT_SPIN_US", &DEFAULT_SPIN_US.to_string())
-            .parse::<u64>()
-        {
-            Ok(us) if us <= MAX_SPIN_US => Duration::from_micros(us),
-            _ => {
-                return Some(Err(format!(
-                    "TERMPOOL_AGENT_SPIN_US is not a number of microseconds up to {MAX_SPIN_US}"
-                )))
-            }
-        };
         Some(Ok(Config {
             listen,
             slot,
             key_file,
             lockdown,
             ptys,
-            spin,
         }))
     }
 }
@@ -97,7 +78,6 @@ pub struct Context {
     pub uid_min: u32,
     /// Why the lockdown failed, if it did: only STATUS is served then.
     pub lockdown_error: Option<String>,
-    pub spin: Duration,
 }
 
 pub fn run(config: Config, uid_min: u32) -> io::Result<()> {
@@ -133,7 +113,6 @@ pub fn run(config: Config, uid_min: u32) -> io::Result<()> {
         psk,
         uid_min,
         lockdown_error,
-        spin: config.spin,
     };
     serve(&listener, &signals, &context)
 }

@@ -6,7 +6,6 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::{Duration, Instant};
 
 use termpool_agent_proto::{
     message_len, parse_resize, FrameType, Receiver, Reply, Sender, BODY_OFFSET, FRAME_OVERHEAD,
@@ -28,8 +27,6 @@ const IN_CAPACITY: usize = 2 * (2 + MAX_MESSAGE);
 /// Behind a slow socket, output is sealed into what room is left at the end of `net_out` down
 /// to this much before the unsent bytes are moved to the front.
 const MIN_FRAME_ROOM: usize = 16 * 1024 + FRAME_OVERHEAD;
-/// Input up to this size is typing: it opens a busy-polling window (see [`Spin`]).
-const KEYSTROKE: usize = 16;
 
 /// Starts the shell OPEN asks for, answers STARTED, and relays until the shell exits (EXIT
 /// sent) or the server hangs up or goes away (the session hung up).
@@ -70,7 +67,6 @@ pub fn run(
         to_pty: Vec::new(),
         net_out: Buf::new(OUT_CAPACITY),
         pty_closed: false,
-        spin: Spin::new(context.spin),
     };
     match relay.relay() {
         Ok(End::Exited(code)) => relay.finish(code),
@@ -102,7 +98,6 @@ struct Relay<'s> {
     net_out: Buf,
     /// No process holds the terminal any more (reading it fails with EIO).
     pty_closed: bool,
-    spin: Spin,
 }
 
 impl Relay<'_> {
@@ -133,9 +128,8 @@ impl Relay<'_> {
                 poll_fd(self.master.as_raw_fd(), pty_in | pty_out),
                 poll_fd(self.shell.as_raw_fd(), libc::POLLIN),
             ];
-            let timeout = self.spin.timeout();
             // SAFETY: poll writes revents of the three entries.
-            let r = unsafe { libc::poll(polls.as_mut_ptr(), 3, timeout) };
+            let r = unsafe { libc::poll(polls.as_mut_ptr(), 3, -1) };
             if r < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -256,10 +250,7 @@ impl Relay<'_> {
                 .open(&mut self.net_in.filled_mut()[2..2 + len])
                 .map_err(invalid)?;
             match frame.kind {
-                FrameType::Input => {
-                    self.spin.after_input(frame.body);
-                    self.to_pty.extend_from_slice(frame.body);
-                }
+                FrameType::Input => self.to_pty.extend_from_slice(frame.body),
                 FrameType::Resize => {
                     let (cols, rows) = parse_resize(frame.body).map_err(invalid)?;
                     resize(&self.master, cols, rows)?;
@@ -273,64 +264,6 @@ impl Relay<'_> {
             self.write_pty()?;
         }
         Ok(false)
-    }
-}
-
-/// A short busy-polling window after a keystroke, so that its echo is sent without the relay
-/// sleeping in poll and being woken (a wake-up costs tens of microseconds on a busy host). It
-/// burns the user's own CPU quota, so it is short, opened only by typing, and closed for a
-/// while when a round shows the core is contended (polling then only delays the shell).
-struct Spin {
-    window: Duration,
-    until: Option<Instant>,
-    last_round: Instant,
-    off_until: Instant,
-}
-
-/// A round of polling that took this long means the relay waited for its core.
-const CONTENDED_ROUND: Duration = Duration::from_micros(500);
-/// How long polling stays off after a contended round.
-const BACK_OFF: Duration = Duration::from_secs(1);
-
-impl Spin {
-    fn new(window: Duration) -> Spin {
-        let now = Instant::now();
-        Spin {
-            window,
-            until: None,
-            last_round: now,
-            off_until: now,
-        }
-    }
-
-    /// Opens a window after typed input (Enter: three, for the command's first output).
-    fn after_input(&mut self, keys: &[u8]) {
-        let now = Instant::now();
-        if self.window.is_zero() || keys.len() > KEYSTROKE || now < self.off_until {
-            return;
-        }
-        let windows = if keys.contains(&b'\r') { 3 } else { 1 };
-        self.until = Some(now + self.window * windows);
-        self.last_round = now;
-    }
-
-    /// Poll's timeout: 0 within a window, none outside.
-    fn timeout(&mut self) -> libc::c_int {
-        let Some(until) = self.until else {
-            return -1;
-        };
-        let now = Instant::now();
-        if now.duration_since(self.last_round) > CONTENDED_ROUND {
-            self.off_until = now + BACK_OFF;
-            self.until = None;
-            return -1;
-        }
-        self.last_round = now;
-        if now >= until {
-            self.until = None;
-            return -1;
-        }
-        0
     }
 }
 

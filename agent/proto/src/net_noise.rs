@@ -280,11 +280,8 @@ impl Receiver {
         if message.len() > MAX_MESSAGE || message.len() <= TAG_LEN {
             return Err(WireError::Oversized(message.len()));
         }
-        let split = message.len() - TAG_LEN;
-        let (plain, tag) = message.split_at_mut(split);
-        let nonce = self.nonce;
-        self.key.open(nonce, plain, tag)?;
+        let n = self.key.open(self.nonce, message)?;
         next_nonce(&mut self.nonce)?;
-        Frame::decode(plain)
+        Frame::decode(&message[..n])
     }
 }

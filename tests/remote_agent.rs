@@ -4,13 +4,15 @@
 
 #[path = "remote_agent/fixture.rs"]
 mod fixture;
+#[path = "remote_agent/wire.rs"]
+mod wire;
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
 use fixture::{ended, open, resize, sh, AgentContainer, SLOT};
 use termpool::tty::remote::{AgentError, RemoteAgent};
-use termpool_agent_proto::{AccountRequest, FailureKind, FrameType, Handshake};
+use termpool_agent_proto::{AccountRequest, Cipher, FailureKind, FrameType};
 
 /// Capability bits the agent needs only to start: SETPCAP, NET_ADMIN, SYS_ADMIN.
 const START_CAPS: u64 = (1 << 8) | (1 << 12) | (1 << 21);
@@ -185,15 +187,7 @@ async fn wire_attacks_get_no_shell_and_the_agent_keeps_serving() {
     assert!(closed_after(&c.addr, &oversized));
     // Announces 18245 bytes and sends fewer: closed at the agent's first-frame timeout.
     assert!(closed_after(&c.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-    let (h, first) = Handshake::initiator(SLOT, &c.psk).unwrap();
-    let mut stream = std::net::TcpStream::connect(&c.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream.write_all(&first).unwrap();
-    let mut answer = [0u8; 50];
-    stream.read_exact(&mut answer).unwrap();
-    let (mut tx, _rx) = h.finish(&answer[2..]).unwrap();
+    let (mut stream, mut tx, _rx) = wire::connect(&c.addr, &c.psk, Cipher::fast_here());
     let mut frame = Vec::new();
     tx.seal(FrameType::Input, b"ls\r", &mut frame).unwrap();
     // INPUT before OPEN, then tampered bytes.

@@ -50,7 +50,8 @@ for image in "$SERVER_IMAGE" "$CONTAINER_IMAGE"; do
 done
 
 # The single-host pool in the same stack file: the agent's unix socket needs AGENT_DIR, a
-# directory of the node (here: of this machine) mounted at the same path.
+# directory of the node (here: of this machine) mounted at the same path; its store needs
+# DATA_DIR on a volume (the Swarm server keeps nothing on its manager, so the stack file has none).
 install -d -o 10001 "$AGENTS_DIR"
 cat >"$WORK/single.yml" <<EOF
 version: "3.8"
@@ -59,8 +60,13 @@ services:
     environment:
       ORCHESTRATOR: docker
       AGENT_DIR: $AGENTS_DIR
+      DATA_DIR: /var/lib/termpool
     volumes:
       - {type: bind, source: $AGENTS_DIR, target: $AGENTS_DIR}
+      - {type: volume, source: data, target: /var/lib/termpool}
+volumes:
+  data:
+    name: $TAG-single-data
 EOF
 
 # The limits of both stacks: the benchmark's one user opens 100 sessions at once. Each
@@ -148,5 +154,5 @@ for r in $(seq "$ROUNDS"); do
     relay cross 3812 "$cross_cookie"
 done
 echo "## the network's own cost (scripts/swarm/netbench.sh, one round)"
-ROUNDS=1 scripts/swarm/netbench.sh
+ROUNDS=1 BENCH_IMAGE="$CONTAINER_IMAGE" scripts/swarm/netbench.sh
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

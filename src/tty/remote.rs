@@ -229,6 +229,11 @@ impl RemoteAgent {
                 .await
                 .map_err(|e| self.handshake(e))?;
             let (tx, rx) = handshake.finish(&msg).map_err(|e| self.handshake(e))?;
+            log::debug!(
+                "agent of {}: transport cipher {}",
+                self.slot,
+                tx.cipher().name()
+            );
             Ok::<_, AgentError>((writer, tx, rx))
         };
         let (writer, tx, rx) = tokio::time::timeout(self.connect_timeout, shake)
@@ -260,7 +265,7 @@ impl RemoteAgent {
         read_message(&mut link.reader, &mut msg)
             .await
             .map_err(|e| self.protocol(e))?;
-        let frame = link.rx.open(&msg).map_err(|e| self.protocol(e))?;
+        let frame = link.rx.open(&mut msg).map_err(|e| self.protocol(e))?;
         Ok((frame.kind, frame.body.to_vec()))
     }
 

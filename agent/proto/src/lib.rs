@@ -4,6 +4,7 @@
 
 mod account_script;
 mod net;
+mod net_cipher;
 mod net_frame;
 mod net_noise;
 mod socket;
@@ -18,11 +19,12 @@ pub use net::{
     prologue, slot_psk, AccountRequest, AgentResult, EndRequest, FailureKind, HomeOwner,
     LockdownReport, StatusReport, AGENT_PORT, NOISE_PARAMS, PROTOCOL_NAME,
 };
+pub use net_cipher::{aes_is_fast, Cipher};
 pub use net_frame::{
-    message_len, parse_resize, resize_body, split_message, Frame, FrameType, WireError, MAX_BODY,
-    MAX_MESSAGE, MAX_PLAINTEXT, TAG_LEN,
+    message_len, parse_resize, resize_body, split_message, Frame, FrameType, WireError,
+    BODY_OFFSET, FRAME_OVERHEAD, MAX_BODY, MAX_MESSAGE, MAX_PLAINTEXT, TAG_LEN,
 };
-pub use net_noise::{Handshake, Receiver, Sender, HANDSHAKE_LEN};
+pub use net_noise::{Handshake, Receiver, Sender, HANDSHAKE_LEN, MAX_OFFER};
 pub use socket::{
     check_is_socket, connect_seqpacket, is_busy, is_not_listening, open_socket_nofollow, peer_uid,
 };

@@ -7,7 +7,8 @@ use sha2::Sha256;
 
 /// The TCP port agents listen on, on the agents' overlay network.
 pub const AGENT_PORT: u16 = 7100;
-/// The Noise protocol of every connection: a pre-shared key per slot, ephemeral keys both ways.
+/// The Noise protocol of every handshake: a pre-shared key per slot, ephemeral keys both ways.
+/// The transport cipher is agreed in the handshake (`net_noise`): AESGCM or this ChaChaPoly.
 pub const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
 /// The protocol's name and version, first in the Noise prologue.
 pub const PROTOCOL_NAME: &str = "termpool-agent/1";

@@ -3,12 +3,16 @@
 
 /// The largest Noise message (the length prefix's range, and Noise's own limit).
 pub const MAX_MESSAGE: usize = 65535;
-/// What ChaCha20-Poly1305 adds to each message.
+/// What the AEAD (ChaCha20-Poly1305 or AES-256-GCM) adds to each message.
 pub const TAG_LEN: usize = 16;
 /// The largest plaintext frame, type byte included.
 pub const MAX_PLAINTEXT: usize = MAX_MESSAGE - TAG_LEN;
 /// The largest body of a frame (OUTPUT, INPUT).
 pub const MAX_BODY: usize = MAX_PLAINTEXT - 1;
+/// Where a frame's body starts on the wire: after the length and the type byte.
+pub const BODY_OFFSET: usize = 3;
+/// A frame's bytes on the wire beyond its body: the length, the type byte, the tag.
+pub const FRAME_OVERHEAD: usize = BODY_OFFSET + TAG_LEN;
 
 /// What can be wrong with bytes received: never a panic, always one of these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

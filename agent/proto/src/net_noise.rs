@@ -1,28 +1,41 @@
-//! The Noise layer both ends use, without I/O: the two-message handshake, then one [`Sender`] and
-//! one [`Receiver`] per end that seal and open frames (explicit nonces, so the two directions
-//! are independent and each may live in its own task).
+//! The Noise layer both ends use, without I/O: the two-message handshake, which also agrees on
+//! the transport cipher, then one [`Sender`] and one [`Receiver`] per end that seal and open
+//! frames in place (explicit nonces, so the two directions are independent).
 
-use std::sync::Arc;
-
-use snow::{Builder, HandshakeState, StatelessTransportState};
+use snow::{Builder, HandshakeState};
 
 use crate::net::{prologue, NOISE_PARAMS};
-use crate::net_frame::{Frame, FrameType, WireError, MAX_MESSAGE, TAG_LEN};
+use crate::net_cipher::{Cipher, Key};
+use crate::net_frame::{
+    Frame, FrameType, WireError, FRAME_OVERHEAD, MAX_BODY, MAX_MESSAGE, TAG_LEN,
+};
 
-/// The length of each handshake message: an ephemeral key and the tag of an empty payload.
+#[cfg(test)]
+mod tests;
+
+/// The length of a handshake message without payload: an ephemeral key and a tag.
 pub const HANDSHAKE_LEN: usize = 32 + TAG_LEN;
+/// The most cipher bytes an offer may hold.
+pub const MAX_OFFER: usize = 8;
 
 fn noise(e: snow::Error) -> WireError {
     WireError::Noise(e.to_string())
 }
 
-/// A handshake in progress, on either end.
+/// A handshake in progress, on either end: the initiator's offer of transport ciphers, or the
+/// responder's preference among them.
 pub struct Handshake {
     state: HandshakeState,
+    ciphers: Vec<Cipher>,
 }
 
 impl Handshake {
-    fn builder_state(slot: &str, psk: &[u8; 32], initiator: bool) -> Result<Self, WireError> {
+    fn build(
+        slot: &str,
+        psk: &[u8; 32],
+        initiator: bool,
+        ciphers: &[Cipher],
+    ) -> Result<Self, WireError> {
         let params = NOISE_PARAMS.parse().map_err(noise)?;
         let prologue = prologue(slot);
         let builder = Builder::new(params)
@@ -35,201 +48,240 @@ impl Handshake {
             builder.build_responder()
         }
         .map_err(noise)?;
-        Ok(Handshake { state })
+        Ok(Handshake {
+            state,
+            ciphers: ciphers.to_vec(),
+        })
     }
 
-    /// The server's side: the handshake and the first message to send (length-prefixed).
+    /// The server's side, offering the ciphers this machine runs fast: the handshake and the
+    /// first message to send (length-prefixed).
     pub fn initiator(slot: &str, psk: &[u8; 32]) -> Result<(Handshake, Vec<u8>), WireError> {
-        let mut h = Self::builder_state(slot, psk, true)?;
-        let first = h.write()?;
+        Self::initiator_offering(slot, psk, Cipher::fast_here())
+    }
+
+    /// The server's side with its own offer, best first (at most [`MAX_OFFER`]). The offer is
+    /// the first message's payload, encrypted and authenticated under the slot's key; an empty
+    /// offer is the first version's handshake (no payload, ChaCha20-Poly1305).
+    pub fn initiator_offering(
+        slot: &str,
+        psk: &[u8; 32],
+        offer: &[Cipher],
+    ) -> Result<(Handshake, Vec<u8>), WireError> {
+        if offer.len() > MAX_OFFER {
+            return Err(WireError::Noise(format!(
+                "an offer of {} ciphers",
+                offer.len()
+            )));
+        }
+        let mut h = Self::build(slot, psk, true, offer)?;
+        let payload: Vec<u8> = offer.iter().map(|&c| c as u8).collect();
+        let first = h.write(&payload)?;
         Ok((h, first))
     }
 
-    /// The agent's side, before the initiator's message.
+    /// The agent's side, before the initiator's message, preferring the ciphers this machine
+    /// runs fast.
     pub fn responder(slot: &str, psk: &[u8; 32]) -> Result<Handshake, WireError> {
-        Self::builder_state(slot, psk, false)
+        Self::responder_preferring(slot, psk, Cipher::fast_here())
     }
 
-    /// The agent reads the initiator's message (without its length) and answers: the answer
-    /// (length-prefixed) and the session's two halves. A wrong key or slot fails here.
+    /// The agent's side with its own preference, best first: it takes the first of `prefer` the
+    /// server offers, else the first offered cipher it knows.
+    pub fn responder_preferring(
+        slot: &str,
+        psk: &[u8; 32],
+        prefer: &[Cipher],
+    ) -> Result<Handshake, WireError> {
+        Self::build(slot, psk, false, prefer)
+    }
+
+    /// The agent reads the initiator's message (without its length) and answers with its
+    /// choice: the answer (length-prefixed) and the session's two halves. A wrong key or slot
+    /// fails here.
     pub fn respond(mut self, message: &[u8]) -> Result<(Vec<u8>, Sender, Receiver), WireError> {
-        self.read(message)?;
-        let answer = self.write()?;
-        let (tx, rx) = self.split()?;
+        let offer = self.read(message, HANDSHAKE_LEN..=HANDSHAKE_LEN + MAX_OFFER)?;
+        let (cipher, choice) = if offer.is_empty() {
+            (Cipher::ChaChaPoly, Vec::new())
+        } else {
+            let cipher = self.choose(&offer)?;
+            (cipher, vec![cipher as u8])
+        };
+        let answer = self.write(&choice)?;
+        let (tx, rx) = self.split(cipher)?;
         Ok((answer, tx, rx))
     }
 
-    /// The server reads the agent's answer (without its length): the session's two halves.
-    pub fn finish(mut self, message: &[u8]) -> Result<(Sender, Receiver), WireError> {
-        self.read(message)?;
-        self.split()
+    fn choose(&self, offer: &[u8]) -> Result<Cipher, WireError> {
+        let offered: Vec<Cipher> = offer.iter().filter_map(|&b| Cipher::from_byte(b)).collect();
+        self.ciphers
+            .iter()
+            .find(|c| offered.contains(c))
+            .or(offered.first())
+            .copied()
+            .ok_or_else(|| WireError::Noise(format!("no known cipher offered: {offer:?}")))
     }
 
-    fn read(&mut self, message: &[u8]) -> Result<(), WireError> {
-        if message.len() != HANDSHAKE_LEN {
+    /// The server reads the agent's answer (without its length), which names one of the
+    /// ciphers offered: the session's two halves.
+    pub fn finish(mut self, message: &[u8]) -> Result<(Sender, Receiver), WireError> {
+        let len = HANDSHAKE_LEN + usize::from(!self.ciphers.is_empty());
+        let choice = self.read(message, len..=len)?;
+        let cipher = match choice.first() {
+            None => Cipher::ChaChaPoly,
+            Some(&b) => Cipher::from_byte(b)
+                .filter(|c| self.ciphers.contains(c))
+                .ok_or_else(|| {
+                    WireError::Noise(format!("the answer chose cipher {b}, not offered"))
+                })?,
+        };
+        self.split(cipher)
+    }
+
+    /// Reads a handshake message whose length must be in `lens`: its payload.
+    fn read(
+        &mut self,
+        message: &[u8],
+        lens: std::ops::RangeInclusive<usize>,
+    ) -> Result<Vec<u8>, WireError> {
+        if !lens.contains(&message.len()) {
             return Err(WireError::Noise(format!(
-                "a handshake message of {} bytes, not {HANDSHAKE_LEN}",
+                "a handshake message of {} bytes, not {lens:?}",
                 message.len()
             )));
         }
-        let mut payload = [0u8; HANDSHAKE_LEN];
-        match self
-            .state
-            .read_message(message, &mut payload)
-            .map_err(noise)?
-        {
-            0 => Ok(()),
-            _ => Err(WireError::Noise("a handshake with a payload".into())),
-        }
-    }
-
-    fn write(&mut self) -> Result<Vec<u8>, WireError> {
-        let mut out = vec![0u8; 2 + HANDSHAKE_LEN];
+        let mut payload = vec![0u8; message.len()];
         let n = self
             .state
-            .write_message(&[], &mut out[2..])
+            .read_message(message, &mut payload)
+            .map_err(noise)?;
+        payload.truncate(n);
+        Ok(payload)
+    }
+
+    fn write(&mut self, payload: &[u8]) -> Result<Vec<u8>, WireError> {
+        let mut out = vec![0u8; 2 + HANDSHAKE_LEN + payload.len()];
+        let n = self
+            .state
+            .write_message(payload, &mut out[2..])
             .map_err(noise)?;
         out.truncate(2 + n);
         out[..2].copy_from_slice(&(n as u16).to_be_bytes());
         Ok(out)
     }
 
-    fn split(self) -> Result<(Sender, Receiver), WireError> {
-        let state = Arc::new(self.state.into_stateless_transport_mode().map_err(noise)?);
+    /// Noise's Split: the initiator sends with the first key, the responder with the second.
+    fn split(mut self, cipher: Cipher) -> Result<(Sender, Receiver), WireError> {
+        if !self.state.is_handshake_finished() {
+            return Err(WireError::Noise("the handshake is not finished".into()));
+        }
+        let (k1, k2) = self.state.dangerously_get_raw_split();
+        let (send, receive) = if self.state.is_initiator() {
+            (k1, k2)
+        } else {
+            (k2, k1)
+        };
         Ok((
             Sender {
-                state: state.clone(),
+                key: Key::new(cipher, &send),
                 nonce: 0,
-                plain: Vec::new(),
             },
             Receiver {
-                state,
+                key: Key::new(cipher, &receive),
                 nonce: 0,
-                plain: Vec::new(),
             },
         ))
     }
 }
 
+/// The next nonce of a direction; the last one is Noise's reserved value, never used.
+fn next_nonce(nonce: &mut u64) -> Result<u64, WireError> {
+    if *nonce == u64::MAX {
+        return Err(WireError::Noise("the connection used up its nonces".into()));
+    }
+    *nonce += 1;
+    Ok(*nonce - 1)
+}
+
 /// Seals this end's frames, in order.
 pub struct Sender {
-    state: Arc<StatelessTransportState>,
+    key: Key,
     nonce: u64,
-    /// The plaintext of the frame being sealed, kept between frames.
-    plain: Vec<u8>,
 }
 
 impl Sender {
-    /// Appends the sealed frame, length first, to `out`.
+    /// The transport cipher the handshake agreed on.
+    pub fn cipher(&self) -> Cipher {
+        self.key.cipher()
+    }
+
+    /// Seals in place the frame laid out at the start of `wire`, whose body of `body_len` bytes
+    /// the caller wrote at [`crate::BODY_OFFSET`]: writes the length and the type byte before
+    /// it, encrypts, and writes the tag after it. Returns the frame's length on the wire,
+    /// `body_len` + [`FRAME_OVERHEAD`].
+    pub fn seal_in_place(
+        &mut self,
+        kind: FrameType,
+        wire: &mut [u8],
+        body_len: usize,
+    ) -> Result<usize, WireError> {
+        let total = body_len + FRAME_OVERHEAD;
+        if body_len > MAX_BODY || wire.len() < total {
+            return Err(WireError::Oversized(body_len + 1));
+        }
+        let nonce = next_nonce(&mut self.nonce)?;
+        let frame = &mut wire[..total];
+        frame[..2].copy_from_slice(&((total - 2) as u16).to_be_bytes());
+        frame[2] = kind as u8;
+        let (plain, tag) = frame[2..].split_at_mut(1 + body_len);
+        tag.copy_from_slice(&self.key.seal(nonce, plain)?);
+        Ok(total)
+    }
+
+    /// Appends the sealed frame, length first, to `out` (the body copied once).
     pub fn seal(
         &mut self,
         kind: FrameType,
         body: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), WireError> {
-        self.plain.clear();
-        Frame::encode(kind, body, &mut self.plain)?;
+        if body.len() > MAX_BODY {
+            return Err(WireError::Oversized(body.len() + 1));
+        }
         let start = out.len();
-        let len = self.plain.len() + TAG_LEN;
-        out.resize(start + 2 + len, 0);
-        out[start..start + 2].copy_from_slice(&(len as u16).to_be_bytes());
-        let n = self
-            .state
-            .write_message(self.nonce, &self.plain, &mut out[start + 2..])
-            .map_err(noise)?;
-        debug_assert_eq!(n, len);
-        self.nonce += 1;
-        Ok(())
+        out.extend_from_slice(&[0; crate::BODY_OFFSET]);
+        out.extend_from_slice(body);
+        out.extend_from_slice(&[0; TAG_LEN]);
+        match self.seal_in_place(kind, &mut out[start..], body.len()) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
+            }
+        }
     }
 }
 
 /// Opens the other end's frames, in order.
 pub struct Receiver {
-    state: Arc<StatelessTransportState>,
+    key: Key,
     nonce: u64,
-    plain: Vec<u8>,
 }
 
 impl Receiver {
-    /// Decrypts one message (without its length) into a frame. Any tampering, replay or
-    /// reordering fails here.
-    pub fn open(&mut self, message: &[u8]) -> Result<Frame<'_>, WireError> {
+    /// The transport cipher the handshake agreed on.
+    pub fn cipher(&self) -> Cipher {
+        self.key.cipher()
+    }
+
+    /// Decrypts one message (without its length) in place into a frame that borrows it. Any
+    /// tampering, replay or reordering fails here.
+    pub fn open<'m>(&mut self, message: &'m mut [u8]) -> Result<Frame<'m>, WireError> {
         if message.len() > MAX_MESSAGE || message.len() <= TAG_LEN {
             return Err(WireError::Oversized(message.len()));
         }
-        self.plain.resize(message.len(), 0);
-        let n = self
-            .state
-            .read_message(self.nonce, message, &mut self.plain)
-            .map_err(noise)?;
-        self.nonce += 1;
-        Frame::decode(&self.plain[..n])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::net_frame::split_message;
-
-    fn unframe(wire: &[u8]) -> &[u8] {
-        split_message(wire).unwrap().unwrap().0
-    }
-
-    fn pair(
-        server: (&str, [u8; 32]),
-        agent: (&str, [u8; 32]),
-    ) -> Result<(Sender, Receiver, Sender, Receiver), WireError> {
-        let (h, first) = Handshake::initiator(server.0, &server.1)?;
-        let (answer, atx, arx) =
-            Handshake::responder(agent.0, &agent.1)?.respond(unframe(&first))?;
-        let (stx, srx) = h.finish(unframe(&answer))?;
-        Ok((stx, srx, atx, arx))
-    }
-
-    #[test]
-    fn frames_cross_both_ways_in_order() {
-        let (mut stx, mut srx, mut atx, mut arx) = pair(("s1", [7; 32]), ("s1", [7; 32])).unwrap();
-        let mut wire = Vec::new();
-        stx.seal(FrameType::Input, b"echo hi\r", &mut wire).unwrap();
-        stx.seal(FrameType::Hangup, b"", &mut wire).unwrap();
-        let (m, used) = split_message(&wire).unwrap().unwrap();
-        let f = arx.open(m).unwrap();
-        assert_eq!((f.kind, f.body), (FrameType::Input, &b"echo hi\r"[..]));
-        let (m, _) = split_message(&wire[used..]).unwrap().unwrap();
-        assert_eq!(arx.open(m).unwrap().kind, FrameType::Hangup);
-        let mut back = Vec::new();
-        atx.seal(FrameType::Output, b"hi\r\n", &mut back).unwrap();
-        let f = srx.open(unframe(&back)).unwrap();
-        assert_eq!((f.kind, f.body), (FrameType::Output, &b"hi\r\n"[..]));
-        // A replayed message does not open again.
-        assert!(srx.open(unframe(&back)).is_err());
-    }
-
-    #[test]
-    fn a_wrong_key_or_slot_fails_the_handshake() {
-        assert!(pair(("s1", [7; 32]), ("s1", [8; 32])).is_err());
-        assert!(pair(("s1", [7; 32]), ("s2", [7; 32])).is_err());
-        // The agent refuses at the first message: it never answers a wrong key.
-        let (_, first) = Handshake::initiator("s1", &[1; 32]).unwrap();
-        assert!(Handshake::responder("s1", &[2; 32])
-            .unwrap()
-            .respond(unframe(&first))
-            .is_err());
-    }
-
-    #[test]
-    fn garbage_truncated_and_oversized_messages_are_errors() {
-        let responder = || Handshake::responder("s1", &[7; 32]).unwrap();
-        assert!(responder().respond(b"GET / HTTP/1.1\r\n").is_err());
-        assert!(responder().respond(&[0u8; HANDSHAKE_LEN]).is_err());
-        let (_, first) = Handshake::initiator("s1", &[7; 32]).unwrap();
-        assert!(responder()
-            .respond(&unframe(&first)[..HANDSHAKE_LEN - 1])
-            .is_err());
-        let (_, _, _, mut arx) = pair(("s1", [7; 32]), ("s1", [7; 32])).unwrap();
-        assert!(arx.open(&[0u8; 3]).is_err());
-        assert!(arx.open(&vec![0u8; MAX_MESSAGE + 1]).is_err());
-        assert!(arx.open(&[0u8; 64]).is_err());
+        let n = self.key.open(self.nonce, message)?;
+        next_nonce(&mut self.nonce)?;
+        Frame::decode(&message[..n])
     }
 }

@@ -35,7 +35,7 @@ fn handle(stream: &mut TcpStream, context: &Context) -> io::Result<()> {
         .map_err(|e| invalid(format!("handshake refused: {e}")))?;
     stream.write_all(&answer)?;
     read_message(stream, &mut msg)?;
-    let frame = rx.open(&msg).map_err(invalid)?;
+    let frame = rx.open(&mut msg).map_err(invalid)?;
     let (kind, body) = (frame.kind, frame.body.to_vec());
     let result = match (kind, &context.lockdown_error) {
         (FrameType::Status, _) => requests::status(context),

@@ -2,7 +2,9 @@
 //! (`termpool-agent-proto`'s wire), after locking its container down. One forked process per
 //! connection keeps each session's relay and each request apart from the others.
 
+mod buf;
 mod conn;
+mod pty_io;
 mod relay;
 mod requests;
 

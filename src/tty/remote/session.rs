@@ -185,7 +185,7 @@ impl RemoteOutput {
     fn open(&mut self, len: usize) -> Result<Bytes, Ended> {
         let frame = self
             .rx
-            .open(&self.pending[self.start + 2..self.start + 2 + len])
+            .open(&mut self.pending[self.start + 2..self.start + 2 + len])
             .map_err(|e| Err(e.to_string()))?;
         match frame.kind {
             FrameType::Output => Ok(Bytes::copy_from_slice(frame.body)),

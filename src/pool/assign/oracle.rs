@@ -95,6 +95,31 @@ pub(super) fn masked_pool(n: usize, alive: u32, cap: u32, vol: u32) -> Vec<Conta
         .collect()
 }
 
+/// Checks [`enumerate_users`] with three other users over every pool of `sizes` containers, each
+/// alive or dead and of capacity 1 or 2, on each volume split `volumes(n)` gives, for each of
+/// `homes`; returns the cases checked.
+pub(super) fn every_small_pool(
+    sizes: std::ops::RangeInclusive<usize>,
+    volumes: impl Fn(usize) -> Vec<u32>,
+    homes: &[Option<usize>],
+) -> usize {
+    const OTHERS: [&str; 3] = ["a", "b", "c"];
+    let mut checked = 0;
+    for n in sizes {
+        for alive_mask in 0..(1u32 << n) {
+            for cap_mask in 0..(1u32 << n) {
+                for vol_mask in volumes(n) {
+                    let containers = masked_pool(n, alive_mask, cap_mask, vol_mask);
+                    for &home in homes {
+                        checked += enumerate_users(&containers, &OTHERS, home);
+                    }
+                }
+            }
+        }
+    }
+    checked
+}
+
 /// Checks every assignment of `others` (none or one of the containers, live or not, seen at
 /// 0 or 1) for a requester that is new or assigned to any container.
 pub(super) fn enumerate_users(

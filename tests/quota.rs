@@ -6,6 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use common::{http_request, TestPool};
 
@@ -161,8 +162,13 @@ async fn a_user_filling_the_workspace_is_stopped_by_the_quota_and_others_write_o
     // An upload into the full home: a clear 507, and no partial file left.
     let path = format!("/api/upload?session={session}&name=up.bin");
     let headers = [("Cookie", cookie.as_str())];
-    let (status, _, body) =
-        http_request(&server.addr, "POST", &path, &headers, &[7; 1 << 20]).await;
+    // Answered at once, with a body larger than the socket buffers: a `dd` stopped by the quota
+    // reads no more of it, which once held the upload two minutes (and the silent client's
+    // terminal, closed meanwhile for not answering pings).
+    let upload = http_request(&server.addr, "POST", &path, &headers, &[7; 16 << 20]);
+    let (status, _, body) = tokio::time::timeout(Duration::from_secs(20), upload)
+        .await
+        .expect("an upload into a full home is answered, not held");
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     assert_eq!(
         (status, json["error"].as_str()),

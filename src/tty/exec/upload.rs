@@ -82,13 +82,25 @@ impl ExecTerminals {
             .start_exec(&exec_id, false)
             .await
             .map_err(|e| failed("starting the upload exec", e.to_string()))?;
-        let collecting = tokio::spawn(collect(reader));
-        let sent = send_body(&mut writer, body).await;
+        let mut collecting = tokio::spawn(collect(reader));
+        // A `dd` stopped by a full quota exits without reading the rest of its stdin, and Docker
+        // then stops reading the connection: sending on would wait forever. Its output's end
+        // (the process's) ends the sending.
+        let mut ended = None;
+        let sent = tokio::select! {
+            sent = send_body(&mut writer, body) => sent,
+            outcome = &mut collecting => {
+                ended = Some(outcome);
+                Err("the upload exec ended before the body".to_owned())
+            }
+        };
         // The end of stdin is the end of the file.
         let _ = writer.shutdown().await;
-        let outcome = collecting
-            .await
-            .map_err(|e| failed("the upload exec", e.to_string()))?;
+        let outcome = match ended {
+            Some(outcome) => outcome,
+            None => collecting.await,
+        }
+        .map_err(|e| failed("the upload exec", e.to_string()))?;
         let path = outcome.stdout.lines().next().unwrap_or("").to_owned();
         let code = self
             .docker

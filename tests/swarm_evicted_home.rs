@@ -1,6 +1,6 @@
 //! An evicted user never gets an empty home on another node, on a real Docker Swarm
 //! (`scripts/swarm/up.sh`): with per-node volumes, a user evicted from a full pool comes back to
-//! the node holding its files (evicting the idle user there) or gets the full pool's refusal,
+//! the node holding its files (evicting the idle user there) or gets that node's "pool full",
 //! even when the only free slot is on another node and the server restarted in between.
 
 mod common;
@@ -19,8 +19,8 @@ const SETTINGS: [(&str, &str); 5] = [
     ("CONTAINER_NETWORK", "none"),
     ("REATTACH_GRACE_SECS", "0"),
 ];
-/// What a user is told when every slot it may use is held by live users.
-const POOL_FULL: &str = "pool full";
+/// What a user is told when every slot of the node holding its files is held by live users.
+const HOME_FULL: &str = "pool full on the host holding your files";
 
 /// Connects as `cookie` (retrying for a while: a closed session may not be counted closed at
 /// once) and returns the session with its account and slot.
@@ -67,7 +67,7 @@ async fn swarm_an_evicted_user_gets_its_own_files_back_never_an_empty_home_on_an
     );
 
     // N is back (its slot, on U's home node) and live: the only free slot is on the other
-    // node, and U gets the full pool's refusal rather than an empty home there.
+    // node, and U gets its home node's refusal rather than an empty home there.
     let (mut live_n, name, slot) = visit(&stack, &n).await;
     assert_eq!(
         (name.as_str(), slot.as_str()),
@@ -75,8 +75,8 @@ async fn swarm_an_evicted_user_gets_its_own_files_back_never_an_empty_home_on_an
     );
     shell(&mut live_n, "true").await;
     match stack.try_connect(&u).await {
-        Err((503, body)) => assert!(body.contains(POOL_FULL), "not the full pool's: {body}"),
-        Err((status, body)) => panic!("not the full pool's refusal: {status} {body}"),
+        Err((503, body)) => assert!(body.contains(HOME_FULL), "not the full node's: {body}"),
+        Err((status, body)) => panic!("not the full node's refusal: {status} {body}"),
         Ok(mut c) => {
             let ready = c.ready().await;
             panic!("U placed in {:?} with N live on its node", ready.container);

@@ -205,6 +205,10 @@ pub enum PoolError {
     /// Docker answered, but a container or account could not be set up.
     #[error("container provisioning failed: {0}")]
     Provision(String),
+    /// Every slot on the node holding the user's home is held by a user with a live session
+    /// (slots elsewhere may be free, but would give the user an empty home).
+    #[error("home node full: every terminal slot on the node holding the user's files is in use")]
+    HomeFull,
     /// The node holding the user's slot (and home) is down, or its agent does not answer.
     #[error("node down: {0}")]
     NodeDown(String),

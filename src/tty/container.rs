@@ -122,6 +122,7 @@ impl DockerBackend {
 fn unavailable(e: PoolError) -> TtyError {
     let kind = match e {
         PoolError::PoolFull => Unavailability::PoolFull,
+        PoolError::HomeFull => Unavailability::HomeFull,
         PoolError::DockerUnavailable(_) => Unavailability::EngineDown,
         PoolError::Store(_) | PoolError::Provision(_) => Unavailability::NotPrepared,
         PoolError::NodeDown(_) => Unavailability::NodeDown,

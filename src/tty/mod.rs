@@ -95,6 +95,8 @@ pub enum Unavailability {
     FilesUnreachable,
     /// No terminal can be started now on the host holding the user's files.
     HomeUnavailable,
+    /// Every slot on the host holding the user's files is in use.
+    HomeFull,
 }
 
 impl Unavailability {
@@ -120,6 +122,11 @@ impl Unavailability {
                 "the host holding your files cannot start your terminal now; try again later \
                  (your files are kept)"
             }
+            // Begins as the whole pool's refusal does, for clients that look for it.
+            Unavailability::HomeFull => {
+                "pool full on the host holding your files: every terminal slot there is in use, \
+                 try again later (your files are kept)"
+            }
         }
     }
 }
@@ -143,7 +150,7 @@ impl Unavailable {
         let reference = format!("{:08x}", rand::random::<u32>());
         // A full pool is the users' doing, not a fault: no warning for it.
         let level = match kind {
-            Unavailability::PoolFull => log::Level::Info,
+            Unavailability::PoolFull | Unavailability::HomeFull => log::Level::Info,
             _ => log::Level::Warn,
         };
         log::log!(

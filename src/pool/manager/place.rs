@@ -108,7 +108,7 @@ impl Pool {
         loop {
             let serial = self.placing.lock().await;
             let (username, choice) = self.choose(hash, live, flight)?;
-            match choice.map_err(|e| self.assign_error(e))? {
+            match choice.map_err(|e| self.assign_error(e, &username))? {
                 Choice::Go(decision) => {
                     let evicted = match &decision {
                         Decision::Evict { evicted_user, .. } => Some(evicted_user.clone()),
@@ -127,7 +127,7 @@ impl Pool {
                     drop(serial);
                     tokio::time::sleep_until(at.into()).await;
                 }
-                Choice::RetryAt(_) => return Err(PoolError::PoolFull),
+                Choice::RetryAt(_) => return Err(self.full(&username)),
             }
         }
     }
@@ -244,10 +244,19 @@ impl Pool {
         .await
     }
 
-    /// The pool error for an assigner refusal.
-    fn assign_error(&self, e: AssignError) -> PoolError {
+    /// The refusal when every slot `username` may take is held by a live user: the whole pool's,
+    /// or that of the node holding its home.
+    fn full(&self, username: &str) -> PoolError {
+        match self.lock_state().bound_to_home(username) {
+            true => PoolError::HomeFull,
+            false => PoolError::PoolFull,
+        }
+    }
+
+    /// The pool error for an assigner refusal of `username`.
+    fn assign_error(&self, e: AssignError, username: &str) -> PoolError {
         match e {
-            AssignError::PoolFull => PoolError::PoolFull,
+            AssignError::PoolFull => self.full(username),
             AssignError::NodeDown(node) => PoolError::NodeDown(node),
             AssignError::WrongVolume(why) => PoolError::WrongVolume(why),
             AssignError::HomeFailing(why) => PoolError::HomeUnavailable(why),

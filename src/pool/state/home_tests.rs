@@ -83,9 +83,19 @@ fn an_evicted_user_is_refused_when_its_home_node_is_held_by_live_users() {
     let live = |u: &str| u == "x" || u == "y";
     let d = st.choose("u", &live, Instant::now());
     assert_eq!(d, Err(AssignError::PoolFull));
+    // Its refusal names its home's node, not the whole pool, which has room.
+    assert!(st.bound_to_home("u"));
+    assert!(!st.bound_to_home("newcomer"));
     // A newcomer still gets node B's free slot.
     let d = st.choose("newcomer", &live, Instant::now());
     assert_eq!(d, Ok(Choice::Go(Decision::New { idx: 2 })));
+}
+
+#[test]
+fn without_pinned_homes_no_user_is_bound_to_a_home() {
+    let st = evicted_u(false);
+    assert!(!st.bound_to_home("u"));
+    assert!(!st.bound_to_home("x"));
 }
 
 #[test]

@@ -26,6 +26,12 @@ impl State {
         Some(AssignError::WrongVolume(error.message.clone()))
     }
 
+    /// Whether `username` may only go to the node holding its home (homes are pinned to nodes,
+    /// and it has one): its refusals then speak of that node, not of the whole pool.
+    pub fn bound_to_home(&self, username: &str) -> bool {
+        self.home_slot(username).is_some()
+    }
+
     /// The slot whose volume holds `username`'s home, when homes are pinned to nodes: the slot
     /// of its last placement, which it keeps when evicted. `None` for a newcomer.
     pub(super) fn home_slot(&self, username: &str) -> Option<usize> {

@@ -24,6 +24,9 @@ pub(crate) struct UserEntry {
     pub slot: Option<usize>,
     /// Slot index whose volume holds the user's home (kept when it loses its slot), if known.
     pub home: Option<usize>,
+    /// The home's slot when the store names one the pool no longer has (`MAX_CONTAINERS` was
+    /// lowered): the files are on that slot's node, where no slot can take the user now.
+    pub home_gone: Option<String>,
     pub last_seen: i64,
 }
 
@@ -74,10 +77,12 @@ impl State {
             .map(|u| {
                 let slot_named =
                     |c: &Option<String>| c.as_ref().and_then(|c| slot_of.get(c).copied());
+                let home = slot_named(&u.home);
                 let entry = UserEntry {
                     uid: u.uid,
                     slot: slot_named(&u.container),
-                    home: slot_named(&u.home),
+                    home,
+                    home_gone: u.home.filter(|_| home.is_none()),
                     last_seen: u.last_seen,
                 };
                 (u.username, entry)
@@ -255,6 +260,9 @@ impl State {
                 })
             })
             .collect();
+        if let Some(refusal) = self.home_out_of_pool(username) {
+            return Err(refusal);
+        }
         let home = self.home_slot(username).map(|idx| volumes[idx]);
         match assign::assign(&containers, &assignments, has_live_session, username, home) {
             Err(AssignError::HomeUnavailable) => Err(self.home_refusal(username)),
@@ -271,6 +279,7 @@ impl State {
             uid: rec.uid,
             slot: Some(idx),
             home: Some(idx),
+            home_gone: None,
             last_seen: rec.last_seen,
         };
         self.users.insert(rec.username.clone(), entry);

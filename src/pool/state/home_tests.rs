@@ -216,3 +216,23 @@ fn records_without_a_home_are_newcomers_and_homes_of_unknown_slots_are_ignored()
     assert_eq!(st.users["u"].home, None);
     assert_eq!(st.users["v"].home, None);
 }
+
+#[test]
+fn a_user_whose_home_slot_left_the_pool_waits_rather_than_get_an_empty_home() {
+    // Stored while the pool had six slots; it has three now. The files are on slot 5's node.
+    let gone = user("u", None, Some(5), 1);
+    let mut st = pool(true, vec![gone.clone()]);
+    match st.choose("u", &nobody, Instant::now()) {
+        Err(AssignError::HomeFailing(why)) => {
+            assert!(why.contains(&cfg().container_name(5)), "{why}");
+            assert!(why.contains("MAX_CONTAINERS"), "{why}");
+        }
+        other => panic!("placed on an empty home: {other:?}"),
+    }
+    // On one volume (homes not pinned) it is a newcomer, as every home is reachable anywhere.
+    let mut st = pool(false, vec![gone]);
+    assert!(matches!(
+        st.choose("u", &nobody, Instant::now()),
+        Ok(Choice::Go(Decision::New { .. }))
+    ));
+}

@@ -44,6 +44,17 @@ impl State {
             .filter(|&idx| idx < self.slots.len())
     }
 
+    /// The refusal for a user whose home is on a slot the pool no longer has: placed anywhere
+    /// it would get an empty home, so it waits, and the operator is told why.
+    pub(super) fn home_out_of_pool(&self, username: &str) -> Option<AssignError> {
+        let user = self.users.get(username).filter(|_| self.pinned)?;
+        let gone = user.home_gone.as_ref().filter(|_| user.home.is_none())?;
+        Some(AssignError::HomeFailing(format!(
+            "the user's files are on the volume of slot {gone}, which the pool no longer has \
+             (MAX_CONTAINERS was lowered); the files are kept there: raise it again"
+        )))
+    }
+
     /// The volume of each slot as the assigner sees it: the lowest index of a slot on the same
     /// node (slots of one node share its volume); a slot whose node is not known has its own.
     pub(super) fn volumes(&self) -> Vec<usize> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::exec::ExecTerminals;
-use super::remote::{AgentError, RemoteAgent};
+use super::remote::{AgentError, RemoteAgent, WriteRequest};
 use super::{agent, AccountInfo, Backend, IsLive, Placement, Spawned, TtyError, Unavailability};
 use crate::pool::orchestrator::Terminal;
 use crate::pool::{Pool, PoolError};
@@ -173,6 +173,18 @@ impl Backend for DockerBackend {
         length: u64,
         body: tokio::sync::mpsc::Receiver<bytes::Bytes>,
     ) -> Result<String, crate::workspace::files::UploadError> {
+        // On another node there is no `docker exec`: the slot's agent writes the file.
+        let slot = p.container.as_deref().unwrap_or_default();
+        if let Some(Terminal::Remote(agent)) = self.pool.terminal(slot) {
+            let req = WriteRequest {
+                user: p.user.clone(),
+                home: p.home.clone(),
+                shell_pid: shell_pid.and_then(|pid| u32::try_from(pid).ok()),
+                file: name.to_owned(),
+                length,
+            };
+            return agent.write_file(&req, body).await;
+        }
         let container = p.container_id.as_deref().unwrap_or_default();
         let written = self
             .execs

@@ -3,6 +3,7 @@
 //! wire is `termpool-agent-proto`'s; `docs/scaling.md` ("Data path across hosts") explains it.
 
 mod session;
+mod upload;
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use termpool_agent_proto::{
     AccountRequest, AgentResult, EndRequest, FailureKind, FrameType, Handshake, Receiver, Sender,
     StatusReport, VolumeMark, WireError, MAX_MESSAGE,
 };
-pub use termpool_agent_proto::{ShellRequest, AGENT_PORT};
+pub use termpool_agent_proto::{ShellRequest, WriteRequest, AGENT_PORT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use account_script::{ACCOUNT_SCRIPT, WORKSPACE};
 pub use net::{
     prologue, slot_psk, AccountRequest, AgentResult, EndRequest, FailureKind, HomeOwner,
-    LockdownReport, StatusReport, AGENT_PORT, NOISE_PARAMS, PROTOCOL_NAME,
+    LockdownReport, StatusReport, WriteRequest, AGENT_PORT, NOISE_PARAMS, PROTOCOL_NAME,
 };
 pub use net_cipher::{aes_is_fast, Cipher};
 pub use net_frame::{

@@ -49,7 +49,19 @@ pub struct EndRequest {
     pub uid: u32,
 }
 
-/// RESULT: the answer to ACCOUNT, END, STATUS or MARK.
+/// WRITE: a new file `file` in the shell's working directory (`shell_pid`'s, in the container;
+/// else the home), written as the account `user`. `length` bytes follow as INPUT frames; RESULT
+/// comes after the last of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteRequest {
+    pub user: String,
+    pub home: String,
+    pub shell_pid: Option<u32>,
+    pub file: String,
+    pub length: u64,
+}
+
+/// RESULT: the answer to ACCOUNT, END, STATUS, MARK or WRITE.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentResult {
@@ -57,6 +69,8 @@ pub enum AgentResult {
     Ok,
     /// STATUS's answer.
     Status(StatusReport),
+    /// WRITE's answer: the file's absolute path in the container.
+    Written { path: String },
     /// The request was refused or failed.
     Failed { kind: FailureKind, message: String },
 }
@@ -78,6 +92,12 @@ pub enum FailureKind {
     NotLockedDown,
     /// Anything else (the script failed otherwise, processes survived).
     Failed,
+    /// WRITE: the file exists (never overwritten, never written through a link).
+    FileExists,
+    /// WRITE: the disk or the user's quota is full; nothing of the file is left.
+    NoSpace,
+    /// WRITE: the user may not write in the directory.
+    Denied,
 }
 
 /// STATUS's report: what the agent reads back of its lockdown, the homes on the volume and its

@@ -1,5 +1,5 @@
 //! One connection, in its own process: the Noise handshake, the first frame, then a session's
-//! relay or one request's RESULT. Anything unexpected closes the connection, never the agent.
+//! relay, or one request's RESULT (after the file, for WRITE). Anything unexpected closes the connection, never the agent.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use termpool_agent_proto::{AgentResult, FailureKind, FrameType, Handshake, Reply, Sender};
 
-use super::{relay, requests, Context};
+use super::{relay, requests, upload, Context};
 use crate::log;
 
 const NOT_LOCKED_DOWN: &str = "the agent did not lock its container down";
@@ -56,6 +56,7 @@ fn handle(stream: &mut TcpStream, context: &Context) -> io::Result<()> {
         (FrameType::Account, None) => requests::account(&body, context.uid_min),
         (FrameType::End, None) => requests::end(&body, context.uid_min),
         (FrameType::Mark, None) => requests::mark(&body),
+        (FrameType::Write, None) => upload::write(stream, &mut rx, &body, context.uid_min)?,
         (other, None) => return Err(invalid(format!("{other:?} as the first frame"))),
     };
     let body = serde_json_vec(&result);
@@ -75,7 +76,7 @@ pub fn send(
 }
 
 /// Reads one length-prefixed message, blocking.
-fn read_message(stream: &mut TcpStream, msg: &mut Vec<u8>) -> io::Result<()> {
+pub fn read_message(stream: &mut TcpStream, msg: &mut Vec<u8>) -> io::Result<()> {
     let mut len = [0u8; 2];
     stream.read_exact(&mut len)?;
     let len = u16::from_be_bytes(len) as usize;

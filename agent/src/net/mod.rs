@@ -7,6 +7,7 @@ mod conn;
 mod pty_io;
 mod relay;
 mod requests;
+mod upload;
 
 use std::io::{self, Read};
 use std::net::TcpListener;

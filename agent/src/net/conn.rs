@@ -1,5 +1,6 @@
 //! One connection, in its own process: the Noise handshake, the first frame, then a session's
-//! relay, or one request's RESULT (after the file, for WRITE). Anything unexpected closes the connection, never the agent.
+//! relay, or one request's RESULT (after the file, for WRITE). Anything unexpected closes the
+//! connection, never the agent.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;

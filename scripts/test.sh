@@ -6,6 +6,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A full disk fails the build late and obscurely (the linker dies of SIGBUS): say it first.
+# A clean run needs about 3 GB for target/ and 3 GB for the images of the Swarm's engines.
+free_kb=$(df --output=avail -k . | tail -1)
+if [ "$free_kb" -lt $((6 * 1024 * 1024)) ]; then
+    echo "test.sh: $((free_kb / 1024)) MiB free on $(df --output=target . | tail -1);" \
+        "a run needs about 6 GiB (target/ and the test Swarm's images)" >&2
+    exit 1
+fi
+
 scripts/install-test-deps.sh
 
 echo "== cargo fmt --check"

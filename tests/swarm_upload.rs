@@ -100,6 +100,11 @@ async fn hostile_uploads(stack: &Stack, c: &mut common::Client, cookie: &str, se
         http_request(&stack.addr, "POST", &upload("root.txt"), &headers, b"x").await;
     let answer = String::from_utf8_lossy(&answer);
     assert_eq!(status, 403, "an upload into /: {answer}");
+    // The same words as on one host: the directory, not the agent's error.
+    assert!(
+        answer.contains("permission denied: / is not writable") && !answer.contains("os error"),
+        "{answer}"
+    );
     assert_eq!(shell(c, "ls /root.txt 2>&1 | grep -c 'No such'").await, "1");
     shell(c, "cd ~").await;
 

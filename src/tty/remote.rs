@@ -177,21 +177,9 @@ impl RemoteAgent {
             FrameType::Status => Vec::new(),
             _ => serde_json::to_vec(body).map_err(|e| self.protocol(e))?,
         };
-        let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
-            let mut link = self.connect().await?;
-            self.send(&mut link, kind, &body).await?;
-            match self.receive(&mut link).await? {
-                (FrameType::Result, body) => {
-                    serde_json::from_slice(&body).map_err(|e| self.protocol(e))
-                }
-                (other, _) => Err(self.protocol(WireError::Unexpected(other))),
-            }
-        })
-        .await;
-        let result = answer.unwrap_or_else(|_| {
-            Err(self.protocol(format!("no answer within {REQUEST_TIMEOUT:?}")))
-        })?;
-        match result {
+        let mut link = self.connect().await?;
+        self.send(&mut link, kind, &body).await?;
+        match self.receive_result(&mut link).await? {
             AgentResult::Failed { kind, message } => Err(AgentError::Refused {
                 slot: self.slot.clone(),
                 kind,
@@ -259,6 +247,18 @@ impl RemoteAgent {
             .write_all(&wire)
             .await
             .map_err(|e| self.protocol(e))
+    }
+
+    /// The RESULT that answers a request, within [`REQUEST_TIMEOUT`].
+    async fn receive_result(&self, link: &mut Link) -> Result<AgentResult, AgentError> {
+        let no_answer = |_| self.protocol(format!("no answer within {REQUEST_TIMEOUT:?}"));
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, self.receive(link)).await;
+        match answer.map_err(no_answer)?? {
+            (FrameType::Result, body) => {
+                serde_json::from_slice(&body).map_err(|e| self.protocol(e))
+            }
+            (other, _) => Err(self.protocol(WireError::Unexpected(other))),
+        }
     }
 
     async fn receive(&self, link: &mut Link) -> Result<(FrameType, Vec<u8>), AgentError> {

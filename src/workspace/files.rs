@@ -7,8 +7,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// Longest file name accepted, in bytes (the usual NAME_MAX).
-pub const MAX_NAME_BYTES: usize = 255;
+use termpool_agent_proto::{check_file_name, FailureKind};
 
 /// Why an upload was not written.
 #[derive(Debug, thiserror::Error)]
@@ -30,34 +29,25 @@ pub enum UploadError {
 impl UploadError {
     /// The error of a failed open or write, named by what the user can act on.
     pub fn from_io(e: io::Error, name: &str, dir: &Path) -> UploadError {
-        match e.raw_os_error() {
-            Some(libc::EEXIST) | Some(libc::ELOOP) => UploadError::Exists(name.to_owned()),
-            Some(libc::EDQUOT) | Some(libc::ENOSPC) => UploadError::Quota,
-            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
-                UploadError::Denied(dir.display().to_string())
-            }
-            _ => UploadError::Io(e),
+        let kind = FailureKind::of_write_error(&e);
+        UploadError::refused(kind, name, &dir.display().to_string()).unwrap_or(UploadError::Io(e))
+    }
+
+    /// The error for the refusal kinds the user can act on (of [`FailureKind::of_write_error`]),
+    /// of the file `name` in the directory `dir`; `None` for the others.
+    pub fn refused(kind: FailureKind, name: &str, dir: &str) -> Option<UploadError> {
+        match kind {
+            FailureKind::FileExists => Some(UploadError::Exists(name.to_owned())),
+            FailureKind::NoSpace => Some(UploadError::Quota),
+            FailureKind::Denied => Some(UploadError::Denied(dir.to_owned())),
+            _ => None,
         }
     }
 }
 
-/// Checks that `name` is a plain file name: no directory part, no `.` or `..`, no NUL, not empty,
-/// at most 255 bytes.
+/// Checks that `name` is a plain file name (the rules are shared with the agent).
 pub fn check_name(name: &str) -> Result<(), UploadError> {
-    if name.is_empty() || name == "." || name == ".." {
-        return Err(UploadError::BadName("the file needs a name"));
-    }
-    if name.len() > MAX_NAME_BYTES {
-        return Err(UploadError::BadName(
-            "the file name is longer than 255 bytes",
-        ));
-    }
-    if name.contains(['/', '\0']) {
-        return Err(UploadError::BadName(
-            "the file name may not contain '/' or NUL",
-        ));
-    }
-    Ok(())
+    check_file_name(name).map_err(UploadError::BadName)
 }
 
 /// Where an upload of the shell `shell_pid` lands: its working directory when it can be read
@@ -86,25 +76,6 @@ pub fn create(dir: &Path, name: &str) -> Result<(File, PathBuf), UploadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_plain_names_pass() {
-        for good in ["a.txt", "...", "..a", "with space", "é", &"x".repeat(255)] {
-            assert!(check_name(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "../x",
-            "/etc",
-            "a\0b",
-            &"x".repeat(256),
-        ] {
-            assert!(check_name(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn never_overwrites_nor_follows_a_symlink() {

@@ -1,6 +1,7 @@
 //! The session agent's wire, defined once for the server (`src/tty/agent.rs`, `src/pool/`) and the
 //! agent (`agent/`): the JSON messages of a session's connection, the unix socket they travel on
-//! in single-host mode, and the Noise-encrypted TCP wire of Swarm mode (`net*`).
+//! in single-host mode, the Noise-encrypted TCP wire of Swarm mode (`net*`), and the rules of an
+//! upload that both ends write files by (`upload`).
 
 mod account_script;
 mod net;
@@ -8,6 +9,7 @@ mod net_cipher;
 mod net_frame;
 mod net_noise;
 mod socket;
+mod upload;
 mod volume;
 
 use std::borrow::Cow;
@@ -28,6 +30,7 @@ pub use net_noise::{Handshake, Receiver, Sender, HANDSHAKE_LEN, MAX_OFFER};
 pub use socket::{
     check_is_socket, connect_seqpacket, is_busy, is_not_listening, open_socket_nofollow, peer_uid,
 };
+pub use upload::{check_file_name, MAX_NAME_BYTES};
 pub use volume::{parse_marker, VolumeMark, MAX_MARK_POOL, VOLUME_MARKER};
 
 /// Server -> agent, the first message of a connection: start a login shell for `user`.

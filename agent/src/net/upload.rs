@@ -9,7 +9,9 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use termpool_agent_proto::{AgentResult, FailureKind, FrameType, Receiver, WriteRequest};
+use termpool_agent_proto::{
+    check_file_name, AgentResult, FailureKind, FrameType, Receiver, WriteRequest,
+};
 
 use super::conn::{invalid, read_message};
 use crate::accounts::{self, Account};
@@ -100,7 +102,7 @@ fn open_as_user(req: &WriteRequest, uid_min: u32) -> Result<(File, PathBuf), Age
     let account = accounts::lookup(&req.user)
         .filter(|a| a.uid >= uid_min && a.gid >= uid_min && a.home == req.home)
         .ok_or_else(|| bad(format!("{} is not a termpool account here", req.user)))?;
-    check_name(&req.file).map_err(|e| bad(e.into()))?;
+    check_file_name(&req.file).map_err(|e| bad(e.into()))?;
     become_user(&account).map_err(|e| AgentResult::Failed {
         kind: FailureKind::Failed,
         message: format!("becoming {}: {e}", account.name),
@@ -133,17 +135,6 @@ fn working_dir(shell_pid: Option<u32>, account: &Account) -> PathBuf {
     }
 }
 
-/// A plain file name: not empty, `.` or `..`, no `/` or NUL, at most 255 bytes.
-fn check_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name == "." || name == ".." || name.len() > 255 {
-        return Err("not a file name");
-    }
-    if name.contains(['/', '\0']) {
-        return Err("a file name holds no / and no NUL");
-    }
-    Ok(())
-}
-
 /// Drops root for good: the account's group and UID, no supplementary groups.
 fn become_user(account: &Account) -> io::Result<()> {
     // SAFETY: plain system calls on integers; this process is single-threaded.
@@ -158,18 +149,15 @@ fn become_user(account: &Account) -> io::Result<()> {
     }
 }
 
-/// The answer for a file that could not be made or written in `dir`.
+/// The answer for a file that could not be made or written in `dir`. A refusal the user can act
+/// on names the directory alone (the server words it); any other failure says what happened.
 fn refusal(e: &io::Error, dir: &Path) -> AgentResult {
-    let kind = match e.raw_os_error() {
-        Some(libc::EEXIST) | Some(libc::ELOOP) => FailureKind::FileExists,
-        Some(libc::EDQUOT) | Some(libc::ENOSPC) => FailureKind::NoSpace,
-        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => FailureKind::Denied,
-        _ => FailureKind::Failed,
+    let kind = FailureKind::of_write_error(e);
+    let message = match kind {
+        FailureKind::Failed => format!("{}: {e}", dir.display()),
+        _ => dir.display().to_string(),
     };
-    AgentResult::Failed {
-        kind,
-        message: format!("{}: {e}", dir.display()),
-    }
+    AgentResult::Failed { kind, message }
 }
 
 #[cfg(test)]
@@ -177,26 +165,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_plain_names_are_files() {
-        for bad in ["", ".", "..", "a/b", "/etc", "a\0b", &"x".repeat(256)] {
-            assert!(check_name(bad).is_err(), "{bad:?}");
-        }
-        for good in ["a", "notes.txt", "...", &"x".repeat(255)] {
-            assert!(check_name(good).is_ok(), "{good:?}");
-        }
-    }
-
-    #[test]
-    fn errors_keep_their_kinds() {
-        let kind = |errno| match refusal(&io::Error::from_raw_os_error(errno), Path::new("/w")) {
-            AgentResult::Failed { kind, .. } => kind,
-            other => panic!("{other:?}"),
+    fn refusals_name_the_directory_and_failures_the_error() {
+        let refused = |errno| refusal(&io::Error::from_raw_os_error(errno), Path::new("/w/u"));
+        let denied = AgentResult::Failed {
+            kind: FailureKind::Denied,
+            message: "/w/u".into(),
         };
-        assert_eq!(kind(libc::EEXIST), FailureKind::FileExists);
-        assert_eq!(kind(libc::ELOOP), FailureKind::FileExists);
-        assert_eq!(kind(libc::EDQUOT), FailureKind::NoSpace);
-        assert_eq!(kind(libc::ENOSPC), FailureKind::NoSpace);
-        assert_eq!(kind(libc::EACCES), FailureKind::Denied);
-        assert_eq!(kind(libc::EIO), FailureKind::Failed);
+        assert_eq!(refused(libc::EACCES), denied);
+        match refused(libc::EIO) {
+            AgentResult::Failed { kind, message } => {
+                assert_eq!(kind, FailureKind::Failed);
+                assert!(
+                    message.starts_with("/w/u: ") && message.len() > 6,
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -3,10 +3,10 @@
 //! removes what it wrote.
 
 use bytes::Bytes;
-use termpool_agent_proto::{AgentResult, FailureKind, FrameType, WriteRequest, MAX_BODY};
+use termpool_agent_proto::{AgentResult, FrameType, WriteRequest, MAX_BODY};
 use tokio::sync::mpsc;
 
-use super::{RemoteAgent, REQUEST_TIMEOUT};
+use super::RemoteAgent;
 use crate::workspace::files::UploadError;
 
 impl RemoteAgent {
@@ -36,22 +36,14 @@ impl RemoteAgent {
             // Dropping the connection tells the agent, which removes the file.
             return Err(failed("the body ended short".into()));
         }
-        let answer = tokio::time::timeout(REQUEST_TIMEOUT, self.receive(&mut link)).await;
-        let (kind, answer) = answer
-            .map_err(|_| failed(format!("no answer within {REQUEST_TIMEOUT:?}")))?
-            .map_err(|e| failed(e.to_string()))?;
-        if kind != FrameType::Result {
-            return Err(failed(format!("{kind:?} instead of RESULT")));
-        }
-        match serde_json::from_slice(&answer).map_err(|e| failed(e.to_string()))? {
+        let answer = self.receive_result(&mut link).await;
+        match answer.map_err(|e| failed(e.to_string()))? {
             AgentResult::Written { path } => Ok(path),
-            AgentResult::Failed { kind, message } => Err(match kind {
-                FailureKind::FileExists => UploadError::Exists(req.file.clone()),
-                FailureKind::NoSpace => UploadError::Quota,
-                FailureKind::Denied => UploadError::Denied(message),
-                _ => failed(format!("the agent of {}: {message}", self.slot)),
-            }),
-            other => Err(failed(format!("an answer that does not fit: {other:?}"))),
+            AgentResult::Failed { kind, message } => {
+                Err(UploadError::refused(kind, &req.file, &message)
+                    .unwrap_or_else(|| failed(format!("the agent of {}: {message}", self.slot))))
+            }
+            other => Err(failed(self.unexpected(other).to_string())),
         }
     }
 }

@@ -112,6 +112,33 @@ async fn sessions_accounts_and_ending_processes_over_the_network() {
     assert!(agent.end_processes(0).await.is_err());
 }
 
+/// A volume gathers a home for every account it ever had (evicted users keep theirs). STATUS,
+/// which admits users to the slot, still answers with thousands of them: the list is cut to fit
+/// one frame and says how many it left out.
+#[tokio::test]
+async fn a_volume_of_thousands_of_homes_still_answers_status() {
+    let c = AgentContainer::start("homes", &[]);
+    c.ready().await;
+    let make = "cd /workspace && seq -f 'u_%012g' 1 4000 | xargs mkdir";
+    let (ok, out) = fixture::docker(&["exec", &c.name, "sh", "-c", make]);
+    assert!(ok, "making 4000 homes: {out}");
+    let status = c.agent().status().await;
+    let status = status.unwrap_or_else(|e| panic!("STATUS of 4000 homes: {e}\n{}", c.logs()));
+    assert_eq!(status.lockdown.error, None, "{}", c.logs());
+    let kept = status.homes.len() as u64;
+    assert!(kept > 1000, "only {kept} homes reported");
+    assert_eq!(
+        kept + status.homes_left_out,
+        4000,
+        "every home reported or counted"
+    );
+    assert_eq!(status.homes[0].name, "u_000000000001", "the first by name");
+    // The slot still takes users.
+    let (alice, uid) = c.account(1).await;
+    let mut s = open(&c.agent(), &alice).await.expect("a session");
+    assert_eq!(sh(&mut s, "id -u").await, uid.to_string());
+}
+
 #[tokio::test]
 async fn users_meet_the_lockdown() {
     let (subnet, gateway) = docker_bridge();

@@ -10,7 +10,8 @@ use bollard::query_parameters::CreateContainerOptions;
 use bollard::Docker;
 
 use super::engine::{docker_err, inspect, list_labelled, remove, short};
-use super::hidepid::{ensure_hidepid, LABEL_HELPER};
+use super::helper::LABEL_HELPER;
+use super::hidepid::ensure_hidepid;
 use super::spec::{
     effective_network, settings_digest, user_container_body, LABEL_CONFIG, LABEL_POOL,
 };

@@ -2,21 +2,13 @@
 //! instance), made by a short-lived helper container running the agent's `--prepare-mounts` in
 //! its PID namespace with SYS_ADMIN, so that the user container itself never has it.
 
-use std::collections::HashMap;
-
-use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{CreateContainerOptions, LogsOptions, WaitContainerOptions};
 use bollard::Docker;
-use futures_util::StreamExt;
 
-use super::engine::{docker_err, remove, short};
-use super::exec::{exec_root, STEP_TIMEOUT};
-use super::processes::AGENT_BINARY;
+use super::engine::short;
+use super::exec::exec_root;
+use super::helper::{run_to_completion, Helper};
 use super::{PoolConfig, PoolError};
-
-/// Label marking a hidepid helper container of a pool.
-pub const LABEL_HELPER: &str = "termpool.hidepid-helper";
 
 /// Where the sessions' own devpts instance is mounted in a user container (the agent's
 /// `mounts::AGENT_PTS`).
@@ -37,31 +29,17 @@ fn helper_cmd(cfg: &PoolConfig) -> Vec<String> {
 
 /// The create request of the hidepid helper for container `target_id`.
 pub fn helper_body(cfg: &PoolConfig, target_id: &str) -> ContainerCreateBody {
-    let host_config = HostConfig {
-        pid_mode: Some(format!("container:{target_id}")),
-        cap_drop: Some(vec!["ALL".into()]),
-        cap_add: Some(HELPER_CAPS.iter().map(|c| c.to_string()).collect()),
-        security_opt: Some(vec![
-            "apparmor=unconfined".into(),
-            "no-new-privileges".into(),
-        ]),
-        network_mode: Some("none".into()),
-        privileged: Some(false),
-        auto_remove: Some(false),
-        ..Default::default()
-    };
-    ContainerCreateBody {
-        image: Some(cfg.image.clone()),
-        user: Some("0".into()),
-        entrypoint: Some(vec![AGENT_BINARY.into()]),
-        cmd: Some(helper_cmd(cfg)),
-        labels: Some(HashMap::from([(
-            LABEL_HELPER.to_string(),
-            cfg.pool_label.clone(),
-        )])),
-        host_config: Some(host_config),
-        ..Default::default()
+    Helper {
+        args: helper_cmd(cfg),
+        caps: &HELPER_CAPS,
+        security: &["apparmor=unconfined"],
+        env: Vec::new(),
+        host: HostConfig {
+            pid_mode: Some(format!("container:{target_id}")),
+            ..Default::default()
+        },
     }
+    .body(cfg)
 }
 
 /// Makes sure the container's /proc is mounted with hidepid: checks first unless `fresh`, runs
@@ -146,73 +124,9 @@ async fn run_helper(docker: &Docker, cfg: &PoolConfig, id: &str) -> Result<(), P
     run_to_completion(docker, helper_body(cfg, id), &what).await
 }
 
-/// Creates a helper container from `body`, runs it to completion and removes it; an error unless
-/// it exited 0. `what` names it in errors.
-pub(super) async fn run_to_completion(
-    docker: &Docker,
-    body: ContainerCreateBody,
-    what: &str,
-) -> Result<(), PoolError> {
-    let created = docker
-        .create_container(None::<CreateContainerOptions>, body)
-        .await
-        .map_err(docker_err(format!("creating the {what}")))?;
-    let result = start_and_wait(docker, &created.id).await;
-    let failure_logs = match &result {
-        Ok(0) => String::new(),
-        _ => logs(docker, &created.id).await,
-    };
-    remove(docker, &created.id).await?;
-    match result? {
-        0 => Ok(()),
-        code => Err(PoolError::Provision(format!(
-            "{what} exited with {code}: {}",
-            failure_logs.trim()
-        ))),
-    }
-}
-
-/// Starts a container and waits for it to exit; returns its exit code.
-async fn start_and_wait(docker: &Docker, id: &str) -> Result<i64, PoolError> {
-    docker
-        .start_container(id, None)
-        .await
-        .map_err(docker_err("starting the hidepid helper"))?;
-    let opts = WaitContainerOptions {
-        condition: "not-running".into(),
-    };
-    let mut wait = docker.wait_container(id, Some(opts));
-    match tokio::time::timeout(STEP_TIMEOUT, wait.next()).await {
-        Err(_) => Err(PoolError::Provision(
-            "the hidepid helper did not finish".into(),
-        )),
-        Ok(None) => Err(PoolError::Provision(
-            "waiting for the hidepid helper: no answer".into(),
-        )),
-        Ok(Some(Ok(r))) => Ok(r.status_code),
-        Ok(Some(Err(DockerError::DockerContainerWaitError { code, .. }))) => Ok(code),
-        Ok(Some(Err(e))) => Err(docker_err("waiting for the hidepid helper")(e)),
-    }
-}
-
-/// A finished container's output, best effort (for error messages).
-async fn logs(docker: &Docker, id: &str) -> String {
-    let opts = LogsOptions {
-        stdout: true,
-        stderr: true,
-        tail: "20".into(),
-        ..Default::default()
-    };
-    let mut stream = docker.logs(id, Some(opts));
-    let mut text = String::new();
-    while let Some(Ok(chunk)) = stream.next().await {
-        text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::processes::AGENT_BINARY;
     use super::*;
 
     #[test]

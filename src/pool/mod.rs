@@ -7,6 +7,7 @@ pub mod assign;
 mod container;
 mod engine;
 mod exec;
+mod helper;
 mod hidepid;
 mod manager;
 pub mod orchestrator;

@@ -2,13 +2,10 @@
 //! with SYS_ADMIN and CHOWN, the volume mounted) that runs the agent's `--set-quota`; it runs
 //! before the account's home is made, which on btrfs it makes itself (a limited subvolume).
 
-use std::collections::HashMap;
-
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::Docker;
 
-use super::hidepid::{run_to_completion, LABEL_HELPER};
-use super::processes::AGENT_BINARY;
+use super::helper::{run_to_completion, Helper};
 use super::{home_of, PoolConfig, PoolError, WORKSPACE};
 
 /// Limits the account `username` (`uid`) to `cfg.user_disk_quota_mb` on the workspace volume:
@@ -26,44 +23,29 @@ pub async fn set_quota(
 
 /// The create request of the quota helper.
 fn quota_body(cfg: &PoolConfig, home: &str, uid: u32) -> ContainerCreateBody {
-    let host_config = HostConfig {
-        mounts: Some(vec![Mount {
-            target: Some(WORKSPACE.into()),
-            source: Some(cfg.volume.clone()),
-            typ: Some(MountType::VOLUME),
-            ..Default::default()
-        }]),
-        cap_drop: Some(vec!["ALL".into()]),
-        // CHOWN: a btrfs home is made by root and given to the account.
-        cap_add: Some(vec!["SYS_ADMIN".into(), "CHOWN".into()]),
-        // Docker 20.10's seccomp profile predates quotactl_fd (Linux 5.14) and refuses it.
-        security_opt: Some(vec![
-            "no-new-privileges".into(),
-            "seccomp=unconfined".into(),
-        ]),
-        network_mode: Some("none".into()),
-        privileged: Some(false),
-        auto_remove: Some(false),
-        ..Default::default()
-    };
-    ContainerCreateBody {
-        image: Some(cfg.image.clone()),
-        user: Some("0".into()),
-        entrypoint: Some(vec![AGENT_BINARY.into()]),
-        cmd: Some(vec![
+    Helper {
+        args: vec![
             "--set-quota".into(),
             home.into(),
             uid.to_string(),
             cfg.user_disk_quota_mb.to_string(),
-        ]),
-        env: Some(vec![format!("TERMPOOL_UID_MIN={}", cfg.uid_min)]),
-        labels: Some(HashMap::from([(
-            LABEL_HELPER.to_string(),
-            cfg.pool_label.clone(),
-        )])),
-        host_config: Some(host_config),
-        ..Default::default()
+        ],
+        // CHOWN: a btrfs home is made by root and given to the account.
+        caps: &["SYS_ADMIN", "CHOWN"],
+        // Docker 20.10's seccomp profile predates quotactl_fd (Linux 5.14) and refuses it.
+        security: &["seccomp=unconfined"],
+        env: vec![format!("TERMPOOL_UID_MIN={}", cfg.uid_min)],
+        host: HostConfig {
+            mounts: Some(vec![Mount {
+                target: Some(WORKSPACE.into()),
+                source: Some(cfg.volume.clone()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
     }
+    .body(cfg)
 }
 
 #[cfg(test)]

@@ -105,9 +105,44 @@ pub enum FailureKind {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub lockdown: LockdownReport,
+    /// By name; cut by [`StatusReport::fit`] where the whole list would not fit one frame.
     pub homes: Vec<HomeOwner>,
     /// `/workspace/.termpool-volume`'s content, if the file exists (see [`crate::VolumeMark`]).
     pub volume_marker: Option<String>,
+    /// How many homes, after the last of `homes`, the report leaves out (absent: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub homes_left_out: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl StatusReport {
+    /// Cuts `homes` so that the report's JSON takes at most `max` bytes, and counts what it left
+    /// out. A volume gathers a home for every account it ever had (evicted users keep theirs),
+    /// and a report that outgrew its frame would fail STATUS, which admits users to the slot.
+    pub fn fit(&mut self, max: usize) {
+        let mut homes = std::mem::take(&mut self.homes);
+        // The rest of the report, with the largest count it can hold and room for `[]`.
+        self.homes_left_out = homes.len() as u64;
+        let mut used = json_len(self);
+        let fits = homes
+            .iter()
+            .take_while(|h| {
+                used += json_len(h) + 1;
+                used <= max
+            })
+            .count();
+        homes.truncate(fits);
+        self.homes_left_out -= fits as u64;
+        self.homes = homes;
+    }
+}
+
+/// The length of a value's JSON, for [`StatusReport::fit`].
+fn json_len<T: Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX / 2, |v| v.len())
 }
 
 /// The lockdown as `/proc/mounts` and `/proc/self/status` show it, not as the agent believes.
@@ -133,6 +168,42 @@ pub struct HomeOwner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_of_thousands_of_homes_is_cut_to_fit_its_frame() {
+        let homes = |n: u32| -> Vec<HomeOwner> {
+            (0..n)
+                .map(|i| HomeOwner {
+                    name: format!("u_{i:012x}"),
+                    uid: 200_000 + i,
+                })
+                .collect()
+        };
+        let mut report = StatusReport {
+            volume_marker: Some("m".repeat(40_000)),
+            homes: homes(5000),
+            ..StatusReport::default()
+        };
+        report.fit(crate::MAX_BODY);
+        let json = serde_json::to_vec(&report).unwrap();
+        assert!(json.len() <= crate::MAX_BODY, "{} bytes", json.len());
+        let kept = report.homes.len() as u64;
+        assert!(kept > 500, "only {kept} homes kept");
+        assert_eq!(kept + report.homes_left_out, 5000);
+        assert_eq!(report.homes, homes(kept as u32), "the first by name");
+        let back: StatusReport = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, report);
+
+        // A report that fits is left whole, and says nothing of homes left out.
+        let mut small = StatusReport {
+            homes: homes(10),
+            ..StatusReport::default()
+        };
+        small.fit(crate::MAX_BODY);
+        assert_eq!((small.homes.len(), small.homes_left_out), (10, 0));
+        let json = serde_json::to_string(&small).unwrap();
+        assert!(!json.contains("homes_left_out"), "{json}");
+    }
 
     #[test]
     fn psks_differ_by_slot_generation_and_master() {

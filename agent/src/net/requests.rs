@@ -10,7 +10,7 @@ use std::process::Command;
 
 use termpool_agent_proto::{
     AccountRequest, AgentResult, EndRequest, FailureKind, HomeOwner, StatusReport, VolumeMark,
-    ACCOUNT_SCRIPT, VOLUME_MARKER, WORKSPACE,
+    ACCOUNT_SCRIPT, MAX_BODY, VOLUME_MARKER, WORKSPACE,
 };
 
 use super::Context;
@@ -97,11 +97,15 @@ pub fn end(body: &[u8], uid_min: u32) -> AgentResult {
 
 /// The lockdown read back, the homes on the volume and its marker.
 pub fn status(context: &Context) -> AgentResult {
-    AgentResult::Status(StatusReport {
+    let mut report = StatusReport {
         lockdown: lockdown::report(context.lockdown_error.clone()),
         homes: homes(),
         volume_marker: read_marker(Path::new(WORKSPACE)),
-    })
+        homes_left_out: 0,
+    };
+    // Room for the `{"status":...}` around the report in RESULT's body.
+    report.fit(MAX_BODY - 64);
+    AgentResult::Status(report)
 }
 
 /// The marker's content (never through a link), if there is one.

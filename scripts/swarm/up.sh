@@ -8,7 +8,7 @@
 #   scripts/swarm/up.sh [N]      then: docker -H unix:///run/termpool-swarm/tpswarm-n1.sock ...
 #
 # SWARM_IMAGES: images copied from the host engine (default terminal-multi-user:latest; empty:
-# none). SWARM_WAIT_DEPS=0 skips waiting for /tmp/deps.log to end with "done".
+# none).
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./lib.sh
@@ -105,20 +105,9 @@ form_swarm() {
     done
 }
 
-wait_for_deps() {
-    [ "${SWARM_WAIT_DEPS:-1}" = 1 ] && [ -e /tmp/deps.log ] || return 0
-    for _ in $(seq 360); do
-        [ "$(tail -n 1 /tmp/deps.log)" = done ] && return
-        sleep 10
-    done
-    log "/tmp/deps.log did not end with 'done' within an hour"
-    exit 1
-}
-
 copy_images() {
     local image host_id tar i
     [ -n "$IMAGES" ] || return 0
-    wait_for_deps
     for image in $IMAGES; do
         host_id=$(docker image inspect --format '{{.Id}}' "$image")
         tar=""

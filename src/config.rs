@@ -48,6 +48,8 @@ pub struct ServerOptions {
     /// The path prefix of every route: starts and ends with `/` (`/` alone at the root).
     pub base_path: String,
     pub max_upload_bytes: u64,
+    /// Uploads one user may have under way at once.
+    pub max_uploads_per_user: usize,
     pub max_download_mb: u64,
     /// The admin API's settings; `None`: it is off.
     pub admin: Option<AdminOptions>,
@@ -127,6 +129,7 @@ impl Args {
             trusted_proxies,
             base_path: base_path(&self.base_path)?,
             max_upload_bytes: self.max_upload_mb << 20,
+            max_uploads_per_user: self.max_uploads_per_user as usize,
             max_download_mb: self.max_download_mb,
             admin: self.admin()?,
         })

@@ -58,7 +58,11 @@ async fn run(options: Options) -> anyhow::Result<()> {
         log::warn!("no DATA_DIR: blocks made through the admin API end with the process");
     }
     let metrics = Arc::new(Metrics::default());
-    let workspace = Workspace::open(store.clone(), options.limits.ipv6_prefix_len);
+    let workspace = Workspace::open(
+        store.clone(),
+        options.limits.ipv6_prefix_len,
+        options.server.max_uploads_per_user,
+    );
     let state = AppState {
         workspace,
         registry: Registry::new(options.limits, metrics.clone()),

@@ -327,6 +327,84 @@ async fn uploads_land_in_the_shells_directory_and_never_overwrite() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Starts an upload of `name` announced as 100000 bytes and sends only its first 1000: the
+/// server holds it under way until the connection closes.
+async fn hold_upload(server: &Server, cookie: &str, id: &str, name: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut raw = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let head = format!(
+        "POST /api/upload?session={id}&name={name} HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\n\
+         Content-Length: 100000\r\n\r\n",
+        server.addr
+    );
+    raw.write_all(head.as_bytes()).await.unwrap();
+    raw.write_all(&[1; 1000]).await.unwrap();
+    raw
+}
+
+/// Waits until `cond` holds, for at most 10 s.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("waited 10 s for {what}");
+}
+
+/// A stranger holding uploads open (each keeps a process in their container until its body has
+/// come) meets a cap: the upload past it is refused with 429, other users upload on, and a
+/// place comes back when an upload ends.
+#[tokio::test]
+async fn uploads_under_way_at_once_are_capped_per_user() {
+    let server = Server::local(&["--max-uploads-per-user", "2"]);
+    let cookie = server.new_identity().await;
+    let mut client = server.connect_as(&cookie, "").await;
+    let id = client.ready().await.session.into_owned();
+    let dir = std::env::temp_dir().join(format!("termpool-held-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    client.run(&format!("cd {}", dir.display())).await;
+    client.sync().await;
+
+    let first = hold_upload(&server, &cookie, &id, "held1").await;
+    let _second = hold_upload(&server, &cookie, &id, "held2").await;
+    // Each is under way once its file exists.
+    until("both held uploads to begin", || {
+        dir.join("held1").exists() && dir.join("held2").exists()
+    })
+    .await;
+    let (status, json) = upload(&server, &cookie, &id, "third", b"x").await;
+    assert_eq!(status, 429, "{json}");
+    assert_eq!(
+        json["error"],
+        "2 uploads of yours are under way: wait for one to finish"
+    );
+    assert!(!dir.join("third").exists());
+
+    // Another user is not held back by this one's uploads.
+    let other = server.new_identity().await;
+    let mut theirs = server.connect_as(&other, "").await;
+    let their_id = theirs.ready().await.session.into_owned();
+    theirs.run(&format!("cd {}", dir.display())).await;
+    theirs.sync().await;
+    let (status, json) = upload(&server, &other, &their_id, "theirs", b"y").await;
+    assert_eq!(status, 201, "{json}");
+    assert!(dir.join("theirs").exists());
+
+    // An upload that breaks off gives its place back.
+    drop(first);
+    until("the broken-off upload to be removed", || {
+        !dir.join("held1").exists()
+    })
+    .await;
+    let (status, json) = upload(&server, &cookie, &id, "third", b"x").await;
+    assert_eq!(status, 201, "{json}");
+    client.close().await;
+    theirs.close().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[tokio::test]
 async fn a_full_disk_is_a_507_and_leaves_no_partial_file() {
     let dir = std::env::temp_dir().join(format!("termpool-full-{}", std::process::id()));

@@ -133,6 +133,11 @@ pub struct Args {
     #[arg(long, env = "MAX_UPLOAD_MB", default_value_t = 100, help_heading = LIMITS,
           value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub max_upload_mb: u64,
+    /// Uploads one user may have under way at once (1-64); one more is refused with 429. Each
+    /// holds a process in the user's container until its body has come.
+    #[arg(long, env = "MAX_UPLOADS_PER_USER", default_value_t = 4, help_heading = LIMITS,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub max_uploads_per_user: u64,
 
     /// Largest file the `download` command sends to the browser, in MiB (1-7: the page's
     /// terminal drops an OSC sequence over 10 MB, and base64 makes 7 MiB into 9.8 MB).

@@ -1,6 +1,6 @@
 //! `POST api/upload?session=ID&name=NAME`: the request body becomes a new file in the session's
 //! working directory, written as the session's user; limited by `MAX_UPLOAD_MB` before and
-//! while reading.
+//! while reading, and to `MAX_UPLOADS_PER_USER` under way at once.
 
 use std::path::Path;
 
@@ -39,6 +39,16 @@ async fn receive(req: &HttpRequest, state: &AppState, body: web::Payload) -> Api
     })?;
     files::check_name(&query.name).map_err(upload_error)?;
     let length = content_length(req, state.options.max_upload_bytes)?;
+    // Held until the file is written or refused.
+    let _under_way = state.workspace.uploads.begin(&identity).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{} uploads of yours are under way: wait for one to finish",
+                state.workspace.uploads.max()
+            ),
+        )
+    })?;
     let session = state
         .registry
         .find(&query.session, &identity)

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{header, http_request, Server};
+use common::{header, http_request, Client, Server};
 use serde_json::Value;
 
 /// One API call as `cookie`, from the server's own origin unless `extra` says otherwise.
@@ -247,6 +247,15 @@ async fn access_keys_are_a_cookie_mode_thing() {
     assert_eq!(status, 404, "{json}");
 }
 
+/// A new session of `cookie` whose shell has moved into `dir` (where uploads land), and its id.
+async fn session_in(server: &Server, cookie: &str, dir: &std::path::Path) -> (Client, String) {
+    let mut client = server.connect_as(cookie, "").await;
+    let id = client.ready().await.session.into_owned();
+    client.run(&format!("cd {}", dir.display())).await;
+    client.sync().await;
+    (client, id)
+}
+
 /// Uploads `body` as `name` into session `id`.
 async fn upload(server: &Server, cookie: &str, id: &str, name: &str, body: &[u8]) -> (u16, Value) {
     let name: String = url_escape(name);
@@ -268,12 +277,9 @@ fn url_escape(s: &str) -> String {
 async fn uploads_land_in_the_shells_directory_and_never_overwrite() {
     let server = Server::local(&["--max-upload-mb", "1"]);
     let cookie = server.new_identity().await;
-    let mut client = server.connect_as(&cookie, "").await;
-    let id = client.ready().await.session.into_owned();
     let dir = std::env::temp_dir().join(format!("termpool-upload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    client.run(&format!("cd {}", dir.display())).await;
-    client.sync().await;
+    let (mut client, id) = session_in(&server, &cookie, &dir).await;
 
     let content: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
     let (status, json) = upload(&server, &cookie, &id, "data file.bin", &content).await;
@@ -360,12 +366,9 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 async fn uploads_under_way_at_once_are_capped_per_user() {
     let server = Server::local(&["--max-uploads-per-user", "2"]);
     let cookie = server.new_identity().await;
-    let mut client = server.connect_as(&cookie, "").await;
-    let id = client.ready().await.session.into_owned();
     let dir = std::env::temp_dir().join(format!("termpool-held-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    client.run(&format!("cd {}", dir.display())).await;
-    client.sync().await;
+    let (client, id) = session_in(&server, &cookie, &dir).await;
 
     let first = hold_upload(&server, &cookie, &id, "held1").await;
     let _second = hold_upload(&server, &cookie, &id, "held2").await;
@@ -384,10 +387,7 @@ async fn uploads_under_way_at_once_are_capped_per_user() {
 
     // Another user is not held back by this one's uploads.
     let other = server.new_identity().await;
-    let mut theirs = server.connect_as(&other, "").await;
-    let their_id = theirs.ready().await.session.into_owned();
-    theirs.run(&format!("cd {}", dir.display())).await;
-    theirs.sync().await;
+    let (theirs, their_id) = session_in(&server, &other, &dir).await;
     let (status, json) = upload(&server, &other, &their_id, "theirs", b"y").await;
     assert_eq!(status, 201, "{json}");
     assert!(dir.join("theirs").exists());
@@ -417,10 +417,7 @@ async fn a_full_disk_is_a_507_and_leaves_no_partial_file() {
     assert!(mounted, "this test mounts a small tmpfs (needs root)");
     let server = Server::local(&[]);
     let cookie = server.new_identity().await;
-    let mut client = server.connect_as(&cookie, "").await;
-    let id = client.ready().await.session.into_owned();
-    client.run(&format!("cd {}", dir.display())).await;
-    client.sync().await;
+    let (client, id) = session_in(&server, &cookie, &dir).await;
     let (status, json) = upload(&server, &cookie, &id, "huge", &vec![7u8; 200_000]).await;
     client.close().await;
     let left = dir.join("huge").exists();

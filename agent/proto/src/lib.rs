@@ -30,7 +30,7 @@ pub use net_noise::{Handshake, Receiver, Sender, HANDSHAKE_LEN, MAX_OFFER};
 pub use socket::{
     check_is_socket, connect_seqpacket, is_busy, is_not_listening, open_socket_nofollow, peer_uid,
 };
-pub use upload::{check_file_name, MAX_NAME_BYTES};
+pub use upload::check_file_name;
 pub use volume::{parse_marker, VolumeMark, MAX_MARK_POOL, VOLUME_MARKER};
 
 /// Server -> agent, the first message of a connection: start a login shell for `user`.

@@ -7,7 +7,7 @@ use std::io;
 use crate::FailureKind;
 
 /// Longest file name accepted, in bytes (the usual NAME_MAX).
-pub const MAX_NAME_BYTES: usize = 255;
+const MAX_NAME_BYTES: usize = 255;
 
 /// Checks that `name` is a plain file name: not empty, `.` or `..`, no `/` or NUL, at most
 /// [`MAX_NAME_BYTES`]. The error says what is wrong, for the user.

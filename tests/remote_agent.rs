@@ -1,9 +1,12 @@
 //! The agent's network mode (Swarm) driven through `RemoteAgent`, against the real static agent
 //! in a real container of the user image (no Swarm needed): sessions, accounts, ending
-//! processes, the lockdown as users meet it, and attacks on the wire.
+//! processes, the lockdown as users meet it, attacks on the wire, and the node relay the agent
+//! hands sessions to.
 
 #[path = "remote_agent/fixture.rs"]
 mod fixture;
+#[path = "remote_agent/node_relay.rs"]
+mod node_relay;
 #[path = "remote_agent/wire.rs"]
 mod wire;
 

@@ -5,8 +5,9 @@
 mod common;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
-use common::swarm::{exec_in, node_of, shell, Stack, NODES};
+use common::swarm::{exec_in, node_of, relayed_on, shell, wait_until, Stack, NODES};
 use common::Client;
 
 /// One slot per node, two users each: three users fill one slot on each node.
@@ -93,8 +94,30 @@ async fn swarm_users_spread_over_the_nodes_and_come_back_to_their_files_also_aft
     }
 
     // A fourth user fills a second place somewhere; the first three keep theirs.
-    let (fourth, _c) = visit(&stack, &stack.new_identity().await).await;
+    let (fourth, mut c) = visit(&stack, &stack.new_identity().await).await;
     assert!(slots.contains(fourth.slot.as_str()), "{}", fourth.slot);
+
+    // Every node runs the pool's relay; the open session is relayed by its node's, outside
+    // the user's container.
+    for i in 1..=NODES {
+        assert!(
+            wait_until(Duration::from_secs(60), || relayed_on(i, &fourth.slot)
+                .is_some()),
+            "no node relay on node {i}"
+        );
+    }
+    assert_eq!(shell(&mut c, "echo relayed").await, "relayed");
+    let node = node_of(&fourth.slot).unwrap();
+    let before = relayed_on(node, &fourth.slot).unwrap();
+    // (The first users' sessions wait for their tabs to come back: they are relayed too.)
+    assert!(before >= 1, "node {node}");
+    let (_, mut tab) = visit(&stack, &fourth.cookie).await;
+    assert_eq!(shell(&mut tab, "echo relayed").await, "relayed");
+    assert_eq!(
+        relayed_on(node, &fourth.slot),
+        Some(before + 1),
+        "node {node}"
+    );
 
     // The server's service restarted: no placement is lost.
     let before: Vec<Option<usize>> = visits.iter().map(|v| node_of(&v.slot)).collect();

@@ -1,6 +1,7 @@
 //! termpool's session agent: starts login shells on PTYs inside a user container and hands each
 //! PTY's master to the server over a unix socket (messages: `termpool-agent-proto`); in Swarm
 //! mode (`TERMPOOL_AGENT_LISTEN`) it locks its container down and serves TCP instead (net/).
+//! `--relay`: the node's relay of Swarm mode, in a service of its own (net/node_relay.rs).
 //! One-shot modes: `--end-processes UID`, `--set-quota HOME UID MB`, `--prepare-mounts ...`.
 
 mod accounts;
@@ -56,10 +57,14 @@ fn main() -> ExitCode {
         [flag, uid] if flag == "--end-processes" => end::run(uid, uid_min()),
         [flag, home, uid, mb] if flag == "--set-quota" => quota::run(home, uid, mb, uid_min()),
         [flag, user, agent] if flag == "--prepare-mounts" => mounts::run(user, agent),
+        [flag] if flag == "--relay" => exit(net::node_relay::run(&env_or(
+            "TERMPOOL_RELAY_SOCKET",
+            net::node_relay::DEFAULT_SOCKET,
+        ))),
         _ => {
             log(
                 "usage: termpool-agent [--end-processes UID | --set-quota HOME UID MB | \
-                 --prepare-mounts USER_PTYS AGENT_PTYS]",
+                 --prepare-mounts USER_PTYS AGENT_PTYS | --relay]",
             );
             ExitCode::from(2)
         }
@@ -240,7 +245,8 @@ fn is_hangup(message: &[u8]) -> bool {
 
 fn reply(conn: &OwnedFd, message: &Reply, fd: Option<&OwnedFd>) {
     let text = serde_json::to_vec(message).unwrap_or_default();
-    if let Err(e) = sys::send(conn, &text, fd) {
+    let fds: Vec<RawFd> = fd.iter().map(|f| f.as_raw_fd()).collect();
+    if let Err(e) = sys::send(conn, &text, &fds) {
         log(&format!("could not answer the server: {e}"));
     }
 }

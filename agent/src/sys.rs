@@ -105,32 +105,92 @@ pub fn recv(conn: &OwnedFd, max: usize) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(buf))
 }
 
-/// Sends one message, with `fd` attached when given.
-pub fn send(conn: &OwnedFd, data: &[u8], fd: Option<&OwnedFd>) -> io::Result<()> {
+/// Sends one message, with `fds` attached (at most [`MAX_FDS`]).
+pub fn send(conn: &OwnedFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
     };
-    // Room for one fd; u64 for the alignment cmsghdr needs.
+    // Room for MAX_FDS fds; u64 for the alignment cmsghdr needs.
     let mut control = [0u64; 4];
-    // SAFETY: all zeroes is a valid msghdr; the control buffer is big enough for one fd, and
-    // the CMSG macros stay within it.
+    let fds_len = std::mem::size_of_val(fds) as u32;
+    // SAFETY: all zeroes is a valid msghdr; the control buffer is big enough for MAX_FDS fds,
+    // and the CMSG macros stay within it.
     unsafe {
         let mut msg: libc::msghdr = zeroed();
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
-        if let Some(fd) = fd {
+        if !fds.is_empty() {
             msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as _;
+            msg.msg_controllen = libc::CMSG_SPACE(fds_len) as _;
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd.as_raw_fd());
+            (*cmsg).cmsg_len = libc::CMSG_LEN(fds_len) as _;
+            let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+            for (i, fd) in fds.iter().enumerate() {
+                std::ptr::write_unaligned(data.add(i), *fd);
+            }
         }
         check(libc::sendmsg(conn.as_raw_fd(), &msg, libc::MSG_NOSIGNAL))?;
     }
     Ok(())
+}
+
+/// The most fds one message carries.
+pub const MAX_FDS: usize = 4;
+
+/// One message of at most `max` bytes and the fds passed with it, waiting at most `timeout`;
+/// an empty message when the peer has gone. A longer message, or more fds, is an error (the
+/// fds that came are closed).
+pub fn recv_with_fds(
+    conn: &OwnedFd,
+    max: usize,
+    timeout: Duration,
+) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
+    if poll_readable(&[conn.as_raw_fd()], Some(timeout))?.is_empty() {
+        return Err(io::Error::from(io::ErrorKind::TimedOut));
+    }
+    let mut buf = vec![0u8; max];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: max,
+    };
+    let mut control = [0u64; 4];
+    // SAFETY: all zeroes is a valid msghdr, pointing at live buffers of the sizes given.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of::<[u64; 4]>() as _;
+    let n = check(unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
+    let mut fds = Vec::new();
+    // SAFETY: walking the control buffer recvmsg filled, with the kernel's own macros; each fd
+    // in SCM_RIGHTS data is a new descriptor of this process that nothing else owns.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..len / size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "an oversized message",
+        ));
+    }
+    buf.truncate(n as usize);
+    Ok((buf, fds))
 }
 
 /// A signalfd for `signals`, which are blocked so that they arrive only through it.

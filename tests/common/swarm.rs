@@ -338,6 +338,21 @@ pub fn container_of(i: usize, slot: &str) -> Option<String> {
     })
 }
 
+/// The sessions the node relay of slot `slot`'s pool relays on node `i` (its processes beside
+/// the listener); `None` when no relay runs there.
+pub fn relayed_on(i: usize, slot: &str) -> Option<usize> {
+    let relay = format!("{}-relay", slot.rsplit_once('-')?.0);
+    let id = container_of(i, &relay)?;
+    let top = dk_try(i, &["top", &id, "-eo", "pid,args"]).ok()?;
+    let relays = top.lines().filter(|l| l.contains("termpool-agent --relay"));
+    Some(
+        relays
+            .filter(|l| !l.contains("init"))
+            .count()
+            .saturating_sub(1),
+    )
+}
+
 /// Removes the running container of slot `slot` (as a crash would) and waits until Swarm runs a
 /// new one in its place; returns the new container's node and id.
 pub fn replace_container(slot: &str) -> (usize, String) {

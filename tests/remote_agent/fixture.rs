@@ -71,6 +71,16 @@ impl AgentContainer {
 
     /// Starts the container with these capabilities only.
     pub fn start_with_caps(tag: &str, env: &[&str], caps: &[&str]) -> AgentContainer {
+        Self::start_with_mounts(tag, env, caps, &[])
+    }
+
+    /// Starts the container with these capabilities and extra `-v` mounts.
+    pub fn start_with_mounts(
+        tag: &str,
+        env: &[&str],
+        caps: &[&str],
+        mounts: &[String],
+    ) -> AgentContainer {
         let (ok, info) = docker(&["info", "--format", "{{.ServerVersion}}"]);
         assert!(ok, "these tests need a running Docker engine: {info}");
         let id = hex::encode(random_bytes::<4>());
@@ -91,6 +101,9 @@ impl AgentContainer {
             args.extend(["--cap-add".to_string(), cap.to_string()]);
         }
         args.extend(["-v".into(), mount, "-v".into(), socket_mount]);
+        for m in mounts {
+            args.extend(["-v".to_string(), m.clone()]);
+        }
         args.extend(["-e".into(), format!("TERMPOOL_AGENT_SLOT={SLOT}")]);
         for e in env {
             args.extend(["-e".to_string(), e.to_string()]);

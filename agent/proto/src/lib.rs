@@ -1,12 +1,13 @@
 //! The session agent's wire, defined once for the server (`src/tty/agent.rs`, `src/pool/`) and the
 //! agent (`agent/`): the JSON messages of a session's connection, the unix socket they travel on
-//! in single-host mode, the Noise-encrypted TCP wire of Swarm mode (`net*`), and the rules of an
+//! in single-host mode, the Noise-encrypted TCP wire of Swarm mode (`net*`, and its hand-off to a node's relay), and the rules of an
 //! upload that both ends write files by (`upload`).
 
 mod account_script;
 mod net;
 mod net_cipher;
 mod net_frame;
+mod net_handoff;
 mod net_noise;
 mod socket;
 mod upload;
@@ -26,6 +27,7 @@ pub use net_frame::{
     message_len, parse_resize, resize_body, split_message, Frame, FrameType, WireError,
     BODY_OFFSET, FRAME_OVERHEAD, MAX_BODY, MAX_MESSAGE, MAX_PLAINTEXT, TAG_LEN,
 };
+pub use net_handoff::{decode_handoff, encode_handoff, HANDOFF_LEN};
 pub use net_noise::{Handshake, Receiver, Sender, HANDSHAKE_LEN, MAX_OFFER};
 pub use socket::{
     check_is_socket, connect_seqpacket, is_busy, is_not_listening, open_socket_nofollow, peer_uid,

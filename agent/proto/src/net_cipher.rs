@@ -66,6 +66,8 @@ pub fn aes_is_fast() -> bool {
 pub(crate) struct Key {
     cipher: Cipher,
     key: LessSafeKey,
+    /// The key's bytes, for a hand-off to another process (`net_handoff`).
+    raw: [u8; 32],
 }
 
 impl Key {
@@ -79,7 +81,12 @@ impl Key {
         Key {
             cipher,
             key: LessSafeKey::new(unbound),
+            raw: *key,
         }
+    }
+
+    pub(crate) fn raw(&self) -> &[u8; 32] {
+        &self.raw
     }
 
     pub(crate) fn cipher(&self) -> Cipher {

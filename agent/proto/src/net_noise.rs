@@ -205,8 +205,8 @@ fn next_nonce(nonce: &mut u64) -> Result<u64, WireError> {
 
 /// Seals this end's frames, in order.
 pub struct Sender {
-    key: Key,
-    nonce: u64,
+    pub(crate) key: Key,
+    pub(crate) nonce: u64,
 }
 
 impl Sender {
@@ -264,8 +264,8 @@ impl Sender {
 
 /// Opens the other end's frames, in order.
 pub struct Receiver {
-    key: Key,
-    nonce: u64,
+    pub(crate) key: Key,
+    pub(crate) nonce: u64,
 }
 
 impl Receiver {

@@ -4,7 +4,7 @@
 
 mod caps;
 mod fence;
-mod seccomp;
+pub mod seccomp;
 
 use std::ffi::CString;
 use std::path::Path;

@@ -32,6 +32,8 @@ mod arch {
     pub const DENIED: [u32; 14] = [
         272, 308, 165, 166, 155, 428, 429, 430, 431, 432, 433, 442, 321, 298,
     ];
+    /// socket, execve, execveat: what the node's relay never calls once it listens.
+    pub const RELAY_DENIED: [u32; 3] = [41, 59, 322];
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -44,6 +46,8 @@ mod arch {
     pub const DENIED: [u32; 14] = [
         97, 268, 40, 39, 41, 428, 429, 430, 431, 432, 433, 442, 280, 241,
     ];
+    /// socket, execve, execveat, by aarch64's numbers.
+    pub const RELAY_DENIED: [u32; 3] = [198, 221, 281];
 }
 
 const LD_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
@@ -64,15 +68,16 @@ enum Target {
     Clone,
 }
 
-/// The program: another architecture is killed; x32 numbers and the denied calls get EPERM;
-/// clone3 ENOSYS (its flags sit behind a pointer; libc falls back to clone); clone with a
-/// namespace flag EPERM; everything else is allowed.
-pub fn program() -> Vec<libc::sock_filter> {
+/// The program: another architecture is killed; x32 numbers and the denied calls (with
+/// `also_denied`) get EPERM; clone3 ENOSYS (its flags sit behind a pointer; libc falls back to
+/// clone); clone with a namespace flag EPERM; everything else is allowed.
+pub fn program(also_denied: &[u32]) -> Vec<libc::sock_filter> {
     let mut tests: Vec<(u16, u32, Target)> = Vec::new();
     if let Some(bit) = arch::X32_BIT {
         tests.push((JGE, bit, Target::Eperm));
     }
-    tests.extend(arch::DENIED.iter().map(|&nr| (JEQ, nr, Target::Eperm)));
+    let denied = arch::DENIED.iter().chain(also_denied);
+    tests.extend(denied.map(|&nr| (JEQ, nr, Target::Eperm)));
     tests.push((JEQ, arch::CLONE3, Target::Enosys));
     tests.push((JEQ, arch::CLONE, Target::Clone));
     let mut prog = vec![
@@ -106,10 +111,21 @@ pub fn program() -> Vec<libc::sock_filter> {
 /// Installs the filter on the calling thread, inherited by every process it starts. Needs
 /// no_new_privs (set before).
 pub fn install() -> std::io::Result<()> {
-    let filter = program();
+    install_program(&program(&[]))
+}
+
+/// The node's relay's filter: the lockdown's, and no new socket (it has no network to reach:
+/// it relays the descriptors the agents hand it) and no exec. Sets no_new_privs first.
+pub fn install_for_relay() -> std::io::Result<()> {
+    // SAFETY: prctl with plain integer arguments.
+    crate::sys::check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+    install_program(&program(&arch::RELAY_DENIED))
+}
+
+fn install_program(filter: &[libc::sock_filter]) -> std::io::Result<()> {
     let prog = libc::sock_fprog {
         len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
+        filter: filter.as_ptr().cast_mut(),
     };
     // SAFETY: prctl reads the program, which lives until the call returns.
     crate::sys::check(unsafe {
@@ -149,6 +165,42 @@ mod tests {
                 }
                 let forked = child > 0 && libc::waitpid(child, std::ptr::null_mut(), 0) == child;
                 let all = unshare && clone3 && mount && forked;
+                libc::_exit(if all { 0 } else { 1 });
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status}"
+        );
+    }
+
+    #[test]
+    fn the_relay_opens_no_socket_and_runs_no_program_but_keeps_its_own() {
+        // SAFETY: fork in a test; the child only makes syscalls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                let mut pair = [0; 2];
+                let paired =
+                    libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, pair.as_mut_ptr())
+                        == 0;
+                if !paired || install_for_relay().is_err() {
+                    libc::_exit(3);
+                }
+                let errno = || *libc::__errno_location();
+                let tcp = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) == -1
+                    && errno() == libc::EPERM;
+                let unix = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) == -1
+                    && errno() == libc::EPERM;
+                let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
+                let exec = libc::execv(c"/bin/true".as_ptr(), argv.as_ptr()) == -1
+                    && errno() == libc::EPERM;
+                // The sockets it had still carry messages.
+                let sent = libc::send(pair[0], c"x".as_ptr().cast(), 1, 0) == 1;
+                let all = tcp && unix && exec && sent;
                 libc::_exit(if all { 0 } else { 1 });
             }
         }

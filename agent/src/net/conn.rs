@@ -16,16 +16,17 @@ const NOT_LOCKED_DOWN: &str = "the agent did not lock its container down";
 /// How long a client may take over the handshake and its first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn serve(mut stream: TcpStream, context: &Context) {
+pub fn serve(stream: TcpStream, context: &Context) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string());
-    if let Err(e) = handle(&mut stream, context) {
+    if let Err(e) = handle(stream, context) {
         log(&format!("connection from {peer}: {e}"));
     }
 }
 
-fn handle(stream: &mut TcpStream, context: &Context) -> io::Result<()> {
+fn handle(mut owned: TcpStream, context: &Context) -> io::Result<()> {
+    let stream = &mut owned;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(FIRST_FRAME_TIMEOUT))?;
     stream.set_write_timeout(Some(FIRST_FRAME_TIMEOUT))?;
@@ -40,7 +41,7 @@ fn handle(stream: &mut TcpStream, context: &Context) -> io::Result<()> {
     let (kind, body) = (frame.kind, frame.body.to_vec());
     let result = match (kind, &context.lockdown_error) {
         (FrameType::Status, _) => requests::status(context),
-        (FrameType::Open, None) => return relay::run(stream, tx, rx, &body, context),
+        (FrameType::Open, None) => return relay::run(owned, tx, rx, &body, context),
         (FrameType::Open, Some(e)) => {
             let refused = Reply::refused(format!("{NOT_LOCKED_DOWN}: {e}"));
             return send(

@@ -4,6 +4,8 @@
 
 mod buf;
 mod conn;
+mod handoff;
+pub mod node_relay;
 mod pty_io;
 mod relay;
 mod requests;
@@ -11,7 +13,7 @@ mod upload;
 
 use std::io::{self, Read};
 use std::net::TcpListener;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use crate::{lockdown, log, sys};
@@ -33,6 +35,9 @@ pub struct Config {
     /// sessions' own devpts instance, mounted by the lockdown (the single host's helper does it
     /// there).
     pub ptys: (u32, u32),
+    /// `TERMPOOL_RELAY_SOCKET`: where the node's relay takes sessions (`node_relay`), if the
+    /// pool runs one.
+    pub relay_socket: Option<PathBuf>,
 }
 
 impl Config {
@@ -50,12 +55,17 @@ impl Config {
             Some(ptys) => ptys,
             None => return Some(Err("TERMPOOL_AGENT_PTYS is not USERS,SESSIONS".into())),
         };
+        let relay_socket = std::env::var("TERMPOOL_RELAY_SOCKET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from);
         Some(Ok(Config {
             listen,
             slot,
             key_file,
             lockdown,
             ptys,
+            relay_socket,
         }))
     }
 }
@@ -79,6 +89,8 @@ pub struct Context {
     pub uid_min: u32,
     /// Why the lockdown failed, if it did: only STATUS is served then.
     pub lockdown_error: Option<String>,
+    /// Where sessions are handed to the node's relay, if anywhere.
+    pub relay_socket: Option<PathBuf>,
 }
 
 pub fn run(config: Config, uid_min: u32) -> io::Result<()> {
@@ -114,19 +126,35 @@ pub fn run(config: Config, uid_min: u32) -> io::Result<()> {
         psk,
         uid_min,
         lockdown_error,
+        relay_socket: config.relay_socket,
     };
-    serve(&listener, &signals, &context)
+    let accept = || match listener.accept() {
+        Ok((stream, peer)) => Some((stream, peer)),
+        Err(_) => None,
+    };
+    serve_forked(
+        listener.as_raw_fd(),
+        &signals,
+        accept,
+        MAX_CONNECTIONS,
+        |(stream, _)| conn::serve(stream, &context),
+        |(_, peer)| log(&format!("too many connections: closing one from {peer}")),
+    )
 }
 
-fn serve(
-    listener: &TcpListener,
-    signals: &std::os::fd::OwnedFd,
-    context: &Context,
+/// Accepts connections on `listener` and serves each in a forked process of its own (at most
+/// `max` at once; `refuse` is told of the others, which are closed), until SIGTERM or SIGINT.
+pub(crate) fn serve_forked<C>(
+    listener: RawFd,
+    signals: &OwnedFd,
+    mut accept: impl FnMut() -> Option<C>,
+    max: usize,
+    serve: impl Fn(C),
+    refuse: impl Fn(C),
 ) -> io::Result<()> {
     let mut children = 0usize;
     loop {
-        let fds = [listener.as_raw_fd(), signals.as_raw_fd()];
-        for fd in sys::poll_readable(&fds, None)? {
+        for fd in sys::poll_readable(&[listener, signals.as_raw_fd()], None)? {
             if fd == signals.as_raw_fd() {
                 let got = sys::read_signals(signals);
                 if got.iter().any(|&s| s == libc::SIGTERM || s == libc::SIGINT) {
@@ -135,27 +163,28 @@ fn serve(
                 while sys::reap_one().is_some() {
                     children = children.saturating_sub(1);
                 }
-            } else if let Ok((stream, peer)) = listener.accept() {
-                if children >= MAX_CONNECTIONS {
-                    log(&format!("too many connections: closing one from {peer}"));
-                    continue;
-                }
-                // SAFETY: this process is single-threaded; the child serves the connection with
-                // its own descriptors and exits without returning here.
-                match unsafe { libc::fork() } {
-                    0 => {
-                        // SAFETY: the child's copies only; it never returns to the loop.
-                        unsafe {
-                            libc::close(listener.as_raw_fd());
-                            libc::close(signals.as_raw_fd());
-                        }
-                        conn::serve(stream, context);
-                        // SAFETY: the child ends here, without running the parent's destructors.
-                        unsafe { libc::_exit(0) }
+                continue;
+            }
+            let Some(conn) = accept() else { continue };
+            if children >= max {
+                refuse(conn);
+                continue;
+            }
+            // SAFETY: this process is single-threaded; the child serves the connection with
+            // its own descriptors and exits without returning here.
+            match unsafe { libc::fork() } {
+                0 => {
+                    // SAFETY: the child's copies only; it never returns to the loop.
+                    unsafe {
+                        libc::close(listener);
+                        libc::close(signals.as_raw_fd());
                     }
-                    -1 => log(&format!("fork: {}", io::Error::last_os_error())),
-                    _ => children += 1,
+                    serve(conn);
+                    // SAFETY: the child ends here, without running the parent's destructors.
+                    unsafe { libc::_exit(0) }
                 }
+                -1 => log(&format!("fork: {}", io::Error::last_os_error())),
+                _ => children += 1,
             }
         }
     }

@@ -1,4 +1,5 @@
-//! A session's relay between its PTY and its connection, in the connection's process. TCP's
+//! A session's relay between its PTY and its connection: in the node's relay once handed off,
+//! else in the connection's process. TCP's
 //! window is the flow control: while sealed output waits for the socket, the PTY is not read
 //! (the program blocks on a full terminal), and while input waits for the PTY, the socket is
 //! not read.
@@ -14,6 +15,7 @@ use termpool_agent_proto::{
 
 use super::buf::Buf;
 use super::conn::{invalid, send, serde_json_vec};
+use super::handoff::{self, HandOff};
 use super::pty_io::{hang_up, read_chunk, resize, set_nonblocking, wait_exit};
 use super::Context;
 use crate::sys;
@@ -29,9 +31,10 @@ const IN_CAPACITY: usize = 2 * (2 + MAX_MESSAGE);
 const MIN_FRAME_ROOM: usize = 16 * 1024 + FRAME_OVERHEAD;
 
 /// Starts the shell OPEN asks for, answers STARTED, and relays until the shell exits (EXIT
-/// sent) or the server hangs up or goes away (the session hung up).
+/// sent) or the server hangs up or goes away (the session hung up): in the node's relay when
+/// one listens (`handoff`), else in this process.
 pub fn run(
-    stream: &mut TcpStream,
+    mut stream: TcpStream,
     mut tx: Sender,
     rx: Receiver,
     open: &[u8],
@@ -44,23 +47,101 @@ pub fn run(
         Ok(started) => started,
         Err(e) => {
             let reply = serde_json_vec(&Reply::refused(e));
-            return send(stream, &mut tx, FrameType::Started, &reply);
+            return send(&mut stream, &mut tx, FrameType::Started, &reply);
         }
     };
-    let shell = sys::pidfd_open(pid)?;
+    let pidfd = sys::pidfd_open(pid)?;
     send(
-        stream,
+        &mut stream,
         &mut tx,
         FrameType::Started,
         &serde_json_vec(&Reply::started(pid as u32)),
     )?;
+    let session = Session {
+        stream,
+        master,
+        tx,
+        rx,
+    };
+    if let Some(socket) = &context.relay_socket {
+        match handoff::hand_off(socket, &session) {
+            HandOff::Taken(relay) => {
+                // This process's copies close here: the relay holds the session alone.
+                drop(session);
+                handoff::watch(relay, pidfd, pid);
+                return Ok(());
+            }
+            HandOff::Lost => {
+                drop(session);
+                hang_up(pid);
+                return Ok(());
+            }
+            HandOff::Refused => {}
+        }
+    }
+    relay(session, ShellEnd::Child { pidfd, pid })
+}
+
+/// A session whose shell has started: its connection, its PTY, and its two directions' ciphers.
+pub struct Session {
+    pub stream: TcpStream,
+    pub master: OwnedFd,
+    pub tx: Sender,
+    pub rx: Receiver,
+}
+
+/// How the relay learns that the shell has ended, and ends it at a hang-up.
+pub enum ShellEnd {
+    /// The shell is this process's child.
+    Child { pidfd: OwnedFd, pid: libc::pid_t },
+    /// The shell is the agent's child, in the user's container: the agent sends its exit code
+    /// on this connection; closing it hangs the session up.
+    Agent(OwnedFd),
+}
+
+impl ShellEnd {
+    /// Readable once the shell has exited (or the agent has gone).
+    fn fd(&self) -> libc::c_int {
+        match self {
+            ShellEnd::Child { pidfd, .. } => pidfd.as_raw_fd(),
+            ShellEnd::Agent(conn) => conn.as_raw_fd(),
+        }
+    }
+
+    /// The exited shell's code; `None` when the agent went away without one.
+    fn exit_code(&self) -> Option<i32> {
+        match self {
+            ShellEnd::Child { pid, .. } => Some(wait_exit(*pid)),
+            ShellEnd::Agent(conn) => match sys::recv(conn, 8) {
+                Ok(Some(code)) => code.try_into().ok().map(i32::from_be_bytes),
+                _ => None,
+            },
+        }
+    }
+
+    fn hang_up(self) {
+        match self {
+            ShellEnd::Child { pid, .. } => hang_up(pid),
+            // The agent hangs the session up when this connection closes.
+            ShellEnd::Agent(conn) => drop(conn),
+        }
+    }
+}
+
+/// Relays `session` until its shell exits (EXIT sent) or the server hangs up or goes away.
+pub fn relay(session: Session, shell: ShellEnd) -> io::Result<()> {
+    let Session {
+        mut stream,
+        master,
+        tx,
+        rx,
+    } = session;
     stream.set_nonblocking(true)?;
     set_nonblocking(&master)?;
     let mut relay = Relay {
-        stream,
+        stream: &mut stream,
         master,
         shell,
-        pid,
         tx,
         rx,
         net_in: Buf::new(IN_CAPACITY),
@@ -71,9 +152,10 @@ pub fn run(
     match relay.relay() {
         Ok(End::Exited(code)) => relay.finish(code),
         Ok(End::HungUp) | Err(_) => {
-            let pid = relay.pid;
-            drop(relay);
-            hang_up(pid);
+            let Relay { master, shell, .. } = relay;
+            drop(master);
+            drop(stream);
+            shell.hang_up();
             Ok(())
         }
     }
@@ -87,8 +169,7 @@ enum End {
 struct Relay<'s> {
     stream: &'s mut TcpStream,
     master: OwnedFd,
-    shell: OwnedFd,
-    pid: libc::pid_t,
+    shell: ShellEnd,
     tx: Sender,
     rx: Receiver,
     /// Bytes read from the socket: whole messages are opened in place, a partial one waits.
@@ -126,7 +207,7 @@ impl Relay<'_> {
             let mut polls = [
                 poll_fd(self.stream.as_raw_fd(), net_in | net_out),
                 poll_fd(self.master.as_raw_fd(), pty_in | pty_out),
-                poll_fd(self.shell.as_raw_fd(), libc::POLLIN),
+                poll_fd(self.shell.fd(), libc::POLLIN),
             ];
             // SAFETY: poll writes revents of the three entries.
             let r = unsafe { libc::poll(polls.as_mut_ptr(), 3, -1) };
@@ -152,8 +233,11 @@ impl Relay<'_> {
             if net & (libc::POLLIN | libc::POLLHUP) != 0 && net_in != 0 && self.read_net()? {
                 return Ok(End::HungUp);
             }
-            if shell & libc::POLLIN != 0 {
-                return Ok(End::Exited(wait_exit(self.pid)));
+            if shell & (libc::POLLIN | libc::POLLHUP) != 0 {
+                return Ok(match self.shell.exit_code() {
+                    Some(code) => End::Exited(code),
+                    None => End::HungUp,
+                });
             }
         }
     }

@@ -43,6 +43,7 @@ pub struct SwarmConfig {
 
 mod agent;
 mod nodes;
+pub mod relay;
 mod services;
 mod slot;
 pub mod spec;
@@ -120,6 +121,11 @@ impl Orchestrator for SwarmServices {
 
     async fn prepare(&self) -> Result<(), PoolError> {
         services::check_network(&self.docker, &self.swarm.network).await?;
+        // Without the relay sessions still work (each agent relays its own): a failure here is
+        // the operator's to see, not the users'.
+        if let Err(e) = relay::ensure(&self.docker, &self.cfg, &self.image_id).await {
+            log::warn!("pool: the node relay: {e}; the agents relay their sessions themselves");
+        }
         self.remove_strays().await
     }
 

@@ -77,10 +77,15 @@ fn pool_filter(cfg: &PoolConfig) -> HashMap<String, Vec<String>> {
     )])
 }
 
-/// Every service of this pool.
+/// Every slot's service of this pool (not the node relay's).
 pub async fn list_services(docker: &Docker, cfg: &PoolConfig) -> Result<Vec<Service>, PoolError> {
+    let mut filters = pool_filter(cfg);
+    // Several labels in one filter must all be there.
+    if let Some(labels) = filters.get_mut("label") {
+        labels.push(LABEL_SLOT.to_string());
+    }
     let opts = ListServicesOptions {
-        filters: Some(pool_filter(cfg)),
+        filters: Some(filters),
         ..Default::default()
     };
     docker

@@ -1,5 +1,6 @@
 //! What a slot's Swarm service is created with: today's container settings (limits, caps,
-//! labels, mounts) carried onto a one-task service, plus the agent's network listener and key.
+//! labels, mounts) carried onto a one-task service, plus the agent's network listener and key,
+//! and the node relay's mount (`relay.rs` has the relay's own service).
 
 use std::collections::HashMap;
 
@@ -25,6 +26,8 @@ pub const KEY_TARGET: &str = "agent-key";
 /// remounts /proc (SYS_ADMIN), fences its network (NET_ADMIN) and drops them all, shrinking its
 /// bounding set last (SETPCAP), before any user process exists.
 pub const LOCKDOWN_CAPS: [&str; 3] = ["SYS_ADMIN", "NET_ADMIN", "SETPCAP"];
+/// Where the node relay's socket directory is mounted, in the relay and (read-only) in slots.
+pub const RELAY_MOUNT: &str = "/run/termpool-relay";
 /// The constraint key that pins a service to one node.
 const PIN_KEY: &str = "node.id==";
 
@@ -53,7 +56,7 @@ pub fn secret_name(cfg: &PoolConfig, idx: usize, generation: u32) -> String {
 /// that a service of an older configuration or image is replaced instead of adopted.
 pub fn settings_digest(cfg: &PoolConfig, swarm: &SwarmConfig, image_id: &str) -> String {
     let text = format!(
-        "swarm-v2|{image_id}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+        "swarm-v3|{image_id}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
         cfg.memory_bytes,
         cfg.nano_cpus,
         cfg.pids_limit,
@@ -211,9 +214,12 @@ fn container_spec(
     }
 }
 
-/// The workspace volume (per node unless the operator's driver shares it) and the cgroup mask.
+/// The workspace volume (per node unless the operator's driver shares it), the cgroup mask, and
+/// the node relay's directory (read-only: the agent, root, only connects to its socket).
 fn mounts(cfg: &PoolConfig) -> Vec<Mount> {
-    crate::pool::spec::workspace_and_cgroup_mask(cfg)
+    let mut mounts = crate::pool::spec::workspace_and_cgroup_mask(cfg);
+    mounts.push(super::relay::mount(cfg, true));
+    mounts
 }
 
 /// What the agent needs to listen on the network and lock its container down.
@@ -230,6 +236,10 @@ fn agent_env(s: &SlotService<'_>, name: &str) -> Vec<String> {
         format!(
             "TERMPOOL_AGENT_PTYS={},{}",
             s.cfg.ptys_per_container, s.cfg.agent_ptys
+        ),
+        format!(
+            "TERMPOOL_RELAY_SOCKET={RELAY_MOUNT}/{}",
+            super::relay::SOCKET
         ),
     ]
 }

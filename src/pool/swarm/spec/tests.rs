@@ -107,11 +107,20 @@ fn the_agent_listens_with_the_slots_key_and_locks_down() {
 fn the_workspace_is_mounted_and_never_the_docker_socket() {
     let spec = spec_of(&swarm(0, false), None);
     let mounts = container(&spec).mounts.clone().unwrap_or_default();
-    assert_eq!(mounts.len(), 2);
+    assert_eq!(mounts.len(), 3);
     assert_eq!(mounts[0].target.as_deref(), Some("/workspace"));
     assert_eq!(mounts[0].typ, Some(MountType::VOLUME));
     assert_eq!(mounts[1].target.as_deref(), Some("/sys/fs/cgroup"));
     assert_eq!(mounts[1].read_only, Some(true));
+    // The node relay's directory, read-only: users may not put anything there.
+    assert_eq!(mounts[2].target.as_deref(), Some(RELAY_MOUNT));
+    assert_eq!(mounts[2].typ, Some(MountType::VOLUME));
+    assert_eq!(mounts[2].read_only, Some(true));
+    let env = container(&spec).env.clone().unwrap_or_default();
+    assert!(
+        env.contains(&format!("TERMPOOL_RELAY_SOCKET={RELAY_MOUNT}/relay.sock")),
+        "{env:?}"
+    );
     assert!(
         mounts.iter().all(|m| m.typ != Some(MountType::BIND)),
         "no bind mounts, so never the Docker socket"

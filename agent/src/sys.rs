@@ -155,41 +155,8 @@ pub fn recv_with_fds(
         return Err(io::Error::from(io::ErrorKind::TimedOut));
     }
     let mut buf = vec![0u8; max];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: max,
-    };
-    let mut control = [0u64; 4];
-    // SAFETY: all zeroes is a valid msghdr, pointing at live buffers of the sizes given.
-    let mut msg: libc::msghdr = unsafe { zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = size_of::<[u64; 4]>() as _;
-    let n = check(unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
-    let mut fds = Vec::new();
-    // SAFETY: walking the control buffer recvmsg filled, with the kernel's own macros; each fd
-    // in SCM_RIGHTS data is a new descriptor of this process that nothing else owns.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                for i in 0..len / size_of::<RawFd>() {
-                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "an oversized message",
-        ));
-    }
-    buf.truncate(n as usize);
+    let (n, fds) = termpool_agent_proto::recv_with_fds(conn.as_raw_fd(), &mut buf)?;
+    buf.truncate(n);
     Ok((buf, fds))
 }
 

@@ -3,8 +3,7 @@
 //! session carries its exit code and hang-up.
 
 use std::io;
-use std::mem::size_of;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use termpool_agent_proto::Reply;
 pub use termpool_agent_proto::ShellRequest;
-use termpool_agent_proto::{connect_seqpacket, is_busy, is_not_listening};
+use termpool_agent_proto::{connect_seqpacket, is_busy, is_not_listening, recv_with_fds};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::OnceCell;
@@ -219,50 +218,6 @@ fn sys_send(fd: RawFd, message: &[u8]) -> io::Result<usize> {
 
 /// One message into `buf`, and the first fd passed with it (any others are closed).
 fn recv_with_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // Room for a few fds; u64 for the alignment cmsghdr needs.
-    let mut control = [0u64; 8];
-    // SAFETY: msghdr is plain data; all zeroes is a valid value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: msg points at valid buffers of the given sizes.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fds = received_fds(&msg);
-    if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "oversized message from the agent",
-        ));
-    }
-    Ok((n as usize, fds.into_iter().next()))
-}
-
-/// The fds of the SCM_RIGHTS messages in `msg`, owned from here on.
-fn received_fds(msg: &libc::msghdr) -> Vec<OwnedFd> {
-    let mut fds = Vec::new();
-    // SAFETY: walking the control buffer recvmsg filled, with the kernel's own macros; each fd
-    // in SCM_RIGHTS data is a new descriptor of this process that nothing else owns.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                for i in 0..len / size_of::<RawFd>() {
-                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
-        }
-    }
-    fds
+    let (n, fds) = recv_with_fds(fd, buf)?;
+    Ok((n, fds.into_iter().next()))
 }

@@ -31,6 +31,7 @@ pub use net_handoff::{decode_handoff, encode_handoff, HANDOFF_LEN};
 pub use net_noise::{Handshake, Receiver, Sender, HANDSHAKE_LEN, MAX_OFFER};
 pub use socket::{
     check_is_socket, connect_seqpacket, is_busy, is_not_listening, open_socket_nofollow, peer_uid,
+    recv_with_fds,
 };
 pub use upload::check_file_name;
 pub use volume::{parse_marker, VolumeMark, MAX_MARK_POOL, VOLUME_MARKER};

@@ -1,10 +1,10 @@
 //! The agent's socket as the server reaches it: one non-blocking SOCK_SEQPACKET connection to a
 //! unix socket that must be a socket itself, never a link, answered by root; the errors that
-//! mean "try again".
+//! mean "try again"; receiving a message with the descriptors passed on it (both ends use it).
 
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -26,6 +26,58 @@ pub fn open_socket_nofollow(path: &Path) -> io::Result<OwnedFd> {
             format!("{} is not a socket", path.display()),
         ))
     }
+}
+
+/// One message into `buf` (one attempt, as the socket's blocking mode says), and the fds passed
+/// with it, owned from here on. A message or fds beyond the room given are an error (the fds
+/// that came are closed).
+pub fn recv_with_fds(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for a few fds; u64 for the alignment cmsghdr needs.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: msg points at valid buffers of the given sizes.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fds = received_fds(&msg);
+    if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "an oversized message on the agent's socket",
+        ));
+    }
+    Ok((n as usize, fds))
+}
+
+/// The fds of the SCM_RIGHTS messages in `msg`, as recvmsg filled it.
+fn received_fds(msg: &libc::msghdr) -> Vec<OwnedFd> {
+    let mut fds = Vec::new();
+    // SAFETY: walking the control buffer recvmsg filled, with the kernel's own macros; each fd
+    // in SCM_RIGHTS data is a new descriptor of this process that nothing else owns.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..len / size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    fds
 }
 
 /// Nothing listens there: not yet, or no more.

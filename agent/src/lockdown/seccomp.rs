@@ -142,31 +142,14 @@ fn install_program(filter: &[libc::sock_filter]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn namespaces_and_mounts_are_refused_and_forks_pass() {
-        // In a child, so that the filter stays there.
+    /// Runs `check` in a forked child (so that a filter stays there) and asserts it held.
+    fn holds_in_a_child(check: impl FnOnce() -> bool) {
         // SAFETY: fork in a test; the child only makes syscalls and exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            unsafe {
-                let ok =
-                    libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && install().is_ok();
-                if !ok {
-                    libc::_exit(3);
-                }
-                let errno = || *libc::__errno_location();
-                let unshare = libc::unshare(libc::CLONE_NEWUSER) == -1 && errno() == libc::EPERM;
-                let clone3 = libc::syscall(libc::SYS_clone3, 0, 0) == -1 && errno() == libc::ENOSYS;
-                let mount = libc::umount2(c"/proc".as_ptr(), 0) == -1 && errno() == libc::EPERM;
-                // A plain fork (clone without namespace flags) still works.
-                let child = libc::fork();
-                if child == 0 {
-                    libc::_exit(0);
-                }
-                let forked = child > 0 && libc::waitpid(child, std::ptr::null_mut(), 0) == child;
-                let all = unshare && clone3 && mount && forked;
-                libc::_exit(if all { 0 } else { 1 });
-            }
+            let held = check();
+            // SAFETY: the child ends here.
+            unsafe { libc::_exit(if held { 0 } else { 1 }) }
         }
         let mut status = 0;
         // SAFETY: waits for our own child.
@@ -177,39 +160,51 @@ mod tests {
         );
     }
 
+    fn errno() -> i32 {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    }
+
+    #[test]
+    fn namespaces_and_mounts_are_refused_and_forks_pass() {
+        // SAFETY (the closure): plain syscalls in the forked child.
+        holds_in_a_child(|| unsafe {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || install().is_err() {
+                return false;
+            }
+            let unshare = libc::unshare(libc::CLONE_NEWUSER) == -1 && errno() == libc::EPERM;
+            let clone3 = libc::syscall(libc::SYS_clone3, 0, 0) == -1 && errno() == libc::ENOSYS;
+            let mount = libc::umount2(c"/proc".as_ptr(), 0) == -1 && errno() == libc::EPERM;
+            // A plain fork (clone without namespace flags) still works.
+            let child = libc::fork();
+            if child == 0 {
+                libc::_exit(0);
+            }
+            let forked = child > 0 && libc::waitpid(child, std::ptr::null_mut(), 0) == child;
+            unshare && clone3 && mount && forked
+        });
+    }
+
     #[test]
     fn the_relay_opens_no_socket_and_runs_no_program_but_keeps_its_own() {
-        // SAFETY: fork in a test; the child only makes syscalls and exits.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            unsafe {
-                let mut pair = [0; 2];
-                let paired =
-                    libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, pair.as_mut_ptr())
-                        == 0;
-                if !paired || install_for_relay().is_err() {
-                    libc::_exit(3);
-                }
-                let errno = || *libc::__errno_location();
-                let tcp = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) == -1
-                    && errno() == libc::EPERM;
-                let unix = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) == -1
-                    && errno() == libc::EPERM;
-                let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
-                let exec = libc::execv(c"/bin/true".as_ptr(), argv.as_ptr()) == -1
-                    && errno() == libc::EPERM;
-                // The sockets it had still carry messages.
-                let sent = libc::send(pair[0], c"x".as_ptr().cast(), 1, 0) == 1;
-                let all = tcp && unix && exec && sent;
-                libc::_exit(if all { 0 } else { 1 });
+        // SAFETY (the closure): plain syscalls in the forked child.
+        holds_in_a_child(|| unsafe {
+            let mut pair = [0; 2];
+            let paired =
+                libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, pair.as_mut_ptr()) == 0;
+            // Without the filter, the exec below would end the child with /bin/true's 0.
+            if !paired || install_for_relay().is_err() {
+                return false;
             }
-        }
-        let mut status = 0;
-        // SAFETY: waits for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "{status}"
-        );
+            let tcp =
+                libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) == -1 && errno() == libc::EPERM;
+            let unix =
+                libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) == -1 && errno() == libc::EPERM;
+            let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
+            let exec =
+                libc::execv(c"/bin/true".as_ptr(), argv.as_ptr()) == -1 && errno() == libc::EPERM;
+            // The sockets it had still carry messages.
+            let sent = libc::send(pair[0], c"x".as_ptr().cast(), 1, 0) == 1;
+            tcp && unix && exec && sent
+        });
     }
 }

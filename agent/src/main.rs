@@ -245,8 +245,8 @@ fn is_hangup(message: &[u8]) -> bool {
 
 fn reply(conn: &OwnedFd, message: &Reply, fd: Option<&OwnedFd>) {
     let text = serde_json::to_vec(message).unwrap_or_default();
-    let fds: Vec<RawFd> = fd.iter().map(|f| f.as_raw_fd()).collect();
-    if let Err(e) = sys::send(conn, &text, &fds) {
+    let fd = fd.map(AsRawFd::as_raw_fd);
+    if let Err(e) = sys::send(conn, &text, fd.as_slice()) {
         log(&format!("could not answer the server: {e}"));
     }
 }

@@ -128,14 +128,10 @@ pub fn run(config: Config, uid_min: u32) -> io::Result<()> {
         lockdown_error,
         relay_socket: config.relay_socket,
     };
-    let accept = || match listener.accept() {
-        Ok((stream, peer)) => Some((stream, peer)),
-        Err(_) => None,
-    };
     serve_forked(
         listener.as_raw_fd(),
         &signals,
-        accept,
+        || listener.accept().ok(),
         MAX_CONNECTIONS,
         |(stream, _)| conn::serve(stream, &context),
         |(_, peer)| log(&format!("too many connections: closing one from {peer}")),

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::tty::ContainerNode;
+
 /// Upper bounds (seconds) of the session-open latency histogram's buckets.
 const OPEN_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -120,21 +122,32 @@ impl Metrics {
         out
     }
 
-    /// The node of each container (`container`, `node`, ready), on a pool of several nodes.
-    pub fn render_nodes(nodes: &[(String, String, bool)]) -> String {
-        if nodes.is_empty() {
-            return String::new();
-        }
-        let name = "termpool_container_node_ready";
-        let mut out = format!(
-            "# HELP {name} The node holding the container, and whether it is ready (1) or down (0).\n# TYPE {name} gauge\n"
-        );
-        for (container, node, ready) in nodes {
-            let _ = writeln!(
-                out,
-                "{name}{{container=\"{container}\",node=\"{node}\"}} {}",
-                u8::from(*ready)
-            );
+    /// The node of each container, whether it is ready, and whether its relay runs (where the
+    /// pool has one), on a pool of several nodes.
+    pub fn render_nodes(nodes: &[ContainerNode]) -> String {
+        let mut out = String::new();
+        for (name, help, value) in [
+            (
+                "termpool_container_node_ready",
+                "The node holding the container, and whether it is ready (1) or down (0).",
+                (|n: &ContainerNode| Some(n.ready)) as fn(&ContainerNode) -> Option<bool>,
+            ),
+            (
+                "termpool_container_node_relay",
+                "Whether the node relay runs on the container's node (1) or not (0: its sessions are relayed inside the user containers).",
+                |n: &ContainerNode| n.relay,
+            ),
+        ] {
+            let lines: Vec<_> = nodes.iter().filter_map(|n| Some((n, value(n)?))).collect();
+            if lines.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (n, on) in lines {
+                let (container, node) = (&n.container, &n.node);
+                let labels = format!("container=\"{container}\",node=\"{node}\"");
+                let _ = writeln!(out, "{name}{{{labels}}} {}", u8::from(on));
+            }
         }
         out
     }
@@ -221,5 +234,44 @@ impl Metrics {
             "Time from a request for a new session to its running shell.",
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(container: &str, node: &str, ready: bool, relay: Option<bool>) -> ContainerNode {
+        ContainerNode {
+            container: container.into(),
+            node: node.into(),
+            ready,
+            relay,
+        }
+    }
+
+    #[test]
+    fn each_container_s_node_is_ready_or_not_and_its_relay_runs_or_not() {
+        let text = Metrics::render_nodes(&[
+            node("pool-0", "n1", true, Some(true)),
+            node("pool-1", "n2", false, Some(false)),
+        ]);
+        for line in [
+            "termpool_container_node_ready{container=\"pool-0\",node=\"n1\"} 1",
+            "termpool_container_node_ready{container=\"pool-1\",node=\"n2\"} 0",
+            "termpool_container_node_relay{container=\"pool-0\",node=\"n1\"} 1",
+            "termpool_container_node_relay{container=\"pool-1\",node=\"n2\"} 0",
+            "# TYPE termpool_container_node_relay gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn no_relay_line_where_the_pool_has_no_relay_and_nothing_without_nodes() {
+        let text = Metrics::render_nodes(&[node("pool-0", "n1", true, None)]);
+        assert!(text.contains("termpool_container_node_ready{"));
+        assert!(!text.contains("termpool_container_node_relay"), "{text}");
+        assert_eq!(Metrics::render_nodes(&[]), "");
     }
 }

@@ -32,6 +32,9 @@ pub struct SlotNode {
     pub name: String,
     /// Whether the node is up: slots on other nodes take nobody.
     pub ready: bool,
+    /// Whether the node's relay runs (`None`: the orchestrator has none). Without it the node's
+    /// agents relay their sessions inside the users' containers.
+    pub relay: Option<bool>,
 }
 
 /// A slot made ready: the id of what runs in it (a container, a Swarm task), and its node.

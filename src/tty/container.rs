@@ -10,7 +10,10 @@ use async_trait::async_trait;
 
 use super::exec::ExecTerminals;
 use super::remote::{AgentError, RemoteAgent, WriteRequest};
-use super::{agent, AccountInfo, Backend, IsLive, Placement, Spawned, TtyError, Unavailability};
+use super::{
+    agent, AccountInfo, Backend, ContainerNode, IsLive, Placement, Spawned, TtyError,
+    Unavailability,
+};
 use crate::pool::orchestrator::Terminal;
 use crate::pool::{Pool, PoolError};
 use crate::protocol::TermSize;
@@ -241,8 +244,16 @@ impl Backend for DockerBackend {
         self.pool.users_per_container()
     }
 
-    fn container_nodes(&self) -> Vec<(String, String, bool)> {
-        self.pool.container_nodes()
+    fn container_nodes(&self) -> Vec<ContainerNode> {
+        let nodes = self.pool.container_nodes().into_iter();
+        nodes
+            .map(|(container, node)| ContainerNode {
+                container,
+                node: node.name,
+                ready: node.ready,
+                relay: node.relay,
+            })
+            .collect()
     }
 
     async fn health(&self) -> Result<serde_json::Value, String> {

@@ -49,6 +49,17 @@ pub struct AccountInfo {
     pub last_activity: i64,
 }
 
+/// The node of a container, where the pool spans several (`/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerNode {
+    pub container: String,
+    pub node: String,
+    /// Whether the node is up.
+    pub ready: bool,
+    /// Whether the node's relay runs (`None`: the pool has none).
+    pub relay: Option<bool>,
+}
+
 /// Errors of a backend, mapped by the web layer to HTTP statuses or `error` frames.
 #[derive(Debug, thiserror::Error)]
 pub enum TtyError {
@@ -255,8 +266,8 @@ pub trait Backend: Send + Sync {
     fn users_per_container(&self) -> Vec<(String, usize)> {
         Vec::new()
     }
-    /// The node of each container and whether it is ready, where the pool spans several nodes.
-    fn container_nodes(&self) -> Vec<(String, String, bool)> {
+    /// The node of each container, where the pool spans several nodes.
+    fn container_nodes(&self) -> Vec<ContainerNode> {
         Vec::new()
     }
 }

@@ -311,15 +311,28 @@ impl Drop for Stack {
 
 /// The status of GET /healthz at `addr`, or `None` when nothing answers.
 pub fn healthz(addr: &str) -> Option<u16> {
+    get(addr, "/healthz").map(|(status, _)| status)
+}
+
+/// The server's `/metrics` at `addr`, or `None` when nothing answers.
+pub fn metrics(addr: &str) -> Option<String> {
+    get(addr, "/metrics").and_then(|(status, body)| (status == 200).then_some(body))
+}
+
+/// GET `path` at `addr` (HTTP/1.0: the server closes at the end): the status and the body.
+fn get(addr: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let sock = addr.parse().ok()?;
     let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(3)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let req = format!("GET /healthz HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
     s.write_all(req.as_bytes()).ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Some((status, body.to_owned()))
 }
 
 /// The node (1..=NODES) whose engine runs the container of slot `slot`: a Swarm service's task

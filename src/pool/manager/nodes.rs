@@ -1,18 +1,21 @@
 //! Following the nodes under the pool's slots (on an orchestrator with several): slots on a node
-//! that is not ready take nobody; when the node is back, its slots are prepared again.
+//! that is not ready take nobody; when the node is back, its slots are prepared again. A node
+//! whose relay does not run is told to the operator.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::Pool;
+use crate::pool::orchestrator::SlotNode;
 
 impl Pool {
-    /// The node of each container whose node is known, and whether it is ready.
-    pub fn container_nodes(&self) -> Vec<(String, String, bool)> {
+    /// The node of each container whose node is known.
+    pub fn container_nodes(&self) -> Vec<(String, SlotNode)> {
         let st = self.lock_state();
-        let known = st.slots.iter().filter_map(|s| {
-            let node = s.node.as_ref()?;
-            Some((s.name.clone(), node.name.clone(), node.ready))
-        });
+        let known = st
+            .slots
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.node.clone()?)));
         known.collect()
     }
 
@@ -27,12 +30,21 @@ impl Pool {
             }
         };
         let mut back = Vec::new();
+        let mut told = HashSet::new();
         {
             let mut st = self.lock_state();
             for (idx, node) in nodes {
                 let Some(slot) = st.slots.get(idx) else {
                     continue;
                 };
+                // (A node that is down has no relay running either: that is said below.)
+                let relay_was = slot.node.as_ref().and_then(|n| n.relay);
+                if node.ready
+                    && relay_changed(relay_was, node.relay)
+                    && told.insert(node.id.clone())
+                {
+                    log_relay(relay_was, &node);
+                }
                 let was_down = slot.node.as_ref().is_some_and(|n| !n.ready);
                 if was_down == node.ready {
                     log::warn!(
@@ -56,5 +68,48 @@ impl Pool {
                 }
             });
         }
+    }
+}
+
+/// Whether to tell the operator about the node's relay: it is missing (also when first seen so)
+/// or back.
+fn relay_changed(was: Option<bool>, now: Option<bool>) -> bool {
+    matches!(
+        (was, now),
+        (Some(true) | None, Some(false)) | (Some(false), Some(true))
+    )
+}
+
+fn log_relay(was: Option<bool>, node: &SlotNode) {
+    let name = &node.name;
+    match (was, node.relay) {
+        (_, Some(true)) => log::info!("pool: the node relay runs on node {name}"),
+        (None, _) => log::info!(
+            "pool: no node relay runs on node {name} yet: its sessions are relayed inside the \
+             users' containers until it does"
+        ),
+        _ => log::warn!(
+            "pool: no node relay runs on node {name} any more: its sessions are relayed inside \
+             the users' containers, in their CPU quota (see the relay service's tasks)"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relay_changed;
+
+    #[test]
+    fn the_operator_hears_of_a_missing_relay_once_and_of_its_return() {
+        // Missing: when first seen so, and when it stops.
+        assert!(relay_changed(None, Some(false)));
+        assert!(relay_changed(Some(true), Some(false)));
+        assert!(relay_changed(Some(false), Some(true)));
+        // Not again while it stays missing, nor for a relay that runs from the start, nor
+        // where the pool has no relay.
+        assert!(!relay_changed(Some(false), Some(false)));
+        assert!(!relay_changed(None, Some(true)));
+        assert!(!relay_changed(Some(true), Some(true)));
+        assert!(!relay_changed(None, None));
     }
 }

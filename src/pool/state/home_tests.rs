@@ -14,6 +14,7 @@ fn node(id: &str, ready: bool) -> Option<SlotNode> {
         id: id.into(),
         name: format!("host-{id}"),
         ready,
+        relay: None,
     })
 }
 

@@ -14,6 +14,7 @@ fn node(name: &str, ready: bool) -> Option<SlotNode> {
         id: format!("id-{name}"),
         name: name.into(),
         ready,
+        relay: None,
     })
 }
 
@@ -133,4 +134,24 @@ fn no_ready_node_at_all_is_no_container() {
     st.set_node(1, node("n2", false));
     let d = st.choose("bob", &nobody, Instant::now());
     assert_eq!(d, Err(AssignError::NoContainer));
+}
+
+#[test]
+fn a_slot_made_ready_keeps_what_was_known_of_its_node_s_relay() {
+    let mut st = two_nodes(false);
+    let with_relay = |relay| {
+        node("a", true).map(|n| SlotNode {
+            relay: Some(relay),
+            ..n
+        })
+    };
+    st.set_node(0, with_relay(false));
+    // Made ready again: the orchestrator names the node, not its relay.
+    st.set_node(0, node("a", true));
+    assert_eq!(st.slots[0].node.as_ref().unwrap().relay, Some(false));
+    // Another node: nothing is known of its relay.
+    st.set_node(0, node("b", true));
+    assert_eq!(st.slots[0].node.as_ref().unwrap().relay, None);
+    st.set_node(0, with_relay(true));
+    assert_eq!(st.slots[0].node.as_ref().unwrap().relay, Some(true));
 }

@@ -91,15 +91,23 @@ impl State {
             id: format!("(unknown node of {name})"),
             name: "(unknown)".into(),
             ready: false,
+            relay: None,
         });
         node.ready = false;
     }
 
     /// Records the node of slot `idx`; a node that is not ready makes the slot unready too.
-    pub fn set_node(&mut self, idx: usize, node: Option<SlotNode>) {
+    pub fn set_node(&mut self, idx: usize, mut node: Option<SlotNode>) {
         let s = &mut self.slots[idx];
         if node.as_ref().is_some_and(|n| !n.ready) {
             s.ready = false;
+        }
+        // A slot made ready learns its node without the relay's state: the last word on the
+        // same node's relay stands until the next look at the nodes.
+        if let (Some(new), Some(old)) = (node.as_mut(), s.node.as_ref()) {
+            if new.relay.is_none() && new.id == old.id {
+                new.relay = old.relay;
+            }
         }
         s.node = node;
     }

@@ -164,12 +164,20 @@ impl Orchestrator for SwarmServices {
         let all = nodes::list_nodes(&self.docker).await?;
         let tasks = nodes::wanted_tasks(&self.docker).await?;
         let services = services::list_services(&self.docker, &self.cfg).await?;
+        let relays = relay::running_on(&self.docker, &self.cfg, &tasks).await?;
         Ok(services
             .iter()
             .filter_map(|svc| {
                 let idx = nodes::slot_of(svc)?;
                 let node = all.get(&nodes::node_of(svc, &tasks)?)?;
-                Some((idx, node.clone()))
+                let relay = Some(relays.contains(&node.id));
+                Some((
+                    idx,
+                    SlotNode {
+                        relay,
+                        ..node.clone()
+                    },
+                ))
             })
             .collect())
     }

@@ -34,6 +34,7 @@ pub async fn list_nodes(docker: &Docker) -> Result<HashMap<String, SlotNode>, Po
                 id: id.clone(),
                 name,
                 ready,
+                relay: None,
             };
             Some((id, node))
         })

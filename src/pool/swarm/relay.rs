@@ -3,12 +3,12 @@
 //! user's CPU quota then pays for their programs, not for their output's relaying, as on one
 //! host). Slots reach its socket through a volume of each node.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bollard::models::{
-    Limit, Mount, MountType, MountVolumeOptions, ServiceSpec, ServiceSpecMode, TaskSpec,
+    Limit, Mount, MountType, MountVolumeOptions, ServiceSpec, ServiceSpecMode, Task, TaskSpec,
     TaskSpecContainerSpec, TaskSpecContainerSpecPrivileges, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::Docker;
 use sha2::{Digest, Sha256};
@@ -130,6 +130,27 @@ pub async fn ensure(docker: &Docker, cfg: &PoolConfig, image_id: &str) -> Result
             services::create_service(docker, spec).await.map(drop)
         }
     }
+}
+
+/// The nodes (by id) where a task of the relay's service runs, among `tasks` (the Swarm's tasks
+/// meant to run); none when the service is missing.
+pub async fn running_on(
+    docker: &Docker,
+    cfg: &PoolConfig,
+    tasks: &[Task],
+) -> Result<HashSet<String>, PoolError> {
+    let Some(id) = services::inspect_service(docker, &name(cfg))
+        .await?
+        .and_then(|svc| svc.id)
+    else {
+        return Ok(HashSet::new());
+    };
+    Ok(tasks
+        .iter()
+        .filter(|t| t.service_id.as_deref() == Some(id.as_str()))
+        .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+        .filter_map(|t| t.node_id.clone())
+        .collect())
 }
 
 #[cfg(test)]

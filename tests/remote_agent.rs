@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use fixture::{ended, open, resize, sh, AgentContainer, SLOT};
-use termpool::tty::remote::{AgentError, RemoteAgent};
+use termpool::tty::remote::{AgentError, RemoteAgent, WriteRequest};
 use termpool_agent_proto::{AccountRequest, Cipher, FailureKind, FrameType};
 
 /// Capability bits the agent needs only to start: SETPCAP, NET_ADMIN, SYS_ADMIN.
@@ -300,6 +300,31 @@ async fn an_agent_that_cannot_lock_down_serves_no_session() {
     // Not even root's shell: OPEN is refused before any account lookup.
     let err = open(&c.agent(), "root").await.err().expect("no session");
     assert!(err.to_string().contains("lock"), "{err}");
+    // An upload larger than the sockets' buffers is read to its end and refused with the reason
+    // (answered before its body, the server would meet a reset connection).
+    let length = 8 << 20;
+    let req = WriteRequest {
+        user: "root".into(),
+        home: "/root".into(),
+        shell_pid: None,
+        file: "unlocked.bin".into(),
+        length,
+    };
+    let (tx, body) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        for _ in 0..length / (1 << 20) {
+            if tx
+                .send(bytes::Bytes::from(vec![b'x'; 1 << 20]))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let err = c.agent().write_file(&req, body).await;
+    let err = err.expect_err("an unlocked agent wrote a file");
+    assert!(err.to_string().contains("lock its container down"), "{err}");
 }
 
 /// Nothing listening, or a peer that never answers the handshake: `Unreachable` within the

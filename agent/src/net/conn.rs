@@ -51,10 +51,17 @@ fn handle(mut owned: TcpStream, context: &Context) -> io::Result<()> {
                 &serde_json_vec(&refused),
             );
         }
-        (_, Some(e)) => AgentResult::Failed {
-            kind: FailureKind::NotLockedDown,
-            message: format!("{NOT_LOCKED_DOWN}: {e}"),
-        },
+        (kind, Some(e)) => {
+            // WRITE's answer comes after its body, or the server, still sending, would meet a
+            // reset connection instead of the reason.
+            if kind == FrameType::Write {
+                upload::drain(stream, &mut rx, &body)?;
+            }
+            AgentResult::Failed {
+                kind: FailureKind::NotLockedDown,
+                message: format!("{NOT_LOCKED_DOWN}: {e}"),
+            }
+        }
         (FrameType::Account, None) => requests::account(&body, context.uid_min),
         (FrameType::End, None) => requests::end(&body, context.uid_min),
         (FrameType::Mark, None) => requests::mark(&body),

@@ -28,14 +28,7 @@ pub fn write(
     request: &[u8],
     uid_min: u32,
 ) -> io::Result<AgentResult> {
-    stream.set_read_timeout(Some(PIECE_TIMEOUT))?;
-    let req: WriteRequest = serde_json::from_slice(request).map_err(invalid)?;
-    let mut pieces = Pieces {
-        stream,
-        rx,
-        left: req.length,
-        msg: Vec::new(),
-    };
+    let (req, mut pieces) = Pieces::announced(stream, rx, request)?;
     let (mut file, path) = match open_as_user(&req, uid_min) {
         Ok(opened) => opened,
         Err(refused) => {
@@ -64,6 +57,11 @@ pub fn write(
     }
 }
 
+/// Reads and throws away the file WRITE announces, for a request refused before its body.
+pub fn drain(stream: &mut TcpStream, rx: &mut Receiver, request: &[u8]) -> io::Result<()> {
+    Pieces::announced(stream, rx, request)?.1.drain()
+}
+
 /// The INPUT frames that carry a file of `left` bytes.
 struct Pieces<'a> {
     stream: &'a mut TcpStream,
@@ -72,7 +70,28 @@ struct Pieces<'a> {
     msg: Vec<u8>,
 }
 
-impl Pieces<'_> {
+impl<'a> Pieces<'a> {
+    /// The request WRITE's body `request` holds, and the pieces it announces.
+    fn announced(
+        stream: &'a mut TcpStream,
+        rx: &'a mut Receiver,
+        request: &[u8],
+    ) -> io::Result<(WriteRequest, Pieces<'a>)> {
+        stream.set_read_timeout(Some(PIECE_TIMEOUT))?;
+        let req: WriteRequest = serde_json::from_slice(request).map_err(invalid)?;
+        let left = req.length;
+        let msg = Vec::new();
+        Ok((
+            req,
+            Pieces {
+                stream,
+                rx,
+                left,
+                msg,
+            },
+        ))
+    }
+
     /// Hands each piece to `f` until the file's length has come.
     fn each(&mut self, mut f: impl FnMut(&[u8])) -> io::Result<()> {
         while self.left > 0 {

@@ -39,11 +39,10 @@ impl Pool {
                 };
                 // (A node that is down has no relay running either: that is said below.)
                 let relay_was = slot.node.as_ref().and_then(|n| n.relay);
-                if node.ready
-                    && relay_changed(relay_was, node.relay)
-                    && told.insert(node.id.clone())
-                {
-                    log_relay(relay_was, &node);
+                if let Some(news) = relay_news(relay_was, node.relay) {
+                    if node.ready && told.insert(node.id.clone()) {
+                        news.log(&node.name);
+                    }
                 }
                 let was_down = slot.node.as_ref().is_some_and(|n| !n.ready);
                 if was_down == node.ready {
@@ -71,45 +70,54 @@ impl Pool {
     }
 }
 
-/// Whether to tell the operator about the node's relay: it is missing (also when first seen so)
-/// or back.
-fn relay_changed(was: Option<bool>, now: Option<bool>) -> bool {
-    matches!(
-        (was, now),
-        (Some(true) | None, Some(false)) | (Some(false), Some(true))
-    )
+/// What the operator hears of a node's relay: only a change, and a relay missing from the start.
+#[derive(Debug, PartialEq, Eq)]
+enum RelayNews {
+    Runs,
+    NotYet,
+    Gone,
 }
 
-fn log_relay(was: Option<bool>, node: &SlotNode) {
-    let name = &node.name;
-    match (was, node.relay) {
-        (_, Some(true)) => log::info!("pool: the node relay runs on node {name}"),
-        (None, _) => log::info!(
-            "pool: no node relay runs on node {name} yet: its sessions are relayed inside the \
-             users' containers until it does"
-        ),
-        _ => log::warn!(
-            "pool: no node relay runs on node {name} any more: its sessions are relayed inside \
-             the users' containers, in their CPU quota (see the relay service's tasks)"
-        ),
+fn relay_news(was: Option<bool>, now: Option<bool>) -> Option<RelayNews> {
+    match (was, now) {
+        (Some(false), Some(true)) => Some(RelayNews::Runs),
+        (None, Some(false)) => Some(RelayNews::NotYet),
+        (Some(true), Some(false)) => Some(RelayNews::Gone),
+        _ => None,
+    }
+}
+
+impl RelayNews {
+    fn log(&self, name: &str) {
+        match self {
+            RelayNews::Runs => log::info!("pool: the node relay runs on node {name}"),
+            RelayNews::NotYet => log::info!(
+                "pool: no node relay runs on node {name} yet: its sessions are relayed inside \
+                 the users' containers until it does"
+            ),
+            RelayNews::Gone => log::warn!(
+                "pool: no node relay runs on node {name} any more: its sessions are relayed \
+                 inside the users' containers, in their CPU quota (see the relay service's tasks)"
+            ),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::relay_changed;
+    use super::{relay_news, RelayNews};
 
     #[test]
     fn the_operator_hears_of_a_missing_relay_once_and_of_its_return() {
-        // Missing: when first seen so, and when it stops.
-        assert!(relay_changed(None, Some(false)));
-        assert!(relay_changed(Some(true), Some(false)));
-        assert!(relay_changed(Some(false), Some(true)));
+        // Missing: when first seen so, and when it stops; then its return.
+        assert_eq!(relay_news(None, Some(false)), Some(RelayNews::NotYet));
+        assert_eq!(relay_news(Some(true), Some(false)), Some(RelayNews::Gone));
+        assert_eq!(relay_news(Some(false), Some(true)), Some(RelayNews::Runs));
         // Not again while it stays missing, nor for a relay that runs from the start, nor
         // where the pool has no relay.
-        assert!(!relay_changed(Some(false), Some(false)));
-        assert!(!relay_changed(None, Some(true)));
-        assert!(!relay_changed(Some(true), Some(true)));
-        assert!(!relay_changed(None, None));
+        assert_eq!(relay_news(Some(false), Some(false)), None);
+        assert_eq!(relay_news(None, Some(true)), None);
+        assert_eq!(relay_news(Some(true), Some(true)), None);
+        assert_eq!(relay_news(None, None), None);
     }
 }

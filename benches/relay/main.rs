@@ -208,11 +208,12 @@ fn smoke_run() -> bool {
     !std::env::args().any(|a| a == "--bench")
 }
 
-/// The command line as the output quotes it.
+/// The command line as the output quotes it, without the value of `--cookie` (a login).
 fn command_line() -> String {
     let mut s = String::new();
     if let Ok(v) = std::env::var("TERMPOOL_BENCH_ARGS") {
-        write!(s, "TERMPOOL_BENCH_ARGS='{v}' ").unwrap();
+        let words: Vec<&str> = v.split_whitespace().collect();
+        write!(s, "TERMPOOL_BENCH_ARGS='{}' ", without_cookie(&words)).unwrap();
     }
     s.push_str(if smoke_run() {
         "(run without --bench, e.g. by cargo test: smoke run) relay -- --quick"
@@ -220,11 +221,26 @@ fn command_line() -> String {
         "cargo bench --bench relay --"
     });
     if !smoke_run() {
-        for a in std::env::args().skip(1).filter(|a| a != "--bench") {
-            write!(s, " {a}").unwrap();
+        let args: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| a != "--bench")
+            .collect();
+        if !args.is_empty() {
+            write!(s, " {}", without_cookie(&args)).unwrap();
         }
     }
     s
+}
+
+fn without_cookie<S: AsRef<str>>(words: &[S]) -> String {
+    let shown = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| match i.checked_sub(1) {
+            Some(prev) if words[prev].as_ref() == "--cookie" => "<cookie>",
+            _ => w.as_ref(),
+        });
+    shown.collect::<Vec<_>>().join(" ")
 }
 
 fn main() {

@@ -6,8 +6,9 @@
 #   cross:  a session of the Swarm pool whose slot is on another node than the server (the agent
 #           reached over the overlay, Noise),
 # both servers deployed from docker-stack.yml on node 1, in interleaved rounds (ROUNDS, default
-# 3), then the overlay's own round trip and throughput (netbench.sh) beside them. Removes what it
-# creates.
+# 3) each with the same terminal output carried without termpool on one node and across two
+# (netbench.sh's PTY rows), then the overlay's own round trip and throughput (netbench.sh) beside
+# them, and a summary (bench-summary.py: medians and ratios). Removes what it creates.
 #
 #   scripts/swarm/bench.sh         (root; SERVER_IMAGE: a server image of this tree, default
 #                                   termpool-server:latest from scripts/setup-container-mode.sh;
@@ -146,13 +147,19 @@ relay() { # relay NAME PORT COOKIE: the benchmark's output, each line prefixed w
     # Options through TERMPOOL_BENCH_ARGS, which the smoke run reads too.
     TERMPOOL_BENCH_ARGS=$args "${BENCH[@]}" 2>"$WORK/$1.err" | sed "s/^/$1  /" || { cat "$WORK/$1.err" >&2; return 1; }
 }
-echo "# $(date -u +%FT%TZ), $(nproc) cores shared with other work; ${ROUNDS} rounds, interleaved"
-echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-for r in $(seq "$ROUNDS"); do
-    echo "## round $r"
-    relay single 3811 "$single_cookie"
-    relay cross 3812 "$cross_cookie"
-done
-echo "## the network's own cost (scripts/swarm/netbench.sh, one round)"
-ROUNDS=1 BENCH_IMAGE="$CONTAINER_IMAGE" scripts/swarm/netbench.sh
-echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+measure() {
+    echo "# $(date -u +%FT%TZ), $(nproc) cores shared with other work; ${ROUNDS} rounds, interleaved"
+    echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    for r in $(seq "$ROUNDS"); do
+        echo "## round $r"
+        relay single 3811 "$single_cookie"
+        relay cross 3812 "$cross_cookie"
+        # The same output without termpool, read on one node and across two: what crossing
+        # costs when the network alone carries it.
+        NETBENCH_ONLY=pty ROUNDS=1 BENCH_IMAGE="$CONTAINER_IMAGE" scripts/swarm/netbench.sh | grep PTY
+    done
+    echo "## the network's own cost (scripts/swarm/netbench.sh, one round)"
+    ROUNDS=1 BENCH_IMAGE="$CONTAINER_IMAGE" scripts/swarm/netbench.sh
+    echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+measure | python3 scripts/swarm/bench-summary.py

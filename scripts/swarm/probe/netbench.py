@@ -134,8 +134,8 @@ def pty_bulk(host, port, via):
     while not done:
         select.select([master], [], [])
         # What the PTY holds now goes out in one send, as termpool's readers do.
-        batch = []
-        while sum(map(len, batch)) < 1 << 16:
+        batch, size = [], 0
+        while size < 1 << 16:
             try:
                 b = os.read(master, 1 << 16)
             except BlockingIOError:
@@ -146,6 +146,7 @@ def pty_bulk(host, port, via):
                 done = True
                 break
             batch.append(b)
+            size += len(b)
         c.sendall(b"".join(batch))
     os.waitpid(pid, 0)
     c.shutdown(socket.SHUT_WR)
